@@ -129,3 +129,18 @@ fn only_overload_and_unavailable_are_retryable() {
     assert!(!ErrorCode::MalformedBatch.is_retryable());
     assert!(!ErrorCode::Unauthorized.is_retryable());
 }
+
+#[test]
+fn a_binary_line_exactly_at_the_limit_is_accepted() {
+    let limits = Limits {
+        max_line_bytes: 10,
+        ..Limits::V1
+    };
+    // 10 bytes that are not UTF-8: base64 with padding (16 chars, two `=`).
+    let raw = [0xffu8; 10];
+    let b = batch(vec![record(0, &raw)]);
+    let body = encode_batch(&b, &limits).expect("exactly at the limit");
+    assert_eq!(decode_batch(&body, &limits).expect("decode").records[0].raw().expect("raw"), raw);
+    let b = batch(vec![record(0, &[0xffu8; 11])]);
+    assert_eq!(encode_batch(&b, &limits).expect_err("over").code(), ErrorCode::LineTooLong);
+}

@@ -1,0 +1,272 @@
+//! Checkpoints: how far each file has been acknowledged by the collector.
+//!
+//! One JSON file in `data_dir`, with a format version, keyed by file
+//! identity (`Record.stream`). An offset here is only ever one the collector
+//! acknowledged, so a restart resumes exactly after the last acknowledged
+//! line. The file is replaced atomically (write `*.tmp`, fsync, rename,
+//! fsync the folder): after a crash it holds either the old or the new state,
+//! never half of one. A leftover `*.tmp` from a crash is ignored and
+//! overwritten.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The format written by this version of the agent.
+pub const FORMAT_VERSION: u32 = 1;
+/// Name of the checkpoint file inside `data_dir`.
+pub const FILE_NAME: &str = "checkpoints.json";
+
+/// Why checkpoints could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoint file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "checkpoint file {path} is corrupt ({source}); move it away to start over (files are then read per start_at)"
+    )]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "checkpoint file {path} has format version {found}; this agent reads version {FORMAT_VERSION}"
+    )]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot write checkpoint file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What is remembered about one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Bytes acknowledged so far: the start of the first line not yet acknowledged.
+    pub offset: u64,
+    /// The path the file had last; for people reading the file.
+    pub path: String,
+    /// The configured source it belongs to.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    /// Sources whose first scan is done: `start_at` no longer applies to them.
+    #[serde(default)]
+    sources_started: BTreeSet<String>,
+    /// Per file identity.
+    #[serde(default)]
+    files: BTreeMap<String, Entry>,
+}
+
+/// The checkpoints of all files, in memory, with their file on disk.
+#[derive(Debug)]
+pub struct Checkpoints {
+    path: PathBuf,
+    existed: bool,
+    state: OnDisk,
+}
+
+impl Checkpoints {
+    /// Loads `dir/checkpoints.json`; a missing file means a first start.
+    pub fn load(dir: &Path) -> Result<Checkpoints, CheckpointError> {
+        let path = dir.join(FILE_NAME);
+        let empty = OnDisk {
+            version: FORMAT_VERSION,
+            sources_started: BTreeSet::new(),
+            files: BTreeMap::new(),
+        };
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Checkpoints {
+                    path,
+                    existed: false,
+                    state: empty,
+                });
+            }
+            Err(source) => return Err(CheckpointError::Read { path, source }),
+        };
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly =
+            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        if v.version != FORMAT_VERSION {
+            return Err(CheckpointError::Version {
+                path,
+                found: v.version,
+            });
+        }
+        let state = serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Checkpoints {
+            path,
+            existed: true,
+            state,
+        })
+    }
+
+    /// Whether a checkpoint file was found at load time.
+    pub fn existed(&self) -> bool {
+        self.existed
+    }
+
+    /// The entry of one file identity.
+    pub fn get(&self, stream: &str) -> Option<&Entry> {
+        self.state.files.get(stream)
+    }
+
+    /// Records (or replaces) the entry of one file identity.
+    pub fn set(&mut self, stream: String, entry: Entry) {
+        self.state.files.insert(stream, entry);
+    }
+
+    /// Forgets one file identity (after it was drained and released).
+    pub fn remove(&mut self, stream: &str) -> Option<Entry> {
+        self.state.files.remove(stream)
+    }
+
+    /// Keeps only the identities for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
+        self.state.files.retain(|k, v| keep(k, v));
+    }
+
+    /// All entries, by identity.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.state.files.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether the source's first scan is already done.
+    pub fn source_started(&self, name: &str) -> bool {
+        self.state.sources_started.contains(name)
+    }
+
+    /// Remembers that the source's first scan is done.
+    pub fn mark_source_started(&mut self, name: &str) {
+        self.state.sources_started.insert(name.to_owned());
+    }
+
+    /// Writes the state atomically: tmp file, fsync, rename, fsync folder.
+    pub fn save(&mut self) -> Result<(), CheckpointError> {
+        let err = |source| CheckpointError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(&self.state).map_err(|e| err(e.into()))?;
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        write_atomically(&self.path, &tmp, &json, None).map_err(err)?;
+        self.existed = true;
+        Ok(())
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or
+/// the new content. `mode` sets unix permissions of the new file.
+pub fn write_atomically(
+    path: &Path,
+    tmp: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+) -> std::io::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts.open(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(tmp, path)?;
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: u64) -> Entry {
+        Entry {
+            offset,
+            path: "/var/log/ufw.log".into(),
+            source: "ufw".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|source| CheckpointError::Read {
+            path: PathBuf::new(),
+            source,
+        })?;
+        let mut c = Checkpoints::load(dir.path())?;
+        assert!(!c.existed());
+        c.set("801-2a-00ff".into(), entry(42));
+        c.mark_source_started("ufw");
+        c.save()?;
+        let c2 = Checkpoints::load(dir.path())?;
+        assert!(c2.existed());
+        assert_eq!(c2.get("801-2a-00ff"), Some(&entry(42)));
+        assert!(c2.source_started("ufw"));
+        assert!(!c2.source_started("clamav"));
+        Ok(())
+    }
+
+    #[test]
+    fn leftover_tmp_is_ignored_and_overwritten() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut c = Checkpoints::load(dir.path())?;
+        c.set("a".into(), entry(1));
+        c.save()?;
+        // A crash between writing the tmp file and the rename.
+        let tmp = dir.path().join(format!("{FILE_NAME}.tmp"));
+        fs::write(&tmp, b"{\"version\": 1, \"files\": {\"a\": {\"offs")?;
+        let mut c = Checkpoints::load(dir.path())?;
+        assert_eq!(c.get("a"), Some(&entry(1)));
+        c.set("a".into(), entry(2));
+        c.save()?;
+        assert!(!tmp.exists());
+        assert_eq!(Checkpoints::load(dir.path())?.get("a"), Some(&entry(2)));
+        Ok(())
+    }
+
+    #[test]
+    fn corrupt_and_future_files_are_refused_with_the_path() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(FILE_NAME);
+        fs::write(&path, b"not json")?;
+        let msg = Checkpoints::load(dir.path()).err().map(|e| e.to_string());
+        assert!(msg.is_some_and(|m| m.contains("corrupt") && m.contains(FILE_NAME)));
+        fs::write(&path, b"{\"version\": 9}")?;
+        let msg = Checkpoints::load(dir.path()).err().map(|e| e.to_string());
+        assert!(msg.is_some_and(|m| m.contains("version 9")));
+        Ok(())
+    }
+}

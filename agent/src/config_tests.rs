@@ -1,0 +1,130 @@
+//! Tests of configuration loading: defaults, and errors that name the key and line.
+
+use super::*;
+
+const GOOD: &str = r#"
+[agent]
+name = "web-01"
+data_dir = "/var/lib/soc-agent"
+
+[collector]
+url = "https://soc.example.org:8443"
+ca_file = "/etc/soc/ca.pem"
+
+[shipping]
+flush_interval = "2s"
+
+[[sources]]
+name = "ufw"
+type = "iptables"
+include = ["/var/log/ufw.log*"]
+exclude = ["*.gz"]
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/soc/agent.toml"), text)
+}
+
+#[test]
+fn good_config_gets_defaults() -> Result<(), ConfigError> {
+    let c = parse(GOOD)?;
+    assert_eq!(c.agent.name, "web-01");
+    assert_eq!(c.agent.max_open_files, 256);
+    assert_eq!(
+        c.collector.key_file,
+        Path::new("/var/lib/soc-agent/agent.key")
+    );
+    assert!(c.collector.secret.is_none());
+    assert_eq!(c.shipping.flush_interval, Duration::from_secs(2));
+    assert_eq!(c.shipping.retry_max, Duration::from_secs(60));
+    let s = &c.sources[0];
+    assert_eq!(s.source_type, "iptables");
+    assert_eq!(s.start_at, StartAt::End);
+    assert_eq!(s.max_line_bytes, 65536);
+    Ok(())
+}
+
+#[test]
+fn example_config_in_deploy_is_valid() -> Result<(), ConfigError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml");
+    let c = Config::load(&path)?;
+    assert!(!c.sources.is_empty());
+    Ok(())
+}
+
+fn error_of(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("config should have been refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn typo_names_the_key_and_line() {
+    let text = GOOD.replace("flush_interval", "flush_intervl");
+    let msg = error_of(&text);
+    assert!(msg.starts_with("/etc/soc/agent.toml:11:"), "{msg}");
+    assert!(msg.contains("flush_intervl"), "{msg}");
+}
+
+#[test]
+fn bad_duration_names_the_key_and_line() {
+    let text = GOOD.replace("\"2s\"", "\"2 parsecs\"");
+    let msg = error_of(&text);
+    assert!(msg.starts_with("/etc/soc/agent.toml:11:"), "{msg}");
+    assert!(msg.contains("shipping.flush_interval"), "{msg}");
+}
+
+#[test]
+fn refusals() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("https://soc", "http://soc", "scheme must be https"),
+        ("name = \"ufw\"", "name = \"u f w\"", "sources.name"),
+        ("\"/var/log/ufw.log*\"", "\"ufw.log*\"", "absolute"),
+        ("\"*.gz\"", "\"[.gz\"", "sources.exclude"),
+        (
+            "flush_interval = \"2s\"",
+            "batch_max_lines = 0",
+            "out of range",
+        ),
+        (
+            "flush_interval = \"2s\"",
+            "retry_initial = \"2m\"",
+            "retry_max",
+        ),
+        ("type = \"iptables\"", "start_at = \"middle\"", "middle"),
+    ];
+    for (from, to, expect) in cases {
+        let msg = error_of(&GOOD.replace(from, to));
+        assert!(msg.contains(expect), "{to}: {msg}");
+    }
+}
+
+#[test]
+fn duplicate_source_and_no_source() {
+    let dup = format!("{GOOD}\n[[sources]]\nname = \"ufw\"\ninclude = [\"/x\"]\n");
+    let msg = error_of(&dup);
+    assert!(
+        msg.contains("defined twice") && msg.contains(":20:"),
+        "{msg}"
+    );
+    let none = GOOD.split("[[sources]]").next().unwrap_or_default();
+    assert!(error_of(none).contains("at least one"));
+}
+
+#[test]
+fn both_secrets_refused_and_secret_is_redacted() -> Result<(), ConfigError> {
+    let both = GOOD.replace(
+        "ca_file = \"/etc/soc/ca.pem\"",
+        "ca_file = \"ca.pem\"\nenrollment_secret = \"s3cret\"\nenrollment_secret_file = \"s\"",
+    );
+    assert!(error_of(&both).contains("not both"));
+    let one = GOOD.replace(
+        "ca_file = \"/etc/soc/ca.pem\"",
+        "ca_file = \"ca.pem\"\nenrollment_secret = \"s3cret\"",
+    );
+    let c = parse(&one)?;
+    assert_eq!(c.collector.ca_file, Path::new("/etc/soc/ca.pem"));
+    assert!(!format!("{c:?}").contains("s3cret"));
+    Ok(())
+}
