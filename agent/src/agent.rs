@@ -251,6 +251,7 @@ impl Loop<'_> {
                 version: PROTOCOL_VERSION,
                 agent: self.cfg.agent.name.clone(),
                 batch_id,
+                labels: Default::default(),
                 records,
             };
             match encode_batch(&batch, &Limits::V1) {

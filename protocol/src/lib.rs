@@ -33,6 +33,8 @@
 //! * [`ErrorBody`], [`ErrorCode`]: every 4xx/5xx answer.
 //! * [`encode_batch`], [`decode_batch`]: the body codec with its limits.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +94,10 @@ pub struct Batch {
     pub agent: String,
     /// Agent-chosen sequence number, echoed in the ack; for logs only.
     pub batch_id: u64,
+    /// Operator-set labels of the agent (agency, level, district, ...) that
+    /// travel with every line of the batch to events, alerts and filters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// The lines, in file order within each stream.
     pub records: Vec<Record>,
 }

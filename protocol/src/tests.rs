@@ -21,6 +21,7 @@ fn batch(records: Vec<Record>) -> Batch {
         version: PROTOCOL_VERSION,
         agent: "host-1".into(),
         batch_id: 7,
+        labels: [("agency".to_owned(), "dept-finance".to_owned())].into(),
         records,
     }
 }
