@@ -1,1 +1,211 @@
-fn main() {}
+//! `soc-collector`: the province-side service. See the crate docs for the layout.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use soc_collector::app::{App, Content, now_ms};
+use soc_collector::config::{CollectorConfig, Settings};
+use soc_collector::db::Db;
+use soc_collector::{pipeline, server, tls};
+use tokio::net::TcpListener;
+
+/// Receives agent batches and appliance logs, detects incidents, stores alerts.
+#[derive(Debug, Parser)]
+#[command(name = "soc-collector", version)]
+struct Cli {
+    /// Configuration file (TOML). Without it the collector runs on embedded
+    /// defaults: data in ./soc-data, HTTPS on 127.0.0.1:8443, metrics on
+    /// 127.0.0.1:9464, the shipped rules.
+    #[arg(long, short = 'c', env = "SOC_COLLECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and the rule and decoder files, then exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Override `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override `server.listen` (use port 0 to let the system choose).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Override `metrics.listen` (`""` disables it).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Write the bound addresses as JSON to this file once listening (for
+    /// scripts and tests that start the collector on port 0).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let cwd = std::env::current_dir().context("reading the working folder")?;
+    let (mut cfg, path, base) = match &cli.config {
+        Some(p) => {
+            let base = p
+                .parent()
+                .filter(|b| !b.as_os_str().is_empty())
+                .map_or(cwd.clone(), Path::to_owned);
+            (CollectorConfig::load(p)?, p.clone(), base)
+        }
+        None => (
+            CollectorConfig::default(),
+            PathBuf::from("<embedded defaults>"),
+            cwd,
+        ),
+    };
+    if let Some(d) = &cli.data_dir {
+        cfg.data_dir = Some(d.clone());
+    }
+    if let Some(l) = &cli.listen {
+        cfg.server.listen = Some(l.clone());
+    }
+    if let Some(l) = &cli.metrics_listen {
+        cfg.metrics.listen = Some(l.clone());
+    }
+    Ok(cfg.build(&path, &base)?)
+}
+
+fn init_logging(s: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log_level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if s.log_json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = load_settings(&cli)?;
+    if cli.check_config {
+        let content = Content::load(&settings)?;
+        if let (Some(c), Some(k)) = (&settings.tls_cert_file, &settings.tls_key_file) {
+            tls::server_config(&settings.data_dir, Some(c), Some(k), &[])?;
+        }
+        println!(
+            "configuration is valid: {} decoders, {} rules",
+            content.decoders.names().len(),
+            content.rules.rules().len()
+        );
+        return Ok(());
+    }
+    init_logging(&settings);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(settings, cli.ready_file))
+}
+
+async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
+    let content = Content::load(&settings)?;
+    let db = Db::open(&settings.data_dir.join("db"))?;
+    let tls_cfg = tls::server_config(
+        &settings.data_dir,
+        settings.tls_cert_file.as_deref(),
+        settings.tls_key_file.as_deref(),
+        &settings.tls_subject_alt_names,
+    )?;
+    let app = Arc::new(App::new(settings.clone(), db, content)?);
+    let token_path = settings.data_dir.join("admin.token");
+    if app.auth.ensure_first_admin(&token_path, now_ms())? {
+        tracing::info!(path = %token_path.display(), "created the first admin token");
+    }
+
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding server.listen {}", settings.listen))?;
+    let https_addr = listener.local_addr()?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding metrics.listen {a}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(server::serve_tls(
+        app.clone(),
+        listener,
+        tls_cfg,
+        rx.clone(),
+    ));
+    if let Some(l) = metrics_listener {
+        tasks.spawn(server::serve_metrics(app.clone(), l, rx.clone()));
+    }
+    let detector = tokio::spawn(pipeline::run(app.clone(), rx.clone()));
+
+    let ca = if settings.tls_cert_file.is_some() {
+        None
+    } else {
+        Some(tls::generated_ca(&settings.data_dir))
+    };
+    tracing::info!(
+        https = %https_addr,
+        metrics = ?metrics_addr,
+        data_dir = %settings.data_dir.display(),
+        ca = ?ca,
+        rules = app.content().rules.rules().len(),
+        "collector started"
+    );
+    if let Some(p) = ready_file {
+        let ready = serde_json::json!({
+            "https": https_addr.to_string(),
+            "metrics": metrics_addr.map(|a| a.to_string()),
+            "ca_file": ca,
+            "admin_token_file": token_path,
+        });
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&ready)?)?;
+        std::fs::rename(&tmp, &p)?;
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    match detector.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "detection worker failed"),
+        Err(e) => tracing::error!(error = %e, "detection worker panicked"),
+    }
+    app.db.flush().await?;
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -414,7 +414,9 @@ fn check_batch(batch: &Batch, limits: &Limits) -> Result<(), ProtocolError> {
     for r in &batch.records {
         let len = match (&r.line, &r.line_b64) {
             (Some(s), None) => s.len(),
-            (None, Some(b)) => b.len() / 4 * 3 - b.bytes().rev().take_while(|&c| c == b'=').count().min(2),
+            (None, Some(b)) => {
+                b.len() / 4 * 3 - b.bytes().rev().take_while(|&c| c == b'=').count().min(2)
+            }
             _ => {
                 // Reuse the precise message from `raw()`.
                 return r.raw().map(|_| ());

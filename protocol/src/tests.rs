@@ -141,7 +141,15 @@ fn a_binary_line_exactly_at_the_limit_is_accepted() {
     let raw = [0xffu8; 10];
     let b = batch(vec![record(0, &raw)]);
     let body = encode_batch(&b, &limits).expect("exactly at the limit");
-    assert_eq!(decode_batch(&body, &limits).expect("decode").records[0].raw().expect("raw"), raw);
+    assert_eq!(
+        decode_batch(&body, &limits).expect("decode").records[0]
+            .raw()
+            .expect("raw"),
+        raw
+    );
     let b = batch(vec![record(0, &[0xffu8; 11])]);
-    assert_eq!(encode_batch(&b, &limits).expect_err("over").code(), ErrorCode::LineTooLong);
+    assert_eq!(
+        encode_batch(&b, &limits).expect_err("over").code(),
+        ErrorCode::LineTooLong
+    );
 }

@@ -1,1 +1,417 @@
+//! Support for the end-to-end tests: start the real `soc-collector`,
+//! `soc-agent` and `socctl` binaries on port 0 with temporary folders, and
+//! drive them the way an operator would.
+//!
+//! The binaries are built once per test run with the same cargo and profile
+//! as the tests themselves.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::de::DeserializeOwned;
+
+/// The folder holding the workspace's binaries (`target/<profile>`).
+fn bin_dir() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/<test binary>
+            let exe = std::env::current_exe().expect("test binary path");
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("test binary lives in target/<profile>/deps")
+                .to_owned();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "--quiet",
+                "-p",
+                "soc-agent",
+                "-p",
+                "soc-collector",
+                "--bins",
+            ])
+            .current_dir(workspace_root());
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("running cargo build for the binaries");
+            assert!(status.success(), "cargo build of the binaries failed");
+            dir
+        })
+        .clone()
+}
+
+/// The workspace's top folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of one of the project's binaries, built if needed.
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status();
+}
+
+/// A running collector.
+pub struct Collector {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub https: String,
+    pub metrics: Option<String>,
+    pub ca_file: PathBuf,
+    pub token: String,
+    log: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+struct Ready {
+    https: String,
+    metrics: Option<String>,
+    ca_file: Option<PathBuf>,
+    admin_token_file: PathBuf,
+}
+
+impl Collector {
+    /// Starts a collector with its data under `data_dir`, HTTPS on `listen`
+    /// (`127.0.0.1:0` for any port) and `extra` arguments.
+    pub fn start(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Collector> {
+        std::fs::create_dir_all(data_dir)?;
+        let ready = data_dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = data_dir.join("collector.log");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(bin("soc-collector"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--listen",
+                listen,
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--ready-file",
+            ])
+            .arg(&ready)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .context("starting soc-collector")?;
+        let mut c = Collector {
+            child: Some(child),
+            data_dir: data_dir.to_owned(),
+            https: String::new(),
+            metrics: None,
+            ca_file: PathBuf::new(),
+            token: String::new(),
+            log,
+        };
+        let r: Ready = wait_for(
+            "the collector's ready file",
+            Duration::from_secs(60),
+            || {
+                if let Some(ch) = c.child.as_mut()
+                    && let Ok(Some(status)) = ch.try_wait()
+                {
+                    panic!("collector exited early with {status}:\n{}", c.log_text());
+                }
+                let text = std::fs::read(&ready).ok()?;
+                serde_json::from_slice(&text).ok()
+            },
+        )?;
+        c.https = format!("https://{}", r.https);
+        c.metrics = r.metrics.map(|m| format!("http://{m}"));
+        c.ca_file = r
+            .ca_file
+            .context("the test collector uses a generated CA")?;
+        c.token = std::fs::read_to_string(&r.admin_token_file)?
+            .trim()
+            .to_owned();
+        Ok(c)
+    }
+
+    /// The collector's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The HTTPS address without scheme (`127.0.0.1:PORT`).
+    pub fn addr(&self) -> &str {
+        self.https.trim_start_matches("https://")
+    }
+
+    /// Kills the collector with SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut ch) = self.child.take() {
+            let _ = ch.kill();
+            let _ = ch.wait();
+        }
+    }
+
+    /// Stops the collector with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut ch) = self.child.take() {
+            signal(&ch, "TERM");
+            let status = ch.wait()?;
+            if !status.success() {
+                bail!("collector exited with {status}:\n{}", self.log_text());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs socctl against this collector.
+    pub fn socctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("socctl"))
+            .args(args)
+            .env("SOC_SERVER", &self.https)
+            .env("SOC_TOKEN", &self.token)
+            .env("SOC_CA_CERT", &self.ca_file)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running socctl")
+    }
+
+    /// Runs socctl with `--json` and parses its output (one document).
+    pub fn socctl_json<T: DeserializeOwned>(&self, args: &[&str]) -> anyhow::Result<T> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.socctl(&all);
+        if !out.status.success() {
+            bail!(
+                "socctl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("parsing socctl {args:?} output"))
+    }
+
+    /// Runs socctl with `--json` and parses NDJSON output.
+    pub fn socctl_ndjson(&self, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.socctl(&all);
+        if !out.status.success() {
+            bail!(
+                "socctl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).context("parsing an NDJSON line"))
+            .collect()
+    }
+
+    /// `socctl status --json`.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        self.socctl_json(&["status"])
+    }
+
+    /// Enrols an agent and returns its one-time secret.
+    pub fn enroll(&self, name: &str) -> anyhow::Result<String> {
+        let v: serde_json::Value = self.socctl_json(&["agents", "enroll", name])?;
+        v["secret"]
+            .as_str()
+            .map(str::to_owned)
+            .context("enrol answer has a secret")
+    }
+
+    /// Fetches the Prometheus text exposition over plain HTTP.
+    pub fn metrics_text(&self) -> anyhow::Result<String> {
+        use std::io::{Read as _, Write as _};
+        let url = self.metrics.as_ref().context("metrics listener is on")?;
+        let addr = url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        let (head, body) = buf.split_once("\r\n\r\n").context("an HTTP answer")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!("GET {url}/metrics: {head}");
+        }
+        Ok(body.to_owned())
+    }
+}
+
+/// The value of a metric series in a Prometheus text exposition, summed
+/// over the series whose labels contain `labels` (e.g. `severity="high"`).
+pub fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest),
+                None => (series, ""),
+            };
+            (n == name && rest.contains(labels)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    child: Option<Child>,
+    pub config: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts `soc-agent --config <config>`.
+    pub fn start(config: &Path) -> anyhow::Result<Agent> {
+        let log = config.with_extension("log");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(bin("soc-agent"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .context("starting soc-agent")?;
+        Ok(Agent {
+            child: Some(child),
+            config: config.to_owned(),
+            log,
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the agent is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut ch) = self.child.take() {
+            let _ = ch.kill();
+            let _ = ch.wait();
+        }
+    }
+
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut ch) = self.child.take() {
+            signal(&ch, "TERM");
+            let status = ch.wait()?;
+            if !status.success() {
+                bail!("agent exited with {status}:\n{}", self.log_text());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One `[[sources]]` entry of an agent configuration.
+pub struct SourceSpec<'a> {
+    pub name: &'a str,
+    pub source_type: &'a str,
+    pub include: &'a Path,
+}
+
+/// Writes an agent configuration for `collector` and returns its path.
+/// `secret` is the enrolment secret (needed on first start only).
+pub fn write_agent_config(
+    dir: &Path,
+    name: &str,
+    collector: &Collector,
+    secret: &str,
+    sources: &[SourceSpec<'_>],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir.join("state"))?;
+    let mut toml = format!(
+        "[agent]\nname = \"{name}\"\ndata_dir = \"{state}\"\n\n\
+         [collector]\nurl = \"{url}\"\nca_file = \"{ca}\"\nenrollment_secret = \"{secret}\"\n\n\
+         [shipping]\nbatch_max_lines = 1000\nflush_interval = \"200ms\"\nretry_initial = \"100ms\"\nretry_max = \"1s\"\n\
+         heartbeat_interval = \"1s\"\n",
+        state = dir.join("state").display(),
+        url = collector.https,
+        ca = collector.ca_file.display(),
+    );
+    for s in sources {
+        toml.push_str(&format!(
+            "\n[[sources]]\nname = \"{}\"\ntype = \"{}\"\ninclude = [\"{}\"]\nstart_at = \"beginning\"\npoll_interval = \"200ms\"\n",
+            s.name,
+            s.source_type,
+            s.include.display()
+        ));
+    }
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// Appends lines to a file, creating it if needed.
+pub fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(l);
+        buf.push('\n');
+    }
+    f.write_all(buf.as_bytes())?;
+    Ok(())
+}

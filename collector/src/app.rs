@@ -1,0 +1,154 @@
+//! The collector's shared state: one value every task holds an `Arc` of.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use soc_rules::{Decoders, RuleSet, SourceFile};
+
+use crate::alerts::AlertStore;
+use crate::auth::Auth;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::journal::Journal;
+use crate::metrics::Metrics;
+
+/// Decoders and rules in force; swapped whole on reload.
+pub struct Content {
+    pub decoders: Decoders,
+    pub rules: Arc<RuleSet>,
+}
+
+/// Why decoder or rule files could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] soc_rules::LoadErrors),
+}
+
+/// Reads every `*.yml` / `*.yaml` file below `dir`, sorted by path.
+pub fn read_yaml_dir(dir: &Path) -> Result<Vec<SourceFile>, ContentError> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let rd = std::fs::read_dir(&d).map_err(|source| ContentError::Read {
+            path: d.display().to_string(),
+            source,
+        })?;
+        for item in rd {
+            let item = item.map_err(|source| ContentError::Read {
+                path: d.display().to_string(),
+                source,
+            })?;
+            let p = item.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                let text = std::fs::read_to_string(&p).map_err(|source| ContentError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                files.push(SourceFile {
+                    name: p.display().to_string(),
+                    text,
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+impl Content {
+    /// Loads the shipped content and/or the configured folders.
+    pub fn load(settings: &Settings) -> Result<Content, ContentError> {
+        let mut dec_files = if settings.builtin_rules {
+            soc_rules::builtin_decoder_sources()
+        } else {
+            Vec::new()
+        };
+        let mut rule_files = if settings.builtin_rules {
+            soc_rules::builtin_rule_sources()
+        } else {
+            Vec::new()
+        };
+        if let Some(d) = &settings.decoders_dir {
+            dec_files.extend(read_yaml_dir(d)?);
+        }
+        if let Some(d) = &settings.rules_dir {
+            rule_files.extend(read_yaml_dir(d)?);
+        }
+        let decoders = Decoders::from_sources(&dec_files);
+        let rules = RuleSet::from_sources(&rule_files);
+        match (decoders, rules) {
+            (Ok(decoders), Ok(rules)) => Ok(Content {
+                decoders,
+                rules: Arc::new(rules),
+            }),
+            (Err(a), Err(b)) => {
+                let mut all = a.0;
+                all.extend(b.0);
+                Err(ContentError::Invalid(soc_rules::LoadErrors(all)))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(ContentError::Invalid(e)),
+        }
+    }
+}
+
+/// Everything the listeners and workers share.
+pub struct App {
+    pub settings: Settings,
+    pub db: Db,
+    pub journal: Journal,
+    pub alerts: AlertStore,
+    pub auth: Auth,
+    pub metrics: Metrics,
+    content: RwLock<Arc<Content>>,
+    /// Permits to append a batch; bounds batches held in memory.
+    pub ingest_slots: tokio::sync::Semaphore,
+    /// Last journal sequence processed by detection, for backpressure.
+    pub detection_cursor: AtomicU64,
+}
+
+impl App {
+    pub fn new(settings: Settings, db: Db, content: Content) -> Result<App, crate::db::DbError> {
+        let journal = Journal::open(db.clone())?;
+        let cursor = db.meta_u64(crate::db::meta_keys::DETECTION_CURSOR)?;
+        Ok(App {
+            ingest_slots: tokio::sync::Semaphore::new(settings.max_concurrent_batches),
+            alerts: AlertStore::new(db.clone()),
+            auth: Auth::new(db.clone()),
+            metrics: Metrics::new(),
+            content: RwLock::new(Arc::new(content)),
+            detection_cursor: AtomicU64::new(cursor),
+            settings,
+            journal,
+            db,
+        })
+    }
+
+    /// The decoders and rules in force.
+    pub fn content(&self) -> Arc<Content> {
+        match self.content.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.detection_cursor.load(Ordering::Acquire)
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (the collector's own clock,
+/// never used by detection).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,419 @@
+//! Who may do what: agents with their own keys, API users with tokens that
+//! carry a role. Secrets are stored only as SHA-256 hashes; what is shown to
+//! a person is shown once.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::db::{Db, DbError};
+
+/// What an API token may do. Ordered: each role can do what the ones below it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads alerts, agents and status.
+    Viewer,
+    /// Viewer, plus acknowledges, closes and assigns alerts.
+    Responder,
+    /// Responder, plus manages agents, tokens, rules and backups.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Responder => "responder",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "viewer" => Ok(Role::Viewer),
+            "responder" => Ok(Role::Responder),
+            "admin" => Ok(Role::Admin),
+            _ => Err(format!("`{s}` is not a role (viewer, responder, admin)")),
+        }
+    }
+}
+
+/// A stored API token (the token itself is not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub name: String,
+    pub role: Role,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// A stored agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub name: String,
+    /// SHA-256 of the agent's key, once enrolled.
+    pub key_hash: Option<String>,
+    /// SHA-256 of the pending one-time enrolment secret.
+    pub enroll_hash: Option<String>,
+    /// When the pending enrolment secret expires.
+    pub enroll_expires_ms: Option<i64>,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub revoked: bool,
+    /// Last batch or heartbeat.
+    pub last_seen_ms: Option<i64>,
+    /// Journal entries accepted from this agent.
+    #[serde(default)]
+    pub events_received: u64,
+    /// The last heartbeat the agent sent.
+    #[serde(default)]
+    pub heartbeat: Option<soc_protocol::Heartbeat>,
+}
+
+/// Why an authentication or a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("unknown or revoked credentials")]
+    Denied,
+    #[error("agent `{0}` already has a key; revoke it first to enrol it again")]
+    AlreadyEnrolled(String),
+    #[error("token name `{0}` is taken")]
+    NameTaken(String),
+    #[error("`{0}` is not a valid name: use 1-64 letters, digits, `.`, `-` or `_`")]
+    BadName(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sled::Error> for AuthError {
+    fn from(e: sled::Error) -> Self {
+        AuthError::Db(DbError::Sled(e))
+    }
+}
+
+/// SHA-256 of a secret, hex.
+pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random secret with a recognisable prefix.
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// Names of agents and tokens: short, printable, safe in a metric label.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+}
+
+/// Token and agent registry over the database.
+#[derive(Clone)]
+pub struct Auth {
+    db: Db,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, AuthError> {
+    serde_json::to_vec(v).map_err(|e| {
+        AuthError::Db(DbError::Corrupt {
+            key: "record".into(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(key: &str, v: &[u8]) -> Result<T, AuthError> {
+    serde_json::from_slice(v).map_err(|e| {
+        AuthError::Db(DbError::Corrupt {
+            key: key.into(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+impl Auth {
+    pub fn new(db: Db) -> Auth {
+        Auth { db }
+    }
+
+    /// On a fresh database, creates the token `admin` with the admin role and
+    /// writes it to `path` (mode 0600). Returns whether it did.
+    pub fn ensure_first_admin(&self, path: &Path, now_ms: i64) -> Result<bool, anyhow::Error> {
+        if !self.db.tokens.is_empty() {
+            return Ok(false);
+        }
+        let token = self.create_token("admin", Role::Admin, now_ms)?;
+        write_secret_file(path, &token)?;
+        Ok(true)
+    }
+
+    /// Creates a token and returns it; only its hash is kept.
+    pub fn create_token(&self, name: &str, role: Role, now_ms: i64) -> Result<String, AuthError> {
+        if !valid_name(name) {
+            return Err(AuthError::BadName(name.into()));
+        }
+        for item in self.db.tokens.iter() {
+            let (k, v) = item?;
+            let rec: TokenRecord = parse(&String::from_utf8_lossy(&k), &v)?;
+            if rec.name == name && !rec.revoked {
+                return Err(AuthError::NameTaken(name.into()));
+            }
+        }
+        let token = new_secret("soc_tk_");
+        let rec = TokenRecord {
+            name: name.into(),
+            role,
+            created_ms: now_ms,
+            revoked: false,
+        };
+        self.db
+            .tokens
+            .insert(hash_secret(&token).as_bytes(), json(&rec)?)?;
+        self.db.db.flush()?;
+        Ok(token)
+    }
+
+    /// The token's record, if it is known and not revoked.
+    pub fn verify_token(&self, token: &str) -> Result<TokenRecord, AuthError> {
+        let h = hash_secret(token);
+        match self.db.tokens.get(h.as_bytes())? {
+            Some(v) => {
+                let rec: TokenRecord = parse("token", &v)?;
+                if rec.revoked {
+                    Err(AuthError::Denied)
+                } else {
+                    Ok(rec)
+                }
+            }
+            None => Err(AuthError::Denied),
+        }
+    }
+
+    /// Registers an agent (or renews its pending enrolment) and returns the
+    /// one-time enrolment secret the agent trades for its key.
+    pub fn enroll_agent(&self, name: &str, ttl_ms: i64, now_ms: i64) -> Result<String, AuthError> {
+        if !valid_name(name) {
+            return Err(AuthError::BadName(name.into()));
+        }
+        let existing = match self.db.agents.get(name.as_bytes())? {
+            Some(v) => Some(parse::<AgentRecord>(name, &v)?),
+            None => None,
+        };
+        if let Some(rec) = &existing
+            && rec.key_hash.is_some()
+            && !rec.revoked
+        {
+            return Err(AuthError::AlreadyEnrolled(name.into()));
+        }
+        let secret = new_secret("soc_es_");
+        let rec = AgentRecord {
+            name: name.into(),
+            key_hash: None,
+            enroll_hash: Some(hash_secret(&secret)),
+            enroll_expires_ms: Some(now_ms + ttl_ms),
+            created_ms: existing.as_ref().map_or(now_ms, |r| r.created_ms),
+            revoked: false,
+            last_seen_ms: existing.as_ref().and_then(|r| r.last_seen_ms),
+            events_received: existing.as_ref().map_or(0, |r| r.events_received),
+            heartbeat: None,
+        };
+        self.db.agents.insert(name.as_bytes(), json(&rec)?)?;
+        self.db.db.flush()?;
+        Ok(secret)
+    }
+
+    /// Trades a valid, unexpired enrolment secret for the agent's key. The
+    /// secret is spent whatever happens next.
+    pub fn exchange_enrollment(
+        &self,
+        name: &str,
+        secret: &str,
+        now_ms: i64,
+    ) -> Result<String, AuthError> {
+        let Some(v) = self.db.agents.get(name.as_bytes())? else {
+            return Err(AuthError::Denied);
+        };
+        let mut rec: AgentRecord = parse(name, &v)?;
+        let ok = !rec.revoked
+            && rec.enroll_hash.as_deref() == Some(hash_secret(secret).as_str())
+            && rec.enroll_expires_ms.is_some_and(|t| now_ms <= t);
+        if !ok {
+            return Err(AuthError::Denied);
+        }
+        let key = new_secret("soc_ak_");
+        rec.key_hash = Some(hash_secret(&key));
+        rec.enroll_hash = None;
+        rec.enroll_expires_ms = None;
+        // Compare-and-swap so a secret cannot be spent twice by two racing calls.
+        match self
+            .db
+            .agents
+            .compare_and_swap(name.as_bytes(), Some(v), Some(json(&rec)?))?
+        {
+            Ok(()) => {
+                self.db.db.flush()?;
+                Ok(key)
+            }
+            Err(_) => Err(AuthError::Denied),
+        }
+    }
+
+    /// Checks an agent's key.
+    pub fn verify_agent(&self, name: &str, key: &str) -> Result<(), AuthError> {
+        let Some(v) = self.db.agents.get(name.as_bytes())? else {
+            return Err(AuthError::Denied);
+        };
+        let rec: AgentRecord = parse(name, &v)?;
+        if !rec.revoked && rec.key_hash.as_deref() == Some(hash_secret(key).as_str()) {
+            Ok(())
+        } else {
+            Err(AuthError::Denied)
+        }
+    }
+
+    /// Stores an agent's heartbeat and marks it seen.
+    pub fn record_heartbeat(
+        &self,
+        name: &str,
+        hb: soc_protocol::Heartbeat,
+        now_ms: i64,
+    ) -> Result<(), AuthError> {
+        let mut hb = Some(hb);
+        self.db.agents.fetch_and_update(name.as_bytes(), |old| {
+            let old = old?;
+            let mut rec: AgentRecord = serde_json::from_slice(old).ok()?;
+            rec.last_seen_ms = Some(now_ms);
+            rec.heartbeat = hb.take().or(rec.heartbeat);
+            serde_json::to_vec(&rec).ok()
+        })?;
+        Ok(())
+    }
+
+    /// Every agent, by name.
+    pub fn agents(&self) -> Result<Vec<AgentRecord>, AuthError> {
+        let mut out = Vec::new();
+        for item in self.db.agents.iter() {
+            let (k, v) = item?;
+            out.push(parse(&String::from_utf8_lossy(&k), &v)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Writes a secret to a file readable only by its owner.
+pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(secret.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> (tempfile::TempDir, Auth) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("db")).expect("db");
+        (dir, Auth::new(db))
+    }
+
+    #[test]
+    fn enrolment_secret_is_single_use_and_expires() {
+        let (_d, a) = auth();
+        let secret = a.enroll_agent("web-01", 1000, 0).expect("enroll");
+        assert!(matches!(
+            a.exchange_enrollment("web-01", "wrong", 1),
+            Err(AuthError::Denied)
+        ));
+        let key = a
+            .exchange_enrollment("web-01", &secret, 10)
+            .expect("exchange");
+        a.verify_agent("web-01", &key).expect("key works");
+        assert!(a.verify_agent("web-01", "soc_ak_other").is_err());
+        assert!(
+            matches!(
+                a.exchange_enrollment("web-01", &secret, 11),
+                Err(AuthError::Denied)
+            ),
+            "spent"
+        );
+        assert!(matches!(
+            a.enroll_agent("web-01", 1000, 12),
+            Err(AuthError::AlreadyEnrolled(_))
+        ));
+
+        let late = a.enroll_agent("web-02", 1000, 0).expect("enroll");
+        assert!(
+            matches!(
+                a.exchange_enrollment("web-02", &late, 1001),
+                Err(AuthError::Denied)
+            ),
+            "expired"
+        );
+    }
+
+    #[test]
+    fn first_admin_token_is_created_once_and_works() {
+        let (d, a) = auth();
+        let path = d.path().join("admin.token");
+        assert!(a.ensure_first_admin(&path, 0).expect("first"));
+        assert!(!a.ensure_first_admin(&path, 0).expect("second"));
+        let token = std::fs::read_to_string(&path).expect("read");
+        let rec = a.verify_token(token.trim()).expect("valid");
+        assert_eq!(rec.role, Role::Admin);
+        assert!(a.verify_token("soc_tk_guess").is_err());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let (_d, a) = auth();
+        assert!(matches!(
+            a.enroll_agent("bad name", 1, 0),
+            Err(AuthError::BadName(_))
+        ));
+        assert!(matches!(
+            a.create_token("", Role::Viewer, 0),
+            Err(AuthError::BadName(_))
+        ));
+        a.create_token("ops", Role::Viewer, 0).expect("create");
+        assert!(matches!(
+            a.create_token("ops", Role::Viewer, 0),
+            Err(AuthError::NameTaken(_))
+        ));
+    }
+}

@@ -1,0 +1,362 @@
+//! Collector configuration, loaded in two phases: [`CollectorConfig`] is what the
+//! TOML file says (every key optional, unknown keys refused), [`CollectorConfig::build`]
+//! turns it into [`Settings`], a value that cannot be invalid.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used. Every variant names the file and,
+/// where it has one, the key and line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// The collector's configuration file. Every key has a default; an empty file
+/// (or no file at all) starts a collector on loopback with the shipped rules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Where the database, TLS material and the first admin token live.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The HTTPS listener agents and socctl talk to.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// TLS certificate and key; generated on first start when unset.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// The plain-HTTP listener Prometheus scrapes.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Where decoders and rules come from.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Limits of the ingest path.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The detection worker.
+    #[serde(default)]
+    pub detection: DetectionConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the HTTPS listener (agents and API). Default `127.0.0.1:8443`.
+    pub listen: Option<String>,
+    /// Most simultaneous connections; further ones are closed at once. Default 1024.
+    pub max_connections: Option<usize>,
+    /// Time a client has to finish the TLS handshake. Default `10s`.
+    pub handshake_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain. When both `cert_file` and `key_file` are unset,
+    /// a private CA and a server certificate are generated under
+    /// `<data_dir>/tls/` on first start and reused afterwards.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the generated certificate, besides
+    /// `localhost`, `127.0.0.1`, `::1` and this machine's host name.
+    #[serde(default)]
+    pub subject_alt_names: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the plain-HTTP `/metrics` and `/healthz` listener. Default
+    /// `127.0.0.1:9464`. Set to `""` to disable.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A folder of decoder files (`*.yml`, `*.yaml`) loaded in addition to
+    /// the shipped decoders.
+    pub decoders_dir: Option<PathBuf>,
+    /// A folder of rule files (`*.yml`, `*.yaml`) loaded in addition to the
+    /// shipped rules.
+    pub rules_dir: Option<PathBuf>,
+    /// Load the decoders and rules shipped inside the binary. Default true.
+    pub builtin: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Batches written to the journal at the same time; a batch arriving when
+    /// all are busy waits up to `queue_timeout`, then gets 429 with Retry-After.
+    /// Default 4.
+    pub max_concurrent_batches: Option<usize>,
+    /// How long a batch may wait for a journal writer. Default `5s`.
+    pub queue_timeout: Option<String>,
+    /// Journal entries not yet processed by detection past which agents get
+    /// 503 with Retry-After, so a slow detection cannot make the journal grow
+    /// without bound. Default 2,000,000.
+    pub max_detection_lag: Option<u64>,
+    /// `Retry-After` sent with 429/503, in seconds. Default 2.
+    pub retry_after_secs: Option<u64>,
+    /// Lifetime of an enrolment secret issued by `socctl agents enroll`. Default `24h`.
+    pub enrollment_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Journal entries the detection worker takes per step; the step's alerts,
+    /// cursor and rule state are committed together. Default 512.
+    pub batch_size: Option<usize>,
+    /// Raw lines kept on an alert as evidence. Default 20.
+    pub max_evidence: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log filter in `RUST_LOG` syntax; the `RUST_LOG` variable wins. Default `info`.
+    pub level: Option<String>,
+    /// `text` or `json`. Default `text`.
+    pub format: Option<String>,
+}
+
+/// The validated runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_subject_alt_names: Vec<String>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub decoders_dir: Option<PathBuf>,
+    pub rules_dir: Option<PathBuf>,
+    pub builtin_rules: bool,
+    pub max_concurrent_batches: usize,
+    pub queue_timeout: Duration,
+    pub max_detection_lag: u64,
+    pub retry_after_secs: u64,
+    pub enrollment_ttl: Duration,
+    pub detection_batch_size: usize,
+    pub max_evidence: usize,
+    pub log_level: String,
+    pub log_json: bool,
+}
+
+impl CollectorConfig {
+    /// Reads and parses a TOML file. Parse errors carry the line and column.
+    pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        CollectorConfig::parse(path, &text)
+    }
+
+    /// Parses TOML text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<CollectorConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: describe_toml_error(text, &e),
+        })
+    }
+
+    /// Validates every key and fills in defaults. Relative paths are taken
+    /// relative to `base` (the config file's folder, or the working folder).
+    pub fn build(self, path: &Path, base: &Path) -> Result<Settings, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let addr = |key: &'static str, v: &str| {
+            v.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    key,
+                    format!("`{v}` is not an address like 127.0.0.1:8443: {e}"),
+                )
+            })
+        };
+        let duration = |key: &'static str, v: &str| {
+            humantime::parse_duration(v)
+                .map_err(|e| invalid(key, format!("`{v}` is not a duration like 5s or 24h: {e}")))
+        };
+        let positive = |key: &'static str, v: usize| {
+            if v == 0 {
+                Err(invalid(key, "must be at least 1".into()))
+            } else {
+                Ok(v)
+            }
+        };
+
+        let data_dir = resolve(self.data_dir.unwrap_or_else(|| PathBuf::from("soc-data")));
+        let listen = addr(
+            "server.listen",
+            self.server.listen.as_deref().unwrap_or("127.0.0.1:8443"),
+        )?;
+        let metrics_listen = match self.metrics.listen.as_deref() {
+            Some("") => None,
+            Some(v) => Some(addr("metrics.listen", v)?),
+            None => Some(addr("metrics.listen", "127.0.0.1:9464")?),
+        };
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(invalid(
+                "tls.cert_file",
+                "set both tls.cert_file and tls.key_file, or neither to generate them".into(),
+            ));
+        }
+        let format = self.log.format.as_deref().unwrap_or("text");
+        if format != "text" && format != "json" {
+            return Err(invalid(
+                "log.format",
+                format!("`{format}` is not `text` or `json`"),
+            ));
+        }
+        Ok(Settings {
+            data_dir,
+            listen,
+            max_connections: positive(
+                "server.max_connections",
+                self.server.max_connections.unwrap_or(1024),
+            )?,
+            handshake_timeout: duration(
+                "server.handshake_timeout",
+                self.server.handshake_timeout.as_deref().unwrap_or("10s"),
+            )?,
+            tls_cert_file: self.tls.cert_file.map(resolve),
+            tls_key_file: self.tls.key_file.map(resolve),
+            tls_subject_alt_names: self.tls.subject_alt_names,
+            metrics_listen,
+            decoders_dir: self.rules.decoders_dir.map(resolve),
+            rules_dir: self.rules.rules_dir.map(resolve),
+            builtin_rules: self.rules.builtin.unwrap_or(true),
+            max_concurrent_batches: positive(
+                "ingest.max_concurrent_batches",
+                self.ingest.max_concurrent_batches.unwrap_or(4),
+            )?,
+            queue_timeout: duration(
+                "ingest.queue_timeout",
+                self.ingest.queue_timeout.as_deref().unwrap_or("5s"),
+            )?,
+            max_detection_lag: self.ingest.max_detection_lag.unwrap_or(2_000_000).max(1),
+            retry_after_secs: self.ingest.retry_after_secs.unwrap_or(2).max(1),
+            enrollment_ttl: duration(
+                "ingest.enrollment_ttl",
+                self.ingest.enrollment_ttl.as_deref().unwrap_or("24h"),
+            )?,
+            detection_batch_size: positive(
+                "detection.batch_size",
+                self.detection.batch_size.unwrap_or(512),
+            )?,
+            max_evidence: positive(
+                "detection.max_evidence",
+                self.detection.max_evidence.unwrap_or(20),
+            )?,
+            log_level: self.log.level.unwrap_or_else(|| "info".into()),
+            log_json: format == "json",
+        })
+    }
+}
+
+/// Renders a TOML error as `line L, column C: message`, naming the key when
+/// the parser knows it.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_owned();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rfind('\n')
+                .map_or(before.len(), |i| before.len() - i - 1)
+                + 1;
+            format!("line {line}, column {col}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str) -> Result<Settings, ConfigError> {
+        let p = Path::new("collector.toml");
+        CollectorConfig::parse(p, text)?.build(p, Path::new("/base"))
+    }
+
+    #[test]
+    fn empty_file_gives_loopback_defaults() {
+        let s = build("").expect("defaults");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(
+            s.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9464")
+        );
+        assert_eq!(s.data_dir, PathBuf::from("/base/soc-data"));
+        assert!(s.builtin_rules);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = build("[server]\nlisten = \"0.0.0.0:1\"\nlisen = 3\n").expect_err("typo");
+        let msg = err.to_string();
+        assert!(msg.contains("collector.toml"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("lisen"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let msg = build("[server]\nlisten = \"nowhere\"\n")
+            .expect_err("addr")
+            .to_string();
+        assert!(msg.contains("server.listen"), "{msg}");
+        let msg = build("[ingest]\nqueue_timeout = \"soon\"\n")
+            .expect_err("dur")
+            .to_string();
+        assert!(msg.contains("ingest.queue_timeout"), "{msg}");
+        let msg = build("[tls]\ncert_file = \"a.pem\"\n")
+            .expect_err("half tls")
+            .to_string();
+        assert!(msg.contains("tls.cert_file"), "{msg}");
+        let msg = build("[server]\nmax_connections = \"many\"\n")
+            .expect_err("type")
+            .to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn the_example_config_in_deploy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
+        let cfg = CollectorConfig::load(&path).expect("deploy/collector.toml parses");
+        cfg.build(&path, Path::new("/"))
+            .expect("deploy/collector.toml builds");
+    }
+}

@@ -1,0 +1,269 @@
+//! The agent-facing endpoints: batches, heartbeats and enrolment.
+//!
+//! A batch is answered 200 only once it is durable in the journal; every
+//! refusal is a JSON [`soc_protocol::ErrorBody`] whose code tells the agent
+//! whether to retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use soc_protocol::{
+    AGENT_HEADER, BATCH_CONTENT_ENCODING, BATCH_CONTENT_TYPE, BatchAck, EnrollRequest,
+    EnrollResponse, ErrorCode, Heartbeat, Limits, PROTOCOL_VERSION,
+};
+
+use crate::app::{App, now_ms};
+use crate::http::{ApiError, bearer};
+use crate::journal::JournalEntry;
+
+fn reject(app: &App, err: ApiError) -> ApiError {
+    app.metrics
+        .batches_rejected
+        .with_label_values(&[err.code.as_str()])
+        .inc();
+    err
+}
+
+/// Authenticates an agent from its name header and bearer key.
+fn agent_of(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    let name = headers.get(AGENT_HEADER).and_then(|v| v.to_str().ok());
+    let key = bearer(headers);
+    match (name, key) {
+        (Some(name), Some(key)) if app.auth.verify_agent(name, key).is_ok() => Ok(name.to_owned()),
+        _ => {
+            app.metrics
+                .auth_failures
+                .with_label_values(&["agent"])
+                .inc();
+            tracing::warn!(
+                agent = name.unwrap_or("-"),
+                "refused an agent with missing or wrong credentials"
+            );
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+fn header_is(headers: &HeaderMap, name: header::HeaderName, want: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+        })
+}
+
+/// `POST /v1/batches`.
+pub async fn post_batch(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchAck>, ApiError> {
+    let agent = agent_of(&app, &headers).map_err(|e| reject(&app, e))?;
+    if !header_is(&headers, header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
+        || !header_is(&headers, header::CONTENT_ENCODING, BATCH_CONTENT_ENCODING)
+    {
+        return Err(reject(
+            &app,
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "a batch must be sent as {BATCH_CONTENT_TYPE} with Content-Encoding {BATCH_CONTENT_ENCODING}"
+                ),
+            ),
+        ));
+    }
+    let limits = Limits::V1;
+    let body = body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::PayloadTooLarge
+        } else {
+            ErrorCode::BadRequest
+        };
+        reject(
+            &app,
+            ApiError::new(status, code, format!("reading the batch body: {e}")),
+        )
+    })?;
+
+    // Refuse early when detection is too far behind: the journal must not grow without bound.
+    let lag = app.journal.last_seq().await.saturating_sub(app.cursor());
+    if lag >= app.settings.max_detection_lag {
+        return Err(reject(
+            &app,
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                format!("detection is {lag} entries behind; retry later"),
+            )
+            .retry(app.settings.retry_after_secs),
+        ));
+    }
+    let permit =
+        match tokio::time::timeout(app.settings.queue_timeout, app.ingest_slots.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(reject(
+                    &app,
+                    ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorCode::Overloaded,
+                        "all journal writers are busy; retry later",
+                    )
+                    .retry(app.settings.retry_after_secs),
+                ));
+            }
+        };
+
+    let decoded = tokio::task::spawn_blocking(move || soc_protocol::decode_batch(&body, &limits))
+        .await
+        .map_err(ApiError::internal)?;
+    let batch = decoded.map_err(|e| {
+        let status = match e.code() {
+            ErrorCode::PayloadTooLarge | ErrorCode::DecompressedTooLarge => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ErrorCode::UnsupportedVersion => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        tracing::warn!(agent = %agent, error = %e, "refused a malformed batch");
+        reject(
+            &app,
+            ApiError::new(status, e.code(), format!("agent {agent}: {e}")),
+        )
+    })?;
+    if batch.agent != agent {
+        return Err(reject(
+            &app,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!(
+                    "batch names agent `{}` but the key is `{agent}`'s",
+                    batch.agent
+                ),
+            ),
+        ));
+    }
+    let received_ms = now_ms();
+    let mut entries = Vec::with_capacity(batch.records.len());
+    for r in batch.records {
+        let raw = r.raw().map_err(|e| {
+            reject(
+                &app,
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::MalformedBatch,
+                    format!("agent {agent}: {e}"),
+                ),
+            )
+        })?;
+        entries.push(JournalEntry {
+            agent: agent.clone(),
+            stream: r.stream,
+            source: r.source,
+            source_type: r.source_type,
+            path: r.path,
+            offset: r.offset,
+            read_time_ms: r.read_time_ms,
+            received_ms,
+            raw,
+            truncated: r.truncated,
+            labels: batch.labels.clone(),
+        });
+    }
+    let n = entries.len() as u64;
+    let outcome = app
+        .journal
+        .append(&agent, entries, received_ms)
+        .await
+        .map_err(ApiError::internal)?;
+    drop(permit);
+
+    let m = &app.metrics;
+    m.events_received.with_label_values(&["agent"]).inc_by(n);
+    m.events_duplicate.inc_by(outcome.duplicates);
+    m.batches_accepted.inc();
+    m.agent_events
+        .with_label_values(&[&agent])
+        .inc_by(outcome.accepted);
+    m.agent_last_seen
+        .with_label_values(&[&agent])
+        .set(received_ms / 1000);
+    m.journal_last_seq.set(app.journal.last_seq().await as i64);
+    tracing::debug!(agent = %agent, batch = batch.batch_id, accepted = outcome.accepted, duplicates = outcome.duplicates, "batch journalled");
+    Ok(Json(BatchAck {
+        version: PROTOCOL_VERSION,
+        batch_id: batch.batch_id,
+        accepted: outcome.accepted,
+        duplicates: outcome.duplicates,
+    }))
+}
+
+/// `POST /v1/heartbeat`.
+pub async fn post_heartbeat(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Json(hb): Json<Heartbeat>,
+) -> Result<StatusCode, ApiError> {
+    let agent = agent_of(&app, &headers)?;
+    if hb.agent != agent {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "heartbeat names another agent",
+        ));
+    }
+    let now = now_ms();
+    let lag: u64 = hb.lag.iter().map(|l| l.bytes_behind).sum();
+    app.metrics
+        .agent_lag_bytes
+        .with_label_values(&[&agent])
+        .set(lag as i64);
+    app.metrics
+        .agent_last_seen
+        .with_label_values(&[&agent])
+        .set(now / 1000);
+    app.auth
+        .record_heartbeat(&agent, hb, now)
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/enroll`: trade a one-time secret for the agent's key.
+pub async fn post_enroll(
+    State(app): State<Arc<App>>,
+    Json(req): Json<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    match app
+        .auth
+        .exchange_enrollment(&req.agent, &req.secret, now_ms())
+    {
+        Ok(key) => {
+            tracing::info!(agent = %req.agent, "agent enrolled");
+            Ok(Json(EnrollResponse {
+                version: PROTOCOL_VERSION,
+                key,
+            }))
+        }
+        Err(e) => {
+            app.metrics
+                .auth_failures
+                .with_label_values(&["enrollment"])
+                .inc();
+            tracing::warn!(agent = %req.agent, error = %e, "refused an enrolment");
+            // Slow down guessing without holding a lock.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            Err(ApiError::unauthorized())
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! `soc-collector`: receives agent batches, journals them durably, detects
+//! incidents with `soc-rules`, stores alerts, and serves them to `socctl`.
+//!
+//! # Layout
+//!
+//! The modules follow the path of a line through the collector:
+//!
+//! * [`config`]: the TOML file, validated into [`config::Settings`].
+//! * [`tls`]: the server's certificate, generated on first start when unset.
+//! * [`server`]: the HTTPS and metrics listeners, connection limits, shutdown.
+//! * [`ingest`]: agent endpoints (batches, heartbeats, enrolment).
+//! * [`journal`]: durable, de-duplicated, gap-free journal of every line.
+//! * [`pipeline`]: the detection worker (journal → decoders → rules → alerts),
+//!   committing cursor, rule state and alerts together.
+//! * [`alerts`]: the alert store.
+//! * [`api`]: the responders' API used by `socctl`; [`model`] its JSON shapes.
+//! * [`auth`]: agent keys, enrolment secrets, API tokens and roles.
+//! * [`http`]: what every handler shares (errors, credentials, request counting).
+//! * [`metrics`]: every Prometheus metric, in one place.
+//! * [`db`]: the sled database and the names of its trees.
+//! * [`app`]: the shared state and the loaded detection content.
+//! * [`client`]: the HTTPS client `socctl` uses.
+
+pub mod alerts;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod ingest;
+pub mod journal;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,272 @@
+//! The detection worker: reads the journal in order, decodes each line, runs
+//! the rules, and commits the alerts, the cursor and the rule state in one
+//! transaction.
+//!
+//! That single transaction is the exactly-once promise: after a crash the
+//! worker resumes at the committed cursor with the committed state, so the
+//! same entries produce the same alerts and none is stored twice.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+use soc_rules::{Detection, Engine, EngineState, Event, Input};
+use tokio::sync::watch;
+
+use crate::app::{App, now_ms};
+use crate::db::{DbError, meta_keys};
+use crate::journal::JournalEntry;
+use crate::model::{Alert, AlertStatus, Evidence, HistoryEntry};
+
+/// The worker's committed position.
+pub struct Detector {
+    app: Arc<App>,
+    cursor: u64,
+    next_alert_id: u64,
+    state: EngineState,
+}
+
+fn load_state(app: &App) -> Result<EngineState, DbError> {
+    match app.db.meta.get(meta_keys::ENGINE_STATE)? {
+        None => Ok(EngineState::default()),
+        Some(v) => {
+            let state: EngineState = serde_json::from_slice(&v).map_err(|e| DbError::Corrupt {
+                key: "meta/detection.state".into(),
+                reason: e.to_string(),
+            })?;
+            state.check_format().map_err(|e| DbError::Corrupt {
+                key: "meta/detection.state".into(),
+                reason: e.to_string(),
+            })?;
+            Ok(state)
+        }
+    }
+}
+
+impl Detector {
+    /// Resumes from the committed cursor and state.
+    pub fn open(app: Arc<App>) -> Result<Detector, DbError> {
+        let cursor = app.db.meta_u64(meta_keys::DETECTION_CURSOR)?;
+        let next_alert_id = app.db.meta_u64(meta_keys::NEXT_ALERT_ID)?.max(1);
+        let state = load_state(&app)?;
+        Ok(Detector {
+            app,
+            cursor,
+            next_alert_id,
+            state,
+        })
+    }
+
+    /// Processes up to one batch of journal entries. Returns how many.
+    pub fn step(&mut self) -> Result<usize, DbError> {
+        let app = self.app.clone();
+        let entries = app
+            .journal
+            .read_after(self.cursor, app.settings.detection_batch_size)?;
+        let Some(&(last_seq, _)) = entries.last() else {
+            return Ok(0);
+        };
+        let started = Instant::now();
+        let content = app.content();
+        let engine = Engine::new(content.rules.clone());
+        let mut state = self.state.clone();
+        let mut alerts = Vec::new();
+        let mut next_id = self.next_alert_id;
+        let mut newest_received = 0i64;
+        let now = now_ms();
+        for (seq, entry) in &entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(reason) => {
+                    app.metrics
+                        .events_failed
+                        .with_label_values(&["journal", "corrupt_entry"])
+                        .inc();
+                    tracing::error!(seq, %reason, "skipped a journal entry that cannot be read");
+                    continue;
+                }
+            };
+            newest_received = newest_received.max(entry.received_ms);
+            let event = decode(&content.decoders, *seq, entry);
+            count_decoded(&app, &event);
+            for d in engine.process(&mut state, &event) {
+                alerts.push(self.alert(next_id, d, &event, entry, now));
+                next_id += 1;
+            }
+        }
+        let state_bytes = serde_json::to_vec(&state).map_err(|e| DbError::Corrupt {
+            key: "meta/detection.state".into(),
+            reason: e.to_string(),
+        })?;
+        (&app.db.alerts, &app.db.meta).transaction(|(a, m)| {
+            for alert in &alerts {
+                crate::alerts::insert_in(a, alert)?;
+            }
+            m.insert(meta_keys::DETECTION_CURSOR, &last_seq.to_be_bytes())?;
+            m.insert(meta_keys::NEXT_ALERT_ID, &next_id.to_be_bytes())?;
+            m.insert(meta_keys::ENGINE_STATE, state_bytes.as_slice())?;
+            Ok::<_, ConflictableTransactionError<String>>(())
+        })?;
+        // Committed: only now does the in-memory position move.
+        self.cursor = last_seq;
+        self.next_alert_id = next_id;
+        self.state = state;
+        app.detection_cursor.store(last_seq, Ordering::Release);
+
+        let m = &app.metrics;
+        for a in &alerts {
+            m.alerts.with_label_values(&[a.severity.as_str()]).inc();
+            m.alerts_by_rule
+                .with_label_values(&[m.bounded(&a.rule_id)])
+                .inc();
+            tracing::info!(alert = a.id, rule = %a.rule_id, severity = a.severity.as_str(), host = %a.host, "alert raised");
+        }
+        m.detection_step_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.detection_cursor.set(last_seq as i64);
+        Ok(entries.len())
+    }
+
+    fn alert(&self, id: u64, d: Detection, event: &Event, entry: &JournalEntry, now: i64) -> Alert {
+        let max = self.app.settings.max_evidence;
+        let mut evidence = Vec::new();
+        for seq in d.evidence.iter().rev().take(max).rev() {
+            if *seq == event.id {
+                evidence.push(evidence_of(*seq, entry, event));
+            } else if let Ok(Some(e)) = self.app.journal.get(*seq) {
+                let ev = decode(&self.app.content().decoders, *seq, &e);
+                evidence.push(evidence_of(*seq, &e, &ev));
+            }
+        }
+        if evidence.is_empty() {
+            evidence.push(evidence_of(event.id, entry, event));
+        }
+        let host = event
+            .fields
+            .get("host.name")
+            .and_then(|v| v.as_str())
+            .filter(|h| !h.is_empty())
+            .unwrap_or(&entry.agent)
+            .to_owned();
+        Alert {
+            id,
+            rule_id: d.rule_id,
+            rule_title: d.rule_title,
+            rule_version: d.rule_version,
+            severity: d.severity,
+            tags: d.tags,
+            summary: d.summary,
+            group_key: d.group_key,
+            status: AlertStatus::Open,
+            created_ms: now,
+            event_time_ms: d.timestamp_ms,
+            host,
+            agent: entry.agent.clone(),
+            labels: entry.labels.clone(),
+            evidence_omitted: (d.evidence.len() as u64).saturating_sub(evidence.len() as u64),
+            evidence,
+            history: vec![HistoryEntry {
+                at_ms: now,
+                by: "soc".into(),
+                action: "created".into(),
+                note: None,
+            }],
+        }
+    }
+}
+
+fn decode(decoders: &soc_rules::Decoders, seq: u64, e: &JournalEntry) -> Event {
+    let mut ev = decoders.decode(&Input {
+        raw: &e.raw,
+        source_type: &e.source_type,
+        agent: &e.agent,
+        source: &e.source,
+        path: &e.path,
+        received_ms: e.read_time_ms,
+    });
+    ev.id = seq;
+    ev
+}
+
+fn count_decoded(app: &App, event: &Event) {
+    let m = &app.metrics;
+    if event.fields.contains_key("decode.error") {
+        let decoder = event
+            .fields
+            .get("decoder.name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown");
+        m.events_failed
+            .with_label_values(&[m.bounded(decoder), "decode_error"])
+            .inc();
+    }
+    let module = event
+        .fields
+        .get("event.module")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown");
+    m.events_decoded
+        .with_label_values(&[m.bounded(module)])
+        .inc();
+}
+
+fn evidence_of(seq: u64, e: &JournalEntry, ev: &Event) -> Evidence {
+    use base64::Engine as _;
+    let line_b64 = std::str::from_utf8(&e.raw)
+        .is_err()
+        .then(|| base64::engine::general_purpose::STANDARD.encode(&e.raw));
+    Evidence {
+        seq,
+        agent: e.agent.clone(),
+        source: e.source.clone(),
+        path: e.path.clone(),
+        offset: e.offset,
+        line: String::from_utf8_lossy(&e.raw).into_owned(),
+        line_b64,
+        fields: ev.fields.clone(),
+    }
+}
+
+/// Runs the detector until `shutdown`, waking on every append and at least
+/// once a second.
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut det = Some(Detector::open(app.clone())?);
+    let appended = app.journal.appended();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let notified = appended.notified();
+        let Some(mut d) = det.take() else {
+            anyhow::bail!("detector lost after a panic");
+        };
+        let (d, result) = tokio::task::spawn_blocking(move || {
+            let r = d.step();
+            (d, r)
+        })
+        .await?;
+        det = Some(d);
+        let last = app.journal.last_seq().await;
+        app.metrics.journal_last_seq.set(last as i64);
+        app.metrics
+            .detection_lag
+            .set(last.saturating_sub(app.cursor()) as i64);
+        match result {
+            Ok(0) => {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "detection step failed; retrying from the committed cursor");
+                det = Some(Detector::open(app.clone())?);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Decoder files: the YAML shape (serde structs) and its compilation.
+//!
+//! Loading is two-phase: the `*Config` structs mirror the file with
+//! `deny_unknown_fields`; [`compile`] turns one into a [`Decoder`] that cannot
+//! be invalid (regexes compiled, conversions checked, parents resolved later by
+//! [`super::Decoders::from_sources`]).
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::convert::{Convert, ConvertName};
+use crate::yaml::{Located, OneOrMany};
+
+/// One decoder as written in a file under `decoders:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecoderConfig {
+    /// Unique name, used by `after:` and shown in `decoder.name`.
+    pub name: String,
+    /// What the decoder reads, for people.
+    #[serde(default)]
+    pub description: String,
+    /// Decoders whose output (their `body`) this one reads; `line` is the raw
+    /// line. Default: `[line]`.
+    #[serde(default)]
+    pub after: Option<OneOrMany>,
+    /// Cheap checks that select the decoder before any parsing.
+    #[serde(default)]
+    pub when: WhenConfig,
+    /// Parse steps, run in order. The first decides whether the decoder
+    /// applies; later failures are decode errors.
+    #[serde(default)]
+    pub parse: Vec<StepConfig>,
+    /// Output fields, each taken from a captured value.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldConfig>,
+    /// Constant fields set when the decoder applies.
+    #[serde(default)]
+    pub set: BTreeMap<String, Value>,
+    /// Inline test cases.
+    #[serde(default)]
+    pub tests: Vec<DecoderTestConfig>,
+}
+
+/// Preconditions; each present key must hold, a list means "any of".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WhenConfig {
+    /// The syslog program (`process.name`) set by the parent. Lines without a
+    /// program name (other envelopes, bare lines) pass.
+    pub program: Option<OneOrMany>,
+    /// The agent's source type hint. Decoders with this list are skipped when
+    /// the agent named another source type; an empty hint lets them run.
+    pub source_type: Option<OneOrMany>,
+    /// The text starts with one of these.
+    pub starts_with: Option<OneOrMany>,
+    /// The text contains one of these.
+    pub contains: Option<OneOrMany>,
+    /// The text ends with one of these.
+    pub ends_with: Option<OneOrMany>,
+}
+
+/// One parse step: exactly one of the keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepConfig {
+    /// Read a syslog envelope.
+    pub syslog: Option<SyslogConfig>,
+    /// Match a regular expression with named groups.
+    pub regex: Option<RegexConfig>,
+    /// Split `KEY=value` pairs.
+    pub kv: Option<KvConfig>,
+}
+
+/// `syslog: {}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SyslogConfig {
+    /// Capture to read instead of the decoder's input text.
+    pub from: Option<String>,
+}
+
+/// `regex: {pattern: ...}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegexConfig {
+    /// The pattern (Rust regex syntax); each named group `(?P<name>...)` becomes
+    /// a capture.
+    pub pattern: String,
+    /// Capture to match instead of the decoder's input text.
+    pub from: Option<String>,
+    /// When true, no match is not an error (the step just adds nothing).
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// `kv: {}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KvConfig {
+    /// Capture to split instead of the decoder's input text.
+    pub from: Option<String>,
+    /// Capture that receives the bare words (flags), space-separated.
+    /// Default `flags`.
+    pub flags: Option<String>,
+}
+
+/// How one output field is filled.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FieldConfig {
+    /// The capture to read.
+    pub from: String,
+    /// Type conversion, applied after `map`.
+    pub convert: Option<ConvertName>,
+    /// Timestamp format for `convert: timestamp`.
+    pub format: Option<String>,
+    /// Replace known values (keys compared case-insensitively).
+    pub map: Option<BTreeMap<String, String>>,
+    /// Value when `map` has no entry; without it the value is kept.
+    pub default: Option<String>,
+}
+
+/// One inline test of a decoder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecoderTestConfig {
+    /// Optional label shown in failures.
+    pub name: Option<String>,
+    /// The raw input line.
+    pub line: String,
+    /// The agent's source type hint for this line.
+    #[serde(default)]
+    pub source_type: String,
+    /// When the line was received (RFC 3339); default 2024-12-31T12:00:00Z.
+    pub received: Option<String>,
+    /// Fields that must have exactly these values.
+    #[serde(default)]
+    pub expect: BTreeMap<String, Value>,
+    /// Fields that must not be present.
+    #[serde(default)]
+    pub absent: Vec<String>,
+    /// Whether this decoder must take part in decoding the line (default true);
+    /// `false` writes a negative test.
+    pub matches: Option<bool>,
+}
+
+/// Default reception time of test lines: 2024-12-31T12:00:00Z.
+pub(crate) const TEST_RECEIVED_MS: i64 = 1_735_646_400_000;
+
+/// A compiled decoder. Parents are resolved by the loader.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    pub name: String,
+    pub description: String,
+    pub file: String,
+    pub line: usize,
+    pub after: Vec<String>,
+    pub when: When,
+    pub steps: Vec<Step>,
+    pub fields: Vec<FieldMap>,
+    pub set: Vec<(String, Value)>,
+    pub tests: Vec<DecoderTest>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct When {
+    pub program: Vec<String>,
+    pub source_type: Vec<String>,
+    pub starts_with: Vec<String>,
+    pub contains: Vec<String>,
+    pub ends_with: Vec<String>,
+}
+
+impl When {
+    /// Whether the decoder may try `text`.
+    #[inline]
+    pub(crate) fn accepts(&self, text: &str, source_type: &str, program: Option<&str>) -> bool {
+        (self.source_type.is_empty()
+            || source_type.is_empty()
+            || self.source_type.iter().any(|s| s == source_type))
+            && (self.program.is_empty()
+                || program.is_none_or(|p| self.program.iter().any(|s| s == p)))
+            && (self.starts_with.is_empty()
+                || self
+                    .starts_with
+                    .iter()
+                    .any(|s| text.starts_with(s.as_str())))
+            && (self.ends_with.is_empty()
+                || self.ends_with.iter().any(|s| text.ends_with(s.as_str())))
+            && (self.contains.is_empty() || self.contains.iter().any(|s| text.contains(s.as_str())))
+    }
+}
+
+/// A compiled parse step. New formats (CEF, LEEF, CSV, JSON, W3C) are new
+/// variants here and new keys in [`StepConfig`].
+#[derive(Debug)]
+pub(crate) enum Step {
+    Syslog {
+        from: Option<String>,
+    },
+    Regex {
+        from: Option<String>,
+        regex: Regex,
+        groups: Vec<(usize, String)>,
+        optional: bool,
+    },
+    Kv {
+        from: Option<String>,
+        flags: String,
+    },
+}
+
+impl Step {
+    pub(crate) fn from(&self) -> Option<&str> {
+        match self {
+            Step::Syslog { from } | Step::Regex { from, .. } | Step::Kv { from, .. } => {
+                from.as_deref()
+            }
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Step::Syslog { .. } => "syslog",
+            Step::Regex { .. } => "regex",
+            Step::Kv { .. } => "kv",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct FieldMap {
+    pub target: String,
+    pub from: String,
+    /// Lower-cased keys.
+    pub map: Vec<(String, String)>,
+    pub default: Option<String>,
+    pub convert: Convert,
+}
+
+impl FieldMap {
+    /// The value after `map`/`default`, before conversion.
+    #[inline]
+    pub(crate) fn mapped<'v>(&'v self, v: &'v str) -> &'v str {
+        if self.map.is_empty() {
+            return v;
+        }
+        match self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(v)) {
+            Some((_, to)) => to,
+            None => self.default.as_deref().unwrap_or(v),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct DecoderTest {
+    pub name: Option<String>,
+    pub line: String,
+    pub source_type: String,
+    pub received_ms: i64,
+    pub expect: Vec<(String, Value)>,
+    pub absent: Vec<String>,
+    pub matches: bool,
+}
+
+/// A problem found while compiling one decoder: (line, field, message).
+pub(crate) type Problem = (usize, String, String);
+
+/// Compiles one decoder, collecting every problem.
+pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decoder, Vec<Problem>> {
+    let cfg = &item.value;
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut problem =
+        |line: usize, field: &str, msg: String| problems.push((line, field.to_string(), msg));
+
+    if cfg.name.trim().is_empty() || cfg.name.contains(char::is_whitespace) {
+        problem(
+            item.line_of_key("name"),
+            "name",
+            "must be a non-empty word".into(),
+        );
+    }
+    if cfg.name == super::LINE {
+        problem(
+            item.line_of_key("name"),
+            "name",
+            format!("`{}` is reserved for the raw line", super::LINE),
+        );
+    }
+    let when = When {
+        program: cfg.when.program.clone().unwrap_or_default().0,
+        source_type: cfg.when.source_type.clone().unwrap_or_default().0,
+        starts_with: cfg.when.starts_with.clone().unwrap_or_default().0,
+        contains: cfg.when.contains.clone().unwrap_or_default().0,
+        ends_with: cfg.when.ends_with.clone().unwrap_or_default().0,
+    };
+
+    let mut steps = Vec::new();
+    // Capture names known statically; None once a kv step makes them open-ended.
+    let mut known: Option<Vec<String>> = Some(Vec::new());
+    for (i, s) in cfg.parse.iter().enumerate() {
+        let field = format!("parse[{i}]");
+        let count = s.syslog.is_some() as u8 + s.regex.is_some() as u8 + s.kv.is_some() as u8;
+        if count != 1 {
+            problem(
+                item.line_of_key("parse"),
+                &field,
+                "each parse step needs exactly one of `syslog`, `regex`, `kv`".into(),
+            );
+            continue;
+        }
+        let step = if let Some(sys) = &s.syslog {
+            if let Some(k) = known.as_mut() {
+                k.push("body".into());
+            }
+            Step::Syslog {
+                from: sys.from.clone(),
+            }
+        } else if let Some(re) = &s.regex {
+            match Regex::new(&re.pattern) {
+                Ok(regex) => {
+                    let groups: Vec<(usize, String)> = regex
+                        .capture_names()
+                        .enumerate()
+                        .filter_map(|(i, n)| n.map(|n| (i, n.to_string())))
+                        .collect();
+                    if groups.is_empty() {
+                        problem(
+                            item.line_of(&re.pattern),
+                            &format!("{field}.regex.pattern"),
+                            "the pattern has no named group `(?P<name>...)`, so it captures nothing".into(),
+                        );
+                    }
+                    if let Some(k) = known.as_mut() {
+                        k.extend(groups.iter().map(|(_, n)| n.clone()));
+                    }
+                    Step::Regex {
+                        from: re.from.clone(),
+                        regex,
+                        groups,
+                        optional: re.optional,
+                    }
+                }
+                Err(e) => {
+                    problem(
+                        item.line_of(&re.pattern),
+                        &format!("{field}.regex.pattern"),
+                        format!("invalid regex: {}", one_line(&e.to_string())),
+                    );
+                    continue;
+                }
+            }
+        } else if let Some(kv) = &s.kv {
+            known = None;
+            Step::Kv {
+                from: kv.from.clone(),
+                flags: kv.flags.clone().unwrap_or_else(|| "flags".into()),
+            }
+        } else {
+            continue;
+        };
+        steps.push(step);
+    }
+    if steps.is_empty() && cfg.parse.is_empty() && when_is_empty(&when) {
+        problem(
+            item.start_line,
+            "parse",
+            "a decoder needs a parse step or a `when` condition".into(),
+        );
+    }
+
+    let mut fields = Vec::new();
+    for (target, f) in &cfg.fields {
+        let field = format!("fields.{target}");
+        if let Some(k) = known.as_ref().filter(|k| !k.iter().any(|n| n == &f.from)) {
+            problem(
+                item.line_of_key(target),
+                &format!("{field}.from"),
+                format!(
+                    "no parse step captures `{}` (known: {})",
+                    f.from,
+                    k.join(", ")
+                ),
+            );
+        }
+        match Convert::new(f.convert, f.format.as_deref()) {
+            Ok(convert) => fields.push(FieldMap {
+                target: target.clone(),
+                from: f.from.clone(),
+                map: f
+                    .map
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                    .collect(),
+                default: f.default.clone(),
+                convert,
+            }),
+            Err(e) => problem(item.line_of_key(target), &field, e),
+        }
+    }
+    for (k, v) in &cfg.set {
+        if v.is_object() || v.is_array() || v.is_null() {
+            problem(
+                item.line_of_key(k),
+                &format!("set.{k}"),
+                "constants must be a string, number or boolean".into(),
+            );
+        }
+    }
+
+    let mut tests = Vec::new();
+    for (i, t) in cfg.tests.iter().enumerate() {
+        let received_ms = match &t.received {
+            None => TEST_RECEIVED_MS,
+            Some(r) => match super::convert::parse_ms(r) {
+                Some(ms) => ms,
+                None => {
+                    problem(
+                        item.line_of(r),
+                        &format!("tests[{i}].received"),
+                        format!("`{r}` is not an RFC 3339 time"),
+                    );
+                    continue;
+                }
+            },
+        };
+        tests.push(DecoderTest {
+            name: t.name.clone(),
+            line: t.line.clone(),
+            source_type: t.source_type.clone(),
+            received_ms,
+            expect: t
+                .expect
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            absent: t.absent.clone(),
+            matches: t.matches.unwrap_or(true),
+        });
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Decoder {
+        name: cfg.name.clone(),
+        description: cfg.description.trim().to_string(),
+        file: file.to_string(),
+        line: item.start_line,
+        after: cfg
+            .after
+            .clone()
+            .map(|a| a.0)
+            .unwrap_or_else(|| vec![super::LINE.to_string()]),
+        when,
+        steps,
+        fields,
+        set: cfg
+            .set
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        tests,
+    })
+}
+
+fn when_is_empty(w: &When) -> bool {
+    w.program.is_empty()
+        && w.source_type.is_empty()
+        && w.starts_with.is_empty()
+        && w.contains.is_empty()
+        && w.ends_with.is_empty()
+}
+
+/// Regex errors span several lines (with a caret); keep them on one.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,474 @@
+//! Decoders: from a raw line to named fields.
+//!
+//! A decoder file holds a list of decoders. Each decoder reads either the raw
+//! line or the `body` left by another decoder (`after:`), so an envelope
+//! (syslog) is written once and the formats inside it (netfilter, clamd) are
+//! written as its children. Decoding walks this tree:
+//!
+//! 1. Try the root decoders (those `after: line`) in load order. A decoder
+//!    applies when its `when:` preconditions hold and its first parse step
+//!    matches. The first that applies wins; its siblings are not tried.
+//! 2. Its fields are stored, then its children are tried on its `body`
+//!    capture (or on the same text when it has none), and so on down.
+//! 3. When a decoder applied but a later step or a conversion failed, the
+//!    event gets `decode.error` naming the decoder and the reason; the fields
+//!    that could be decoded are kept.
+//!
+//! Decoding never fails: a line nothing recognises still becomes an event with
+//! `message` and `event.module: unknown`.
+
+pub(crate) mod config;
+pub(crate) mod convert;
+pub(crate) mod kv;
+pub(crate) mod syslog;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::error::{LoadError, LoadErrors};
+use crate::event::{Event, Input, SourceFile};
+use crate::yaml::load_items;
+use config::{Decoder, DecoderConfig, Step};
+
+/// The pseudo-parent name for the raw line.
+pub(crate) const LINE: &str = "line";
+
+/// The value of `event.module` when no decoder set one.
+pub const UNKNOWN_MODULE: &str = "unknown";
+
+/// A compiled, immutable set of decoders.
+#[derive(Debug)]
+pub struct Decoders {
+    pub(crate) decoders: Vec<Decoder>,
+    /// Indexes of the decoders that read the raw line, in load order.
+    roots: Vec<usize>,
+    /// For each decoder, the indexes of the decoders that read its output.
+    children: Vec<Vec<usize>>,
+}
+
+/// Captured values of one decoder: (name, value); later entries win.
+type Captures<'c> = Vec<(&'c str, Cow<'c, str>)>;
+
+/// What one decoding accumulates across the decoder tree.
+#[derive(Default)]
+struct Output<'d> {
+    fields: BTreeMap<String, Value>,
+    timestamp_ms: Option<i64>,
+    errors: Vec<String>,
+    /// Decoders that applied, outermost first.
+    chain: Vec<&'d str>,
+}
+
+impl Decoders {
+    /// The decoders shipped with soc (`rules/decoders/*.yml`).
+    pub fn builtin() -> Decoders {
+        // Proven by the `builtin_content_loads` test; the files are compiled in.
+        Decoders::from_sources(&crate::builtin_decoder_sources())
+            .expect("builtin decoder files must load")
+    }
+
+    /// Compiles decoder files, in order. Reports every error of every file.
+    pub fn from_sources(files: &[SourceFile]) -> Result<Decoders, LoadErrors> {
+        let mut errors = Vec::new();
+        let mut decoders: Vec<Decoder> = Vec::new();
+        for file in files {
+            for item in load_items::<DecoderConfig>(file, "decoders", &mut errors) {
+                match config::compile(&file.name, &item) {
+                    Ok(d) => {
+                        if let Some(prev) = decoders.iter().find(|p| p.name == d.name) {
+                            errors.push(LoadError::new(
+                                &file.name,
+                                Some(item.line_of_key("name")),
+                                Some("name"),
+                                format!(
+                                    "decoder `{}` is already defined at {}:{}",
+                                    d.name, prev.file, prev.line
+                                ),
+                            ));
+                        } else {
+                            decoders.push(d);
+                        }
+                    }
+                    Err(problems) => {
+                        errors.extend(problems.into_iter().map(|(line, field, msg)| {
+                            LoadError::new(&file.name, Some(line), Some(&field), msg)
+                        }))
+                    }
+                }
+            }
+        }
+        let mut roots = Vec::new();
+        let mut children = vec![Vec::new(); decoders.len()];
+        for (i, d) in decoders.iter().enumerate() {
+            for parent in &d.after {
+                if parent == LINE {
+                    roots.push(i);
+                } else if let Some(p) = decoders.iter().position(|p| &p.name == parent) {
+                    children[p].push(i);
+                } else {
+                    errors.push(LoadError::new(
+                        &d.file,
+                        Some(d.line),
+                        Some("after"),
+                        format!("no decoder named `{parent}` (use `{LINE}` for the raw line)"),
+                    ));
+                }
+            }
+        }
+        if let Some(i) = find_cycle(&children) {
+            let d = &decoders[i];
+            errors.push(LoadError::new(
+                &d.file,
+                Some(d.line),
+                Some("after"),
+                format!("decoder `{}` is part of an `after:` cycle", d.name),
+            ));
+        }
+        if !errors.is_empty() {
+            crate::yaml::sort_errors(files, &mut errors);
+            return Err(LoadErrors(errors));
+        }
+        Ok(Decoders {
+            decoders,
+            roots,
+            children,
+        })
+    }
+
+    /// Decoder names in load order.
+    pub fn names(&self) -> Vec<String> {
+        self.decoders.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// The description of a decoder, for listings.
+    pub fn description(&self, name: &str) -> Option<&str> {
+        self.decoders
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.description.as_str())
+    }
+
+    /// Decodes one line. Never fails.
+    pub fn decode(&self, input: &Input<'_>) -> Event {
+        self.decode_traced(input).0
+    }
+
+    /// Decodes one line and also returns the names of the decoders that
+    /// applied, outermost first (used by the inline tests).
+    pub(crate) fn decode_traced<'d>(&'d self, input: &Input<'_>) -> (Event, Vec<&'d str>) {
+        let message = String::from_utf8_lossy(input.raw);
+        let text = message.trim_end_matches(['\n', '\r']);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut out = Output::default();
+        self.run_level(&self.roots, text, input, &mut out);
+
+        let mut fields = out.fields;
+        if !fields.contains_key("event.module") {
+            fields.insert("event.module".into(), Value::from(UNKNOWN_MODULE));
+        }
+        if let Some(last) = out.chain.last() {
+            fields.insert("decoder.name".into(), Value::from(*last));
+        }
+        if !out.errors.is_empty() {
+            fields.insert("decode.error".into(), Value::from(out.errors.join("; ")));
+        }
+        for (name, value) in [
+            ("agent.name", input.agent),
+            ("log.source", input.source),
+            ("log.file.path", input.path),
+        ] {
+            if !value.is_empty() {
+                fields.insert(name.into(), Value::from(value));
+            }
+        }
+        if !input.source_type.is_empty() {
+            fields.insert("log.source_type".into(), Value::from(input.source_type));
+        }
+        fields.insert("message".into(), Value::String(message.into_owned()));
+        let event = Event {
+            id: 0,
+            timestamp_ms: out.timestamp_ms.unwrap_or(input.received_ms),
+            fields,
+        };
+        (event, out.chain)
+    }
+
+    /// Tries `candidates` on `text`; the first that applies wins and its
+    /// children run on its body. Returns whether one applied.
+    fn run_level<'d>(
+        &'d self,
+        candidates: &[usize],
+        text: &str,
+        input: &Input<'_>,
+        out: &mut Output<'d>,
+    ) -> bool {
+        let mut first_error: Option<String> = None;
+        for &id in candidates {
+            let d = &self.decoders[id];
+            let program = out.fields.get("process.name").and_then(Value::as_str);
+            if !d.when.accepts(text, input.source_type, program) {
+                continue;
+            }
+            let mut caps: Captures<'_> = Vec::new();
+            let mut staged: Vec<(&'d str, Value)> = Vec::new();
+            let mut ts = None;
+            match run_steps(d, text, input, &mut caps, &mut staged, &mut ts) {
+                StepsResult::NotApplicable => continue,
+                StepsResult::Failed(reason) => {
+                    // The decoder recognised the line but could not decode it.
+                    // A later sibling may still do better.
+                    first_error.get_or_insert_with(|| format!("{}: {reason}", d.name));
+                    continue;
+                }
+                StepsResult::Ok => {}
+            }
+            let mut errors = Vec::new();
+            for f in &d.fields {
+                let Some(raw) = get(&caps, &f.from) else {
+                    continue;
+                };
+                let v = f.mapped(raw);
+                if v.is_empty() {
+                    continue;
+                }
+                match f.convert.apply(v) {
+                    Ok(value) => {
+                        if f.target == "@timestamp" {
+                            ts = value.as_str().and_then(convert::parse_ms);
+                        }
+                        staged.push((&f.target, value));
+                    }
+                    Err(e) => errors.push(format!("{}: field {}: {e}", d.name, f.target)),
+                }
+            }
+            // Constants first, so a field decoded from the line can refine one.
+            for (k, v) in &d.set {
+                out.fields.insert(k.clone(), v.clone());
+            }
+            for (k, v) in staged {
+                out.fields.insert(k.to_string(), v);
+            }
+            if ts.is_some() {
+                out.timestamp_ms = ts;
+            }
+            out.errors.extend(errors);
+            out.chain.push(&d.name);
+            let kids = &self.children[id];
+            if !kids.is_empty() {
+                let body = get(&caps, "body").unwrap_or(text);
+                self.run_level(kids, body, input, out);
+            }
+            return true;
+        }
+        if let Some(e) = first_error {
+            out.errors.push(e);
+        }
+        false
+    }
+}
+
+enum StepsResult {
+    Ok,
+    NotApplicable,
+    Failed(String),
+}
+
+/// The last value captured under `name`.
+fn get<'a>(caps: &'a Captures<'_>, name: &str) -> Option<&'a str> {
+    caps.iter()
+        .rev()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_ref())
+}
+
+/// The text a step reads: a capture (by value when it is owned) or the input.
+fn step_input<'c>(caps: &Captures<'c>, text: &'c str, from: Option<&str>) -> Option<Cow<'c, str>> {
+    match from {
+        None => Some(Cow::Borrowed(text)),
+        Some(name) => caps
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| match v {
+                Cow::Borrowed(s) => Cow::Borrowed(*s),
+                Cow::Owned(s) => Cow::Owned(s.clone()),
+            }),
+    }
+}
+
+/// Runs the parse steps of `d` on `text`.
+fn run_steps<'c, 'd: 'c>(
+    d: &'d Decoder,
+    text: &'c str,
+    input: &Input<'_>,
+    caps: &mut Captures<'c>,
+    staged: &mut Vec<(&'d str, Value)>,
+    ts: &mut Option<i64>,
+) -> StepsResult {
+    for (i, step) in d.steps.iter().enumerate() {
+        let first = i == 0;
+        let Some(src) = step_input(caps, text, step.from()) else {
+            if first {
+                return StepsResult::NotApplicable;
+            }
+            let from = step.from().unwrap_or_default();
+            return StepsResult::Failed(format!(
+                "{} step: nothing captured as `{from}`",
+                step.kind()
+            ));
+        };
+        match step {
+            Step::Syslog { .. } => match syslog::parse(&src, input.received_ms) {
+                Ok(env) => {
+                    if let Some(t) = env.timestamp_ms {
+                        *ts = Some(t);
+                        staged.push(("@timestamp", Value::from(convert::format_ms(t))));
+                    }
+                    if let Some(p) = env.priority {
+                        staged.push(("log.syslog.priority", Value::from(p)));
+                        staged.push(("log.syslog.facility.code", Value::from(p / 8)));
+                        staged.push(("log.syslog.severity.code", Value::from(p % 8)));
+                    }
+                    if let Some(h) = env.host {
+                        staged.push(("host.name", Value::from(h)));
+                    }
+                    if let Some(p) = env.program {
+                        staged.push(("process.name", Value::from(p)));
+                    }
+                    if let Some(p) = env.pid {
+                        staged.push(("process.pid", Value::from(p)));
+                    }
+                    if let Some(m) = env.msgid {
+                        staged.push(("log.syslog.msgid", Value::from(m)));
+                    }
+                    let start = src.len() - env.body.len();
+                    push_sub(caps, &src, "body", start..src.len());
+                }
+                Err(syslog::SyslogError::NotSyslog) if first => return StepsResult::NotApplicable,
+                Err(syslog::SyslogError::NotSyslog) => {
+                    return StepsResult::Failed("not a syslog line".into());
+                }
+                Err(syslog::SyslogError::Invalid(reason)) => return StepsResult::Failed(reason),
+            },
+            Step::Regex {
+                regex,
+                groups,
+                optional,
+                ..
+            } => {
+                let mut locs = regex.capture_locations();
+                if regex.captures_read(&mut locs, &src).is_none() {
+                    if *optional {
+                        continue;
+                    }
+                    if first {
+                        return StepsResult::NotApplicable;
+                    }
+                    return StepsResult::Failed(format!("parse[{i}] regex did not match"));
+                }
+                for (gi, name) in groups {
+                    if let Some((s, e)) = locs.get(*gi) {
+                        push_sub(caps, &src, name, s..e);
+                    }
+                }
+            }
+            Step::Kv { flags, .. } => {
+                let mut flag_words: Option<String> = None;
+                let mut any = false;
+                match &src {
+                    Cow::Borrowed(s) => {
+                        for item in kv::parse(s) {
+                            any = true;
+                            match item {
+                                kv::Item::Pair(k, v) => caps.push((k, v)),
+                                kv::Item::Flag(f) => add_flag(&mut flag_words, f),
+                            }
+                        }
+                    }
+                    Cow::Owned(s) => {
+                        for item in kv::parse(s) {
+                            any = true;
+                            match item {
+                                kv::Item::Pair(k, v) => {
+                                    // Keys of owned text cannot be borrowed; keep only mapped ones.
+                                    if let Some(f) = d.fields.iter().find(|f| f.from == k) {
+                                        caps.push((f.from.as_str(), Cow::Owned(v.into_owned())));
+                                    }
+                                }
+                                kv::Item::Flag(f) => add_flag(&mut flag_words, f),
+                            }
+                        }
+                    }
+                }
+                if !any && first {
+                    return StepsResult::NotApplicable;
+                }
+                if let Some(words) = flag_words {
+                    caps.push((flags.as_str(), Cow::Owned(words)));
+                }
+            }
+        }
+    }
+    StepsResult::Ok
+}
+
+fn add_flag(words: &mut Option<String>, flag: &str) {
+    match words {
+        Some(w) => {
+            w.push(' ');
+            w.push_str(flag);
+        }
+        None => *words = Some(flag.to_string()),
+    }
+}
+
+/// Stores `src[range]` under `name`, borrowing when `src` does.
+#[allow(clippy::ptr_arg)] // the Cow itself is needed: borrowed or owned decides the result
+fn push_sub<'c>(
+    caps: &mut Captures<'c>,
+    src: &Cow<'c, str>,
+    name: &'c str,
+    range: std::ops::Range<usize>,
+) {
+    let value = match src {
+        Cow::Borrowed(s) => s.get(range).map(Cow::Borrowed),
+        Cow::Owned(s) => s.get(range).map(|p| Cow::Owned(p.to_string())),
+    };
+    if let Some(v) = value {
+        caps.push((name, v));
+    }
+}
+
+/// Index of a decoder on an `after:` cycle, if any.
+fn find_cycle(children: &[Vec<usize>]) -> Option<usize> {
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    fn visit(n: usize, children: &[Vec<usize>], state: &mut [u8]) -> Option<usize> {
+        state[n] = 1;
+        for &c in &children[n] {
+            match state[c] {
+                1 => return Some(c),
+                0 => {
+                    if let Some(x) = visit(c, children, state) {
+                        return Some(x);
+                    }
+                }
+                _ => {}
+            }
+        }
+        state[n] = 2;
+        None
+    }
+    let mut state = vec![0u8; children.len()];
+    (0..children.len()).find_map(|n| {
+        if state[n] == 0 {
+            visit(n, children, &mut state)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,372 @@
+//! The `syslog` parse step: the RFC 3164 and RFC 5424 envelopes.
+//!
+//! Hand-written rather than a regex because every syslog line goes through it.
+//! Recognised shapes:
+//!
+//! * RFC 3164: `[<PRI>]Mmm dd hh:mm:ss host tag[pid]: body`. The year is not in
+//!   the line; it is taken from the time the line was received, minus one when
+//!   that puts the event more than a week in the future (a December line read
+//!   in January). Times are taken as UTC.
+//! * The same with an RFC 3339 timestamp instead (rsyslog's high-precision file
+//!   format): `2024-06-08T14:34:33.123+02:00 host tag[pid]: body`.
+//! * RFC 5424: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD...] body`, `-` for
+//!   absent values.
+//!
+//! A line that does not have one of these shapes is "not syslog" (the decoder
+//! does not apply); a line that has the shape but an impossible date is a
+//! decode error.
+
+use chrono::{DateTime, Datelike, NaiveDate};
+
+/// The parts of a syslog envelope; everything borrowed from the line.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Envelope<'t> {
+    pub priority: Option<u16>,
+    pub timestamp_ms: Option<i64>,
+    pub host: Option<&'t str>,
+    pub program: Option<&'t str>,
+    pub pid: Option<i64>,
+    pub msgid: Option<&'t str>,
+    pub body: &'t str,
+}
+
+/// Why an envelope could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SyslogError {
+    /// The line is not syslog at all.
+    NotSyslog,
+    /// The line looks like syslog but is broken (the reason).
+    Invalid(String),
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+/// Parses a syslog envelope; `received_ms` supplies the RFC 3164 year.
+pub(crate) fn parse(line: &str, received_ms: i64) -> Result<Envelope<'_>, SyslogError> {
+    let (priority, rest) = match line.strip_prefix('<') {
+        Some(after) => {
+            let end = after
+                .find('>')
+                .filter(|&e| (1..=3).contains(&e))
+                .ok_or(SyslogError::NotSyslog)?;
+            let pri: u16 = after[..end].parse().map_err(|_| SyslogError::NotSyslog)?;
+            if pri > 191 {
+                return Err(SyslogError::Invalid(format!("priority {pri} is above 191")));
+            }
+            (Some(pri), &after[end + 1..])
+        }
+        None => (None, line),
+    };
+    if let (Some(_), Some(r)) = (priority, rest.strip_prefix("1 ")) {
+        return parse_5424(priority, r);
+    }
+    let (timestamp_ms, rest) = if let Some(r) = parse_3164_time(rest, received_ms)? {
+        r
+    } else if let Some(r) = parse_iso_time(rest)? {
+        r
+    } else {
+        return Err(SyslogError::NotSyslog);
+    };
+    let rest = rest.strip_prefix(' ').ok_or(SyslogError::NotSyslog)?;
+    let mut env = Envelope {
+        priority,
+        timestamp_ms: Some(timestamp_ms),
+        body: rest,
+        ..Envelope::default()
+    };
+    // host, unless the first token already is the tag ("prog[pid]:").
+    let (first, after_first) = split_token(rest);
+    let tag_part = if first.ends_with(':') {
+        rest
+    } else {
+        if !first.is_empty() {
+            env.host = Some(first);
+        }
+        env.body = after_first;
+        after_first
+    };
+    let (tag, after_tag) = split_token(tag_part);
+    if let Some((program, pid)) = tag.strip_suffix(':').and_then(split_tag) {
+        env.program = Some(program);
+        env.pid = pid;
+        env.body = after_tag;
+    }
+    Ok(env)
+}
+
+/// `first token` and the rest after exactly one space.
+fn split_token(s: &str) -> (&str, &str) {
+    match s.find(' ') {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    }
+}
+
+/// `prog[pid]` or `prog` → (prog, pid); None if it does not look like a tag.
+fn split_tag(tag: &str) -> Option<(&str, Option<i64>)> {
+    let (program, pid) = match tag.strip_suffix(']').and_then(|t| t.split_once('[')) {
+        Some((p, pid)) => (p, pid.parse::<i64>().ok()),
+        None => (tag, None),
+    };
+    let ok = !program.is_empty()
+        && program.len() <= 64
+        && program
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b'@'));
+    ok.then_some((program, pid))
+}
+
+/// `Mmm dd hh:mm:ss` at the start of `s`.
+fn parse_3164_time(s: &str, received_ms: i64) -> Result<Option<(i64, &str)>, SyslogError> {
+    let b = s.as_bytes();
+    if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+        return Ok(None);
+    }
+    let Some(month) = MONTHS.iter().position(|m| m.as_bytes() == &b[..3]) else {
+        return Ok(None);
+    };
+    let num = |i: usize, j: usize| -> Option<u32> { s.get(i..j)?.trim_start().parse().ok() };
+    let (Some(day), Some(h), Some(mi), Some(se)) = (num(4, 6), num(7, 9), num(10, 12), num(13, 15))
+    else {
+        return Ok(None);
+    };
+    let received = DateTime::from_timestamp_millis(received_ms).unwrap_or_default();
+    let at = |year: i32| -> Option<i64> {
+        Some(
+            NaiveDate::from_ymd_opt(year, month as u32 + 1, day)?
+                .and_hms_opt(h, mi, se)?
+                .and_utc()
+                .timestamp_millis(),
+        )
+    };
+    let year = received.year();
+    let ts = match at(year) {
+        Some(t) if t > received_ms + WEEK_MS => at(year - 1),
+        Some(t) => Some(t),
+        None => at(year - 1),
+    };
+    match ts {
+        Some(t) => Ok(Some((t, &s[15..]))),
+        None => Err(SyslogError::Invalid(format!(
+            "impossible date `{}`",
+            &s[..15]
+        ))),
+    }
+}
+
+/// An RFC 3339 timestamp at the start of `s`, up to the first space.
+fn parse_iso_time(s: &str) -> Result<Option<(i64, &str)>, SyslogError> {
+    let b = s.as_bytes();
+    if b.len() < 20 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' || b[10] != b'T' {
+        return Ok(None);
+    }
+    let end = s.find(' ').unwrap_or(s.len());
+    match DateTime::parse_from_rfc3339(&s[..end]) {
+        Ok(t) => Ok(Some((t.timestamp_millis(), &s[end..]))),
+        Err(e) => Err(SyslogError::Invalid(format!(
+            "timestamp `{}`: {e}",
+            &s[..end]
+        ))),
+    }
+}
+
+fn nil(s: &str) -> Option<&str> {
+    (s != "-" && !s.is_empty()).then_some(s)
+}
+
+/// RFC 5424 after `<PRI>1 `.
+fn parse_5424(priority: Option<u16>, s: &str) -> Result<Envelope<'_>, SyslogError> {
+    let mut parts = s.splitn(6, ' ');
+    let (Some(ts), Some(host), Some(app), Some(procid), Some(msgid)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(SyslogError::Invalid("RFC 5424 header is incomplete".into()));
+    };
+    let rest = parts.next().unwrap_or("");
+    let timestamp_ms = match nil(ts) {
+        Some(ts) => Some(
+            DateTime::parse_from_rfc3339(ts)
+                .map_err(|e| SyslogError::Invalid(format!("timestamp `{ts}`: {e}")))?
+                .timestamp_millis(),
+        ),
+        None => None,
+    };
+    let body = skip_structured_data(rest)?;
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    Ok(Envelope {
+        priority,
+        timestamp_ms,
+        host: nil(host),
+        program: nil(app),
+        pid: nil(procid).and_then(|p| p.parse().ok()),
+        msgid: nil(msgid),
+        body,
+    })
+}
+
+/// Skips `-` or `[id k="v"]...` and the space after it.
+fn skip_structured_data(s: &str) -> Result<&str, SyslogError> {
+    if let Some(r) = s.strip_prefix('-') {
+        return Ok(r.strip_prefix(' ').unwrap_or(r));
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && b[i] == b'[' {
+        let mut in_quotes = false;
+        i += 1;
+        loop {
+            match b.get(i) {
+                None => return Err(SyslogError::Invalid("unterminated structured data".into())),
+                Some(b'\\') => i += 2,
+                Some(b'"') => {
+                    in_quotes = !in_quotes;
+                    i += 1;
+                }
+                Some(b']') if !in_quotes => {
+                    i += 1;
+                    break;
+                }
+                Some(_) => i += 1,
+            }
+        }
+    }
+    if i == 0 {
+        return Err(SyslogError::Invalid(
+            "expected `-` or `[` for structured data".into(),
+        ));
+    }
+    let r = s.get(i..).unwrap_or("");
+    Ok(r.strip_prefix(' ').unwrap_or(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2024-12-31T12:00:00Z
+    const RECEIVED: i64 = 1_735_646_400_000;
+
+    fn ms(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(i64::MIN)
+    }
+
+    #[test]
+    fn rfc3164_with_pid_and_space_padded_day() {
+        let e = parse("Jun  8 14:34:33 sd-126005 kernel: [5.0] IN=x", RECEIVED);
+        assert_eq!(
+            e,
+            Ok(Envelope {
+                priority: None,
+                timestamp_ms: Some(ms("2024-06-08T14:34:33Z")),
+                host: Some("sd-126005"),
+                program: Some("kernel"),
+                pid: None,
+                msgid: None,
+                body: "[5.0] IN=x",
+            })
+        );
+        let e = parse(
+            "<38>Mar  1 00:00:09 ws-bob clamd[812]: SelfCheck: Database status OK.",
+            RECEIVED,
+        );
+        let e = e.expect("parses");
+        assert_eq!(e.priority, Some(38));
+        assert_eq!(e.program, Some("clamd"));
+        assert_eq!(e.pid, Some(812));
+        assert_eq!(e.body, "SelfCheck: Database status OK.");
+    }
+
+    #[test]
+    fn rfc3164_year_rolls_back_for_future_dates() {
+        // Received 2025-01-01: a Dec 31 line is from 2024.
+        let jan1 = ms("2025-01-01T00:00:05Z");
+        let e = parse("Dec 31 23:59:59 h p: x", jan1).expect("parses");
+        assert_eq!(e.timestamp_ms, Some(ms("2024-12-31T23:59:59Z")));
+        let e = parse("Jan  1 00:00:01 h p: x", jan1).expect("parses");
+        assert_eq!(e.timestamp_ms, Some(ms("2025-01-01T00:00:01Z")));
+    }
+
+    #[test]
+    fn rfc3164_without_tag_or_host() {
+        let e = parse(
+            "Jun  8 14:34:33 host last message repeated 3 times",
+            RECEIVED,
+        )
+        .expect("parses");
+        assert_eq!(e.host, Some("host"));
+        assert_eq!(e.program, None);
+        assert_eq!(e.body, "last message repeated 3 times");
+        let e = parse("Jun  8 14:34:33 sshd[7]: hello", RECEIVED).expect("parses");
+        assert_eq!(e.host, None);
+        assert_eq!(e.program, Some("sshd"));
+        assert_eq!(e.body, "hello");
+    }
+
+    #[test]
+    fn iso_timestamp_variant() {
+        let e = parse(
+            "2024-06-08T14:34:33.250+02:00 web01 sshd[42]: Accepted",
+            RECEIVED,
+        )
+        .expect("parses");
+        assert_eq!(e.timestamp_ms, Some(ms("2024-06-08T12:34:33.250Z")));
+        assert_eq!(e.host, Some("web01"));
+        assert_eq!(e.pid, Some(42));
+    }
+
+    #[test]
+    fn rfc5424() {
+        let line = "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"App]\"] \u{feff}An application event";
+        let e = parse(line, RECEIVED).expect("parses");
+        assert_eq!(e.priority, Some(165));
+        assert_eq!(e.timestamp_ms, Some(ms("2003-10-11T22:14:15.003Z")));
+        assert_eq!(e.host, Some("mymachine.example.com"));
+        assert_eq!(e.program, Some("evntslog"));
+        assert_eq!(e.pid, None);
+        assert_eq!(e.msgid, Some("ID47"));
+        assert_eq!(e.body, "An application event");
+        let e = parse("<34>1 - host app 99 - - body", RECEIVED).expect("parses");
+        assert_eq!((e.timestamp_ms, e.pid, e.body), (None, Some(99), "body"));
+    }
+
+    #[test]
+    fn not_syslog_and_broken() {
+        assert_eq!(
+            parse("IN=eth0 OUT= SRC=1.2.3.4", RECEIVED),
+            Err(SyslogError::NotSyslog)
+        );
+        assert_eq!(
+            parse("Sat Nov 28 19:47:08 2026 -> x", RECEIVED),
+            Err(SyslogError::NotSyslog)
+        );
+        assert_eq!(parse("", RECEIVED), Err(SyslogError::NotSyslog));
+        assert!(matches!(
+            parse("Feb 30 10:00:00 h p: x", RECEIVED),
+            Err(SyslogError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("<1000>Jun  8 14:34:33 h p: x", RECEIVED),
+            Err(SyslogError::NotSyslog)
+        ));
+        assert!(matches!(
+            parse("<999>Jun  8 14:34:33 h p: x", RECEIVED),
+            Err(SyslogError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse("<200>Jun  8 14:34:33 h p: x", RECEIVED),
+            Err(SyslogError::Invalid(_))
+        ));
+        // Multi-byte input must not panic on slicing.
+        assert!(parse("Jun é8 14:34:33 h p: x", RECEIVED).is_err());
+        assert!(parse("é", RECEIVED).is_err());
+    }
+}

@@ -1,0 +1,246 @@
+//! Tests of the decoder loader and the decoder tree walk, with small
+//! decoder files written for the purpose.
+
+use super::*;
+
+fn load(text: &str) -> Result<Decoders, LoadErrors> {
+    Decoders::from_sources(&[SourceFile::new("d.yml", text)])
+}
+
+fn input(line: &str) -> Input<'_> {
+    Input {
+        raw: line.as_bytes(),
+        source_type: "",
+        agent: "agent-1",
+        source: "syslog",
+        path: "/var/log/syslog",
+        received_ms: config::TEST_RECEIVED_MS,
+    }
+}
+
+const TREE: &str = r#"
+decoders:
+  - name: env
+    parse:
+      - regex: { pattern: '^(?P<host>\S+) (?P<body>.*)$' }
+    fields:
+      host.name: { from: host }
+  - name: child_a
+    after: env
+    when: { starts_with: "a " }
+    parse:
+      - regex: { pattern: '^a (?P<n>\S+)$' }
+    fields:
+      n: { from: n, convert: int }
+    set: { event.module: a }
+  - name: child_b
+    after: env
+    when: { starts_with: "a " }
+    parse:
+      - regex: { pattern: '^a (?P<word>[a-z]+)$' }
+    fields:
+      word: { from: word }
+    set: { event.module: b }
+"#;
+
+#[test]
+fn tree_walk_first_applicable_child_wins() {
+    let d = load(TREE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.names(), ["env", "child_a", "child_b"]);
+    let ev = d.decode(&input("h1 a 42"));
+    assert_eq!(ev.get_str("host.name"), Some("h1"));
+    assert_eq!(ev.get_i64("n"), Some(42));
+    assert_eq!(ev.get_str("event.module"), Some("a"));
+    assert_eq!(ev.get_str("decoder.name"), Some("child_a"));
+    assert_eq!(ev.get_str("agent.name"), Some("agent-1"));
+    assert_eq!(ev.get_str("log.file.path"), Some("/var/log/syslog"));
+    assert_eq!(ev.get_str("log.source"), Some("syslog"));
+    assert_eq!(ev.timestamp_ms, config::TEST_RECEIVED_MS);
+    assert!(!ev.fields.contains_key("decode.error"));
+}
+
+#[test]
+fn conversion_failure_is_a_decode_error_and_keeps_the_rest() {
+    let d = load(TREE).unwrap_or_else(|e| panic!("{e}"));
+    // child_a applies (its regex matches) but `n` is not an int.
+    let ev = d.decode(&input("h1 a xyz"));
+    assert_eq!(ev.get_str("event.module"), Some("a"));
+    assert_eq!(
+        ev.get_str("decode.error"),
+        Some("child_a: field n: `xyz` is not an integer")
+    );
+    assert!(
+        !ev.fields.contains_key("word"),
+        "child_b must not run once child_a applied"
+    );
+}
+
+#[test]
+fn unknown_lines_and_invalid_utf8_still_make_events() {
+    let d = load(TREE).unwrap_or_else(|e| panic!("{e}"));
+    let ev = d.decode(&input("single"));
+    assert_eq!(ev.get_str("event.module"), Some(UNKNOWN_MODULE));
+    assert_eq!(ev.get_str("message"), Some("single"));
+    assert!(!ev.fields.contains_key("decoder.name"));
+    let raw = b"h\xff a 7\r\n";
+    let ev = d.decode(&Input { raw, ..input("") });
+    assert_eq!(ev.get_str("message"), Some("h\u{fffd} a 7\r\n"));
+    assert_eq!(ev.get_str("host.name"), Some("h\u{fffd}"));
+    assert_eq!(ev.get_i64("n"), Some(7));
+}
+
+#[test]
+fn later_step_failure_is_reported_with_the_decoder_name() {
+    let text = r#"
+decoders:
+  - name: two_steps
+    parse:
+      - regex: { pattern: '^X (?P<rest>.*)$' }
+      - regex: { from: rest, pattern: '^(?P<num>\d+)$' }
+    fields:
+      num: { from: num, convert: int }
+    set: { event.module: x }
+"#;
+    let d = load(text).unwrap_or_else(|e| panic!("{e}"));
+    let ev = d.decode(&input("X abc"));
+    assert_eq!(
+        ev.get_str("decode.error"),
+        Some("two_steps: parse[1] regex did not match")
+    );
+    assert_eq!(ev.get_str("event.module"), Some(UNKNOWN_MODULE));
+    assert_eq!(d.decode(&input("X 12")).get_i64("num"), Some(12));
+}
+
+#[test]
+fn kv_on_owned_capture_and_flags() {
+    // An escaped quote makes the captured value owned; kv must still work.
+    let text = r#"
+decoders:
+  - name: q
+    parse:
+      - kv: {}
+      - kv: { from: inner, flags: inner_flags }
+    fields:
+      a: { from: a }
+      b: { from: b }
+      f: { from: flags, convert: list }
+      g: { from: inner_flags, convert: list }
+"#;
+    let d = load(text).unwrap_or_else(|e| panic!("{e}"));
+    let ev = d.decode(&input(r#"a=1 X inner="b=\"2\" Y""#));
+    assert_eq!(ev.get_str("a"), Some("1"));
+    assert_eq!(ev.get_str("b"), Some("2"));
+    assert_eq!(ev.fields.get("f"), Some(&serde_json::json!(["X"])));
+    assert_eq!(ev.fields.get("g"), Some(&serde_json::json!(["Y"])));
+}
+
+#[test]
+fn load_errors_are_all_reported_with_lines() {
+    let text = r#"decoders:
+  - name: ok
+    parse:
+      - regex: { pattern: '^(?P<a>.)' }
+  - name: bad_regex
+    parse:
+      - regex: { pattern: '(?P<a>[' }
+  - name: unknown_key
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+    feilds: {}
+  - name: bad_from
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+    fields:
+      x: { from: nope }
+  - name: two_kinds
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+        kv: {}
+  - name: orphan
+    after: missing
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+  - name: ok
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+  - name: bad_format
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+    fields:
+      "@timestamp": { from: a, convert: timestamp }
+"#;
+    let errors = load(text).err().map(|e| e.0).unwrap_or_default();
+    let got: Vec<(Option<usize>, Option<&str>)> = errors
+        .iter()
+        .map(|e| (e.line, e.field.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(7), Some("parse[0].regex.pattern")),
+            (Some(11), Some("feilds")),
+            (Some(16), Some("fields.x.from")),
+            (Some(18), Some("parse[0]")),
+            (Some(21), Some("after")),
+            (Some(25), Some("name")),
+            (Some(32), Some("fields.@timestamp")),
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors.iter().all(|e| e.file == "d.yml"));
+    assert!(
+        errors[3].message.contains("exactly one of"),
+        "{}",
+        errors[3]
+    );
+    assert!(
+        errors[5].message.contains("already defined at d.yml:2"),
+        "{}",
+        errors[5]
+    );
+}
+
+#[test]
+fn after_cycles_are_rejected() {
+    let text = r#"
+decoders:
+  - name: a
+    after: [line, b]
+    parse: [{ regex: { pattern: '(?P<body>.*)' } }]
+  - name: b
+    after: a
+    parse: [{ regex: { pattern: '(?P<body>.*)' } }]
+"#;
+    let errors = load(text).err().map(|e| e.0).unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].message.contains("cycle"));
+}
+
+#[test]
+fn source_type_hint_filters_only_when_given() {
+    let text = r#"
+decoders:
+  - name: only_fw
+    when: { source_type: [fw] }
+    parse: [{ regex: { pattern: '^(?P<x>.+)$' } }]
+    fields: { x: { from: x } }
+"#;
+    let d = load(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.decode(&input("v")).get_str("x"), Some("v"));
+    assert_eq!(
+        d.decode(&Input {
+            source_type: "fw",
+            ..input("v")
+        })
+        .get_str("x"),
+        Some("v")
+    );
+    assert_eq!(
+        d.decode(&Input {
+            source_type: "av",
+            ..input("v")
+        })
+        .get_str("x"),
+        None
+    );
+}

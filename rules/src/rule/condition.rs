@@ -1,0 +1,479 @@
+//! Rule conditions: the `match:` tree of a rule and its evaluation.
+//!
+//! In YAML a condition is a mapping that is either a combination
+//!
+//! ```yaml
+//! all: [ <condition>, ... ]     # every one holds
+//! any: [ <condition>, ... ]     # at least one holds
+//! not: <condition>              # does not hold
+//! ```
+//!
+//! or a test of one field with one or more operators (all must hold):
+//!
+//! ```yaml
+//! field: destination.port
+//! in: [22, 3389]
+//! ```
+//!
+//! Operators: `equals`, `in`, `contains`, `starts_with`, `ends_with` (a string
+//! or a list, any may match), `regex`, `cidr` (a network or a list), `gt`,
+//! `gte`, `lt`, `lte`, `exists`; `case_insensitive: true` applies to the text
+//! operators. Values compare as numbers when both sides are numbers, else as
+//! text. A test on an absent field is false (except `exists: false`), so
+//! `not` of it is true. When the field holds a list, the test holds when it
+//! holds for any element.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::decode::config::one_line;
+use crate::yaml::OneOrMany;
+
+/// A condition as written in a rule file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConditionConfig {
+    /// Every sub-condition holds.
+    pub all: Option<Vec<ConditionConfig>>,
+    /// At least one sub-condition holds.
+    pub any: Option<Vec<ConditionConfig>>,
+    /// The sub-condition does not hold.
+    pub not: Option<Box<ConditionConfig>>,
+    /// The field the operators test.
+    pub field: Option<String>,
+    /// Equal to this value.
+    pub equals: Option<Value>,
+    /// Equal to one of these values.
+    #[serde(rename = "in")]
+    pub in_list: Option<Vec<Value>>,
+    /// Contains one of these strings.
+    pub contains: Option<OneOrMany>,
+    /// Starts with one of these strings.
+    pub starts_with: Option<OneOrMany>,
+    /// Ends with one of these strings.
+    pub ends_with: Option<OneOrMany>,
+    /// Matches this regular expression (unanchored).
+    pub regex: Option<String>,
+    /// An IP address inside one of these networks (`10.0.0.0/8`, `fc00::/7`).
+    pub cidr: Option<OneOrMany>,
+    /// Greater than (numbers).
+    pub gt: Option<f64>,
+    /// Greater than or equal.
+    pub gte: Option<f64>,
+    /// Less than.
+    pub lt: Option<f64>,
+    /// Less than or equal.
+    pub lte: Option<f64>,
+    /// The field is present (`true`) or absent (`false`).
+    pub exists: Option<bool>,
+    /// Text operators ignore case.
+    #[serde(default)]
+    pub case_insensitive: bool,
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub(crate) enum Condition {
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+    Field { field: String, tests: Vec<Test> },
+}
+
+/// A value to compare with: its text (lower-cased when case-insensitive)
+/// and its number, when it is one.
+#[derive(Debug, Clone)]
+pub(crate) struct Scalar {
+    text: String,
+    num: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cmp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Test {
+    Equals(Scalar, bool),
+    In(Vec<Scalar>, bool),
+    Contains(Vec<String>, bool),
+    StartsWith(Vec<String>, bool),
+    EndsWith(Vec<String>, bool),
+    Regex(Regex),
+    Cidr(Vec<IpNet>),
+    Compare(Cmp, f64),
+    Exists(bool),
+}
+
+/// One problem in a condition: (path inside the rule, message, text to find
+/// its line by).
+pub(crate) type CondProblem = (String, String, String);
+
+impl Condition {
+    /// Compiles `cfg`; `path` names it in errors (e.g. `match.all[1]`).
+    pub(crate) fn compile(
+        cfg: &ConditionConfig,
+        path: &str,
+        problems: &mut Vec<CondProblem>,
+    ) -> Option<Condition> {
+        let combos = cfg.all.is_some() as u8 + cfg.any.is_some() as u8 + cfg.not.is_some() as u8;
+        let has_ops = cfg.equals.is_some()
+            || cfg.in_list.is_some()
+            || cfg.contains.is_some()
+            || cfg.starts_with.is_some()
+            || cfg.ends_with.is_some()
+            || cfg.regex.is_some()
+            || cfg.cidr.is_some()
+            || cfg.gt.is_some()
+            || cfg.gte.is_some()
+            || cfg.lt.is_some()
+            || cfg.lte.is_some()
+            || cfg.exists.is_some();
+        if combos > 1 || (combos == 1 && (cfg.field.is_some() || has_ops)) {
+            problems.push((
+                path.into(),
+                "use one of `all`, `any`, `not` alone, or `field` with operators; nest them to combine".into(),
+                String::new(),
+            ));
+            return None;
+        }
+        let list = |items: &Vec<ConditionConfig>, key: &str, problems: &mut Vec<CondProblem>| {
+            if items.is_empty() {
+                problems.push((
+                    format!("{path}.{key}"),
+                    "needs at least one condition".into(),
+                    String::new(),
+                ));
+            }
+            let out: Vec<Condition> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| Condition::compile(c, &format!("{path}.{key}[{i}]"), problems))
+                .collect();
+            (out.len() == items.len()).then_some(out)
+        };
+        if let Some(items) = &cfg.all {
+            return list(items, "all", problems).map(Condition::All);
+        }
+        if let Some(items) = &cfg.any {
+            return list(items, "any", problems).map(Condition::Any);
+        }
+        if let Some(inner) = &cfg.not {
+            return Condition::compile(inner, &format!("{path}.not"), problems)
+                .map(|c| Condition::Not(Box::new(c)));
+        }
+        let Some(field) = &cfg.field else {
+            problems.push((
+                path.into(),
+                "a condition needs `all`, `any`, `not` or `field`".into(),
+                String::new(),
+            ));
+            return None;
+        };
+        if !has_ops {
+            problems.push((
+                format!("{path}.field"),
+                format!("field `{field}` has no operator (equals, in, contains, starts_with, ends_with, regex, cidr, gt, gte, lt, lte, exists)"),
+                field.clone(),
+            ));
+            return None;
+        }
+        let ci = cfg.case_insensitive;
+        let before = problems.len();
+        let mut tests = Vec::new();
+        if let Some(v) = &cfg.equals {
+            match scalar(v, ci) {
+                Some(s) => tests.push(Test::Equals(s, ci)),
+                None => problems.push((
+                    format!("{path}.equals"),
+                    "must be a string, number or boolean".into(),
+                    String::new(),
+                )),
+            }
+        }
+        if let Some(vs) = &cfg.in_list {
+            let scalars: Vec<Scalar> = vs.iter().filter_map(|v| scalar(v, ci)).collect();
+            if scalars.len() != vs.len() || vs.is_empty() {
+                problems.push((
+                    format!("{path}.in"),
+                    "must be a non-empty list of strings, numbers or booleans".into(),
+                    String::new(),
+                ));
+            } else {
+                tests.push(Test::In(scalars, ci));
+            }
+        }
+        let texts = |v: &OneOrMany| -> Vec<String> {
+            v.0.iter()
+                .map(|s| if ci { s.to_lowercase() } else { s.clone() })
+                .collect()
+        };
+        if let Some(v) = &cfg.contains {
+            tests.push(Test::Contains(texts(v), ci));
+        }
+        if let Some(v) = &cfg.starts_with {
+            tests.push(Test::StartsWith(texts(v), ci));
+        }
+        if let Some(v) = &cfg.ends_with {
+            tests.push(Test::EndsWith(texts(v), ci));
+        }
+        if let Some(p) = &cfg.regex {
+            let pattern = if ci { format!("(?i){p}") } else { p.clone() };
+            match Regex::new(&pattern) {
+                Ok(re) => tests.push(Test::Regex(re)),
+                Err(e) => problems.push((
+                    format!("{path}.regex"),
+                    format!("invalid regex: {}", one_line(&e.to_string())),
+                    p.clone(),
+                )),
+            }
+        }
+        if let Some(nets) = &cfg.cidr {
+            let mut parsed = Vec::new();
+            for n in &nets.0 {
+                match n
+                    .parse::<IpNet>()
+                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                {
+                    Ok(net) => parsed.push(net),
+                    Err(_) => problems.push((
+                        format!("{path}.cidr"),
+                        format!("`{n}` is not a network like 10.0.0.0/8 or fc00::/7"),
+                        n.clone(),
+                    )),
+                }
+            }
+            tests.push(Test::Cidr(parsed));
+        }
+        for (op, v) in [
+            (Cmp::Gt, cfg.gt),
+            (Cmp::Gte, cfg.gte),
+            (Cmp::Lt, cfg.lt),
+            (Cmp::Lte, cfg.lte),
+        ] {
+            if let Some(v) = v {
+                tests.push(Test::Compare(op, v));
+            }
+        }
+        if let Some(e) = cfg.exists {
+            tests.push(Test::Exists(e));
+        }
+        (problems.len() == before).then(|| Condition::Field {
+            field: field.clone(),
+            tests,
+        })
+    }
+
+    /// Whether the condition holds for `fields`.
+    pub(crate) fn eval(&self, fields: &std::collections::BTreeMap<String, Value>) -> bool {
+        match self {
+            Condition::All(cs) => cs.iter().all(|c| c.eval(fields)),
+            Condition::Any(cs) => cs.iter().any(|c| c.eval(fields)),
+            Condition::Not(c) => !c.eval(fields),
+            Condition::Field { field, tests } => {
+                let value = fields.get(field);
+                tests.iter().all(|t| match (t, value) {
+                    (Test::Exists(want), v) => v.is_some() == *want,
+                    (_, None) => false,
+                    (t, Some(v)) => test_value(t, v),
+                })
+            }
+        }
+    }
+}
+
+fn scalar(v: &Value, ci: bool) -> Option<Scalar> {
+    let (text, num) = match v {
+        Value::String(s) => (s.clone(), s.trim().parse::<f64>().ok()),
+        Value::Number(n) => (n.to_string(), n.as_f64()),
+        Value::Bool(b) => (b.to_string(), None),
+        _ => return None,
+    };
+    Some(Scalar {
+        text: if ci { text.to_lowercase() } else { text },
+        num,
+    })
+}
+
+/// One test against one present value; lists match when any element does.
+fn test_value(t: &Test, v: &Value) -> bool {
+    if let Value::Array(items) = v {
+        return items.iter().any(|i| test_value(t, i));
+    }
+    let text: std::borrow::Cow<'_, str> = match v {
+        Value::String(s) => s.as_str().into(),
+        Value::Number(n) => n.to_string().into(),
+        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+        _ => return false,
+    };
+    let folded = |ci: bool| -> std::borrow::Cow<'_, str> {
+        if ci {
+            text.to_lowercase().into()
+        } else {
+            text.as_ref().into()
+        }
+    };
+    let num = || match v {
+        Value::Number(n) => n.as_f64(),
+        _ => text.trim().parse::<f64>().ok(),
+    };
+    let eq = |s: &Scalar, ci: bool| match (s.num, num()) {
+        (Some(a), Some(b)) => a == b,
+        _ => folded(ci) == s.text.as_str(),
+    };
+    match t {
+        Test::Equals(s, ci) => eq(s, *ci),
+        Test::In(list, ci) => list.iter().any(|s| eq(s, *ci)),
+        Test::Contains(needles, ci) => {
+            let hay = folded(*ci);
+            needles.iter().any(|n| hay.contains(n.as_str()))
+        }
+        Test::StartsWith(needles, ci) => {
+            let hay = folded(*ci);
+            needles.iter().any(|n| hay.starts_with(n.as_str()))
+        }
+        Test::EndsWith(needles, ci) => {
+            let hay = folded(*ci);
+            needles.iter().any(|n| hay.ends_with(n.as_str()))
+        }
+        Test::Regex(re) => re.is_match(&text),
+        Test::Cidr(nets) => text
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        Test::Compare(op, limit) => num().is_some_and(|n| match op {
+            Cmp::Gt => n > *limit,
+            Cmp::Gte => n >= *limit,
+            Cmp::Lt => n < *limit,
+            Cmp::Lte => n <= *limit,
+        }),
+        Test::Exists(want) => *want,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cond(yaml: &str) -> Result<Condition, Vec<CondProblem>> {
+        let cfg: ConditionConfig = serde_yaml_ng::from_str(yaml)
+            .map_err(|e| vec![(String::new(), e.to_string(), String::new())])?;
+        let mut problems = Vec::new();
+        match Condition::compile(&cfg, "match", &mut problems) {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems),
+        }
+    }
+
+    fn fields(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// (condition, fields, expected) table.
+    #[test]
+    fn operator_table() {
+        let ev = fields(&[
+            ("source.ip", Value::from("203.0.113.9")),
+            ("source.ip6", Value::from("fd00::1")),
+            ("destination.port", Value::from(3389)),
+            ("port_text", Value::from("22")),
+            (
+                "malware.name",
+                Value::from("Eicar-Test-Signature.UNOFFICIAL"),
+            ),
+            ("flags", serde_json::json!(["DF", "SYN"])),
+            ("ok", Value::from(true)),
+        ]);
+        let table: &[(&str, bool)] = &[
+            ("{field: destination.port, equals: 3389}", true),
+            ("{field: destination.port, equals: '3389'}", true),
+            ("{field: port_text, equals: 22}", true),
+            ("{field: destination.port, in: [22, 3389]}", true),
+            ("{field: destination.port, in: [22, 23]}", false),
+            ("{field: malware.name, contains: eicar}", false),
+            (
+                "{field: malware.name, contains: eicar, case_insensitive: true}",
+                true,
+            ),
+            ("{field: malware.name, starts_with: [Win., Eicar]}", true),
+            ("{field: malware.name, ends_with: .UNOFFICIAL}", true),
+            (
+                "{field: malware.name, equals: EICAR-TEST-SIGNATURE.unofficial, case_insensitive: true}",
+                true,
+            ),
+            (
+                "{field: malware.name, regex: '^Eicar-.*\\.UNOFFICIAL$'}",
+                true,
+            ),
+            (
+                "{field: source.ip, cidr: [10.0.0.0/8, 203.0.113.0/24]}",
+                true,
+            ),
+            ("{field: source.ip, cidr: 192.168.0.0/16}", false),
+            ("{field: source.ip6, cidr: fc00::/7}", true),
+            ("{field: malware.name, cidr: 0.0.0.0/0}", false),
+            ("{field: destination.port, gt: 1024, lte: 3389}", true),
+            ("{field: destination.port, lt: 1024}", false),
+            ("{field: destination.port, gte: 3389.0}", true),
+            ("{field: flags, equals: SYN}", true),
+            ("{field: flags, equals: ACK}", false),
+            ("{field: ok, equals: true}", true),
+            ("{field: nope, exists: false}", true),
+            ("{field: nope, exists: true}", false),
+            ("{field: nope, equals: x}", false),
+            ("{not: {field: nope, equals: x}}", true),
+            (
+                "{all: [{field: ok, exists: true}, {field: destination.port, equals: 3389}]}",
+                true,
+            ),
+            (
+                "{all: [{field: ok, exists: true}, {field: destination.port, equals: 22}]}",
+                false,
+            ),
+            (
+                "{any: [{field: nope, exists: true}, {field: destination.port, equals: 3389}]}",
+                true,
+            ),
+            (
+                "{any: [{field: nope, exists: true}, {field: destination.port, equals: 22}]}",
+                false,
+            ),
+        ];
+        for (yaml, want) in table {
+            let c = cond(yaml).unwrap_or_else(|e| panic!("{yaml}: {e:?}"));
+            assert_eq!(c.eval(&ev), *want, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn compile_errors_name_their_path() {
+        let problems = cond("{all: [{field: a, regex: '('}, {field: b, cidr: [10.0.0.0/33]}, {field: c}, {any: []}]}")
+            .err()
+            .unwrap_or_default();
+        let paths: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "match.all[0].regex",
+                "match.all[1].cidr",
+                "match.all[2].field",
+                "match.all[3].any"
+            ]
+        );
+        assert!(cond("{all: [], field: x, equals: 1}").is_err());
+        assert!(cond("{field: x, in: []}").is_err());
+        assert!(cond("{field: x, equals: [1]}").is_err());
+        assert!(cond("{}").is_err());
+    }
+}

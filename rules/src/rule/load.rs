@@ -1,0 +1,387 @@
+//! Rule files: the YAML shape (serde structs) and its compilation.
+//!
+//! ```yaml
+//! rules:
+//!   - id: clamav-malware-detected
+//!     title: ClamAV found malware
+//!     description: ...
+//!     severity: high
+//!     tags: [attack.t1204]
+//!     match:
+//!       all:
+//!         - field: event.module
+//!           equals: clamav
+//!         - field: event.action
+//!           equals: malware_detected
+//!     summary: "ClamAV found {malware.name} in {file.path} on {host.name}"
+//!     tests:
+//!       - line: "..."
+//!         alerts: 1
+//! ```
+
+use serde::Deserialize;
+
+use super::condition::{Condition, ConditionConfig};
+use super::template::Template;
+use super::{Rule, RuleKind, Severity};
+use crate::decode::config::TEST_RECEIVED_MS;
+use crate::error::{LoadError, LoadErrors};
+use crate::event::SourceFile;
+use crate::yaml::{Located, load_items};
+
+/// One rule as written in a file under `rules:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleConfig {
+    /// Stable identifier: letters, digits, `.`, `_`, `-`.
+    pub id: String,
+    /// Short name.
+    pub title: String,
+    /// What the rule detects and why it matters.
+    #[serde(default)]
+    pub description: String,
+    /// info, low, medium, high or critical (any case).
+    pub severity: String,
+    /// ATT&CK ids and other tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Links for the analyst.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Maintainer.
+    pub owner: Option<String>,
+    /// Default 1; bump when the logic changes.
+    #[serde(default = "one")]
+    pub version: u32,
+    /// The condition an event must satisfy.
+    #[serde(rename = "match")]
+    pub condition: ConditionConfig,
+    /// One sentence with `{field}` placeholders.
+    pub summary: String,
+    /// Inline test cases.
+    #[serde(default)]
+    pub tests: Vec<RuleTestConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One inline test of a rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleTestConfig {
+    /// Optional label shown in failures.
+    pub name: Option<String>,
+    /// One input line...
+    pub line: Option<String>,
+    /// ...or several, fed in order.
+    pub lines: Option<Vec<String>>,
+    /// The agent's source type hint for the lines.
+    #[serde(default)]
+    pub source_type: String,
+    /// When the lines were received (RFC 3339); default 2024-12-31T12:00:00Z.
+    pub received: Option<String>,
+    /// How many detections this rule must raise over all lines.
+    pub alerts: Option<usize>,
+    /// Rules (of the whole set) that must raise at least one detection.
+    pub rule_ids: Option<Vec<String>>,
+}
+
+/// A compiled rule test.
+#[derive(Debug, Clone)]
+pub(crate) struct RuleTest {
+    pub name: Option<String>,
+    pub lines: Vec<String>,
+    pub source_type: String,
+    pub received_ms: i64,
+    pub alerts: Option<usize>,
+    pub rule_ids: Option<Vec<String>>,
+}
+
+/// Loads every rule of every file, collecting all errors.
+pub(crate) fn load(files: &[SourceFile]) -> Result<Vec<Rule>, LoadErrors> {
+    let mut errors = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
+    for file in files {
+        for item in load_items::<RuleConfig>(file, "rules", &mut errors) {
+            match compile(&file.name, &item) {
+                Ok(rule) => {
+                    if let Some(prev) = rules.iter().find(|r| r.id == rule.id) {
+                        errors.push(LoadError::new(
+                            &file.name,
+                            Some(item.line_of_key("id")),
+                            Some("id"),
+                            format!(
+                                "rule id `{}` is already used at {}:{}",
+                                rule.id, prev.file, prev.line
+                            ),
+                        ));
+                    } else {
+                        rules.push(rule);
+                    }
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        crate::yaml::sort_errors(files, &mut errors);
+        Err(LoadErrors(errors))
+    }
+}
+
+fn compile(file: &str, item: &Located<RuleConfig>) -> Result<Rule, Vec<LoadError>> {
+    let cfg = &item.value;
+    let mut errors = Vec::new();
+    let mut err = |line: usize, field: &str, msg: String| {
+        errors.push(LoadError::new(
+            file,
+            Some(line),
+            Some(field),
+            format!("rule `{}`: {msg}", cfg.id),
+        ));
+    };
+    if cfg.id.is_empty()
+        || !cfg
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        err(
+            item.line_of_key("id"),
+            "id",
+            "ids use only letters, digits, `.`, `_` and `-`".into(),
+        );
+    }
+    if cfg.title.trim().is_empty() {
+        err(
+            item.line_of_key("title"),
+            "title",
+            "must not be empty".into(),
+        );
+    }
+    let severity = match cfg.severity.parse::<Severity>() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            err(item.line_of_key("severity"), "severity", e.to_string());
+            None
+        }
+    };
+    let mut problems = Vec::new();
+    let condition = Condition::compile(&cfg.condition, "match", &mut problems);
+    for (path, msg, needle) in problems {
+        let line = if needle.is_empty() {
+            item.line_of_key(last_key(&path))
+        } else {
+            item.line_of(&needle)
+        };
+        err(line, &path, msg);
+    }
+    let summary = match Template::parse(&cfg.summary) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            err(item.line_of_key("summary"), "summary", e);
+            None
+        }
+    };
+    let mut tests = Vec::new();
+    for (i, t) in cfg.tests.iter().enumerate() {
+        let field = format!("tests[{i}]");
+        let line = t
+            .name
+            .as_deref()
+            .or(t.line.as_deref())
+            .map_or(item.line_of_key("tests"), |n| item.line_of(n));
+        let lines = match (&t.line, &t.lines) {
+            (Some(l), None) => vec![l.clone()],
+            (None, Some(ls)) if !ls.is_empty() => ls.clone(),
+            _ => {
+                err(
+                    line,
+                    &field,
+                    "give either `line` or a non-empty `lines` list".into(),
+                );
+                continue;
+            }
+        };
+        if t.alerts.is_none() && t.rule_ids.is_none() {
+            err(
+                line,
+                &field,
+                "say what to expect: `alerts` (count) and/or `rule_ids`".into(),
+            );
+            continue;
+        }
+        let received_ms = match &t.received {
+            None => TEST_RECEIVED_MS,
+            Some(r) => match crate::decode::convert::parse_ms(r) {
+                Some(ms) => ms,
+                None => {
+                    err(
+                        item.line_of(r),
+                        &format!("{field}.received"),
+                        format!("`{r}` is not an RFC 3339 time"),
+                    );
+                    continue;
+                }
+            },
+        };
+        tests.push(RuleTest {
+            name: t.name.clone(),
+            lines,
+            source_type: t.source_type.clone(),
+            received_ms,
+            alerts: t.alerts,
+            rule_ids: t.rule_ids.clone(),
+        });
+    }
+    match (severity, condition, summary) {
+        (Some(severity), Some(condition), Some(summary)) if errors.is_empty() => Ok(Rule {
+            id: cfg.id.clone(),
+            title: cfg.title.clone(),
+            description: cfg.description.trim().to_string(),
+            severity,
+            tags: cfg.tags.clone(),
+            version: cfg.version,
+            enabled: cfg.enabled,
+            owner: cfg.owner.clone(),
+            references: cfg.references.clone(),
+            file: file.to_string(),
+            line: item.start_line,
+            kind: RuleKind::Single,
+            condition,
+            summary,
+            tests,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// `match.all[1].regex` → `regex`; `match.all[3].any` → `any`.
+fn last_key(path: &str) -> &str {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last.split('[').next().unwrap_or(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"rules:
+  - id: shared-id
+    title: First
+    severity: low
+    match: { field: a, exists: true }
+    summary: first
+"#;
+
+    /// One rule file with many different mistakes: every one is reported,
+    /// with file, line and field, in line order.
+    const BROKEN: &str = r#"# a file with mistakes on purpose
+rules:
+  - id: bad-severity
+    title: Severity is not a level
+    severity: urgent
+    match: { field: a, exists: true }
+    summary: x
+  - id: unknown-key
+    title: A typo in a key
+    severity: low
+    sumary: typo
+    match: { field: a, exists: true }
+    summary: x
+  - id: bad-condition
+    title: Broken regex, cidr and operator-less field
+    severity: medium
+    match:
+      all:
+        - field: a
+          regex: '(unclosed'
+        - field: source.ip
+          cidr: [10.0.0.0/8, 300.0.0.0/8]
+        - field: lonely
+    summary: x
+  - id: bad-summary
+    title: Unclosed placeholder
+    severity: high
+    match: { field: a, exists: true }
+    summary: "from {source.ip"
+  - id: shared-id
+    title: Duplicate of another file's id
+    severity: low
+    match: { field: a, exists: true }
+    summary: x
+  - id: bad-test
+    title: A test without expectation
+    severity: low
+    match: { field: a, exists: true }
+    summary: x
+    tests:
+      - line: "some line"
+  - id: fine
+    title: This one is fine
+    severity: info
+    match: { field: a, exists: true }
+    summary: x
+"#;
+
+    #[test]
+    fn broken_rule_file_reports_every_error_with_file_and_line() {
+        let files = [
+            SourceFile::new("good.yml", GOOD),
+            SourceFile::new("broken.yml", BROKEN),
+        ];
+        let errors = load(&files).err().map(|e| e.0).unwrap_or_default();
+        let got: Vec<(String, Option<usize>, Option<String>)> = errors
+            .iter()
+            .map(|e| (e.file.clone(), e.line, e.field.clone()))
+            .collect();
+        let want: Vec<(String, Option<usize>, Option<String>)> = [
+            (5, "severity"),
+            (11, "sumary"),
+            (20, "match.all[0].regex"),
+            (22, "match.all[1].cidr"),
+            (23, "match.all[2].field"),
+            (29, "summary"),
+            (30, "id"),
+            (41, "tests[0]"),
+        ]
+        .into_iter()
+        .map(|(l, f)| ("broken.yml".to_string(), Some(l), Some(f.to_string())))
+        .collect();
+        assert_eq!(got, want, "{}", LoadErrors(errors.clone()));
+        let text = LoadErrors(errors).to_string();
+        assert_eq!(text.lines().count(), 8);
+        assert!(
+            text.contains("broken.yml:5: severity: rule `bad-severity`: unknown severity `urgent`"),
+            "{text}"
+        );
+        assert!(text.contains("broken.yml:22: match.all[1].cidr: rule `bad-condition`: `300.0.0.0/8` is not a network"), "{text}");
+        assert!(
+            text.contains("broken.yml:30: id: rule id `shared-id` is already used at good.yml:2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn good_rules_load_with_their_metadata() {
+        let rules = load(&[SourceFile::new("good.yml", GOOD)]).unwrap_or_default();
+        assert_eq!(rules.len(), 1);
+        let r = &rules[0];
+        assert_eq!(
+            (r.id.as_str(), r.severity, r.version, r.enabled),
+            ("shared-id", Severity::Low, 1, true)
+        );
+        assert_eq!((r.file.as_str(), r.line), ("good.yml", 2));
+    }
+}

@@ -1,0 +1,422 @@
+//! Reading decoder and rule files: one list per file, one error per broken item.
+//!
+//! serde stops at the first error of a document. To report every broken rule of
+//! a file at once, the file is first parsed as plain YAML (syntax errors stop
+//! here, with their position), then the items of its top-level list are cut out
+//! of the text by indentation and deserialized one by one, so an error in item 3
+//! does not hide an error in item 7. Line numbers reported by serde_yaml_ng for
+//! an item are shifted back to the line in the whole file.
+//!
+//! When the list is not written in block style (e.g. `rules: [ ... ]`) the cut
+//! is not possible; the whole file is then deserialized at once and only its
+//! first error is reported.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
+
+use crate::SourceFile;
+use crate::error::LoadError;
+
+/// One item of a file's top-level list, with where it sits in the file.
+#[derive(Debug)]
+pub(crate) struct Located<T> {
+    /// The deserialized item.
+    pub value: T,
+    /// 1-based line of the item's `-`.
+    pub start_line: usize,
+    /// The item's own lines, for [`Located::line_of`].
+    pub lines: Vec<String>,
+}
+
+impl<T> Located<T> {
+    /// The first line of this item that contains `needle`, else the item's first
+    /// line. Used to point semantic errors (bad regex, unknown parent) at the
+    /// line that holds the offending value.
+    pub fn line_of(&self, needle: &str) -> usize {
+        if needle.is_empty() {
+            return self.start_line;
+        }
+        self.lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .map_or(self.start_line, |i| self.start_line + i)
+    }
+
+    /// The line of `key:` inside this item, else the item's first line.
+    pub fn line_of_key(&self, key: &str) -> usize {
+        let pats = [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ];
+        self.lines
+            .iter()
+            .position(|l| {
+                let t = l.trim_start().trim_start_matches("- ");
+                pats.iter().any(|p| t.starts_with(p.as_str()))
+            })
+            .map_or(self.start_line, |i| self.start_line + i)
+    }
+}
+
+/// Deserializes every item of the top-level list `key` of `file`.
+///
+/// Items that fail are reported in `errors` and left out of the result.
+pub(crate) fn load_items<T: DeserializeOwned>(
+    file: &SourceFile,
+    key: &str,
+    errors: &mut Vec<LoadError>,
+) -> Vec<Located<T>> {
+    let name = file.name.as_str();
+    let doc: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&file.text) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(yaml_error(name, 0, &e));
+            return Vec::new();
+        }
+    };
+    let expected = match &doc {
+        serde_yaml_ng::Value::Null => return Vec::new(),
+        serde_yaml_ng::Value::Mapping(map) => {
+            let mut len = None;
+            for (k, v) in map {
+                match k.as_str() {
+                    Some(k) if k == key => {
+                        len = Some(match v {
+                            serde_yaml_ng::Value::Sequence(s) => s.len(),
+                            serde_yaml_ng::Value::Null => 0,
+                            _ => {
+                                errors.push(LoadError::new(
+                                    name,
+                                    top_key_line(&file.text, key),
+                                    Some(key),
+                                    "expected a list",
+                                ));
+                                return Vec::new();
+                            }
+                        })
+                    }
+                    other => {
+                        let shown = other.map_or_else(|| format!("{k:?}"), str::to_string);
+                        errors.push(LoadError::new(
+                            name,
+                            top_key_line(&file.text, &shown),
+                            Some(&shown),
+                            format!("unknown top-level key, expected `{key}`"),
+                        ));
+                    }
+                }
+            }
+            match len {
+                Some(n) => n,
+                None => {
+                    errors.push(LoadError::new(
+                        name,
+                        Some(1),
+                        None,
+                        format!("missing the top-level `{key}:` list"),
+                    ));
+                    return Vec::new();
+                }
+            }
+        }
+        _ => {
+            errors.push(LoadError::new(
+                name,
+                Some(1),
+                None,
+                format!("expected a mapping with a top-level `{key}:` list"),
+            ));
+            return Vec::new();
+        }
+    };
+
+    let all_lines: Vec<&str> = file.text.lines().collect();
+    let spans = split_list(&all_lines, key);
+    if spans.len() != expected {
+        return load_whole(file, key, errors);
+    }
+    let mut out = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        let lines: Vec<String> = all_lines[start..end]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let text = lines.join("\n");
+        match serde_yaml_ng::from_str::<Vec<T>>(&text) {
+            Ok(mut items) if items.len() == 1 => {
+                if let Some(value) = items.pop() {
+                    out.push(Located {
+                        value,
+                        start_line: start + 1,
+                        lines,
+                    });
+                }
+            }
+            Ok(_) => errors.push(LoadError::new(
+                name,
+                Some(start + 1),
+                None,
+                "could not isolate this list item",
+            )),
+            Err(e) => errors.push(yaml_error(name, start, &e)),
+        }
+    }
+    out
+}
+
+/// Fallback for lists not written in block style: all or nothing.
+fn load_whole<T: DeserializeOwned>(
+    file: &SourceFile,
+    key: &str,
+    errors: &mut Vec<LoadError>,
+) -> Vec<Located<T>> {
+    match serde_yaml_ng::from_str::<BTreeMap<String, Vec<T>>>(&file.text) {
+        Ok(mut map) => map
+            .remove(key)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|value| Located {
+                value,
+                start_line: 1,
+                lines: Vec::new(),
+            })
+            .collect(),
+        Err(e) => {
+            errors.push(yaml_error(&file.name, 0, &e));
+            Vec::new()
+        }
+    }
+}
+
+/// The 1-based line of a top-level `key:`.
+fn top_key_line(text: &str, key: &str) -> Option<usize> {
+    let pat = format!("{key}:");
+    text.lines()
+        .position(|l| l.starts_with(&pat))
+        .map(|i| i + 1)
+}
+
+/// Finds the items of the block list under the top-level `key:` as
+/// `(first_line, end_line)` 0-based half-open line ranges.
+fn split_list(lines: &[&str], key: &str) -> Vec<(usize, usize)> {
+    let pat = format!("{key}:");
+    let Some(key_line) = lines.iter().position(|l| {
+        l.strip_prefix(&pat)
+            .is_some_and(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('#'))
+    }) else {
+        return Vec::new();
+    };
+    let mut spans = Vec::new();
+    let mut indent: Option<usize> = None;
+    let mut current: Option<usize> = None;
+    let mut last_content = key_line;
+    for (i, line) in lines.iter().enumerate().skip(key_line + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let ind = line.len() - trimmed.len();
+        let is_item = trimmed == "-" || trimmed.starts_with("- ");
+        match indent {
+            None if is_item => indent = Some(ind),
+            None => return Vec::new(),
+            Some(want) if ind < want || (ind == want && !is_item) => {
+                // The list ended (another top-level key follows).
+                if let Some(s) = current.take() {
+                    spans.push((s, last_content + 1));
+                }
+                return spans;
+            }
+            Some(_) => {}
+        }
+        if is_item && Some(ind) == indent {
+            if let Some(s) = current.take() {
+                spans.push((s, last_content + 1));
+            }
+            current = Some(i);
+        }
+        last_content = i;
+    }
+    if let Some(s) = current {
+        spans.push((s, last_content + 1));
+    }
+    spans
+}
+
+/// Orders errors by file (in the order given) and line, so a report reads
+/// top to bottom.
+pub(crate) fn sort_errors(files: &[SourceFile], errors: &mut [LoadError]) {
+    errors.sort_by_key(|e| (files.iter().position(|f| f.name == e.file), e.line));
+}
+
+/// Turns a serde_yaml_ng error into a [`LoadError`], shifting its line by
+/// `line_offset` and splitting its `path: message at line L column C` text.
+fn yaml_error(file: &str, line_offset: usize, e: &serde_yaml_ng::Error) -> LoadError {
+    let line = e.location().map(|l| l.line() + line_offset);
+    let mut text = e.to_string();
+    if let Some(pos) = text.rfind(" at line ") {
+        text.truncate(pos);
+    }
+    // Item-local paths start with `[0]`, the index inside the cut-out list.
+    let text = text.strip_prefix('.').unwrap_or(&text);
+    let text = text
+        .strip_prefix("[0]")
+        .map_or(text, |t| t.strip_prefix('.').unwrap_or(t));
+    let text = text.strip_prefix(": ").unwrap_or(text);
+    let (mut field, message) = match text.split_once(": ") {
+        Some((path, msg)) if !path.contains(' ') => (
+            Some(path.to_string()).filter(|p| !p.is_empty()),
+            msg.to_string(),
+        ),
+        _ => (None, text.to_string()),
+    };
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
+        field = Some(match field {
+            Some(p) => format!("{p}.{unknown}"),
+            None => unknown.to_string(),
+        });
+    }
+    LoadError {
+        file: file.to_string(),
+        line,
+        field,
+        message,
+    }
+}
+
+/// A value written either as one string or as a list of strings
+/// (`contains: FOUND` or `contains: [FOUND, ERROR]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OneOrMany(pub Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<StringLike>()? {
+                    out.push(s.0);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A scalar read as text: `22` and `"22"` both give `"22"`.
+struct StringLike(String);
+
+impl<'de> serde::Deserialize<'de> for StringLike {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = StringLike;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringLike, E> {
+                Ok(StringLike(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StringLike, E> {
+                Ok(StringLike(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StringLike, E> {
+                Ok(StringLike(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        id: String,
+        #[serde(default)]
+        tags: OneOrMany,
+    }
+
+    fn src(text: &str) -> SourceFile {
+        SourceFile {
+            name: "t.yml".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn every_broken_item_is_reported_with_its_line() {
+        let text = "# comment\nrules:\n  - id: a\n    tags: [x, 1]\n\n  - id: b\n    bogus: 1\n  - id: c\n  - idd: d\n";
+        let mut errors = Vec::new();
+        let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
+        let ids: Vec<&str> = items.iter().map(|i| i.value.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(items[0].value.tags.0, ["x", "1"]);
+        assert_eq!(items[0].start_line, 3);
+        assert_eq!(items[1].start_line, 8);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].line, Some(7));
+        assert_eq!(errors[0].field.as_deref(), Some("bogus"));
+        assert_eq!(errors[1].line, Some(9));
+        assert_eq!(errors[1].field.as_deref(), Some("idd"));
+    }
+
+    #[test]
+    fn flow_lists_fall_back_to_whole_file() {
+        let mut errors = Vec::new();
+        let items: Vec<Located<Item>> =
+            load_items(&src("rules: [{id: a}, {id: b}]\n"), "rules", &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn syntax_and_top_level_errors() {
+        let mut errors = Vec::new();
+        let _: Vec<Located<Item>> = load_items(&src("rules:\n  - id: [\n"), "rules", &mut errors);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].line.is_some());
+        let mut errors = Vec::new();
+        let _: Vec<Located<Item>> = load_items(&src("rules: []\nextra: 1\n"), "rules", &mut errors);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, Some(2));
+        assert_eq!(errors[0].field.as_deref(), Some("extra"));
+    }
+
+    #[test]
+    fn located_finds_lines() {
+        let l = Located {
+            value: (),
+            start_line: 10,
+            lines: vec!["  - id: x".into(), "    regex: '(['".into()],
+        };
+        assert_eq!(l.line_of("(["), 11);
+        assert_eq!(l.line_of("nothing"), 10);
+        assert_eq!(l.line_of_key("regex"), 11);
+        assert_eq!(l.line_of_key("id"), 10);
+    }
+}

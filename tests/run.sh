@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, unit tests, the decoder and
+# rule corpus tests, and the end-to-end tests that start the real binaries.
+# It installs what the tests need when it is missing (Debian packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+apt_install() {
+    if need apt-get; then
+        echo "installing $* (Debian packages) ..."
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "missing: $* (and no apt-get to install it)" >&2
+        exit 1
+    fi
+}
+if [ ! -d ../shared/corpus ]; then
+    echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build (binaries for the end-to-end tests)"
+cargo build --workspace --bins --quiet
+echo "== cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.txt
+# Print one closing line that sums every test binary's results.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.txt
