@@ -221,6 +221,9 @@ impl Loop<'_> {
         self.save();
         tracing::info!(
             lines_sent = self.stats.lines_sent.load(Ordering::Relaxed),
+            lines_truncated = self.stats.lines_truncated.load(Ordering::Relaxed),
+            lines_split = self.stats.lines_split.load(Ordering::Relaxed),
+            truncations = self.stats.truncations.load(Ordering::Relaxed),
             "agent stopped"
         );
     }
@@ -251,7 +254,7 @@ impl Loop<'_> {
                 version: PROTOCOL_VERSION,
                 agent: self.cfg.agent.name.clone(),
                 batch_id,
-                labels: Default::default(),
+                labels: self.cfg.agent.labels.clone(),
                 records,
             };
             match encode_batch(&batch, &Limits::V1) {

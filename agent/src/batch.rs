@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use soc_protocol::Record;
 
-use crate::identity::FileId;
+use crate::identity::{FileId, Guard};
 
 /// One line waiting to be sent, with what is needed to checkpoint it.
 #[derive(Debug, Clone)]
@@ -26,14 +26,17 @@ pub struct Pending {
 pub struct Mark {
     /// The file it came from.
     pub file: FileId,
-    /// Which tracking of that file (a file dropped and found again gets a new one).
-    pub generation: u64,
+    /// Which tracking of that file (a file dropped and found again, or
+    /// truncated, gets a new one): acks of older trackings are ignored.
+    pub tracking: u64,
     /// Offset just past the line: the checkpoint once it is acknowledged.
     pub next: u64,
     /// Raw length of the line, for the byte budget.
     pub len: usize,
     /// When it was read, for `flush_interval`.
     pub read_at: Instant,
+    /// Check of the bytes before `next`, kept in the checkpoint.
+    pub guard: Guard,
 }
 
 /// Lines read and waiting for the next send.
@@ -135,10 +138,11 @@ mod tests {
                     dev_ino: DevIno { dev: 1, ino: 2 },
                     first_line: 3,
                 },
-                generation: 0,
+                tracking: 0,
                 next: 0,
                 len,
                 read_at,
+                guard: Guard::default(),
             },
         }
     }

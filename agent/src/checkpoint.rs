@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::Guard;
+
 /// The format written by this version of the agent.
 pub const FORMAT_VERSION: u32 = 1;
 /// Name of the checkpoint file inside `data_dir`.
@@ -55,7 +57,52 @@ pub struct Entry {
     pub path: String,
     /// The configured source it belongs to.
     pub source: String,
+    /// The stream its lines travel under, when it is not the key: a file
+    /// truncated in place gets `<key>.g<generation>`; a copy of a file
+    /// (`copytruncate`) continues the stream of the file it copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// How many times this file was seen truncated in place.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+    /// Check of the bytes just before `offset`: a file truncated and written
+    /// again past `offset` while the agent was stopped fails it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A stream whose file was truncated in place or released (drained after
+/// rotation or deletion): its name is not given to another file (an inode
+/// reused with the same first line gets a new generation), and what was
+/// acknowledged of it,
+/// so that a copy of the old content (`copytruncate`'s `file.1`) found later
+/// continues the stream after the last acknowledged line instead of being
+/// read again from its start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    pub stream: String,
+    pub source: String,
+    /// FNV-1a of the old content's first line.
+    pub first_line: u64,
+    /// Acknowledged offset in the old content: where a copy continues.
+    pub offset: u64,
+    /// Offset up to which the old content was read (at least `offset`).
+    #[serde(default)]
+    pub check_at: u64,
+    /// Check of the bytes before `check_at`.
+    pub guard: Option<Guard>,
+    /// When it was retired, seconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// Most retired streams remembered; the oldest are forgotten first.
+pub const MAX_RETIRED: usize = 256;
+/// How long a retired stream is remembered, in seconds.
+pub const RETIRED_TTL_SECS: u64 = 24 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct OnDisk {
@@ -66,6 +113,9 @@ struct OnDisk {
     /// Per file identity.
     #[serde(default)]
     files: BTreeMap<String, Entry>,
+    /// Streams of files truncated in place, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired: Vec<Retired>,
 }
 
 /// The checkpoints of all files, in memory, with their file on disk.
@@ -84,6 +134,7 @@ impl Checkpoints {
             version: FORMAT_VERSION,
             sources_started: BTreeSet::new(),
             files: BTreeMap::new(),
+            retired: Vec::new(),
         };
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -152,6 +203,22 @@ impl Checkpoints {
         self.state.files.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// Remembers a retired stream; forgets expired and surplus ones.
+    pub fn retire(&mut self, r: Retired) {
+        let now = r.at;
+        self.state
+            .retired
+            .retain(|o| now.saturating_sub(o.at) < RETIRED_TTL_SECS && o.stream != r.stream);
+        self.state.retired.push(r);
+        let extra = self.state.retired.len().saturating_sub(MAX_RETIRED);
+        self.state.retired.drain(..extra);
+    }
+
+    /// Retired streams, oldest first.
+    pub fn retired(&self) -> &[Retired] {
+        &self.state.retired
+    }
+
     /// Whether the source's first scan is already done.
     pub fn source_started(&self, name: &str) -> bool {
         self.state.sources_started.contains(name)
@@ -216,6 +283,9 @@ mod tests {
             offset,
             path: "/var/log/ufw.log".into(),
             source: "ufw".into(),
+            stream: None,
+            generation: 0,
+            guard: None,
         }
     }
 

@@ -8,7 +8,7 @@
 //! code. Checks that need the file system (the CA file, the data directory)
 //! are done later by `preflight` in `main.rs`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use soc_protocol::Limits;
 use toml::Spanned;
+
+use crate::tail::LongLines;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,10 @@ pub struct AgentSection {
     /// Most log files held open at once (rotated files being drained count).
     /// Default 256.
     pub max_open_files: Option<Spanned<usize>>,
+    /// Labels sent on every batch (`agency`, `level`, `district`, free
+    /// others); see `labels.rs` for what is allowed. Default none.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
 }
 
 /// The `[collector]` table.
@@ -133,6 +139,12 @@ pub struct SourceSection {
     /// How long a rotated-away or deleted file must stay unchanged at its end
     /// before its handle is released. Default `5s`.
     pub rotate_wait: Option<Spanned<String>>,
+    /// `truncate` or `split`: what becomes of lines longer than
+    /// `max_line_bytes`. Default `truncate`.
+    pub long_lines: Option<LongLines>,
+    /// Most lines per second read from this source's files together; unset
+    /// means no limit. Lines over the rate wait in the file, not in memory.
+    pub max_lines_per_second: Option<Spanned<u32>>,
 }
 
 /// The whole file, as written.
@@ -168,6 +180,8 @@ pub struct Agent {
     pub name: String,
     pub data_dir: PathBuf,
     pub max_open_files: usize,
+    /// Sent on every batch.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Where the enrolment secret comes from.
@@ -219,6 +233,9 @@ pub struct Source {
     pub max_line_bytes: usize,
     pub poll_interval: Duration,
     pub rotate_wait: Duration,
+    pub long_lines: LongLines,
+    /// `None`: no limit.
+    pub max_lines_per_second: Option<u32>,
 }
 
 /// Most line bytes per batch: with JSON escaping at worst x6 this stays far
@@ -352,6 +369,19 @@ impl ConfigFile {
         }
         let data_dir = base.join(a.data_dir.get_ref());
         let max_open_files = cx.range(&a.max_open_files, "agent.max_open_files", 256, 1..=65536)?;
+        let mut labels = BTreeMap::new();
+        for (k, v) in &a.labels {
+            crate::labels::check(k, v.get_ref())
+                .map_err(|m| cx.err(v.span(), &format!("agent.labels.{k}"), m))?;
+            if labels.len() == crate::labels::MAX_LABELS {
+                return Err(cx.err(
+                    v.span(),
+                    "agent.labels",
+                    format!("at most {} labels", crate::labels::MAX_LABELS),
+                ));
+            }
+            labels.insert(k.clone(), v.get_ref().clone());
+        }
 
         let c = &self.collector;
         let url = reqwest::Url::parse(c.url.get_ref())
@@ -458,6 +488,7 @@ impl ConfigFile {
                 name,
                 data_dir,
                 max_open_files,
+                labels,
             },
             collector: Collector {
                 url,
@@ -536,6 +567,17 @@ fn build_source(
             "sources.rotate_wait",
             Duration::from_secs(5),
         )?,
+        long_lines: src.long_lines.unwrap_or(LongLines::Truncate),
+        max_lines_per_second: match &src.max_lines_per_second {
+            Some(v) if *v.get_ref() == 0 => {
+                return Err(cx.err(
+                    v.span(),
+                    "sources.max_lines_per_second",
+                    "must be at least 1 (leave it out for no limit)",
+                ));
+            }
+            v => v.as_ref().map(|v| *v.get_ref()),
+        },
         name,
     })
 }

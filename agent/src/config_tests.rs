@@ -128,3 +128,43 @@ fn both_secrets_refused_and_secret_is_redacted() -> Result<(), ConfigError> {
     assert!(!format!("{c:?}").contains("s3cret"));
     Ok(())
 }
+
+#[test]
+fn labels_long_lines_and_rate_are_read_and_checked() -> Result<(), ConfigError> {
+    let text = GOOD.replace(
+        "[collector]",
+        "[agent.labels]\nagency = \"so-tai-chinh\"\nlevel = \"district\"\ndistrict = \"An Binh\"\n\n[collector]",
+    ) + "long_lines = \"split\"\nmax_lines_per_second = 500\n";
+    let c = parse(&text)?;
+    assert_eq!(c.agent.labels.len(), 3);
+    assert_eq!(
+        c.agent.labels.get("level").map(String::as_str),
+        Some("district")
+    );
+    assert_eq!(c.sources[0].long_lines, LongLines::Split);
+    assert_eq!(c.sources[0].max_lines_per_second, Some(500));
+    let d = parse(GOOD)?;
+    assert_eq!(d.sources[0].long_lines, LongLines::Truncate);
+    assert_eq!(d.sources[0].max_lines_per_second, None);
+
+    let bad = GOOD.replace(
+        "[collector]",
+        "[agent.labels]\nlevel = \"village\"\n\n[collector]",
+    );
+    let msg = error_of(&bad);
+    assert!(
+        msg.contains("agent.labels.level") && msg.contains("commune"),
+        "{msg}"
+    );
+    assert!(msg.contains(":7:"), "names the line: {msg}");
+    let bad = GOOD.replace(
+        "[collector]",
+        "[agent.labels]\nAgency = \"x\"\n\n[collector]",
+    );
+    assert!(error_of(&bad).contains("a-z 0-9"));
+    let bad = GOOD.to_owned() + "max_lines_per_second = 0\n";
+    assert!(error_of(&bad).contains("max_lines_per_second"));
+    let bad = GOOD.to_owned() + "long_lines = \"wrap\"\n";
+    assert!(error_of(&bad).contains("wrap"));
+    Ok(())
+}

@@ -151,6 +151,8 @@ mod tests {
             max_line_bytes: 1024,
             poll_interval: Duration::from_secs(1),
             rotate_wait: Duration::from_secs(1),
+            long_lines: crate::tail::LongLines::Truncate,
+            max_lines_per_second: None,
         }
     }
 

@@ -15,6 +15,8 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 
+use crate::encoding::Sniffed;
+
 /// How many bytes of the first line are checksummed at most. A first line
 /// longer than this is identified by its first `FINGERPRINT_MAX` bytes.
 pub const FINGERPRINT_MAX: usize = 4096;
@@ -64,22 +66,103 @@ impl fmt::Display for FileId {
     }
 }
 
-/// Reads the identity of an open file. `Ok(None)` when the file has no
-/// complete first line yet (and is shorter than [`FINGERPRINT_MAX`]).
-pub fn identify(file: &File) -> io::Result<Option<FileId>> {
+impl FileId {
+    /// Reads back the [`fmt::Display`] form (a checkpoint key).
+    pub fn parse(s: &str) -> Option<FileId> {
+        let mut parts = s.split('-');
+        let dev = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let ino = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let first_line = u64::from_str_radix(parts.next()?, 16).ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(FileId {
+            dev_ino: DevIno { dev, ino },
+            first_line,
+        })
+    }
+}
+
+/// What the head of a file says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ident {
+    /// A text file with its identity and encoding.
+    Text(FileId, Sniffed),
+    /// A compressed file (rotated and compressed log): never read as text.
+    Compressed,
+    /// No complete first line yet (and shorter than [`FINGERPRINT_MAX`]).
+    Incomplete,
+}
+
+/// Reads the identity of an open file from its first line.
+pub fn identify(file: &File) -> io::Result<Ident> {
     let meta = file.metadata()?;
     let mut buf = [0u8; FINGERPRINT_MAX];
     let n = read_full_at(file, &mut buf, 0)?;
     let head = &buf[..n];
+    if crate::encoding::is_compressed(head) {
+        return Ok(Ident::Compressed);
+    }
     let line = match head.iter().position(|&b| b == b'\n') {
         Some(i) => &head[..=i],
         None if n == FINGERPRINT_MAX => head,
-        None => return Ok(None),
+        None => return Ok(Ident::Incomplete),
     };
-    Ok(Some(FileId {
-        dev_ino: DevIno::of(&meta),
-        first_line: fnv1a64(line),
-    }))
+    Ok(Ident::Text(
+        FileId {
+            dev_ino: DevIno::of(&meta),
+            first_line: fnv1a64(line),
+        },
+        crate::encoding::sniff(head),
+    ))
+}
+
+/// How many bytes a [`Guard`] covers at most.
+pub const GUARD_MAX: usize = 64;
+
+/// A check of the bytes just before a position in a file (the end of the
+/// last line read or acknowledged). It tells, without keeping any content,
+/// whether a file still holds what was read from it: a file truncated and
+/// written again past the old position fails it, and a copy of the file
+/// (`copytruncate`) passes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Guard {
+    /// Bytes covered, ending at the position (fewer near the file start).
+    pub len: u8,
+    /// FNV-1a 64 of those bytes.
+    pub hash: u64,
+}
+
+impl Guard {
+    /// The guard of a position whose preceding bytes end `before`.
+    pub fn of(before: &[u8]) -> Guard {
+        let tail = &before[before.len().saturating_sub(GUARD_MAX)..];
+        Guard {
+            // GUARD_MAX fits in a u8.
+            len: u8::try_from(tail.len()).unwrap_or(u8::MAX),
+            hash: fnv1a64(tail),
+        }
+    }
+
+    /// The guard of position `end` read from `file`.
+    pub fn read(file: &File, end: u64) -> io::Result<Guard> {
+        let len = end.min(GUARD_MAX as u64) as usize;
+        let mut buf = [0u8; GUARD_MAX];
+        let n = read_full_at(file, &mut buf[..len], end - len as u64)?;
+        Ok(Guard::of(&buf[..n]))
+    }
+
+    /// Whether `file` holds the same bytes before `end`.
+    pub fn holds(&self, file: &File, end: u64) -> io::Result<bool> {
+        let len = u64::from(self.len);
+        if len > end {
+            return Ok(false);
+        }
+        let mut buf = [0u8; GUARD_MAX];
+        let want = &mut buf[..usize::from(self.len).min(GUARD_MAX)];
+        let n = read_full_at(file, want, end - len)?;
+        Ok(n == want.len() && fnv1a64(want) == self.hash)
+    }
 }
 
 /// Reads until `buf` is full or the end of the file; returns the bytes read.
@@ -133,13 +216,14 @@ mod tests {
         let path = dir.path().join("a.log");
         let mut w = File::create(&path)?;
         let r = File::open(&path)?;
-        assert_eq!(identify(&r)?, None);
+        assert_eq!(identify(&r)?, Ident::Incomplete);
         w.write_all(b"first")?;
-        assert_eq!(identify(&r)?, None);
+        assert_eq!(identify(&r)?, Ident::Incomplete);
         w.write_all(b" line\nsecond")?;
-        let id = identify(&r)?.ok_or_else(|| io::Error::other("no id"))?;
+        let id = identify(&r)?;
+        assert!(matches!(id, Ident::Text(..)));
         w.write_all(b" line\n")?;
-        assert_eq!(identify(&r)?, Some(id), "later lines do not change it");
+        assert_eq!(identify(&r)?, id, "later lines do not change it");
         Ok(())
     }
 
@@ -154,7 +238,7 @@ mod tests {
         assert_eq!(identify(&File::open(&rotated)?)?, old);
         std::fs::write(&path, b"same first line\n")?;
         let new = identify(&File::open(&path)?)?;
-        assert!(new.is_some());
+        assert!(matches!(new, Ident::Text(..)));
         assert_ne!(new, old, "same first line, different inode");
         Ok(())
     }
@@ -164,7 +248,33 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("a.log");
         std::fs::write(&path, vec![b'x'; FINGERPRINT_MAX + 10])?;
-        assert!(identify(&File::open(&path)?)?.is_some());
+        assert!(matches!(identify(&File::open(&path)?)?, Ident::Text(..)));
+        Ok(())
+    }
+
+    #[test]
+    fn guard_tells_truncated_from_copied() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"line one\nline two\n")?;
+        let g = Guard::read(&File::open(&path)?, 18)?;
+        assert_eq!(g, Guard::of(b"line one\nline two\n"));
+        let copy = dir.path().join("a.log.1");
+        std::fs::copy(&path, &copy)?;
+        assert!(g.holds(&File::open(&copy)?, 18)?);
+        std::fs::write(&path, b"line one\nline 2wo\nmore\n")?;
+        assert!(!g.holds(&File::open(&path)?, 18)?);
+        std::fs::write(&path, b"short\n")?;
+        assert!(!g.holds(&File::open(&path)?, 18)?);
+        Ok(())
+    }
+
+    #[test]
+    fn compressed_files_have_no_text_identity() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.log.2.gz");
+        std::fs::write(&path, [0x1f, 0x8b, 8, 0, 0, 0, b'\n'])?;
+        assert_eq!(identify(&File::open(&path)?)?, Ident::Compressed);
         Ok(())
     }
 }

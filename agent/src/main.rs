@@ -6,7 +6,11 @@
 //!
 //! * Files are known by identity (device, inode, checksum of the first
 //!   line), not by path, so a rotation (rename + create) is a new file and the
-//!   old one is still read to its end.
+//!   old one is still read to its end through its open handle.
+//! * A file truncated in place gets a new stream name (`<identity>.g<N>`),
+//!   so the collector's de-duplication by `(agent, stream, offset)` never
+//!   drops its new lines; a copy of a file (`copytruncate`) continues the
+//!   stream it copies after the last acknowledged line. See `README.md`.
 //! * The checkpoint of a file moves only after the collector acknowledged the
 //!   lines, and it is written atomically. A restart resumes from there: at
 //!   worst the last unacknowledged batch is sent twice, which the collector
@@ -18,10 +22,16 @@
 //! # Layout
 //!
 //! * `config`: the TOML file, read in two phases (shape, then meaning).
+//! * `labels`: the `[agent.labels]` rules (sent as `Batch.labels`).
 //! * `discover`: include/exclude globs, notification wake-ups.
-//! * `identity`: file identity, the `Record.stream` string.
-//! * `tail`: reading complete lines from an offset.
-//! * `files`: the set of tailed files, rotation, draining, release.
+//! * `identity`: file identity, guards (checks of the bytes before an offset).
+//! * `encoding`: UTF-8 / UTF-16LE detection by byte-order mark, compressed files.
+//! * `tail`: reading complete lines from an offset; long lines cut or split.
+//! * `files`: the set of tailed files: `mod.rs` bookkeeping and release,
+//!   `open.rs` where a file starts (checkpoint, truncation, copies),
+//!   `read.rs` fair turns, rate limits, truncation while running; the
+//!   rotation tests and the model-based test live beside them.
+//! * `ratelimit`: the token bucket of `max_lines_per_second`.
 //! * `batch`: the bounded batch being built.
 //! * `checkpoint`: acknowledged offsets on disk, atomic writes.
 //! * `ship`: HTTPS client, TLS roots, retries and backoff.
@@ -35,10 +45,13 @@ mod batch;
 mod checkpoint;
 mod config;
 mod discover;
+mod encoding;
 mod enroll;
 mod files;
 mod heartbeat;
 mod identity;
+mod labels;
+mod ratelimit;
 mod ship;
 mod stats;
 mod tail;

@@ -227,18 +227,10 @@ impl Shipper {
                 Err(e) => e,
             };
             stats.errors.fetch_add(1, Ordering::Relaxed);
-            let wait = match &err {
-                SendError::Busy {
-                    retry_after: Some(d),
-                    ..
-                } => (*d).min(MAX_RETRY_AFTER),
-                SendError::Refused { .. } => {
-                    tracing::error!(batch_id, lines, error = %err, retry_in = ?self.retry_max, "Collector refused the batch; it is kept and retried.");
-                    backoff.next_delay();
-                    self.retry_max
-                }
-                _ => backoff.next_delay(),
-            };
+            if matches!(err, SendError::Refused { .. }) {
+                tracing::error!(batch_id, lines, error = %err, retry_in = ?self.retry_max, "Collector refused the batch; it is kept and retried.");
+            }
+            let wait = wait_after(&err, &mut backoff, self.retry_max);
             if !matches!(err, SendError::Refused { .. }) {
                 let n = backoff.attempts();
                 if n <= 1 || n.checked_rem(10) == Some(0) {
@@ -266,8 +258,7 @@ async fn answer<R: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<R, 
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(parse_retry_after);
     let body = resp
         .bytes()
         .await
@@ -302,6 +293,29 @@ async fn answer<R: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<R, 
     }
 }
 
+/// The `Retry-After` header in its delta-seconds form. The HTTP-date form
+/// is not used by soc-collector; it falls back to the backoff.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// How long to wait before sending again after `err`: the collector's
+/// `Retry-After` when it is busy (capped), the longest backoff after a
+/// refusal, the next backoff otherwise.
+fn wait_after(err: &SendError, backoff: &mut Backoff, retry_max: Duration) -> Duration {
+    match err {
+        SendError::Busy {
+            retry_after: Some(d),
+            ..
+        } => (*d).min(MAX_RETRY_AFTER),
+        SendError::Refused { .. } => {
+            backoff.next_delay();
+            retry_max
+        }
+        _ => backoff.next_delay(),
+    }
+}
+
 /// The error and its causes on one line (reqwest hides the useful part).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -328,6 +342,37 @@ mod tests {
             assert!(*x >= Duration::from_millis(500) && *x <= Duration::from_secs(1));
         }
         assert_eq!(b.attempts(), 8);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_for_429_and_503() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let busy = |retry_after| SendError::Busy {
+            status: 503,
+            retry_after,
+            message: String::new(),
+        };
+        let max = Duration::from_secs(60);
+        assert_eq!(
+            wait_after(&busy(Some(Duration::from_secs(7))), &mut b, max),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            wait_after(&busy(Some(Duration::from_secs(999_999))), &mut b, max),
+            MAX_RETRY_AFTER
+        );
+        assert!(
+            wait_after(&busy(None), &mut b, max) <= Duration::from_secs(1),
+            "backoff without it"
+        );
+        let refused = SendError::Refused {
+            status: 403,
+            code: None,
+            message: String::new(),
+        };
+        assert_eq!(wait_after(&refused, &mut b, max), max);
     }
 
     #[test]

@@ -10,6 +10,11 @@ pub struct Stats {
     pub lines_sent: AtomicU64,
     /// Read, send and checkpoint errors.
     pub errors: AtomicU64,
-    /// Lines cut at `max_line_bytes`.
-    pub truncated: AtomicU64,
+    /// Lines cut at `max_line_bytes` (`long_lines = "truncate"`).
+    pub lines_truncated: AtomicU64,
+    /// Records that are pieces of a line longer than `max_line_bytes`
+    /// (`long_lines = "split"`), last pieces excluded.
+    pub lines_split: AtomicU64,
+    /// Files found truncated in place (or rewritten from the start).
+    pub truncations: AtomicU64,
 }

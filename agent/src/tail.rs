@@ -12,19 +12,61 @@ use std::io;
 
 use soc_protocol::Limits;
 
-use crate::identity::read_full_at;
+use crate::encoding::Encoding;
+use crate::identity::{Guard, read_full_at};
 
-/// One line as read, without its terminator.
+/// One line (or piece of a split line) as read, without its terminator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
-    /// Offset of the first byte of the line.
+    /// Offset of the first byte of the line (or piece) in the file.
     pub offset: u64,
-    /// Offset just past its terminator: where the next line starts.
+    /// Offset just past it (past the terminator for a line): where the
+    /// next one starts, and the checkpoint once it is acknowledged.
     pub next: u64,
-    /// The bytes, at most `max_line_bytes` of them.
+    /// The text as UTF-8 (UTF-8 files: the bytes as they are), at most
+    /// `max_line_bytes` of them.
     pub bytes: Vec<u8>,
-    /// The line was longer than `max_line_bytes` and was cut.
+    /// The record is not the whole line: cut (truncate mode) or a piece
+    /// that does not end the line (split mode).
     pub truncated: bool,
+    /// A piece of a split line (counted apart from truncated lines).
+    pub piece: bool,
+    /// Check of the bytes just before `next`.
+    pub guard: Guard,
+}
+
+/// What to do with lines longer than `max_line_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongLines {
+    /// Keep the first `max_line_bytes` and drop the rest of the line.
+    Truncate,
+    /// Send the line as several records of at most `max_line_bytes`.
+    Split,
+}
+
+/// How the bytes of one file become lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    /// Longest record text, in UTF-8 bytes.
+    pub max_line: usize,
+    pub long_lines: LongLines,
+    pub encoding: Encoding,
+    /// Byte-order mark at offset 0, skipped.
+    pub bom_len: u64,
+}
+
+impl Format {
+    /// UTF-8 without a byte-order mark.
+    #[cfg(test)]
+    pub fn utf8(max_line: usize, long_lines: LongLines) -> Format {
+        Format {
+            max_line,
+            long_lines,
+            encoding: Encoding::Utf8,
+            bom_len: 0,
+        }
+    }
 }
 
 /// Why [`Tail::poll`] returned.
@@ -41,30 +83,38 @@ pub enum Stop {
 pub struct Tail {
     /// Start of the line being read: everything before it has been returned.
     line_start: u64,
-    /// Bytes in `[line_start, scan_pos)` are known to hold no `\n`.
+    /// Bytes in `[line_start, scan_pos)` are known to hold no terminator.
     scan_pos: u64,
-    max_line: usize,
+    fmt: Format,
 }
 
-/// Bytes read from a file at once; at least `max_line + 2` so that a full
-/// line with `\r\n` always fits.
-fn chunk_len(max_line: usize) -> usize {
-    (max_line + 2).max(64 * 1024)
+/// Bytes read from a file at once: always room for a whole line of
+/// `max_line` UTF-8 bytes with its CRLF, whatever the encoding.
+fn chunk_len(fmt: &Format) -> usize {
+    let unit = fmt.encoding.unit();
+    (fmt.max_line * unit + 2 * unit).max(64 * 1024)
 }
 
 impl Tail {
-    /// A reader that starts at `offset`, which must be the start of a line.
-    pub fn new(offset: u64, max_line: usize) -> Tail {
+    /// A reader that starts at `offset`, which must be the start of a line
+    /// (or of a piece, in split mode); a byte-order mark is skipped.
+    pub fn new(offset: u64, fmt: Format) -> Tail {
+        let offset = offset.max(fmt.bom_len);
         Tail {
             line_start: offset,
             scan_pos: offset,
-            max_line,
+            fmt,
         }
     }
 
     /// Offset of the first byte not yet returned.
     pub fn offset(&self) -> u64 {
         self.line_start
+    }
+
+    /// The format lines are read in.
+    pub fn format(&self) -> Format {
+        self.fmt
     }
 
     /// Whether bytes of an unfinished line were seen past [`Tail::offset`].
@@ -81,15 +131,45 @@ impl Tail {
         scratch: &mut Vec<u8>,
         mut emit: impl FnMut(Line) -> bool,
     ) -> io::Result<Stop> {
-        scratch.resize(chunk_len(self.max_line), 0);
+        let enc = self.fmt.encoding;
+        let unit = enc.unit();
+        let max = self.fmt.max_line;
+        let split = self.fmt.long_lines == LongLines::Split;
+        scratch.resize(chunk_len(&self.fmt), 0);
         loop {
-            if self.scan_pos - self.line_start <= self.max_line as u64 + 1 {
+            if self.scan_pos - self.line_start <= (max * unit + unit) as u64 {
                 // Normal case: read from the start of the current line.
                 let n = read_full_at(file, scratch, self.line_start)?;
+                let whole = n - n % unit;
                 let mut start = 0;
-                while let Some(i) = memchr(b'\n', &scratch[start..n]) {
-                    let line = self.make_line(&scratch[start..start + i], 1);
-                    start += i + 1;
+                loop {
+                    let buf = &scratch[start..whole];
+                    let (line, used) = match enc.find_newline(buf) {
+                        Some(i) => {
+                            let raw = enc.strip_cr(&buf[..i]);
+                            let p = if split {
+                                enc.piece_len(raw, max)
+                            } else {
+                                raw.len()
+                            };
+                            if p < raw.len() {
+                                (self.piece(&scratch[..start + p], start, p), p)
+                            } else {
+                                let end = start + i + unit;
+                                (self.make_line(raw, &scratch[..end], i + unit), i + unit)
+                            }
+                        }
+                        None if split && buf.len() >= unit => {
+                            // Longer than a piece even if its last unit is a CR.
+                            let p = enc.piece_len(buf, max);
+                            if p >= buf.len() - unit {
+                                break;
+                            }
+                            (self.piece(&scratch[..start + p], start, p), p)
+                        }
+                        None => break,
+                    };
+                    start += used;
                     if !emit(line) {
                         return Ok(Stop::Full);
                     }
@@ -101,18 +181,19 @@ impl Tail {
                 if start > 0 {
                     continue; // the buffer ended mid-line: re-read from that line
                 }
-                // A full buffer without a newline: an over-long line.
-                self.scan_pos = self.line_start + n as u64;
+                // A full buffer without a terminator: an over-long line.
+                self.scan_pos = self.line_start + whole as u64;
             } else {
                 // Over-long line: look for its end, keeping nothing.
                 let n = read_full_at(file, scratch, self.scan_pos)?;
+                let n = n - n % unit;
                 if n == 0 {
                     return Ok(Stop::Eof);
                 }
-                match memchr(b'\n', &scratch[..n]) {
+                match enc.find_newline(&scratch[..n]) {
                     Some(i) => {
                         let end = self.scan_pos + i as u64;
-                        let line = self.read_head(file, end, 1)?;
+                        let line = self.read_head(file, end, unit as u64)?;
                         if !emit(line) {
                             return Ok(Stop::Full);
                         }
@@ -128,25 +209,45 @@ impl Tail {
     /// that its last bytes are not lost.
     pub fn finish(&mut self, file: &File) -> io::Result<Option<Line>> {
         let len = file.metadata()?.len();
+        let len = len - (len - self.line_start.min(len)) % self.fmt.encoding.unit() as u64;
         if len <= self.line_start {
             return Ok(None);
         }
         self.read_head(file, len, 0).map(Some)
     }
 
-    /// Builds the line `raw` (terminator excluded) that starts at
-    /// `line_start`, and moves past it and its `term_len` terminator bytes.
-    fn make_line(&mut self, raw: &[u8], term_len: u64) -> Line {
+    /// The piece `buf[start..start + p]` of a line too long for one record;
+    /// `before` is the buffer up to the piece's end.
+    fn piece(&mut self, before: &[u8], start: usize, p: usize) -> Line {
         let offset = self.line_start;
-        self.line_start = offset + raw.len() as u64 + term_len;
+        self.line_start = offset + p as u64;
         self.scan_pos = self.line_start;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let (bytes, truncated) = cut(raw, self.max_line);
+        Line {
+            offset,
+            next: self.line_start,
+            bytes: self.fmt.encoding.to_utf8(&before[start..]).into_owned(),
+            truncated: true,
+            piece: true,
+            guard: Guard::of(before),
+        }
+    }
+
+    /// Builds the line `raw` (terminator and CR excluded) that starts at
+    /// `line_start` and takes `used` bytes with its terminator; `before` is
+    /// the buffer up to the end of the terminator.
+    fn make_line(&mut self, raw: &[u8], before: &[u8], used: usize) -> Line {
+        let offset = self.line_start;
+        self.line_start = offset + used as u64;
+        self.scan_pos = self.line_start;
+        let text = self.fmt.encoding.to_utf8(raw);
+        let (bytes, truncated) = cut(&text, self.fmt.max_line);
         Line {
             offset,
             next: self.line_start,
             bytes,
             truncated,
+            piece: false,
+            guard: Guard::of(before),
         }
     }
 
@@ -154,31 +255,33 @@ impl Tail {
     /// from the file (only its head is kept), and the move past its
     /// `term_len` terminator bytes.
     fn read_head(&mut self, file: &File, end: u64, term_len: u64) -> io::Result<Line> {
+        let enc = self.fmt.encoding;
+        let unit = enc.unit();
         let offset = self.line_start;
         let len = end - offset;
-        let want = usize::try_from(len).map_or(self.max_line + 1, |l| l.min(self.max_line + 1));
+        let cap = self.fmt.max_line * unit + unit;
+        let want = usize::try_from(len).map_or(cap, |l| l.min(cap));
         let mut head = vec![0u8; want];
         let n = read_full_at(file, &mut head, offset)?;
-        head.truncate(n);
-        let raw = if len == n as u64 {
-            head.strip_suffix(b"\r").unwrap_or(&head)
+        head.truncate(n - n % unit);
+        let raw = if len == head.len() as u64 {
+            enc.strip_cr(&head)
         } else {
             &head[..]
         };
-        let (bytes, truncated) = cut(raw, self.max_line);
+        let text = enc.to_utf8(raw);
+        let (bytes, truncated) = cut(&text, self.fmt.max_line);
         self.line_start = end + term_len;
         self.scan_pos = self.line_start;
         Ok(Line {
             offset,
             next: self.line_start,
             bytes,
-            truncated: truncated || len > n as u64,
+            truncated: truncated || len > head.len() as u64,
+            piece: false,
+            guard: Guard::read(file, self.line_start)?,
         })
     }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
 }
 
 /// Cuts `raw` to at most `max` bytes. A cut in the middle of a UTF-8
@@ -207,231 +310,5 @@ pub fn cut(raw: &[u8], max: usize) -> (Vec<u8>, bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write as _;
-
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        writer: File,
-        reader: File,
-        tail: Tail,
-        scratch: Vec<u8>,
-    }
-
-    impl Fixture {
-        fn new(max_line: usize) -> io::Result<Fixture> {
-            let dir = tempfile::tempdir()?;
-            let path = dir.path().join("t.log");
-            let writer = File::create(&path)?;
-            let reader = File::open(&path)?;
-            Ok(Fixture {
-                _dir: dir,
-                writer,
-                reader,
-                tail: Tail::new(0, max_line),
-                scratch: Vec::new(),
-            })
-        }
-
-        fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-            self.writer.write_all(bytes)
-        }
-
-        fn lines(&mut self) -> io::Result<Vec<Line>> {
-            let mut out = Vec::new();
-            let stop = self.tail.poll(&self.reader, &mut self.scratch, |l| {
-                out.push(l);
-                true
-            })?;
-            assert_eq!(stop, Stop::Eof);
-            Ok(out)
-        }
-    }
-
-    fn texts(lines: &[Line]) -> Vec<&[u8]> {
-        lines.iter().map(|l| l.bytes.as_slice()).collect()
-    }
-
-    #[test]
-    fn partial_last_line_is_held_until_complete() -> io::Result<()> {
-        let mut f = Fixture::new(100)?;
-        f.write(b"one\ntw")?;
-        let got = f.lines()?;
-        assert_eq!(texts(&got), vec![b"one".as_slice()]);
-        assert_eq!((got[0].offset, got[0].next), (0, 4));
-        assert!(f.lines()?.is_empty());
-        f.write(b"o\nthree\n")?;
-        let got = f.lines()?;
-        assert_eq!(texts(&got), vec![b"two".as_slice(), b"three"]);
-        assert_eq!(got[0].offset, 4);
-        assert_eq!(got[1].offset, 8);
-        assert_eq!(f.tail.offset(), 14);
-        Ok(())
-    }
-
-    #[test]
-    fn crlf_is_stripped_and_offsets_count_it() -> io::Result<()> {
-        let mut f = Fixture::new(100)?;
-        f.write(b"a\r\n\r\nb\rc\n")?;
-        let got = f.lines()?;
-        assert_eq!(texts(&got), vec![b"a".as_slice(), b"", b"b\rc"]);
-        assert_eq!(got.iter().map(|l| l.offset).collect::<Vec<_>>(), [0, 3, 5]);
-        assert_eq!(f.tail.offset(), 9);
-        Ok(())
-    }
-
-    #[test]
-    fn invalid_utf8_is_byte_exact() -> io::Result<()> {
-        let mut f = Fixture::new(100)?;
-        f.write(b"caf\xe9 \xff\x00ok\n")?;
-        let got = f.lines()?;
-        assert_eq!(got[0].bytes, b"caf\xe9 \xff\x00ok");
-        let mut rec = soc_protocol::Record {
-            stream: "s".into(),
-            source: "x".into(),
-            source_type: String::new(),
-            path: String::new(),
-            offset: 0,
-            read_time_ms: 0,
-            line: None,
-            line_b64: None,
-            truncated: false,
-        };
-        rec.set_raw(&got[0].bytes);
-        assert!(rec.line_b64.is_some());
-        assert_eq!(rec.raw().ok(), Some(got[0].bytes.clone()));
-        Ok(())
-    }
-
-    #[test]
-    fn over_long_lines_are_cut_and_flagged() -> io::Result<()> {
-        let max = 16;
-        let mut f = Fixture::new(max)?;
-        // Longer than the scratch buffer too, and arriving in pieces.
-        let long = vec![b'x'; 200_000];
-        f.write(b"short\n")?;
-        f.write(&long)?;
-        let got = f.lines()?;
-        assert_eq!(texts(&got), vec![b"short".as_slice()]);
-        f.write(&long)?;
-        assert!(f.lines()?.is_empty());
-        f.write(b"\nafter\n")?;
-        let got = f.lines()?;
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].bytes, vec![b'x'; max]);
-        assert!(got[0].truncated);
-        assert_eq!((got[0].offset, got[0].next), (6, 6 + 400_001));
-        assert_eq!(got[1].bytes, b"after");
-        assert!(!got[1].truncated);
-        // Exactly at the limit, with and without CR: not truncated.
-        f.write(&[b'y'; 16])?;
-        f.write(b"\r\n")?;
-        f.write(&[b'z'; 17])?;
-        f.write(b"\n")?;
-        let got = f.lines()?;
-        assert_eq!((got[0].bytes.len(), got[0].truncated), (16, false));
-        assert_eq!((got[1].bytes.len(), got[1].truncated), (16, true));
-        Ok(())
-    }
-
-    #[test]
-    fn stops_when_asked_and_resumes() -> io::Result<()> {
-        let mut f = Fixture::new(100)?;
-        f.write(b"1\n2\n3\n")?;
-        let mut got = Vec::new();
-        let stop = f.tail.poll(&f.reader, &mut f.scratch, |l| {
-            got.push(l);
-            false
-        })?;
-        assert_eq!(stop, Stop::Full);
-        assert_eq!(texts(&got), vec![b"1".as_slice()]);
-        assert_eq!(texts(&f.lines()?), vec![b"2".as_slice(), b"3"]);
-        Ok(())
-    }
-
-    #[test]
-    fn finish_returns_the_unterminated_tail() -> io::Result<()> {
-        let mut f = Fixture::new(100)?;
-        f.write(b"a\nlast")?;
-        f.lines()?;
-        let last = f.tail.finish(&f.reader)?;
-        assert_eq!(
-            last.map(|l| (l.bytes, l.offset, l.next)),
-            Some((b"last".to_vec(), 2, 6))
-        );
-        assert_eq!(f.tail.offset(), 6);
-        assert_eq!(f.tail.finish(&f.reader)?, None);
-        Ok(())
-    }
-
-    #[test]
-    fn cut_keeps_utf8_whole_and_base64_within_limit() {
-        let (b, t) = cut("aé".as_bytes(), 2);
-        assert_eq!((b.as_slice(), t), (b"a".as_slice(), true));
-        let bin = vec![0xffu8; 70_000];
-        let (b, t) = cut(&bin, 65_536);
-        assert!(t);
-        assert!(b.len().div_ceil(3) * 3 <= Limits::V1.max_line_bytes);
-    }
-
-    /// Model-based: random appends (CRLF, invalid UTF-8, over-long lines,
-    /// lines split across writes) and random stops; what comes out equals
-    /// the model's lines, in order, with exact offsets.
-    #[test]
-    fn random_appends_match_the_model() -> io::Result<()> {
-        use rand::{Rng as _, SeedableRng as _};
-        for seed in 0..20u64 {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let max = 40;
-            let mut f = Fixture::new(max)?;
-            let mut expected: Vec<(u64, Vec<u8>, bool)> = Vec::new();
-            let mut content: Vec<u8> = Vec::new();
-            let mut got: Vec<Line> = Vec::new();
-            for _ in 0..60 {
-                // The model: a line of random bytes (no '\n'), random end.
-                let len = match rng.random_range(0..10) {
-                    0 => rng.random_range(max..max * 3),
-                    _ => rng.random_range(0..max),
-                };
-                let mut line: Vec<u8> = (0..len)
-                    .map(|_| match rng.random_range(0..20) {
-                        0 => 0xff,
-                        1 => b'\r',
-                        _ => rng.random_range(b'a'..=b'z'),
-                    })
-                    .collect();
-                let crlf = rng.random_bool(0.3);
-                let offset = content.len() as u64;
-                content.extend_from_slice(&line);
-                content.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
-                if line.last() == Some(&b'\r') && !crlf {
-                    line.pop(); // a lone '\r' before '\n' is a CRLF too
-                }
-                let (cut_bytes, truncated) = cut(&line, max);
-                expected.push((offset, cut_bytes, truncated));
-                // Write what the model has, in a random number of pieces.
-                let written = f.writer.metadata()?.len() as usize;
-                let upto = rng.random_range(written..=content.len());
-                f.write(&content[written..upto])?;
-                let budget = rng.random_range(1..5);
-                let mut n = 0;
-                f.tail.poll(&f.reader, &mut f.scratch, |l| {
-                    got.push(l);
-                    n += 1;
-                    n < budget
-                })?;
-            }
-            let written = f.writer.metadata()?.len() as usize;
-            f.write(&content[written..])?;
-            got.extend(f.lines()?);
-            let got: Vec<(u64, Vec<u8>, bool)> = got
-                .into_iter()
-                .map(|l| (l.offset, l.bytes, l.truncated))
-                .collect();
-            assert_eq!(got, expected, "seed {seed}");
-            assert_eq!(f.tail.offset(), content.len() as u64);
-        }
-        Ok(())
-    }
-}
+#[path = "tail_tests.rs"]
+mod tests;

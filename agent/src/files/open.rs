@@ -1,0 +1,395 @@
+//! Starting to track a file: which stream, from which offset.
+//!
+//! In order:
+//!
+//! 1. The checkpoint knows the identity: resume there, if the file still
+//!    holds what was acknowledged (its length and guard); if not, it was
+//!    truncated while the agent was away: a new generation from offset 0.
+//! 2. A copy of a known stream of the same source (same first line, and the
+//!    bytes before that stream's acknowledged offset are the same): continue
+//!    that stream from there (`copytruncate`).
+//! 3. A new file: from its start, or its end when the source starts at the
+//!    end; a new generation if the checkpoint knew another content at the
+//!    same device and inode.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::checkpoint::Retired;
+use crate::config::StartAt;
+use crate::encoding::Sniffed;
+use crate::identity::{self, DevIno, FileId, Guard, Ident};
+use crate::tail::{Format, Tail};
+
+use super::{Files, Looked, Watched, stream_name};
+
+/// Where and how reading of a file starts.
+struct Start {
+    offset: u64,
+    stream: String,
+    generation: u64,
+    guard: Option<Guard>,
+}
+
+/// Seconds since the Unix epoch.
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Files {
+    /// Looks at one matching path: already known, new, or not ready yet.
+    pub(super) fn look_at(
+        &mut self,
+        si: usize,
+        path: PathBuf,
+        first_scan: bool,
+        now: Instant,
+    ) -> Looked {
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Looked::Skipped,
+            Err(e) => {
+                self.read_error(si, &path, &e);
+                return Looked::Unknown;
+            }
+        };
+        let dev_ino = DevIno::of(&meta);
+        if let Some(id) = self.by_dev_ino.get(&dev_ino).copied() {
+            let Some(w) = self.watched.get_mut(&id) else {
+                return Looked::Skipped;
+            };
+            if w.source != si {
+                return Looked::Skipped; // an earlier source already tails it
+            }
+            if w.path != path {
+                tracing::info!(source = %self.sources[si].name, from = %w.path.display(), to = %path.display(), "File was renamed; following it.");
+                w.path = path;
+                self.store(&id);
+            }
+            if let Some(w) = self.watched.get_mut(&id) {
+                w.orphan = false;
+            }
+            return Looked::Tracked(id);
+        }
+        if self.ignored.get(&dev_ino) == Some(&meta.len()) {
+            return Looked::Skipped;
+        }
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Looked::Skipped,
+            Err(e) => {
+                self.read_error(si, &path, &e);
+                return Looked::Unopened;
+            }
+        };
+        let (id, sniffed) = match identity::identify(&file) {
+            Ok(Ident::Text(id, sniffed)) => (id, sniffed),
+            Ok(Ident::Incomplete) => return Looked::Skipped,
+            Ok(Ident::Compressed) => {
+                tracing::debug!(path = %path.display(), "Compressed file; not read as text.");
+                self.ignored.insert(dev_ino, meta.len());
+                return Looked::Skipped;
+            }
+            Err(e) => {
+                self.read_error(si, &path, &e);
+                return Looked::Unopened;
+            }
+        };
+        if self.watched.contains_key(&id) {
+            return Looked::Skipped; // the path changed between stat and open
+        }
+        if self.watched.len() >= self.max_open && !self.evict_one() {
+            if !self.warned_full {
+                self.warned_full = true;
+                tracing::warn!(max_open_files = self.max_open, path = %path.display(), "Too many open files; new files wait until others are released.");
+            }
+            return Looked::Unopened;
+        }
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = match self.start_of(si, &file, id, len, first_scan, &path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.read_error(si, &path, &e);
+                return Looked::Unopened;
+            }
+        };
+        tracing::info!(source = %self.sources[si].name, path = %path.display(), stream = %start.stream, offset = start.offset, "Tailing file.");
+        self.track(si, id, file, path, sniffed, start, len, now);
+        Looked::Tracked(id)
+    }
+
+    /// Adds a file to the set and writes its checkpoint entry.
+    #[allow(clippy::too_many_arguments)]
+    fn track(
+        &mut self,
+        si: usize,
+        id: FileId,
+        file: File,
+        path: PathBuf,
+        sniffed: Sniffed,
+        start: Start,
+        len: u64,
+        now: Instant,
+    ) {
+        let src = &self.sources[si];
+        let fmt = Format {
+            max_line: src.max_line_bytes,
+            long_lines: src.long_lines,
+            encoding: sniffed.encoding,
+            bom_len: sniffed.bom_len,
+        };
+        self.next_tracking += 1;
+        self.by_dev_ino.insert(id.dev_ino, id);
+        self.watched.insert(
+            id,
+            Watched {
+                tracking: self.next_tracking,
+                stream: start.stream,
+                generation: start.generation,
+                source: si,
+                path,
+                file,
+                tail: Tail::new(start.offset, fmt),
+                acked: start.offset,
+                acked_guard: start.guard,
+                read_guard: start.guard,
+                first_line_pending: false,
+                orphan: false,
+                len,
+                changed_at: now,
+                checked_len: len,
+                warned_truncated: false,
+            },
+        );
+        self.store(&id);
+    }
+
+    /// Decides where reading of a newly found file starts.
+    fn start_of(
+        &mut self,
+        si: usize,
+        file: &File,
+        id: FileId,
+        len: u64,
+        first_scan: bool,
+        path: &Path,
+    ) -> std::io::Result<Start> {
+        let src_name = self.sources[si].name.clone();
+        let key = id.to_string();
+        let mut generation = 0;
+        if let Some(e) = self.checkpoints.get(&key).cloned() {
+            let stream = e.stream.clone().unwrap_or_else(|| key.clone());
+            let holds = match e.guard {
+                Some(g) if e.offset > 0 => g.holds(file, e.offset)?,
+                _ => true,
+            };
+            if e.offset <= len && holds {
+                return Ok(Start {
+                    offset: e.offset,
+                    stream,
+                    generation: e.generation,
+                    guard: e.guard,
+                });
+            }
+            self.stats.truncations.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(source = %src_name, path = %path.display(), checkpoint = e.offset, len, stream = %stream, "File was truncated while the agent was stopped; its content is a new stream.");
+            self.retire(
+                &stream,
+                &src_name,
+                id.first_line,
+                e.offset,
+                e.guard.map(|g| (e.offset, g)),
+            );
+            self.checkpoints.remove(&key);
+            self.dirty = true;
+            generation = e.generation + 1;
+            // Its new content may still be a copy of a known stream.
+        }
+        // Another content known at the same place on disk: rewritten (or
+        // the inode reused) while the agent was away.
+
+        let same_place: Vec<(String, crate::checkpoint::Entry)> = self
+            .checkpoints
+            .entries()
+            .filter(|(k, _)| FileId::parse(k).is_some_and(|o| o.dev_ino == id.dev_ino))
+            .filter(|(k, _)| !self.watched.keys().any(|w| w.to_string() == *k))
+            .map(|(k, e)| (k.to_owned(), e.clone()))
+            .collect();
+        for (k, e) in same_place {
+            let old = FileId::parse(&k).map_or(0, |o| o.first_line);
+            let stream = e.stream.clone().unwrap_or_else(|| k.clone());
+            self.retire(
+                &stream,
+                &e.source,
+                old,
+                e.offset,
+                e.guard.map(|g| (e.offset, g)),
+            );
+            generation = generation.max(e.generation + 1);
+            self.checkpoints.remove(&k);
+            self.dirty = true;
+        }
+        if let Some(c) = self.copy_of(si, file, id, len)? {
+            tracing::info!(source = %src_name, path = %path.display(), stream = %c.stream, offset = c.offset, "File is a copy of a known stream (copytruncate); continuing that stream after its acknowledged lines.");
+            return Ok(c);
+        }
+        let offset = if first_scan && self.sources[si].start_at == StartAt::End {
+            end_of_last_line(file, len, sniffed_unit(file)).unwrap_or(0)
+        } else {
+            0
+        };
+        let guard = if offset > 0 {
+            Some(Guard::read(file, offset)?)
+        } else {
+            None
+        };
+        // A stream name already used (an inode reused with the same first
+        // line) is never given to new content.
+        while self.stream_used(&stream_name(&id, generation)) {
+            generation += 1;
+        }
+        Ok(Start {
+            offset,
+            stream: stream_name(&id, generation),
+            generation,
+            guard,
+        })
+    }
+
+    /// A known stream of the same source that `file` is a copy of: same
+    /// first line, and the same bytes before that stream's acknowledged
+    /// offset. The furthest such stream wins.
+    fn copy_of(
+        &self,
+        si: usize,
+        file: &File,
+        id: FileId,
+        len: u64,
+    ) -> std::io::Result<Option<Start>> {
+        let name = &self.sources[si].name;
+        let mut best: Option<Start> = None;
+        // Each candidate: stream, where a copy continues it, and a guard
+        // of what was read of it. A first line alone is too weak (many logs
+        // start with the same header line): no guard, no candidate.
+        let mut cands: Vec<(String, u64, u64, Guard)> = Vec::new();
+        for (k, e) in self.checkpoints.entries() {
+            let Some(other) = FileId::parse(k) else {
+                continue;
+            };
+            if e.source != *name || other.first_line != id.first_line || other.dev_ino == id.dev_ino
+            {
+                continue;
+            }
+            if let Some(w) = self.watched.get(&other) {
+                if let Some(g) = w.read_guard {
+                    cands.push((w.stream.clone(), w.acked, w.tail.offset(), g));
+                }
+            } else if let Some(g) = e.guard {
+                let stream = e.stream.clone().unwrap_or_else(|| k.to_owned());
+                cands.push((stream, e.offset, e.offset, g));
+            }
+        }
+        // Retired streams: files truncated in place, or released.
+        for r in self.checkpoints.retired() {
+            if let Some(g) = r
+                .guard
+                .filter(|_| r.source == *name && r.first_line == id.first_line)
+            {
+                cands.push((r.stream.clone(), r.offset, r.check_at.max(r.offset), g));
+            }
+        }
+        for (stream, offset, check_at, guard) in cands {
+            if check_at > len || best.as_ref().is_some_and(|b| b.offset >= offset) {
+                continue;
+            }
+            if guard.holds(file, check_at)? {
+                let acked_guard = if offset == check_at {
+                    Some(guard)
+                } else if offset > 0 {
+                    Some(Guard::read(file, offset)?)
+                } else {
+                    None
+                };
+                best = Some(Start {
+                    offset,
+                    stream,
+                    generation: 0,
+                    guard: acked_guard,
+                });
+            }
+        }
+        Ok(best)
+    }
+
+    /// Whether a stream name is held by a checkpoint entry or a retired stream.
+    pub(super) fn stream_used(&self, stream: &str) -> bool {
+        self.checkpoints
+            .entries()
+            .any(|(k, e)| e.stream.as_deref().unwrap_or(k) == stream)
+            || self
+                .checkpoints
+                .retired()
+                .iter()
+                .any(|r| r.stream == stream)
+    }
+
+    /// Remembers what was acknowledged of a stream whose file was truncated.
+    pub(super) fn retire(
+        &mut self,
+        stream: &str,
+        source: &str,
+        first_line: u64,
+        offset: u64,
+        check: Option<(u64, Guard)>,
+    ) {
+        let Some((check_at, guard)) = check else {
+            return; // nothing read: nothing a copy could skip
+        };
+        self.checkpoints.retire(Retired {
+            stream: stream.to_owned(),
+            source: source.to_owned(),
+            first_line,
+            offset,
+            check_at,
+            guard: Some(guard),
+            at: unix_now(),
+        });
+        self.dirty = true;
+    }
+
+    pub(super) fn read_error(&self, si: usize, path: &Path, e: &std::io::Error) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(source = %self.sources[si].name, path = %path.display(), error = %e, "Cannot open file; will try again at the next scan.");
+    }
+}
+
+/// Offset just past the last `\n` of the file: where "start at the end"
+/// begins, so that a line being written is read whole.
+fn end_of_last_line(file: &File, len: u64, unit: u64) -> std::io::Result<u64> {
+    const STEP: u64 = 64 * 1024;
+    let mut buf = vec![0u8; STEP as usize];
+    let mut end = len - len % unit;
+    while end > 0 {
+        let start = end.saturating_sub(STEP);
+        let n = identity::read_full_at(file, &mut buf[..(end - start) as usize], start)?;
+        let found = buf[..n - n % unit as usize]
+            .chunks_exact(unit as usize)
+            .rposition(|u| u[0] == b'\n' && u[1..].iter().all(|&b| b == 0));
+        if let Some(i) = found {
+            return Ok(start + (i as u64 + 1) * unit);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Bytes per code unit of an open file's encoding.
+fn sniffed_unit(file: &File) -> u64 {
+    let mut head = [0u8; 3];
+    let n = identity::read_full_at(file, &mut head, 0).unwrap_or(0);
+    crate::encoding::sniff(&head[..n]).encoding.unit() as u64
+}

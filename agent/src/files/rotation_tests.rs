@@ -1,0 +1,338 @@
+//! Every rotation style, on real files, driving the file set directly. A
+//! small collector model drops re-sent lines by `(stream, offset)`, as the
+//! real one does.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::time::Duration;
+
+use super::tests::{Harness, lines, source};
+use crate::batch::Building;
+use crate::config::StartAt;
+
+/// What the collector keeps: each `(stream, offset)` once.
+#[derive(Default)]
+struct Collector {
+    seen: HashSet<(String, u64)>,
+    lines: Vec<String>,
+}
+
+impl Collector {
+    fn take(&mut self, got: Vec<(String, u64, String)>) -> Vec<(String, u64, String)> {
+        for (s, o, l) in &got {
+            if self.seen.insert((s.clone(), *o)) {
+                self.lines.push(l.clone());
+            }
+        }
+        got
+    }
+}
+
+fn open_append(h: &Harness, name: &str) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().append(true).open(h.log(name))
+}
+
+/// Reads without acknowledging: these lines are "in flight".
+fn read_only(h: &mut Harness) -> usize {
+    h.files.scan(h.now, true);
+    let mut b = Building::new(1000, 1 << 20);
+    h.files.fill(&mut b, h.now);
+    b.len()
+}
+
+#[test]
+fn copytruncate_continues_in_the_copy_and_the_truncated_file_is_a_new_stream() -> std::io::Result<()>
+{
+    // Both orders: the copy found before or after the truncation is seen.
+    for copy_first in [true, false] {
+        let mut h = Harness::new(StartAt::Beginning)?;
+        let mut c = Collector::default();
+        h.append("ufw.log", b"hdr\na1\na2\n")?;
+        let old = c.take(h.ship())[0].0.clone();
+        // a3 is read but never acknowledged; a4 is not read at all.
+        h.append("ufw.log", b"a3\n")?;
+        assert_eq!(read_only(&mut h), 1);
+        h.append("ufw.log", b"a4\n")?;
+        std::fs::copy(h.log("ufw.log"), h.log("ufw.log.1"))?;
+        if !copy_first {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(h.log("ufw.log"))?
+                .set_len(0)?;
+            let mut b = Building::new(1000, 1 << 20);
+            h.files.fill(&mut b, h.now); // sees the truncation, not the copy
+            h.files.scan(h.now, true);
+        } else {
+            h.files.scan(h.now, true); // sees the copy, not the truncation
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(h.log("ufw.log"))?
+                .set_len(0)?;
+        }
+        h.append("ufw.log", b"hdr\nb1\nb2\nb3\nb4\n")?;
+        let got = c.take(h.ship());
+        for (s, _, l) in &got {
+            if l.starts_with('a') {
+                assert_eq!(s, &old, "the copy continues the old stream");
+            } else {
+                assert_ne!(s, &old, "the truncated file is a new stream");
+            }
+        }
+        // Every line once, in order within each file (files take turns).
+        let old_content: Vec<&String> = c
+            .lines
+            .iter()
+            .take(3)
+            .chain(
+                c.lines
+                    .iter()
+                    .filter(|l| l.starts_with('a') && l.as_str() > "a2"),
+            )
+            .collect();
+        assert_eq!(
+            old_content,
+            ["hdr", "a1", "a2", "a3", "a4"],
+            "copy_first={copy_first}"
+        );
+        let new_content: Vec<&String> = c
+            .lines
+            .iter()
+            .skip(3)
+            .filter(|l| !l.starts_with('a'))
+            .collect();
+        assert_eq!(
+            new_content,
+            ["hdr", "b1", "b2", "b3", "b4"],
+            "copy_first={copy_first}"
+        );
+        assert_eq!(c.lines.len(), 10, "copy_first={copy_first}: nothing twice");
+        assert_eq!(
+            h.files
+                .stats
+                .truncations
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn truncation_in_place_with_the_same_first_line_is_not_deduplicated() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    let mut c = Collector::default();
+    h.append("ufw.log", b"#Fields: date time action\nx1\n")?;
+    c.take(h.ship());
+    // `: > file`, then the writer goes on, past the old offset before the
+    // agent looks again: only the guard can tell.
+    std::fs::File::create(h.log("ufw.log"))?;
+    h.append("ufw.log", b"#Fields: date time action\ny1\ny2\ny3\n")?;
+    c.take(h.ship());
+    // And again while the agent is stopped.
+    h.restart()?;
+    std::fs::File::create(h.log("ufw.log"))?;
+    h.append(
+        "ufw.log",
+        b"#Fields: date time action\nz1-longer-than-before\nz2\n",
+    )?;
+    h.restart()?;
+    c.take(h.ship());
+    h.append("ufw.log", b"z3\n")?;
+    c.take(h.ship());
+    let h0 = "#Fields: date time action";
+    assert_eq!(
+        c.lines,
+        [
+            h0,
+            "x1",
+            h0,
+            "y1",
+            "y2",
+            "y3",
+            h0,
+            "z1-longer-than-before",
+            "z2",
+            "z3"
+        ]
+    );
+    // Shrinking to nothing: waits for a first line, then a new stream.
+    std::fs::File::create(h.log("ufw.log"))?;
+    assert!(c.take(h.ship()).is_empty());
+    h.append("ufw.log", b"#Fields: date time action\nw1\n")?;
+    let got = c.take(h.ship());
+    assert_eq!(lines(&got), [h0, "w1"]);
+    assert_eq!(c.lines.len(), 12, "nothing dropped as a duplicate");
+    Ok(())
+}
+
+#[test]
+fn compressed_files_are_never_read_as_text() -> std::io::Result<()> {
+    let mut h = Harness::with(|d| {
+        let mut s = source(d, StartAt::Beginning);
+        s.exclude.clear(); // rely on the magic bytes alone
+        vec![s]
+    })?;
+    h.append("ufw.log", b"a1\n")?;
+    std::fs::write(
+        h.log("ufw.log.2.gz"),
+        [0x1f, 0x8b, 8, 0, b'\n', b'x', b'\n'],
+    )?;
+    std::fs::write(h.log("ufw.log.3.zst"), [0x28, 0xb5, 0x2f, 0xfd, b'\n'])?;
+    assert_eq!(lines(&h.ship()), ["a1"]);
+    assert_eq!(h.files.open_count(), 1);
+    Ok(())
+}
+
+#[test]
+fn dateext_delaycompress_and_compress() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    let mut c = Collector::default();
+    h.append("ufw.log", b"d1\n")?;
+    c.take(h.ship());
+    // dateext + delaycompress: renamed, the writer goes on for a moment,
+    // the plain file stays one cycle, then it is compressed (the plain one
+    // deleted) while its last lines were never read.
+    let mut w = open_append(&h, "ufw.log")?;
+    std::fs::rename(h.log("ufw.log"), h.log("ufw.log-20261129"))?;
+    w.write_all(b"d2\n")?;
+    h.append("ufw.log", b"e1\n")?;
+    c.take(h.ship());
+    w.write_all(b"d3\n")?;
+    std::fs::write(h.log("ufw.log-20261129.gz"), [0x1f, 0x8b, 8, 0])?;
+    std::fs::remove_file(h.log("ufw.log-20261129"))?;
+    c.take(h.ship());
+    h.advance(Duration::from_secs(6));
+    c.take(h.ship());
+    let d: Vec<&String> = c.lines.iter().filter(|l| l.starts_with('d')).collect();
+    assert_eq!(
+        d,
+        ["d1", "d2", "d3"],
+        "the rotated file, whole and in order"
+    );
+    assert_eq!(c.lines.len(), 4, "and e1, nothing twice");
+    assert_eq!(h.files.open_count(), 1, "drained file released");
+    Ok(())
+}
+
+#[test]
+fn olddir_rotation_drains_through_the_open_handle() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    std::fs::create_dir(h.dir.path().join("old"))?;
+    h.append("ufw.log", b"o1\n")?;
+    h.ship();
+    let mut w = open_append(&h, "ufw.log")?;
+    std::fs::rename(h.log("ufw.log"), h.dir.path().join("old/ufw.log.1"))?;
+    w.write_all(b"o2\n")?;
+    h.append("ufw.log", b"n1\n")?;
+    let shipped = h.ship();
+    let mut got = lines(&shipped);
+    got.sort_unstable();
+    assert_eq!(got, ["n1", "o2"]);
+    h.advance(Duration::from_secs(6));
+    h.ship();
+    assert_eq!(h.files.open_count(), 1);
+    Ok(())
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_target_change_is_a_new_file_and_the_old_target_drains() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    let targets = h.dir.path().join("targets");
+    std::fs::create_dir(&targets)?;
+    std::fs::write(targets.join("a.log"), b"a1\n")?;
+    std::os::unix::fs::symlink(targets.join("a.log"), h.log("ufw.log"))?;
+    let first = h.ship();
+    assert_eq!(lines(&first), ["a1"]);
+    std::fs::write(targets.join("b.log"), b"b1\n")?;
+    std::fs::remove_file(h.log("ufw.log"))?;
+    std::os::unix::fs::symlink(targets.join("b.log"), h.log("ufw.log"))?;
+    let mut w = std::fs::OpenOptions::new()
+        .append(true)
+        .open(targets.join("a.log"))?;
+    w.write_all(b"a2\n")?;
+    let mut got = h.ship();
+    got.sort_by(|a, b| a.2.cmp(&b.2)); // files take turns: no order between them
+    assert_eq!(lines(&got), ["a2", "b1"]);
+    assert_eq!(got[0].0, first[0].0, "identity is the target's");
+    assert_ne!(got[1].0, first[0].0);
+    Ok(())
+}
+
+#[test]
+fn a_small_file_is_not_starved_by_a_huge_one() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    // Whichever comes first in the file order, the small one gets a turn.
+    h.append("ufw.log", "big\n".repeat(20_000).as_bytes())?;
+    h.append("ufw.log.1", b"small1\nsmall2\n")?;
+    h.files.scan(h.now, true);
+    let mut b = Building::new(500, 1 << 20);
+    h.files.fill(&mut b, h.now);
+    let got: Vec<String> = b
+        .take(usize::MAX)
+        .into_iter()
+        .filter_map(|p| p.record.line)
+        .collect();
+    assert_eq!(got.len(), 500);
+    assert!(
+        got.iter().any(|l| l == "small2"),
+        "small file in the first batch"
+    );
+    Ok(())
+}
+
+#[test]
+fn rate_limit_keeps_lines_in_the_file() -> std::io::Result<()> {
+    let mut h = Harness::with(|d| {
+        let mut s = source(d, StartAt::Beginning);
+        s.max_lines_per_second = Some(10);
+        vec![s]
+    })?;
+    h.append("ufw.log", "l\n".repeat(100).as_bytes())?;
+    h.files.scan(h.now, true);
+    let mut b = Building::new(1000, 1 << 20);
+    h.files.fill(&mut b, h.now);
+    assert_eq!(b.len(), 10);
+    h.files.fill(&mut b, h.now);
+    assert_eq!(b.len(), 10, "no tokens left");
+    h.files.fill(&mut b, h.now + Duration::from_millis(500));
+    assert_eq!(b.len(), 15);
+    Ok(())
+}
+
+#[test]
+fn a_folder_created_later_is_found_by_the_scan() -> std::io::Result<()> {
+    let mut h = Harness::with(|d| {
+        let mut s = source(d, StartAt::End);
+        s.include = vec![format!("{}/logs/later/*.log", d.display())];
+        vec![s]
+    })?;
+    assert!(h.ship().is_empty());
+    std::fs::create_dir(h.log("later"))?;
+    h.append("later/av.log", b"found\n")?;
+    assert_eq!(
+        lines(&h.ship()),
+        ["found"],
+        "read from its start: not there at first start"
+    );
+    Ok(())
+}
+
+#[test]
+fn open_files_stay_within_max_open_files() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    let mut c = Collector::default();
+    for i in 0..12 {
+        h.append(&format!("ufw.log.{i}"), format!("f{i}\n").as_bytes())?;
+    }
+    for _ in 0..3 {
+        c.take(h.ship());
+        assert!(h.files.open_count() <= 8);
+    }
+    let mut got = c.lines.clone();
+    got.sort();
+    let mut want: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    Ok(())
+}
