@@ -16,6 +16,10 @@ apt_install() {
         exit 1
     fi
 }
+# Prometheus and promtool, for the dashboard and alerting-rule tests.
+need prometheus && need promtool || apt_install prometheus
+# The Debian package starts a system Prometheus; the tests run their own.
+if need systemctl; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
 if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi

@@ -3,7 +3,9 @@
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::db::{Db, DbError};
-use crate::model::{Alert, AlertPage, AlertQuery, AlertStatus, HistoryEntry};
+use std::collections::BTreeMap;
+
+use crate::model::{Alert, AlertPage, AlertQuery, AlertStatus, HistoryEntry, Severity};
 
 /// Why an alert change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,22 @@ impl AlertStore {
             alerts,
             next_before_id,
         })
+    }
+
+    /// Number of alerts in `status`, by severity.
+    pub fn count_by_severity(
+        &self,
+        status: AlertStatus,
+    ) -> Result<BTreeMap<Severity, u64>, DbError> {
+        let mut out = BTreeMap::new();
+        for item in self.db.alerts.iter() {
+            let (k, v) = item?;
+            let a = decode(crate::db::be_u64(&k).unwrap_or(0), &v)?;
+            if a.status == status {
+                *out.entry(a.severity).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Acknowledges an open alert; acknowledging twice adds the note only.

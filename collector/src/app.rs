@@ -1,7 +1,7 @@
 //! The collector's shared state: one value every task holds an `Arc` of.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use soc_rules::{Decoders, RuleSet, SourceFile};
@@ -113,6 +113,8 @@ pub struct App {
     pub ingest_slots: tokio::sync::Semaphore,
     /// Last journal sequence processed by detection, for backpressure.
     pub detection_cursor: AtomicU64,
+    /// Receive time of the newest journalled line, for the ingest lag gauge.
+    pub newest_received_ms: AtomicI64,
 }
 
 impl App {
@@ -126,6 +128,7 @@ impl App {
             metrics: Metrics::new(),
             content: RwLock::new(Arc::new(content)),
             detection_cursor: AtomicU64::new(cursor),
+            newest_received_ms: AtomicI64::new(0),
             settings,
             journal,
             db,

@@ -306,6 +306,14 @@ impl Auth {
         Ok(())
     }
 
+    /// One agent's record.
+    pub fn agent(&self, name: &str) -> Result<Option<AgentRecord>, AuthError> {
+        match self.db.agents.get(name.as_bytes())? {
+            Some(v) => Ok(Some(parse(name, &v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every agent, by name.
     pub fn agents(&self) -> Result<Vec<AgentRecord>, AuthError> {
         let mut out = Vec::new();

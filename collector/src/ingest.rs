@@ -200,6 +200,8 @@ pub async fn post_batch(
         .with_label_values(&[&agent])
         .set(received_ms / 1000);
     m.journal_last_seq.set(app.journal.last_seq().await as i64);
+    app.newest_received_ms
+        .fetch_max(received_ms, std::sync::atomic::Ordering::AcqRel);
     tracing::debug!(agent = %agent, batch = batch.batch_id, accepted = outcome.accepted, duplicates = outcome.duplicates, "batch journalled");
     Ok(Json(BatchAck {
         version: PROTOCOL_VERSION,
@@ -229,6 +231,21 @@ pub async fn post_heartbeat(
         .agent_lag_bytes
         .with_label_values(&[&agent])
         .set(lag as i64);
+    // One series per agent: drop the one of a previous version.
+    if let Ok(Some(old)) = app.auth.agent(&agent)
+        && let Some(prev) = old
+            .heartbeat
+            .filter(|h| h.agent_version != hb.agent_version)
+    {
+        let _ = app
+            .metrics
+            .agent_info
+            .remove_label_values(&[agent.as_str(), app.metrics.bounded(&prev.agent_version)]);
+    }
+    app.metrics
+        .agent_info
+        .with_label_values(&[agent.as_str(), app.metrics.bounded(&hb.agent_version)])
+        .set(1);
     app.metrics
         .agent_last_seen
         .with_label_values(&[&agent])

@@ -84,6 +84,8 @@ pub struct Journal {
     next_seq: Mutex<u64>,
     /// Woken after every durable append.
     appended: Arc<Notify>,
+    /// Copy of `next_seq - 1` readable without the lock.
+    last_written: std::sync::atomic::AtomicU64,
 }
 
 fn dedup_key(agent: &str, stream: &str) -> Vec<u8> {
@@ -103,6 +105,7 @@ impl Journal {
         };
         Ok(Journal {
             db,
+            last_written: std::sync::atomic::AtomicU64::new(next - 1),
             next_seq: Mutex::new(next),
             appended: Arc::new(Notify::new()),
         })
@@ -116,6 +119,12 @@ impl Journal {
     /// Highest sequence number written so far (0 when empty).
     pub async fn last_seq(&self) -> u64 {
         *self.next_seq.lock().await - 1
+    }
+
+    /// Highest sequence number written so far, without waiting for the
+    /// writer (may lag an append in progress by one batch).
+    pub fn last_seq_now(&self) -> u64 {
+        self.last_written.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Appends entries from one agent, dropping those whose (agent, stream,
@@ -185,6 +194,8 @@ impl Journal {
                     Ok((accepted, dups, seq))
                 })?;
             *next = end;
+            self.last_written
+                .store(end - 1, std::sync::atomic::Ordering::Release);
             outcome = AppendOutcome {
                 accepted,
                 duplicates,

@@ -16,7 +16,8 @@
 //! * [`api`]: the responders' API used by `socctl`; [`model`] its JSON shapes.
 //! * [`auth`]: agent keys, enrolment secrets, API tokens and roles.
 //! * [`http`]: what every handler shares (errors, credentials, request counting).
-//! * [`metrics`]: every Prometheus metric, in one place.
+//! * [`metrics`]: every Prometheus metric, in one place; [`stats`] refreshes
+//!   the gauges read from state (disk, database, open alerts).
 //! * [`db`]: the sled database and the names of its trees.
 //! * [`app`]: the shared state and the loaded detection content.
 //! * [`client`]: the HTTPS client `socctl` uses.
@@ -35,4 +36,5 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod server;
+pub mod stats;
 pub mod tls;

@@ -8,7 +8,7 @@ use clap::Parser;
 use soc_collector::app::{App, Content, now_ms};
 use soc_collector::config::{CollectorConfig, Settings};
 use soc_collector::db::Db;
-use soc_collector::{pipeline, server, tls};
+use soc_collector::{pipeline, server, stats, tls};
 use tokio::net::TcpListener;
 
 /// Receives agent batches and appliance logs, detects incidents, stores alerts.
@@ -113,6 +113,18 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
         &settings.tls_subject_alt_names,
     )?;
     let app = Arc::new(App::new(settings.clone(), db, content)?);
+    // Agents' last contact survives a restart, so silent agents stay visible.
+    for a in app.auth.agents()? {
+        if let Some(ms) = a
+            .last_seen_ms
+            .filter(|_| a.key_hash.is_some() && !a.revoked)
+        {
+            app.metrics
+                .agent_last_seen
+                .with_label_values(&[&a.name])
+                .set(ms / 1000);
+        }
+    }
     let token_path = settings.data_dir.join("admin.token");
     if app.auth.ensure_first_admin(&token_path, now_ms())? {
         tracing::info!(path = %token_path.display(), "created the first admin token");
@@ -146,6 +158,7 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
     if let Some(l) = metrics_listener {
         tasks.spawn(server::serve_metrics(app.clone(), l, rx.clone()));
     }
+    tasks.spawn(stats::run(app.clone(), rx.clone()));
     let detector = tokio::spawn(pipeline::run(app.clone(), rx.clone()));
 
     let ca = if settings.tls_cert_file.is_some() {

@@ -62,8 +62,68 @@ pub struct Metrics {
     pub agent_events: IntCounterVec,
     /// Bytes behind per agent, from its last heartbeat.
     pub agent_lag_bytes: IntGaugeVec,
+    /// 1 per agent and software version, from its last heartbeat.
+    pub agent_info: IntGaugeVec,
+    /// Alerts stored, by host (bounded: past 100 hosts, `other`).
+    pub alerts_by_host: IntCounterVec,
+    /// Alerts currently open, by severity.
+    pub alerts_open: IntGaugeVec,
+    /// Rule state entries evicted because a limit was reached.
+    pub rule_state_evictions: IntCounter,
+    /// Size of the database on disk.
+    pub db_size_bytes: IntGauge,
+    /// Free space on the data folder's file system.
+    pub data_dir_available_bytes: IntGauge,
+    /// Size of the data folder's file system.
+    pub data_dir_size_bytes: IntGauge,
+    /// Unix time of the last successful backup (0 before the first).
+    pub backup_last_success: IntGauge,
+    /// Size of the last backup.
+    pub backup_size_bytes: IntGauge,
     free_labels: Mutex<HashSet<String>>,
 }
+
+/// Every metric name this module defines, for the test that dashboards and
+/// alerting rules only use metrics that exist.
+pub const NAMES: &[&str] = &[
+    "soc_events_received_total",
+    "soc_events_duplicate_total",
+    "soc_events_decoded_total",
+    "soc_events_failed_total",
+    "soc_batches_accepted_total",
+    "soc_batches_rejected_total",
+    "soc_alerts_total",
+    "soc_alerts_by_rule_total",
+    "soc_alerts_by_host_total",
+    "soc_alerts_open",
+    "soc_detection_step_seconds",
+    "soc_journal_last_sequence",
+    "soc_detection_cursor",
+    "soc_detection_lag_events",
+    "soc_ingest_lag_seconds",
+    "soc_rule_state_entries",
+    "soc_rule_state_evictions_total",
+    "soc_http_requests_total",
+    "soc_auth_failures_total",
+    "soc_connections_refused_total",
+    "soc_tls_handshake_failures_total",
+    "soc_connections_open",
+    "soc_agent_last_seen_timestamp_seconds",
+    "soc_agent_events_received_total",
+    "soc_agent_lag_bytes",
+    "soc_agent_info",
+    "soc_db_size_bytes",
+    "soc_data_dir_available_bytes",
+    "soc_data_dir_size_bytes",
+    "soc_backup_last_success_timestamp_seconds",
+    "soc_backup_size_bytes",
+    "soc_build_info",
+    // From the process collector (Linux).
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_start_time_seconds",
+];
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("metric definition is valid");
@@ -225,14 +285,72 @@ impl Metrics {
                 "Bytes written to an agent's watched files and not yet acknowledged, from its last heartbeat.",
                 &["agent"],
             ),
+            agent_info: gauge_vec(
+                &r,
+                "soc_agent_info",
+                "1 for each agent and the software version of its last heartbeat.",
+                &["agent", "version"],
+            ),
+            alerts_by_host: counter_vec(
+                &r,
+                "soc_alerts_by_host_total",
+                "Alerts stored, by host (at most 100 distinct hosts; the rest as other).",
+                &["host"],
+            ),
+            alerts_open: gauge_vec(
+                &r,
+                "soc_alerts_open",
+                "Alerts currently open, by severity.",
+                &["severity"],
+            ),
+            rule_state_evictions: counter(
+                &r,
+                "soc_rule_state_evictions_total",
+                "Rule state entries evicted, oldest first, because a state limit was reached.",
+            ),
+            db_size_bytes: gauge(
+                &r,
+                "soc_db_size_bytes",
+                "Size of the collector's database on disk, in bytes.",
+            ),
+            data_dir_available_bytes: gauge(
+                &r,
+                "soc_data_dir_available_bytes",
+                "Free bytes on the file system holding the data folder.",
+            ),
+            data_dir_size_bytes: gauge(
+                &r,
+                "soc_data_dir_size_bytes",
+                "Size in bytes of the file system holding the data folder.",
+            ),
+            backup_last_success: gauge(
+                &r,
+                "soc_backup_last_success_timestamp_seconds",
+                "Unix time of the last successful backup; 0 before the first.",
+            ),
+            backup_size_bytes: gauge(
+                &r,
+                "soc_backup_size_bytes",
+                "Size in bytes of the last backup.",
+            ),
             free_labels: Mutex::new(HashSet::new()),
             registry: r,
         };
+        let build = gauge_vec(
+            &m.registry,
+            "soc_build_info",
+            "1, labelled with the collector's version.",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         // Pre-create the common series so dashboards show zeros, not gaps.
         for sev in ["info", "low", "medium", "high", "critical"] {
             m.alerts.with_label_values(&[sev]);
         }
         m.events_received.with_label_values(&["agent"]);
+        for sev in ["info", "low", "medium", "high", "critical"] {
+            m.alerts_open.with_label_values(&[sev]);
+        }
         m
     }
 
@@ -252,6 +370,16 @@ impl Metrics {
         }
     }
 
+    /// Names of the metric families registered (all of them, even those
+    /// with no series yet).
+    pub fn registered_names(&self) -> Vec<String> {
+        self.registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect()
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -266,5 +394,104 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn names_lists_exactly_the_metrics_defined() {
+        let m = Metrics::new();
+        // Vectors without a series are not rendered: give each one a series.
+        m.events_decoded.with_label_values(&["x"]);
+        m.events_failed.with_label_values(&["x", "y"]);
+        m.batches_rejected.with_label_values(&["x"]);
+        m.alerts_by_rule.with_label_values(&["x"]);
+        m.alerts_by_host.with_label_values(&["x"]);
+        m.http_requests.with_label_values(&["x", "200"]);
+        m.auth_failures.with_label_values(&["x"]);
+        m.agent_last_seen.with_label_values(&["x"]);
+        m.agent_events.with_label_values(&["x"]);
+        m.agent_lag_bytes.with_label_values(&["x"]);
+        m.agent_info.with_label_values(&["x", "1"]);
+        let text = m.render();
+        for name in NAMES {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} is listed in NAMES but not registered with help text"
+            );
+        }
+        let listed: BTreeSet<&str> = NAMES.iter().copied().collect();
+        for line in text.lines().filter_map(|l| l.strip_prefix("# HELP ")) {
+            let name = line.split(' ').next().unwrap_or_default();
+            let known = listed.contains(name) || name.starts_with("process_");
+            assert!(known, "{name} is registered but missing from NAMES");
+        }
+    }
+
+    /// Every `soc_*` / `process_*` name used in a dashboard panel or a
+    /// Prometheus alerting rule must be a metric this module defines.
+    #[test]
+    fn dashboards_and_alert_rules_use_only_defined_metrics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let re = regex_lite_names();
+        let mut files = Vec::new();
+        for dir in ["dashboards", "deploy/prometheus"] {
+            for entry in std::fs::read_dir(root.join(dir)).expect("folder exists") {
+                let p = entry.expect("entry").path();
+                if p.extension()
+                    .is_some_and(|e| e == "json" || e == "yml" || e == "yaml")
+                {
+                    files.push(p);
+                }
+            }
+        }
+        assert!(files.len() >= 4, "dashboards and rules found: {files:?}");
+        let known: BTreeSet<&str> = NAMES.iter().copied().collect();
+        let mut used = 0;
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("read");
+            for name in re(&text) {
+                // Histogram series carry suffixes.
+                let base = name
+                    .strip_suffix("_bucket")
+                    .or_else(|| name.strip_suffix("_sum"))
+                    .or_else(|| name.strip_suffix("_count"))
+                    .unwrap_or(&name);
+                assert!(
+                    known.contains(base) || known.contains(name.as_str()),
+                    "{}: uses {name}, which the collector does not export",
+                    f.display()
+                );
+                used += 1;
+            }
+        }
+        assert!(used > 20, "only {used} metric uses found");
+    }
+
+    /// Finds metric-like identifiers (`soc_...`, `process_...`).
+    fn regex_lite_names() -> impl Fn(&str) -> Vec<String> {
+        |text: &str| {
+            let mut out = Vec::new();
+            let b = text.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                let starts = text[i..].starts_with("soc_") || text[i..].starts_with("process_");
+                let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+                if starts && boundary {
+                    let end = text[i..]
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .map_or(text.len(), |e| i + e);
+                    out.push(text[i..end].to_owned());
+                    i = end;
+                } else {
+                    i += 1;
+                }
+            }
+            out
+        }
     }
 }

@@ -121,11 +121,26 @@ impl Detector {
             m.alerts_by_rule
                 .with_label_values(&[m.bounded(&a.rule_id)])
                 .inc();
+            m.alerts_by_host
+                .with_label_values(&[m.bounded(&a.host)])
+                .inc();
+            m.alerts_open
+                .with_label_values(&[a.severity.as_str()])
+                .inc();
             tracing::info!(alert = a.id, rule = %a.rule_id, severity = a.severity.as_str(), host = %a.host, "alert raised");
         }
         m.detection_step_seconds
             .observe(started.elapsed().as_secs_f64());
         m.detection_cursor.set(last_seq as i64);
+        // How far behind the newest received line detection is, in seconds of receive time.
+        let newest = app.newest_received_ms.load(Ordering::Acquire);
+        let behind = app.journal.last_seq_now().saturating_sub(last_seq);
+        let lag = if behind == 0 {
+            0
+        } else {
+            (newest - newest_received).max(0) / 1000
+        };
+        m.ingest_lag_seconds.set(lag);
         Ok(entries.len())
     }
 

@@ -3,4 +3,5 @@
 //! per capability.
 
 mod crash;
+mod prometheus;
 mod skeleton;
