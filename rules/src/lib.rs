@@ -50,7 +50,7 @@ mod inline_tests;
 mod rule;
 mod yaml;
 
-pub use decode::{Decoders, UNKNOWN_MODULE};
+pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
 pub use engine::{
     Detection, ENGINE_STATE_FORMAT, Engine, EngineState, RuleState, StateFormatError,
 };
