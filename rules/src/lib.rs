@@ -74,6 +74,38 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             "decoders/clamav.yml",
             include_str!("../decoders/clamav.yml"),
         ),
+        SourceFile::new(
+            "decoders/fortigate.yml",
+            include_str!("../decoders/fortigate.yml"),
+        ),
+        SourceFile::new(
+            "decoders/pfsense.yml",
+            include_str!("../decoders/pfsense.yml"),
+        ),
+        SourceFile::new(
+            "decoders/cisco_asa.yml",
+            include_str!("../decoders/cisco_asa.yml"),
+        ),
+        SourceFile::new(
+            "decoders/paloalto.yml",
+            include_str!("../decoders/paloalto.yml"),
+        ),
+        SourceFile::new(
+            "decoders/sophos_xg.yml",
+            include_str!("../decoders/sophos_xg.yml"),
+        ),
+        SourceFile::new(
+            "decoders/checkpoint.yml",
+            include_str!("../decoders/checkpoint.yml"),
+        ),
+        SourceFile::new(
+            "decoders/mikrotik.yml",
+            include_str!("../decoders/mikrotik.yml"),
+        ),
+        SourceFile::new(
+            "decoders/windows_firewall.yml",
+            include_str!("../decoders/windows_firewall.yml"),
+        ),
     ]
 }
 
