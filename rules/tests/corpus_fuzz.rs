@@ -73,7 +73,7 @@ fn decode_never_panics_and_stays_fast() {
     let lines = corpus_lines();
     assert!(!lines.is_empty(), "no corpus lines");
     let bound = Duration::from_millis(250);
-    let mut check = |raw: &[u8]| {
+    let check = |raw: &[u8]| {
         let start = Instant::now();
         let ev = d.decode(&Input {
             raw,
