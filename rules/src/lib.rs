@@ -50,7 +50,7 @@ mod inline_tests;
 mod rule;
 mod yaml;
 
-pub use decode::{Decoders, UNKNOWN_MODULE};
+pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
 pub use engine::{
     Detection, ENGINE_STATE_FORMAT, Engine, EngineState, RuleState, StateFormatError,
 };
@@ -73,6 +73,38 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
         SourceFile::new(
             "decoders/clamav.yml",
             include_str!("../decoders/clamav.yml"),
+        ),
+        SourceFile::new(
+            "decoders/fortigate.yml",
+            include_str!("../decoders/fortigate.yml"),
+        ),
+        SourceFile::new(
+            "decoders/pfsense.yml",
+            include_str!("../decoders/pfsense.yml"),
+        ),
+        SourceFile::new(
+            "decoders/cisco_asa.yml",
+            include_str!("../decoders/cisco_asa.yml"),
+        ),
+        SourceFile::new(
+            "decoders/paloalto.yml",
+            include_str!("../decoders/paloalto.yml"),
+        ),
+        SourceFile::new(
+            "decoders/sophos_xg.yml",
+            include_str!("../decoders/sophos_xg.yml"),
+        ),
+        SourceFile::new(
+            "decoders/checkpoint.yml",
+            include_str!("../decoders/checkpoint.yml"),
+        ),
+        SourceFile::new(
+            "decoders/mikrotik.yml",
+            include_str!("../decoders/mikrotik.yml"),
+        ),
+        SourceFile::new(
+            "decoders/windows_firewall.yml",
+            include_str!("../decoders/windows_firewall.yml"),
         ),
     ]
 }

@@ -73,6 +73,50 @@ pub(crate) struct StepConfig {
     pub regex: Option<RegexConfig>,
     /// Split `KEY=value` pairs.
     pub kv: Option<KvConfig>,
+    /// Split a CSV record into named columns.
+    pub csv: Option<CsvConfig>,
+    /// Split a W3C extended log line (space-separated, `-` empty) into named
+    /// fields.
+    pub w3c: Option<W3cConfig>,
+    /// Read a CEF record (header and extension).
+    pub cef: Option<FromConfig>,
+    /// Read a LEEF 1.0/2.0 record.
+    pub leef: Option<FromConfig>,
+    /// Read a JSON object, flattened to dotted keys.
+    pub json: Option<FromConfig>,
+}
+
+/// `csv: {columns: [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CsvConfig {
+    /// Capture to split instead of the decoder's input text.
+    pub from: Option<String>,
+    /// Column names in order; `_` or `""` skips a column. Columns past the
+    /// list are ignored, missing trailing columns are simply not captured.
+    pub columns: Vec<String>,
+    /// The separator, one character; default `,`. `"\t"` for tab.
+    pub separator: Option<String>,
+}
+
+/// `w3c: {fields: [...]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct W3cConfig {
+    /// Capture to split instead of the decoder's input text.
+    pub from: Option<String>,
+    /// The field list of the `#Fields:` header this decoder expects (the
+    /// header arrives as earlier lines of the file, which a per-line decoder
+    /// cannot see, so the decoder declares it).
+    pub fields: Vec<String>,
+}
+
+/// A step whose only option is the capture it reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FromConfig {
+    /// Capture to read instead of the decoder's input text.
+    pub from: Option<String>,
 }
 
 /// `syslog: {}`.
@@ -106,14 +150,20 @@ pub(crate) struct KvConfig {
     /// Capture that receives the bare words (flags), space-separated.
     /// Default `flags`.
     pub flags: Option<String>,
+    /// Between key and value; one character, default `=`.
+    pub separator: Option<String>,
+    /// Between pairs besides spaces; one character, e.g. `;`. Default: only
+    /// spaces and tabs.
+    pub delimiter: Option<String>,
 }
 
 /// How one output field is filled.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FieldConfig {
-    /// The capture to read.
-    pub from: String,
+    /// The capture to read; a list joins the captures with one space
+    /// (e.g. `[date, time]`).
+    pub from: OneOrMany,
     /// Type conversion, applied after `map`.
     pub convert: Option<ConvertName>,
     /// Timestamp format for `convert: timestamp`.
@@ -122,6 +172,12 @@ pub(crate) struct FieldConfig {
     pub map: Option<BTreeMap<String, String>>,
     /// Value when `map` has no entry; without it the value is kept.
     pub default: Option<String>,
+    /// For `convert: timestamp` with a format without offset: the fixed UTC
+    /// offset of the times (`+07:00`, `-0500`, `UTC`). Default UTC.
+    pub timezone: Option<String>,
+    /// For `convert: timestamp`: a capture holding the offset (`-0700`,
+    /// `+07:00`, `UTC`/`GMT`/`Z`); wins over `timezone` when present.
+    pub timezone_from: Option<String>,
 }
 
 /// One inline test of a decoder.
@@ -164,6 +220,21 @@ pub(crate) struct Decoder {
     pub fields: Vec<FieldMap>,
     pub set: Vec<(String, Value)>,
     pub tests: Vec<DecoderTest>,
+    /// Every capture name this decoder reads (field sources, step sources,
+    /// `body`), sorted: formats with open-ended keys read from owned text
+    /// (JSON, CEF, LEEF) keep only these.
+    pub wanted: Vec<String>,
+}
+
+impl Decoder {
+    /// The decoder's own copy of `name` when it reads that capture.
+    #[inline]
+    pub(crate) fn wanted(&self, name: &str) -> Option<&str> {
+        self.wanted
+            .binary_search_by(|w| w.as_str().cmp(name))
+            .ok()
+            .map(|i| self.wanted[i].as_str())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -211,15 +282,37 @@ pub(crate) enum Step {
     Kv {
         from: Option<String>,
         flags: String,
+        separator: u8,
+        delimiter: Option<u8>,
+    },
+    /// CSV and W3C: columns by position.
+    Csv {
+        from: Option<String>,
+        columns: Vec<String>,
+        separator: u8,
+        dash_empty: bool,
+    },
+    Cef {
+        from: Option<String>,
+    },
+    Leef {
+        from: Option<String>,
+    },
+    Json {
+        from: Option<String>,
     },
 }
 
 impl Step {
     pub(crate) fn from(&self) -> Option<&str> {
         match self {
-            Step::Syslog { from } | Step::Regex { from, .. } | Step::Kv { from, .. } => {
-                from.as_deref()
-            }
+            Step::Syslog { from }
+            | Step::Regex { from, .. }
+            | Step::Kv { from, .. }
+            | Step::Csv { from, .. }
+            | Step::Cef { from }
+            | Step::Leef { from }
+            | Step::Json { from } => from.as_deref(),
         }
     }
 
@@ -228,6 +321,13 @@ impl Step {
             Step::Syslog { .. } => "syslog",
             Step::Regex { .. } => "regex",
             Step::Kv { .. } => "kv",
+            Step::Csv {
+                dash_empty: false, ..
+            } => "csv",
+            Step::Csv { .. } => "w3c",
+            Step::Cef { .. } => "cef",
+            Step::Leef { .. } => "leef",
+            Step::Json { .. } => "json",
         }
     }
 }
@@ -235,7 +335,10 @@ impl Step {
 #[derive(Debug)]
 pub(crate) struct FieldMap {
     pub target: String,
-    pub from: String,
+    /// One capture, or several joined with a space.
+    pub from: Vec<String>,
+    /// Capture holding the time zone of a timestamp.
+    pub timezone_from: Option<String>,
     /// Lower-cased keys.
     pub map: Vec<(String, String)>,
     pub default: Option<String>,
@@ -304,12 +407,19 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
     let mut known: Option<Vec<String>> = Some(Vec::new());
     for (i, s) in cfg.parse.iter().enumerate() {
         let field = format!("parse[{i}]");
-        let count = s.syslog.is_some() as u8 + s.regex.is_some() as u8 + s.kv.is_some() as u8;
+        let count = s.syslog.is_some() as u8
+            + s.regex.is_some() as u8
+            + s.kv.is_some() as u8
+            + s.csv.is_some() as u8
+            + s.w3c.is_some() as u8
+            + s.cef.is_some() as u8
+            + s.leef.is_some() as u8
+            + s.json.is_some() as u8;
         if count != 1 {
             problem(
                 item.line_of_key("parse"),
                 &field,
-                "each parse step needs exactly one of `syslog`, `regex`, `kv`".into(),
+                "each parse step needs exactly one of `syslog`, `regex`, `kv`, `csv`, `w3c`, `cef`, `leef`, `json`".into(),
             );
             continue;
         }
@@ -356,9 +466,96 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             }
         } else if let Some(kv) = &s.kv {
             known = None;
+            let separator = match one_char(kv.separator.as_deref(), b'=') {
+                Ok(c) => c,
+                Err(e) => {
+                    problem(
+                        item.line_of_key("separator"),
+                        &format!("{field}.kv.separator"),
+                        e,
+                    );
+                    continue;
+                }
+            };
+            let delimiter = match kv.delimiter.as_deref() {
+                None => None,
+                Some(d) => match one_char(Some(d), b' ') {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        problem(
+                            item.line_of_key("delimiter"),
+                            &format!("{field}.kv.delimiter"),
+                            e,
+                        );
+                        continue;
+                    }
+                },
+            };
             Step::Kv {
                 from: kv.from.clone(),
                 flags: kv.flags.clone().unwrap_or_else(|| "flags".into()),
+                separator,
+                delimiter,
+            }
+        } else if let Some(c) = &s.csv {
+            let separator = match one_char(c.separator.as_deref(), b',') {
+                Ok(c) => c,
+                Err(e) => {
+                    problem(
+                        item.line_of_key("separator"),
+                        &format!("{field}.csv.separator"),
+                        e,
+                    );
+                    continue;
+                }
+            };
+            if c.columns.is_empty() {
+                problem(
+                    item.line_of_key("columns"),
+                    &format!("{field}.csv.columns"),
+                    "needs at least one column name".into(),
+                );
+            }
+            if let Some(k) = known.as_mut() {
+                k.extend(c.columns.iter().cloned());
+            }
+            Step::Csv {
+                from: c.from.clone(),
+                columns: c.columns.clone(),
+                separator,
+                dash_empty: false,
+            }
+        } else if let Some(w) = &s.w3c {
+            if w.fields.is_empty() {
+                problem(
+                    item.line_of_key("fields"),
+                    &format!("{field}.w3c.fields"),
+                    "needs the `#Fields:` list".into(),
+                );
+            }
+            if let Some(k) = known.as_mut() {
+                k.extend(w.fields.iter().cloned());
+            }
+            Step::Csv {
+                from: w.from.clone(),
+                columns: w.fields.clone(),
+                separator: b' ',
+                dash_empty: true,
+            }
+        } else if let Some(c) = &s.cef {
+            known = None;
+            Step::Cef {
+                from: c.from.clone(),
+            }
+        } else if let Some(c) = &s.leef {
+            known = None;
+            Step::Leef {
+                from: c.from.clone(),
+            }
+        } else if let Some(c) = &s.json {
+            known = None;
+            Step::Json {
+                from: c.from.clone(),
             }
         } else {
             continue;
@@ -376,21 +573,39 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
     let mut fields = Vec::new();
     for (target, f) in &cfg.fields {
         let field = format!("fields.{target}");
-        if let Some(k) = known.as_ref().filter(|k| !k.iter().any(|n| n == &f.from)) {
+        if let Some(k) = known.as_ref() {
+            for from in f.from.0.iter().chain(f.timezone_from.iter()) {
+                if !k.iter().any(|n| n == from) {
+                    problem(
+                        item.line_of_key(target),
+                        &format!("{field}.from"),
+                        format!("no parse step captures `{from}` (known: {})", k.join(", ")),
+                    );
+                }
+            }
+        }
+        if f.from.0.is_empty() {
             problem(
                 item.line_of_key(target),
                 &format!("{field}.from"),
-                format!(
-                    "no parse step captures `{}` (known: {})",
-                    f.from,
-                    k.join(", ")
-                ),
+                "names no capture".into(),
             );
         }
-        match Convert::new(f.convert, f.format.as_deref()) {
+        let tz_used = f.timezone.is_some() || f.timezone_from.is_some();
+        if tz_used && f.convert != Some(super::convert::ConvertName::Timestamp) {
+            problem(
+                item.line_of_key(target),
+                &format!("{field}.timezone"),
+                "`timezone` is only used with `convert: timestamp`".into(),
+            );
+        }
+        match Convert::new(f.convert, f.format.as_deref())
+            .and_then(|c| c.with_timezone(f.timezone.as_deref()))
+        {
             Ok(convert) => fields.push(FieldMap {
                 target: target.clone(),
-                from: f.from.clone(),
+                from: f.from.0.clone(),
+                timezone_from: f.timezone_from.clone(),
                 map: f
                     .map
                     .iter()
@@ -447,7 +662,16 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
     if !problems.is_empty() {
         return Err(problems);
     }
+    let mut wanted: Vec<String> = fields
+        .iter()
+        .flat_map(|f: &FieldMap| f.from.iter().chain(f.timezone_from.iter()).cloned())
+        .chain(steps.iter().filter_map(|s| s.from().map(str::to_string)))
+        .chain(std::iter::once("body".to_string()))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
     Ok(Decoder {
+        wanted,
         name: cfg.name.clone(),
         description: cfg.description.trim().to_string(),
         file: file.to_string(),
@@ -467,6 +691,16 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             .collect(),
         tests,
     })
+}
+
+/// A one-character (ASCII) option; `\t` means tab.
+fn one_char(v: Option<&str>, default: u8) -> Result<u8, String> {
+    match v {
+        None => Ok(default),
+        Some("\\t") | Some("\t") => Ok(b'\t'),
+        Some(s) if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        Some(s) => Err(format!("`{s}` must be a single ASCII character")),
+    }
 }
 
 fn when_is_empty(w: &When) -> bool {

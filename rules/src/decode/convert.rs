@@ -38,7 +38,8 @@ pub(crate) enum Convert {
     Lowercase,
     Uppercase,
     List,
-    Timestamp(TimeFormat),
+    /// The format and the UTC offset (seconds) of times without one.
+    Timestamp(TimeFormat, i32),
 }
 
 #[derive(Debug, Clone)]
@@ -46,8 +47,12 @@ pub(crate) enum TimeFormat {
     Rfc3339,
     /// A chrono format with an offset (`%z`).
     WithOffset(String),
-    /// A chrono format without offset: the time is taken as UTC.
+    /// A chrono format without offset: the time is taken at the field's
+    /// `timezone` (default UTC).
     Naive(String),
+    /// Time since the epoch; the number of sub-second digits: 0 = seconds
+    /// (fractions allowed), 3 = ms, 6 = µs, 9 = ns.
+    Unix(u32),
 }
 
 impl Convert {
@@ -65,27 +70,62 @@ impl Convert {
             ConvertName::Lowercase => Convert::Lowercase,
             ConvertName::Uppercase => Convert::Uppercase,
             ConvertName::List => Convert::List,
-            ConvertName::Timestamp => Convert::Timestamp(match format {
-                None => {
-                    return Err(
-                        "`convert: timestamp` needs a `format` (chrono syntax or `rfc3339`)".into(),
-                    );
-                }
-                Some("rfc3339") => TimeFormat::Rfc3339,
-                Some(f) if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => {
-                    TimeFormat::WithOffset(f.to_string())
-                }
-                Some(f) => {
-                    // Catch format typos at load time rather than per line.
-                    if chrono::format::StrftimeItems::new(f)
-                        .any(|i| matches!(i, chrono::format::Item::Error))
-                    {
-                        return Err(format!("invalid timestamp format `{f}`"));
+            ConvertName::Timestamp => Convert::Timestamp(
+                match format {
+                    None => {
+                        return Err(
+                            "`convert: timestamp` needs a `format` (chrono syntax or `rfc3339`)"
+                                .into(),
+                        );
                     }
-                    TimeFormat::Naive(f.to_string())
-                }
-            }),
+                    Some("rfc3339") => TimeFormat::Rfc3339,
+                    Some("unix") => TimeFormat::Unix(0),
+                    Some("unix_ms") => TimeFormat::Unix(3),
+                    Some("unix_us") => TimeFormat::Unix(6),
+                    Some("unix_ns") => TimeFormat::Unix(9),
+                    Some(f) if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => {
+                        TimeFormat::WithOffset(f.to_string())
+                    }
+                    Some(f) => {
+                        // Catch format typos at load time rather than per line.
+                        if chrono::format::StrftimeItems::new(f)
+                            .any(|i| matches!(i, chrono::format::Item::Error))
+                        {
+                            return Err(format!("invalid timestamp format `{f}`"));
+                        }
+                        TimeFormat::Naive(f.to_string())
+                    }
+                },
+                0,
+            ),
         })
+    }
+
+    /// Sets the offset of times written without one (`+07:00`, `-0500`,
+    /// `UTC`).
+    pub(crate) fn with_timezone(self, tz: Option<&str>) -> Result<Convert, String> {
+        match (self, tz) {
+            (c, None) => Ok(c),
+            (Convert::Timestamp(f, _), Some(tz)) => match parse_offset(tz) {
+                Some(off) => Ok(Convert::Timestamp(f, off)),
+                None => Err(format!(
+                    "`{tz}` is not a UTC offset (`+07:00`, `-0500`, `UTC`)"
+                )),
+            },
+            (c, Some(_)) => Ok(c),
+        }
+    }
+
+    /// Converts one value; `tz` (an offset text from the line) overrides the
+    /// configured time zone of a timestamp.
+    pub(crate) fn apply_tz(&self, v: &str, tz: Option<&str>) -> Result<Value, String> {
+        match (self, tz) {
+            (Convert::Timestamp(f, default), Some(tz)) => {
+                let off = parse_offset(tz).unwrap_or(*default);
+                Ok(Value::String(format_ms(timestamp_ms(v, f, off)?)))
+            }
+            _ => self.apply(v),
+        }
     }
 
     /// Converts one value. Errors are short reasons for `decode.error`.
@@ -118,22 +158,72 @@ impl Convert {
                     .map(|w| Value::String(w.to_string()))
                     .collect(),
             ),
-            Convert::Timestamp(f) => Value::String(format_ms(self.timestamp_ms(v, f)?)),
+            Convert::Timestamp(f, off) => Value::String(format_ms(timestamp_ms(v, f, *off)?)),
         })
     }
+}
 
-    fn timestamp_ms(&self, v: &str, f: &TimeFormat) -> Result<i64, String> {
+/// `+07:00`, `-0700`, `+7`, `UTC`, `GMT`, `Z` → seconds east of UTC.
+pub(crate) fn parse_offset(tz: &str) -> Option<i32> {
+    let tz = tz.trim();
+    if tz.is_empty()
+        || ["utc", "gmt", "z"]
+            .iter()
+            .any(|u| tz.eq_ignore_ascii_case(u))
+    {
+        return Some(0);
+    }
+    let tz = tz
+        .strip_prefix("UTC")
+        .or_else(|| tz.strip_prefix("GMT"))
+        .unwrap_or(tz);
+    let (sign, rest) = match tz.as_bytes().first()? {
+        b'+' => (1, &tz[1..]),
+        b'-' => (-1, &tz[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m) = if digits.len() <= 2 {
+        (digits.parse::<i32>().ok()?, 0)
+    } else {
+        let split = digits.len() - 2;
+        (
+            digits[..split].parse::<i32>().ok()?,
+            digits[split..].parse::<i32>().ok()?,
+        )
+    };
+    (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
+}
+
+fn timestamp_ms(v: &str, f: &TimeFormat, offset_s: i32) -> Result<i64, String> {
+    {
         let parsed = match f {
             TimeFormat::Rfc3339 => DateTime::parse_from_rfc3339(v).map(|t| t.timestamp_millis()),
             TimeFormat::WithOffset(f) => {
                 DateTime::parse_from_str(v, f).map(|t| t.timestamp_millis())
             }
-            TimeFormat::Naive(f) => {
-                NaiveDateTime::parse_from_str(v, f).map(|t| t.and_utc().timestamp_millis())
+            TimeFormat::Naive(f) => NaiveDateTime::parse_from_str(v, f)
+                .map(|t| t.and_utc().timestamp_millis() - i64::from(offset_s) * 1000),
+            TimeFormat::Unix(digits) => {
+                return unix_ms(v, *digits).ok_or_else(|| format!("`{v}` is not a Unix time"));
             }
         };
         parsed.map_err(|e| format!("`{v}` is not a timestamp: {e}"))
     }
+}
+
+/// A Unix time with `digits` sub-second digits (0 = seconds, fractions
+/// allowed) to ms.
+fn unix_ms(v: &str, digits: u32) -> Option<i64> {
+    if digits == 0 {
+        let f: f64 = v.trim().parse().ok()?;
+        return (f.is_finite() && f.abs() < 1e13).then(|| (f * 1000.0).round() as i64);
+    }
+    let n: i64 = v.trim().parse().ok()?;
+    Some(n / 10i64.pow(digits - 3))
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC text (`2024-06-08T14:34:33Z`).
@@ -201,6 +291,33 @@ mod tests {
         assert!(Convert::new(Some(ConvertName::Timestamp), None).is_err());
         assert!(Convert::new(Some(ConvertName::Int), Some("%Y")).is_err());
         assert!(Convert::new(Some(ConvertName::Timestamp), Some("%Q")).is_err());
+        let c = Convert::new(Some(ConvertName::Timestamp), Some("%Y-%m-%d %H:%M:%S"))
+            .and_then(|c| c.with_timezone(Some("+07:00")))
+            .expect("valid");
+        assert_eq!(
+            c.apply("2024-01-02 10:00:00"),
+            Ok(Value::from("2024-01-02T03:00:00Z"))
+        );
+        assert_eq!(
+            c.apply_tz("2024-01-02 10:00:00", Some("-0700")),
+            Ok(Value::from("2024-01-02T17:00:00Z"))
+        );
+        let c = Convert::new(Some(ConvertName::Timestamp), Some("unix_ns")).expect("valid");
+        assert_eq!(
+            c.apply("1775176270239669800"),
+            Ok(Value::from("2026-04-03T00:31:10.239Z"))
+        );
+        let c = Convert::new(Some(ConvertName::Timestamp), Some("unix")).expect("valid");
+        assert_eq!(
+            c.apply("1703859602"),
+            Ok(Value::from("2023-12-29T14:20:02Z"))
+        );
+        assert!(c.apply("1e300").is_err());
+        assert_eq!(parse_offset("-0700"), Some(-25200));
+        assert_eq!(parse_offset("+05:30"), Some(19800));
+        assert_eq!(parse_offset("GMT"), Some(0));
+        assert_eq!(parse_offset("+99"), None);
+        assert_eq!(parse_offset("bogus"), None);
         assert_eq!(
             parse_ms(&format_ms(1_700_000_000_123)),
             Some(1_700_000_000_123)

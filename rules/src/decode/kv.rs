@@ -16,15 +16,25 @@ pub(crate) enum Item<'t> {
 }
 
 /// Iterates over the pairs and flags of `s`.
+#[cfg(test)]
 pub(crate) fn parse(s: &str) -> impl Iterator<Item = Item<'_>> {
+    parse_with(s, b'=', None)
+}
+
+/// Iterates over the pairs and flags of `s`, with `sep` between key and
+/// value and pairs separated by spaces, tabs and `delim`.
+pub(crate) fn parse_with(s: &str, sep: u8, delim: Option<u8>) -> impl Iterator<Item = Item<'_>> {
+    let sep = char::from(sep);
+    let delim = char::from(delim.unwrap_or(b' '));
+    let ends = [' ', '\t', delim];
     let mut rest = s;
     std::iter::from_fn(move || {
-        rest = rest.trim_start_matches([' ', '\t']);
+        rest = rest.trim_start_matches(ends);
         if rest.is_empty() {
             return None;
         }
-        let token_end = rest.find([' ', '\t']).unwrap_or(rest.len());
-        match rest[..token_end].find('=') {
+        let token_end = rest.find(ends).unwrap_or(rest.len());
+        match rest[..token_end].find(sep) {
             Some(0) | None => {
                 let flag = &rest[..token_end];
                 rest = &rest[token_end..];
@@ -32,13 +42,13 @@ pub(crate) fn parse(s: &str) -> impl Iterator<Item = Item<'_>> {
             }
             Some(eq) => {
                 let key = &rest[..eq];
-                let after = &rest[eq + 1..];
+                let after = &rest[eq + sep.len_utf8()..];
                 if let Some(quoted) = after.strip_prefix('"') {
                     let (value, remaining) = read_quoted(quoted);
                     rest = remaining;
                     Some(Item::Pair(key, value))
                 } else {
-                    let end = after.find([' ', '\t']).unwrap_or(after.len());
+                    let end = after.find(ends).unwrap_or(after.len());
                     rest = &after[end..];
                     Some(Item::Pair(key, Cow::Borrowed(&after[..end])))
                 }
@@ -116,6 +126,20 @@ mod tests {
         assert_eq!(
             items(r#"k="ends with backslash\"#),
             vec![Item::Pair("k", "ends with backslash\\".into())]
+        );
+    }
+
+    #[test]
+    fn other_separators() {
+        let got: Vec<Item<'_>> =
+            parse_with(r#"action:"Accept"; flags:"16"; x:"a; b""#, b':', Some(b';')).collect();
+        assert_eq!(
+            got,
+            vec![
+                Item::Pair("action", "Accept".into()),
+                Item::Pair("flags", "16".into()),
+                Item::Pair("x", "a; b".into()),
+            ]
         );
     }
 

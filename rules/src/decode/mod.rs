@@ -19,6 +19,7 @@
 
 pub(crate) mod config;
 pub(crate) mod convert;
+pub(crate) mod formats;
 pub(crate) mod kv;
 pub(crate) mod syslog;
 
@@ -51,12 +52,44 @@ pub struct Decoders {
 /// Captured values of one decoder: (name, value); later entries win.
 type Captures<'c> = Vec<(&'c str, Cow<'c, str>)>;
 
+/// Why a decoder that recognised a line could not decode all of it: the
+/// bounded value of `decode.reason` (a metric label for the collector).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// A later parse step did not match (or read a capture nobody made).
+    NoMatch,
+    /// The text has the format's marker but is broken (bad syslog date,
+    /// invalid JSON, a cut CEF header).
+    Malformed,
+    /// A captured value could not be converted (not an IP, not a number,
+    /// not a time).
+    Conversion,
+}
+
+impl FailReason {
+    /// The label: `no_match`, `malformed`, `conversion`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::NoMatch => "no_match",
+            FailReason::Malformed => "malformed",
+            FailReason::Conversion => "conversion",
+        }
+    }
+}
+
+/// One decode failure, for `decode.error`.
+struct Failure<'d> {
+    decoder: &'d str,
+    reason: FailReason,
+    text: String,
+}
+
 /// What one decoding accumulates across the decoder tree.
 #[derive(Default)]
 struct Output<'d> {
     fields: BTreeMap<String, Value>,
     timestamp_ms: Option<i64>,
-    errors: Vec<String>,
+    errors: Vec<Failure<'d>>,
     /// Decoders that applied, outermost first.
     chain: Vec<&'d str>,
 }
@@ -168,11 +201,19 @@ impl Decoders {
         if !fields.contains_key("event.module") {
             fields.insert("event.module".into(), Value::from(UNKNOWN_MODULE));
         }
-        if let Some(last) = out.chain.last() {
+        if let Some(first) = out.errors.first() {
+            // On failure `decoder.name` names the decoder that failed, so the
+            // collector's failure metric is labelled by it.
+            fields.insert("decoder.name".into(), Value::from(first.decoder));
+            fields.insert("decode.reason".into(), Value::from(first.reason.as_str()));
+            let text: Vec<String> = out
+                .errors
+                .iter()
+                .map(|f| format!("{}: {}", f.decoder, f.text))
+                .collect();
+            fields.insert("decode.error".into(), Value::from(text.join("; ")));
+        } else if let Some(last) = out.chain.last() {
             fields.insert("decoder.name".into(), Value::from(*last));
-        }
-        if !out.errors.is_empty() {
-            fields.insert("decode.error".into(), Value::from(out.errors.join("; ")));
         }
         for (name, value) in [
             ("agent.name", input.agent),
@@ -204,7 +245,7 @@ impl Decoders {
         input: &Input<'_>,
         out: &mut Output<'d>,
     ) -> bool {
-        let mut first_error: Option<String> = None;
+        let mut first_error: Option<Failure<'d>> = None;
         for &id in candidates {
             let d = &self.decoders[id];
             let program = out.fields.get("process.name").and_then(Value::as_str);
@@ -216,31 +257,40 @@ impl Decoders {
             let mut ts = None;
             match run_steps(d, text, input, &mut caps, &mut staged, &mut ts) {
                 StepsResult::NotApplicable => continue,
-                StepsResult::Failed(reason) => {
+                StepsResult::Failed(reason, text) => {
                     // The decoder recognised the line but could not decode it.
                     // A later sibling may still do better.
-                    first_error.get_or_insert_with(|| format!("{}: {reason}", d.name));
+                    first_error.get_or_insert(Failure {
+                        decoder: &d.name,
+                        reason,
+                        text,
+                    });
                     continue;
                 }
                 StepsResult::Ok => {}
             }
             let mut errors = Vec::new();
             for f in &d.fields {
-                let Some(raw) = get(&caps, &f.from) else {
+                let Some(raw) = field_source(&caps, &f.from) else {
                     continue;
                 };
-                let v = f.mapped(raw);
+                let v = f.mapped(&raw);
                 if v.is_empty() {
                     continue;
                 }
-                match f.convert.apply(v) {
+                let tz = f.timezone_from.as_deref().and_then(|n| get(&caps, n));
+                match f.convert.apply_tz(v, tz) {
                     Ok(value) => {
                         if f.target == "@timestamp" {
                             ts = value.as_str().and_then(convert::parse_ms);
                         }
                         staged.push((&f.target, value));
                     }
-                    Err(e) => errors.push(format!("{}: field {}: {e}", d.name, f.target)),
+                    Err(e) => errors.push(Failure {
+                        decoder: &d.name,
+                        reason: FailReason::Conversion,
+                        text: format!("field {}: {e}", f.target),
+                    }),
                 }
             }
             // Constants first, so a field decoded from the line can refine one.
@@ -272,7 +322,25 @@ impl Decoders {
 enum StepsResult {
     Ok,
     NotApplicable,
-    Failed(String),
+    Failed(FailReason, String),
+}
+
+/// The text of a field's capture, or of several joined with a space (all
+/// must be present).
+fn field_source<'a>(caps: &'a Captures<'_>, from: &[String]) -> Option<Cow<'a, str>> {
+    match from {
+        [one] => get(caps, one).map(Cow::Borrowed),
+        many => {
+            let mut out = String::new();
+            for (i, name) in many.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(get(caps, name)?);
+            }
+            Some(Cow::Owned(out))
+        }
+    }
 }
 
 /// The last value captured under `name`.
@@ -314,10 +382,10 @@ fn run_steps<'c, 'd: 'c>(
                 return StepsResult::NotApplicable;
             }
             let from = step.from().unwrap_or_default();
-            return StepsResult::Failed(format!(
-                "{} step: nothing captured as `{from}`",
-                step.kind()
-            ));
+            return StepsResult::Failed(
+                FailReason::NoMatch,
+                format!("{} step: nothing captured as `{from}`", step.kind()),
+            );
         };
         match step {
             Step::Syslog { .. } => match syslog::parse(&src, input.received_ms) {
@@ -348,9 +416,11 @@ fn run_steps<'c, 'd: 'c>(
                 }
                 Err(syslog::SyslogError::NotSyslog) if first => return StepsResult::NotApplicable,
                 Err(syslog::SyslogError::NotSyslog) => {
-                    return StepsResult::Failed("not a syslog line".into());
+                    return StepsResult::Failed(FailReason::NoMatch, "not a syslog line".into());
                 }
-                Err(syslog::SyslogError::Invalid(reason)) => return StepsResult::Failed(reason),
+                Err(syslog::SyslogError::Invalid(reason)) => {
+                    return StepsResult::Failed(FailReason::Malformed, reason);
+                }
             },
             Step::Regex {
                 regex,
@@ -366,7 +436,10 @@ fn run_steps<'c, 'd: 'c>(
                     if first {
                         return StepsResult::NotApplicable;
                     }
-                    return StepsResult::Failed(format!("parse[{i}] regex did not match"));
+                    return StepsResult::Failed(
+                        FailReason::NoMatch,
+                        format!("parse[{i}] regex did not match"),
+                    );
                 }
                 for (gi, name) in groups {
                     if let Some((s, e)) = locs.get(*gi) {
@@ -374,12 +447,17 @@ fn run_steps<'c, 'd: 'c>(
                     }
                 }
             }
-            Step::Kv { flags, .. } => {
+            Step::Kv {
+                flags,
+                separator,
+                delimiter,
+                ..
+            } => {
                 let mut flag_words: Option<String> = None;
                 let mut any = false;
                 match &src {
                     Cow::Borrowed(s) => {
-                        for item in kv::parse(s) {
+                        for item in kv::parse_with(s, *separator, *delimiter) {
                             any = true;
                             match item {
                                 kv::Item::Pair(k, v) => caps.push((k, v)),
@@ -388,13 +466,13 @@ fn run_steps<'c, 'd: 'c>(
                         }
                     }
                     Cow::Owned(s) => {
-                        for item in kv::parse(s) {
+                        for item in kv::parse_with(s, *separator, *delimiter) {
                             any = true;
                             match item {
                                 kv::Item::Pair(k, v) => {
-                                    // Keys of owned text cannot be borrowed; keep only mapped ones.
-                                    if let Some(f) = d.fields.iter().find(|f| f.from == k) {
-                                        caps.push((f.from.as_str(), Cow::Owned(v.into_owned())));
+                                    // Keys of owned text cannot be borrowed; keep only read ones.
+                                    if let Some(k) = d.wanted(k) {
+                                        caps.push((k, Cow::Owned(v.into_owned())));
                                     }
                                 }
                                 kv::Item::Flag(f) => add_flag(&mut flag_words, f),
@@ -407,6 +485,115 @@ fn run_steps<'c, 'd: 'c>(
                 }
                 if let Some(words) = flag_words {
                     caps.push((flags.as_str(), Cow::Owned(words)));
+                }
+            }
+            Step::Csv {
+                columns,
+                separator,
+                dash_empty,
+                ..
+            } => {
+                if *dash_empty && src.starts_with('#') {
+                    // A W3C header line (`#Fields:`) is not a record.
+                    if first {
+                        return StepsResult::NotApplicable;
+                    }
+                    return StepsResult::Failed(FailReason::NoMatch, "w3c header line".into());
+                }
+                match &src {
+                    Cow::Borrowed(s) => {
+                        for (name, v) in
+                            columns.iter().zip(formats::csv(s, *separator, *dash_empty))
+                        {
+                            if name != "_" && !name.is_empty() {
+                                caps.push((name.as_str(), v));
+                            }
+                        }
+                    }
+                    Cow::Owned(s) => {
+                        for (name, v) in
+                            columns.iter().zip(formats::csv(s, *separator, *dash_empty))
+                        {
+                            if name != "_" && !name.is_empty() {
+                                caps.push((name.as_str(), Cow::Owned(v.into_owned())));
+                            }
+                        }
+                    }
+                }
+            }
+            Step::Cef { .. } | Step::Leef { .. } => {
+                let cef = matches!(step, Step::Cef { .. });
+                let names: &[&'static str] = if cef {
+                    &formats::CEF_HEADER
+                } else {
+                    &formats::LEEF_HEADER
+                };
+                let parse: for<'x> fn(
+                    &'x str,
+                )
+                    -> Result<formats::Record<'x>, formats::RecordError> =
+                    if cef { formats::cef } else { formats::leef };
+                let result = match &src {
+                    Cow::Borrowed(s) => parse(s).map(|r| {
+                        for (name, v) in names.iter().zip(r.header) {
+                            caps.push((name, v));
+                        }
+                        caps.extend(r.pairs);
+                    }),
+                    Cow::Owned(s) => parse(s).map(|r| {
+                        for (name, v) in names.iter().zip(r.header) {
+                            caps.push((name, Cow::Owned(v.into_owned())));
+                        }
+                        for (k, v) in r.pairs {
+                            if let Some(k) = d.wanted(k) {
+                                caps.push((k, Cow::Owned(v.into_owned())));
+                            }
+                        }
+                    }),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(formats::RecordError::Absent) if first => {
+                        return StepsResult::NotApplicable;
+                    }
+                    Err(formats::RecordError::Absent) => {
+                        return StepsResult::Failed(
+                            FailReason::NoMatch,
+                            format!("no {} record", step.kind().to_uppercase()),
+                        );
+                    }
+                    Err(formats::RecordError::Truncated(n)) => {
+                        return StepsResult::Failed(
+                            FailReason::Malformed,
+                            format!(
+                                "{} header has {n} of {} fields",
+                                step.kind().to_uppercase(),
+                                names.len()
+                            ),
+                        );
+                    }
+                }
+            }
+            Step::Json { .. } => {
+                let trimmed = src.trim_start();
+                if !trimmed.starts_with('{') {
+                    if first {
+                        return StepsResult::NotApplicable;
+                    }
+                    return StepsResult::Failed(FailReason::NoMatch, "not a JSON object".into());
+                }
+                match serde_json::from_str::<Value>(trimmed) {
+                    Ok(v) => formats::flatten_json(&v, &mut |k, v| {
+                        if let Some(k) = d.wanted(k) {
+                            caps.push((k, Cow::Owned(v)));
+                        }
+                    }),
+                    Err(e) => {
+                        return StepsResult::Failed(
+                            FailReason::Malformed,
+                            format!("invalid JSON at column {}", e.column()),
+                        );
+                    }
                 }
             }
         }

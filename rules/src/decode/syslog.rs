@@ -200,6 +200,13 @@ fn parse_5424(priority: Option<u16>, s: &str) -> Result<Envelope<'_>, SyslogErro
     };
     let body = skip_structured_data(rest)?;
     let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    // Some products (Check Point) put everything in the structured data
+    // and leave the message empty: then the structured data is the body.
+    let body = if body.trim().is_empty() && rest.starts_with('[') {
+        rest.trim_end()
+    } else {
+        body
+    };
     Ok(Envelope {
         priority,
         timestamp_ms,
@@ -336,6 +343,11 @@ mod tests {
         assert_eq!(e.body, "An application event");
         let e = parse("<34>1 - host app 99 - - body", RECEIVED).expect("parses");
         assert_eq!((e.timestamp_ms, e.pid, e.body), (None, Some(99), "body"));
+        let e = parse("<34>1 - host app - - [a k=\"v\"]", RECEIVED).expect("parses");
+        assert_eq!(
+            e.body, "[a k=\"v\"]",
+            "structured data only: it is the body"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `socctl`: the incident responder's command line. It talks to the
 //! collector's HTTPS API and never opens the database.
 
+mod decode;
 mod output;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Cmd {
     Agents(AgentsCmd),
     /// The collector's journal, detection and content status.
     Status,
+    /// Decode lines offline (file or stdin) and show the fields and the rules
+    /// that would match. Needs no server or token.
+    Decode(decode::DecodeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +107,13 @@ enum AgentsCmd {
 
 fn main() {
     let cli = Cli::parse();
+    if let Cmd::Decode(args) = &cli.cmd {
+        if let Err(e) = decode::run(args, cli.json) {
+            eprintln!("socctl: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -176,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s: StatusView = client.get("/api/v1/status", &()).await?;
             out.status(&s)?;
         }
+        Cmd::Decode(_) => unreachable!("handled before the runtime starts"),
     }
     Ok(())
 }

@@ -1,0 +1,418 @@
+//! Agreement with other projects' expected output over the whole shared
+//! corpus (`../shared/corpus`, see its MANIFEST.md).
+//!
+//! For every format folder this test decodes every sample line and prints
+//! one row: how many lines were decoded (a product decoder applied and no
+//! `decode.error`), and — where the sample's own project ships expected
+//! fields — how many of the compared fields agree with ours. It fails when a
+//! format drops below the level recorded in `tests/corpus-levels.txt`.
+//!
+//! # The documented mapping
+//!
+//! * **elastic/integrations** `*-expected.json`: the ECS documents are
+//!   flattened to dotted names and compared field by field for the fields in
+//!   [`ELASTIC_COMPARED`] that the expected document has (a field we do not
+//!   emit counts as a disagreement). Text is compared case-insensitively;
+//!   IPs in canonical form; numbers as text. `@timestamp` is compared as an
+//!   instant in UTC without the year, because for year-less syslog lines both
+//!   pipelines take the year from the time of reading. `event.action` is not
+//!   compared: soc normalises it to `allow`/`deny`, elastic keeps the
+//!   vendor's word.
+//! * **crowdsec** `parser.assert`: the `s01-parse` stage's
+//!   `Evt.Parsed[...]`/`Evt.Meta[...]` values, renamed by [`crowdsec_field`];
+//!   `action` is compared after normalising both to allow/deny.
+//! * **wazuh** `.ini`: Wazuh asserts decoder names and rule ids, not fields;
+//!   the lines only count towards "lines decoded".
+//! * Samples without expected output (plaso, netint) count towards "lines
+//!   decoded" only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use soc_rules::{Decoders, Event, Input, UNKNOWN_MODULE};
+
+const RECEIVED_MS: i64 = 1_735_646_400_000;
+
+/// ECS fields compared with elastic's expected documents.
+const ELASTIC_COMPARED: &[&str] = &[
+    "@timestamp",
+    "source.ip",
+    "source.port",
+    "destination.ip",
+    "destination.port",
+    "network.transport",
+    "user.name",
+    "event.outcome",
+    "rule.name",
+    "file.path",
+    "url.original",
+    "observer.ingress.interface.name",
+    "observer.egress.interface.name",
+    "observer.serial_number",
+];
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+}
+
+/// Text of a sample file; UTF-16LE files (with BOM) are converted.
+fn read_text(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if bytes.starts_with(&[0xff, 0xfe]) {
+        let units: Vec<u16> = bytes[2..]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        return String::from_utf16_lossy(&units);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn sample_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn decode(d: &Decoders, line: &str) -> Event {
+    d.decode(&Input {
+        raw: line.as_bytes(),
+        source_type: "",
+        agent: "test",
+        source: "corpus",
+        path: "",
+        received_ms: RECEIVED_MS,
+    })
+}
+
+fn decoded(ev: &Event) -> bool {
+    ev.get_str("event.module") != Some(UNKNOWN_MODULE) && !ev.fields.contains_key("decode.error")
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.len() == 1 => text(&a[0]),
+        other => other.to_string(),
+    }
+}
+
+fn flatten(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
+    if let Value::Object(m) = v {
+        for (k, v) in m {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if v.is_object() {
+                flatten(v, &key, out);
+            } else {
+                out.insert(key, v.clone());
+            }
+        }
+    }
+}
+
+fn same(field: &str, ours: &str, theirs: &str) -> bool {
+    if field == "@timestamp" {
+        let norm = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%m-%dT%H:%M:%S")
+                    .to_string()
+            })
+        };
+        return norm(ours).is_some() && norm(ours) == norm(theirs);
+    }
+    if field.ends_with(".ip") {
+        let p = |s: &str| s.parse::<std::net::IpAddr>().ok();
+        return p(ours).is_some() && p(ours) == p(theirs);
+    }
+    ours.trim().eq_ignore_ascii_case(theirs.trim())
+}
+
+/// allow / deny for a vendor's verdict word, if it is one.
+fn verdict(s: &str) -> Option<&'static str> {
+    match s.to_ascii_lowercase().as_str() {
+        "pass" | "accept" | "allow" | "allowed" | "a" => Some("allow"),
+        "block" | "drop" | "deny" | "denied" | "reject" | "d" | "r" => Some("deny"),
+        _ => None,
+    }
+}
+
+/// crowdsec's name for a field → ours.
+fn crowdsec_field(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "src_ip" | "source_ip" => "source.ip",
+        "dst_ip" => "destination.ip",
+        "src_port" => "source.port",
+        "dst_port" => "destination.port",
+        "proto" => "network.transport",
+        "username" | "target_user" | "user" => "user.name",
+        "int_eth" | "iface" | "if_in" => "observer.ingress.interface.name",
+        "action" => "event.action",
+        _ => return None,
+    })
+}
+
+#[derive(Default)]
+struct Row {
+    lines: usize,
+    decoded: usize,
+    compared: usize,
+    agreed: usize,
+    misses: Vec<String>,
+}
+
+impl Row {
+    fn line(&mut self, ev: &Event) {
+        self.lines += 1;
+        if decoded(ev) {
+            self.decoded += 1;
+        }
+    }
+    fn field(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        self.compared += 1;
+        if ok {
+            self.agreed += 1;
+        } else if self.misses.len() < 8 {
+            self.misses.push(what());
+        }
+    }
+    fn decoded_pct(&self) -> f64 {
+        pct(self.decoded, self.lines)
+    }
+    fn field_pct(&self) -> Option<f64> {
+        (self.compared > 0).then(|| pct(self.agreed, self.compared))
+    }
+}
+
+fn pct(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        100.0
+    } else {
+        a as f64 * 100.0 / b as f64
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+fn elastic(d: &Decoders, dir: &Path, row: &mut Row) {
+    for log in files(dir) {
+        let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let expected = dir.join(format!("{name}-expected.json"));
+        if !expected.is_file() {
+            if name.ends_with(".log") {
+                // Input without a golden file (upstream skips it): decode only.
+                for l in sample_lines(&read_text(&log)) {
+                    row.line(&decode(d, &l));
+                }
+            }
+            continue;
+        }
+        let docs: Value = serde_json::from_str(&read_text(&expected)).expect("expected json");
+        let docs = docs["expected"].as_array().cloned().unwrap_or_default();
+        let lines = sample_lines(&read_text(&log));
+        if !name.ends_with(".log") {
+            continue; // JSON inputs (Defender) are handled by their own decoders' tests
+        }
+        assert_eq!(lines.len(), docs.len(), "{}", log.display());
+        for (i, (line, doc)) in lines.iter().zip(&docs).enumerate() {
+            let ev = decode(d, line);
+            row.line(&ev);
+            let mut flat = BTreeMap::new();
+            flatten(doc, "", &mut flat);
+            for field in ELASTIC_COMPARED {
+                let Some(want) = flat.get(*field) else {
+                    continue;
+                };
+                let want = text(want);
+                let got = ev.fields.get(*field).map(text).unwrap_or_default();
+                row.field(same(field, &got, &want), || {
+                    format!("{name}:{} {field}: ours {got:?}, elastic {want:?}", i + 1)
+                });
+            }
+        }
+    }
+}
+
+fn crowdsec(d: &Decoders, dir: &Path, row: &mut Row) {
+    let Some(log) = files(dir)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+    else {
+        return;
+    };
+    let lines = sample_lines(&read_text(&log));
+    let events: Vec<Event> = lines.iter().map(|l| decode(d, l)).collect();
+    for ev in &events {
+        row.line(ev);
+    }
+    let assert_file = dir.join("parser.assert");
+    if !assert_file.is_file() {
+        return;
+    }
+    let re = regex::Regex::new(
+        r#"^results\["s01-parse"\]\["[^"]+"\]\[(\d+)\]\.Evt\.(?:Parsed|Meta)\["([^"]+)"\] == "(.*)"$"#,
+    )
+    .expect("valid");
+    for a in read_text(&assert_file).lines() {
+        let Some(c) = re.captures(a) else { continue };
+        let (i, name, want) = (c[1].parse::<usize>().unwrap_or(usize::MAX), &c[2], &c[3]);
+        let Some(field) = crowdsec_field(name) else {
+            continue;
+        };
+        let Some(ev) = events.get(i) else { continue };
+        let got = ev.fields.get(field).map(text).unwrap_or_default();
+        let ok = if field == "event.action" {
+            match verdict(want) {
+                Some(v) => got == v,
+                None => continue,
+            }
+        } else {
+            same(field, &got, want)
+        };
+        row.field(ok, || {
+            format!(
+                "{}:{i} {name}→{field}: ours {got:?}, crowdsec {want:?}",
+                dir.display()
+            )
+        });
+    }
+}
+
+fn wazuh(d: &Decoders, dir: &Path, row: &mut Row) {
+    for ini in files(dir) {
+        for raw in read_text(&ini).lines() {
+            if let Some((_, line)) = raw.split_once(" pass = ") {
+                row.line(&decode(d, line));
+            }
+        }
+    }
+}
+
+fn plain(d: &Decoders, dir: &Path, row: &mut Row) {
+    for f in files(dir) {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.ends_with(".json") || name.ends_with(".yml") || name.ends_with(".md") {
+            continue;
+        }
+        for l in sample_lines(&read_text(&f)) {
+            row.line(&decode(d, &l));
+        }
+    }
+}
+
+fn levels() -> BTreeMap<String, (f64, Option<f64>)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus-levels.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for (n, l) in text.lines().enumerate() {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let parts: Vec<&str> = l.split_whitespace().collect();
+        let parse = |s: &str| -> f64 {
+            s.parse()
+                .unwrap_or_else(|_| panic!("{}:{}: `{s}` is not a number", path.display(), n + 1))
+        };
+        match parts.as_slice() {
+            [fmt, dec, field] => {
+                let field = (*field != "-").then(|| parse(field));
+                out.insert(fmt.to_string(), (parse(dec), field));
+            }
+            _ => panic!(
+                "{}:{}: expected `format decoded% field%`",
+                path.display(),
+                n + 1
+            ),
+        }
+    }
+    out
+}
+
+#[test]
+fn corpus_agreement_table() {
+    let root = corpus();
+    assert!(
+        root.join("MANIFEST.md").is_file(),
+        "no corpus at {}",
+        root.display()
+    );
+    let d = Decoders::builtin();
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for fmt_dir in files(&root) {
+        let fmt = fmt_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !fmt_dir.is_dir() || fmt == "LICENSES" || fmt.starts_with("sigma") {
+            continue;
+        }
+        let row = rows.entry(fmt).or_default();
+        for src in files(&fmt_dir) {
+            let kind = src.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            match kind {
+                "elastic" => elastic(&d, &src, row),
+                "wazuh" => wazuh(&d, &src, row),
+                k if k.starts_with("crowdsec") => crowdsec(&d, &src, row),
+                "generated" => {}
+                _ => plain(&d, &src, row),
+            }
+        }
+    }
+
+    let mut table = String::from("format                  lines  decoded%  fields  agree%\n");
+    for (fmt, r) in &rows {
+        let agree = r.field_pct().map_or("-".to_string(), |p| format!("{p:.1}"));
+        let _ = writeln!(
+            table,
+            "{fmt:<22} {:>6}  {:>7.1}  {:>6}  {agree:>6}",
+            r.lines,
+            r.decoded_pct(),
+            r.compared
+        );
+    }
+    println!("{table}");
+    for (fmt, r) in &rows {
+        for m in &r.misses {
+            println!("  {fmt}: {m}");
+        }
+    }
+
+    let mut failures = Vec::new();
+    for (fmt, (dec, field)) in levels() {
+        let Some(r) = rows.get(&fmt) else {
+            failures.push(format!("{fmt}: recorded but not in the corpus"));
+            continue;
+        };
+        if r.decoded_pct() + 0.05 < dec {
+            failures.push(format!(
+                "{fmt}: lines decoded {:.1}% < recorded {dec}%",
+                r.decoded_pct()
+            ));
+        }
+        if let Some(f) = field
+            && r.field_pct().unwrap_or(0.0) + 0.05 < f
+        {
+            failures.push(format!(
+                "{fmt}: field agreement {:.1}% < recorded {f}%",
+                r.field_pct().unwrap_or(0.0)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}\n{table}", failures.join("\n"));
+}
