@@ -213,8 +213,14 @@ fn count_decoded(app: &App, event: &Event) {
             .get("decoder.name")
             .and_then(|v| v.as_str())
             .unwrap_or("unknown");
+        // `decode.reason` takes a handful of fixed values (no_match, malformed, conversion).
+        let reason = event
+            .fields
+            .get("decode.reason")
+            .and_then(|v| v.as_str())
+            .unwrap_or("decode_error");
         m.events_failed
-            .with_label_values(&[m.bounded(decoder), "decode_error"])
+            .with_label_values(&[m.bounded(decoder), m.bounded(reason)])
             .inc();
     }
     let module = event
