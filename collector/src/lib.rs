@@ -20,6 +20,7 @@
 //! * [`db`]: the sled database and the names of its trees.
 //! * [`app`]: the shared state and the loaded detection content.
 //! * [`client`]: the HTTPS client `socctl` uses.
+//! * [`syslog`]: UDP, TCP and TLS syslog listeners for appliances, feeding the journal.
 
 pub mod alerts;
 pub mod api;
@@ -35,4 +36,5 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod server;
+pub mod syslog;
 pub mod tls;
