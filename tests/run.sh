@@ -16,6 +16,10 @@ apt_install() {
         exit 1
     fi
 }
+# The syslog end-to-end tests send with util-linux `logger` and forward with rsyslogd (TLS: gtls).
+need logger || apt_install bsdutils
+need rsyslogd || apt_install rsyslog rsyslog-gnutls
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || [ -n "$(find /usr/lib -name lmnsd_gtls.so 2>/dev/null | head -1)" ] || apt_install rsyslog-gnutls
 if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi
