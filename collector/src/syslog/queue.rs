@@ -73,6 +73,22 @@ struct Inner {
     ring: VecDeque<Key>,
     bytes: usize,
     len: usize,
+    /// Senders blocked in [`FairQueue::push`], by how many pushers: they
+    /// count as active for the fair share even with an empty lane, or a
+    /// flooding sender would take every freed byte before they get a turn.
+    waiting: HashMap<Key, usize>,
+}
+
+impl Inner {
+    fn active_with(&self, key: &Key) -> usize {
+        let others_waiting = self
+            .waiting
+            .keys()
+            .filter(|k| !self.lanes.contains_key(*k))
+            .count();
+        let me = usize::from(!self.lanes.contains_key(key) && !self.waiting.contains_key(key));
+        self.lanes.len() + others_waiting + me
+    }
 }
 
 /// The queue. Cloning the `Arc` shares it.
@@ -120,7 +136,7 @@ impl FairQueue {
                 return Err(msg);
             }
             let own = g.lanes.get(&key).map_or(0, |l| l.bytes);
-            let active = g.lanes.len() + usize::from(own == 0);
+            let active = g.active_with(&key);
             let share = self.max_bytes / active.max(1);
             if own > 0 && own + cost > share {
                 return Err(msg);
@@ -146,21 +162,37 @@ impl FairQueue {
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<(), Message> {
         tokio::pin!(cancel);
-        loop {
+        let key = msg.fairness_key();
+        let mut registered = false;
+        let result = loop {
             let space = self.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
             match self.try_push(msg) {
-                Ok(()) => return Ok(()),
+                Ok(()) => break Ok(()),
                 Err(m) => msg = m,
+            }
+            if !registered {
+                *self.lock().waiting.entry(key.clone()).or_default() += 1;
+                registered = true;
             }
             tokio::select! {
                 _ = &mut space => {}
                 // A safety net: never rely on a single wake-up.
                 _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                _ = &mut cancel => return Err(msg),
+                _ = &mut cancel => break Err(msg),
+            }
+        };
+        if registered {
+            let mut g = self.lock();
+            if let Some(n) = g.waiting.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    g.waiting.remove(&key);
+                }
             }
         }
+        result
     }
 
     /// Takes up to `max` messages, round-robin across senders.
@@ -280,6 +312,32 @@ mod tests {
                 .any(|m| m.sender.name == "quiet")
         );
         assert_eq!(q.depth(), Depth::default());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_quiet_sender_gets_freed_room_before_the_flood() {
+        let q = Arc::new(FairQueue::new(10 * (OVERHEAD + 4)));
+        let loud = sender("loud");
+        let quiet = sender("quiet");
+        while q.try_push(msg(&loud, "flod")).is_ok() {}
+        let q2 = q.clone();
+        let quiet2 = quiet.clone();
+        let waiter =
+            tokio::spawn(
+                async move { q2.push(msg(&quiet2, "ping"), std::future::pending()).await },
+            );
+        while q.lock().waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // Room appears; the flood, though alone in the lanes, is over its share
+        // now that the quiet sender waits.
+        assert_eq!(q.pop_batch(1).len(), 1);
+        assert!(q.try_push(msg(&loud, "flod")).is_err());
+        waiter
+            .await
+            .expect("join")
+            .expect("the quiet sender got in");
+        assert!(q.lock().waiting.is_empty());
     }
 
     #[test]
