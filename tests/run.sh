@@ -20,6 +20,10 @@ apt_install() {
 need prometheus && need promtool || apt_install prometheus
 # The Debian package starts a system Prometheus; the tests run their own.
 if need systemctl; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
+# The syslog end-to-end tests send with util-linux `logger` and forward with rsyslogd (TLS: gtls).
+need logger || apt_install bsdutils
+need rsyslogd || apt_install rsyslog rsyslog-gnutls
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || [ -n "$(find /usr/lib -name lmnsd_gtls.so 2>/dev/null | head -1)" ] || apt_install rsyslog-gnutls
 if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi

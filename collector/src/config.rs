@@ -56,6 +56,9 @@ pub struct CollectorConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Syslog listeners for appliances (UDP, TCP, TLS) and the known senders.
+    #[serde(default)]
+    pub syslog: crate::syslog::SyslogConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +169,7 @@ pub struct Settings {
     pub max_evidence: usize,
     pub log_level: String,
     pub log_json: bool,
+    pub syslog: crate::syslog::SyslogSettings,
 }
 
 impl CollectorConfig {
@@ -280,6 +284,7 @@ impl CollectorConfig {
             )?,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             log_json: format == "json",
+            syslog: self.syslog.build(path)?,
         })
     }
 }

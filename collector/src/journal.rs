@@ -237,6 +237,19 @@ impl Journal {
                 }),
         }
     }
+
+    /// The next offset the journal accepts for (agent, stream): its
+    /// de-duplication mark, 0 when the stream is new. Writers that number
+    /// lines themselves (syslog) start here so they never reuse an offset.
+    pub fn next_offset(&self, agent: &str, stream: &str) -> Result<u64, DbError> {
+        Ok(self
+            .db
+            .dedup
+            .get(dedup_key(agent, stream))?
+            .as_deref()
+            .and_then(crate::db::be_u64)
+            .unwrap_or(0))
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! * [`db`]: the sled database and the names of its trees.
 //! * [`app`]: the shared state and the loaded detection content.
 //! * [`client`]: the HTTPS client `socctl` uses.
+//! * [`syslog`]: UDP, TCP and TLS syslog listeners for appliances, feeding the journal.
 
 pub mod alerts;
 pub mod api;
@@ -37,4 +38,5 @@ pub mod model;
 pub mod pipeline;
 pub mod server;
 pub mod stats;
+pub mod syslog;
 pub mod tls;

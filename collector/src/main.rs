@@ -146,6 +146,9 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
         .as_ref()
         .map(|l| l.local_addr())
         .transpose()?;
+    let syslog_listeners =
+        soc_collector::syslog::Listeners::bind(&settings.syslog, &tls_cfg).await?;
+    let syslog_addrs = syslog_listeners.addrs();
 
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -160,6 +163,7 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
     }
     tasks.spawn(stats::run(app.clone(), rx.clone()));
     let detector = tokio::spawn(pipeline::run(app.clone(), rx.clone()));
+    syslog_listeners.spawn(app.clone(), rx.clone(), &mut tasks);
 
     let ca = if settings.tls_cert_file.is_some() {
         None
@@ -180,6 +184,7 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
             "metrics": metrics_addr.map(|a| a.to_string()),
             "ca_file": ca,
             "admin_token_file": token_path,
+            "syslog": syslog_addrs,
         });
         let tmp = p.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&ready)?)?;
