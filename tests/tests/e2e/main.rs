@@ -5,3 +5,4 @@
 mod crash;
 mod prometheus;
 mod skeleton;
+mod upgrade;
