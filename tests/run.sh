@@ -20,6 +20,14 @@ apt_install() {
 need prometheus && need promtool || apt_install prometheus
 # The Debian package starts a system Prometheus; the tests run their own.
 if need systemctl; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
+# The packaging test: dpkg-deb, dpkg-shlibdeps and strip to build the .debs
+# (deploy/debian/build.sh), useradd and deb-systemd-helper for the maintainer
+# scripts, systemd-analyze for the units.
+need dpkg-shlibdeps || apt_install dpkg-dev
+need strip || apt_install binutils
+need useradd || apt_install passwd
+need deb-systemd-helper || apt_install init-system-helpers
+need systemd-analyze || apt_install systemd
 if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi

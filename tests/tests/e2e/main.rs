@@ -3,6 +3,7 @@
 //! per capability.
 
 mod crash;
+mod packaging;
 mod prometheus;
 mod skeleton;
 mod upgrade;
