@@ -136,13 +136,22 @@ strip_into "$bindir/soc-collector" "$c/usr/bin/soc-collector"
 strip_into "$bindir/socctl" "$c/usr/bin/socctl"
 inst 0644 "$root/deploy/collector.toml" "$c/etc/soc/collector.toml"
 install -d -m 0750 "$c/var/lib/soc"
-for f in "$root"/rules/rules/*.yml; do inst 0644 "$f" "$c/usr/share/soc/rules/$(basename "$f")"; done
-for f in "$root"/rules/decoders/*.yml; do inst 0644 "$f" "$c/usr/share/soc/decoders/$(basename "$f")"; done
-for f in "$root"/dashboards/*.json; do inst 0644 "$f" "$c/usr/share/soc/dashboards/$(basename "$f")"; done
-(cd "$root/dashboards/provisioning" && find . -type f -name '*.yml') | while read -r f; do
-    inst 0644 "$root/dashboards/provisioning/$f" "$c/usr/share/soc/grafana-provisioning/${f#./}"
-done
-for f in "$root"/deploy/prometheus/*.yml; do inst 0644 "$f" "$c/usr/share/soc/prometheus/$(basename "$f")"; done
+# copy_tree SRC DEST FIND-ARGS...: the files below SRC that FIND-ARGS select,
+# with their sub-folders, mode 0644. A missing SRC is skipped.
+copy_tree() {
+    local src="$1" dest="$2"
+    shift 2
+    [ -d "$src" ] || return 0
+    (cd "$src" && find . -type f \( "$@" \) | sort) | while read -r f; do
+        inst 0644 "$src/$f" "$dest/${f#./}"
+    done
+}
+copy_tree "$root/rules/rules" "$c/usr/share/soc/rules" -name '*.yml' -o -name '*.yaml'
+copy_tree "$root/rules/decoders" "$c/usr/share/soc/decoders" -name '*.yml' -o -name '*.yaml'
+copy_tree "$root/rules/lists" "$c/usr/share/soc/lists" -name '*.txt'
+copy_tree "$root/dashboards" "$c/usr/share/soc/dashboards" -maxdepth 1 -name '*.json'
+copy_tree "$root/dashboards/provisioning" "$c/usr/share/soc/grafana-provisioning" -name '*.yml'
+copy_tree "$root/deploy/prometheus" "$c/usr/share/soc/prometheus" -name '*.yml' ! -name '*.test.yml'
 finish soc-collector \
     "$(shlibs "$c/usr/bin/soc-collector" "$c/usr/bin/socctl"), passwd, init-system-helpers (>= 1.54~)" \
     "soc collector, socctl, detection rules and dashboards
