@@ -234,6 +234,12 @@ fn make_root(root: &Path, depends: &[String]) -> anyhow::Result<()> {
         })?;
         status.push_str(s.trim_end());
         status.push_str("\n\n");
+        // An empty file list: the stand-in installs no files here.
+        let name = stdout(Command::new("dpkg-query").args(["-W", "-f", "${binary:Package}", d]))?;
+        std::fs::write(
+            root.join(format!("var/lib/dpkg/info/{}.list", name.trim())),
+            "",
+        )?;
     }
     std::fs::write(root.join("var/lib/dpkg/status"), status)?;
     Ok(())
