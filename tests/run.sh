@@ -24,6 +24,14 @@ if need systemctl; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
 need logger || apt_install bsdutils
 need rsyslogd || apt_install rsyslog rsyslog-gnutls
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || [ -n "$(find /usr/lib -name lmnsd_gtls.so 2>/dev/null | head -1)" ] || apt_install rsyslog-gnutls
+# The packaging test: dpkg-deb, dpkg-shlibdeps and strip to build the .debs
+# (deploy/debian/build.sh), useradd and deb-systemd-helper for the maintainer
+# scripts, systemd-analyze for the units.
+need dpkg-shlibdeps || apt_install dpkg-dev
+need strip || apt_install binutils
+need useradd || apt_install passwd
+need deb-systemd-helper || apt_install init-system-helpers
+need systemd-analyze || apt_install systemd
 if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi

@@ -3,6 +3,8 @@
 //! per capability.
 
 mod crash;
+mod packaging;
 mod prometheus;
 mod skeleton;
 mod syslog;
+mod upgrade;
