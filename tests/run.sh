@@ -16,6 +16,8 @@ apt_install() {
         exit 1
     fi
 }
+# The rotation and agent crash tests run the real logrotate.
+need logrotate || [ -x /usr/sbin/logrotate ] || apt_install logrotate
 if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi

@@ -2,5 +2,7 @@
 //! binaries, on loopback, with temporary folders. One test binary, a module
 //! per capability.
 
+mod agent_crash;
 mod crash;
+mod rotation;
 mod skeleton;
