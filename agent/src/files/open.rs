@@ -142,6 +142,7 @@ impl Files {
             encoding: sniffed.encoding,
             bom_len: sniffed.bom_len,
         };
+        let mtime = file.metadata().and_then(|m| m.modified()).ok();
         self.next_tracking += 1;
         self.by_dev_ino.insert(id.dev_ino, id);
         self.watched.insert(
@@ -162,6 +163,7 @@ impl Files {
                 len,
                 changed_at: now,
                 checked_len: len,
+                checked_mtime: mtime,
                 warned_truncated: false,
             },
         );
