@@ -379,3 +379,44 @@ fn a_file_truncated_and_rewritten_to_the_same_length_is_a_new_stream() -> std::i
     assert_ne!(got[0].0, first[0].0, "the new content is a new stream");
     Ok(())
 }
+
+/// Regression (found by the model test, seed 47): a new file starting with
+/// the same header as a renamed file of which only the header was read
+/// (and not yet acknowledged) was taken for a copy of it, so both sent
+/// their lines under one stream and the collector dropped one as duplicates.
+#[test]
+fn a_new_file_sharing_only_the_header_of_a_renamed_one_is_not_its_copy() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    let mut c = Collector::default();
+    h.append("ufw.log", b"HEADER\n")?;
+    // The header is read and in flight.
+    h.files.scan(h.now, true);
+    let mut in_flight = Building::new(1000, 1 << 20);
+    h.files.fill(&mut in_flight, h.now);
+    let in_flight = in_flight.take(usize::MAX);
+    assert_eq!(in_flight.len(), 1);
+    h.append("ufw.log", b"a1\n")?;
+    std::fs::rename(h.log("ufw.log"), h.log("ufw.log-20260101"))?;
+    h.append("ufw.log", b"HEADER\nb1\n")?;
+    c.take(h.ship());
+    // The in-flight batch is acknowledged now.
+    c.take(
+        in_flight
+            .iter()
+            .map(|p| {
+                let r = &p.record;
+                (
+                    r.stream.clone(),
+                    r.offset,
+                    r.line.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
+    );
+    let marks: Vec<_> = in_flight.iter().map(|p| p.mark).collect();
+    h.files.commit(&marks, h.now).expect("checkpoint save");
+    let mut got = c.lines.clone();
+    got.sort();
+    assert_eq!(got, ["HEADER", "HEADER", "a1", "b1"]);
+    Ok(())
+}
