@@ -32,6 +32,8 @@ need strip || apt_install binutils
 need useradd || apt_install passwd
 need deb-systemd-helper || apt_install init-system-helpers
 need systemd-analyze || apt_install systemd
+# The rotation and agent crash tests run the real logrotate.
+need logrotate || [ -x /usr/sbin/logrotate ] || apt_install logrotate
 if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi

@@ -14,7 +14,9 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = Db::open(&dir.path().join("db"))?;
     let journal = Journal::open(db)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let line = b"Nov 28 08:01:12 web-01 kernel: [81234.100201] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=203.0.113.45 DST=192.0.2.10 LEN=60 TOS=0x00 PREC=0x00 TTL=51 ID=40112 DF PROTO=TCP SPT=51514 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0";
     let start = Instant::now();
     let mut offset = 0u64;

@@ -158,3 +158,56 @@ pub async fn status(
         decoders_loaded: content.decoders.names().len(),
     }))
 }
+
+/// `GET /api/v1/journal`: the raw journalled lines in sequence order, for
+/// audits ("what exactly did this agent send?") and for the end-to-end tests
+/// that compare what was written with what was journalled. Admin only: the
+/// lines are unfiltered evidence.
+pub async fn journal(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<crate::model::JournalQuery>,
+) -> Result<Json<crate::model::JournalPage>, ApiError> {
+    use crate::model::{JournalEntryView, JournalPage};
+    require(&app, &headers, Role::Admin)?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let reader = app.clone();
+    let rows = tokio::task::spawn_blocking(move || reader.journal.read_after(after, limit))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let full = rows.len() == limit;
+    let entries: Vec<JournalEntryView> = rows
+        .into_iter()
+        .map(|(seq, e)| match e {
+            Ok(e) => JournalEntryView {
+                seq,
+                line: String::from_utf8_lossy(&e.raw).into_owned(),
+                agent: e.agent,
+                stream: e.stream,
+                source: e.source,
+                path: e.path,
+                offset: e.offset,
+                truncated: e.truncated,
+                corrupt: false,
+            },
+            Err(why) => JournalEntryView {
+                seq,
+                agent: String::new(),
+                stream: String::new(),
+                source: String::new(),
+                path: String::new(),
+                offset: 0,
+                line: why,
+                truncated: false,
+                corrupt: true,
+            },
+        })
+        .collect();
+    let next_after = full.then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(Json(JournalPage {
+        entries,
+        next_after,
+    }))
+}

@@ -179,3 +179,40 @@ pub struct StatusView {
     pub rules_loaded: usize,
     pub decoders_loaded: usize,
 }
+
+/// Query of `GET /api/v1/journal` (admin only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalQuery {
+    /// Only entries with a larger sequence number; default 0 (from the start).
+    pub after: Option<u64>,
+    /// Most entries returned; default 1000, at most 10000.
+    pub limit: Option<usize>,
+}
+
+/// One journalled line as `GET /api/v1/journal` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntryView {
+    pub seq: u64,
+    pub agent: String,
+    /// The agent's stream name (opaque to the collector).
+    pub stream: String,
+    pub source: String,
+    pub path: String,
+    /// Byte offset of the line in its stream.
+    pub offset: u64,
+    /// The line; invalid UTF-8 is shown as U+FFFD.
+    pub line: String,
+    pub truncated: bool,
+    /// The entry could not be decoded; `line` holds why.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub corrupt: bool,
+}
+
+/// Answer of `GET /api/v1/journal`: entries in sequence order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalPage {
+    pub entries: Vec<JournalEntryView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}

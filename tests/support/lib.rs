@@ -415,3 +415,258 @@ pub fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
     f.write_all(buf.as_bytes())?;
     Ok(())
 }
+
+/// One `[[sources]]` entry with several include and exclude globs and extra
+/// raw TOML keys (for example `rotate_wait = "1s"`).
+pub struct GlobSource<'a> {
+    pub name: &'a str,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub extra: &'a str,
+}
+
+/// Like [`write_agent_config`], for sources given as [`GlobSource`]s.
+pub fn write_agent_config_globs(
+    dir: &Path,
+    name: &str,
+    collector: &Collector,
+    secret: &str,
+    sources: &[GlobSource<'_>],
+) -> anyhow::Result<PathBuf> {
+    let path = write_agent_config(dir, name, collector, secret, &[])?;
+    let mut toml = std::fs::read_to_string(&path)?;
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for s in sources {
+        toml.push_str(&format!(
+            "\n[[sources]]\nname = \"{}\"\ninclude = [{}]\nexclude = [{}]\nstart_at = \"beginning\"\npoll_interval = \"200ms\"\n{}\n",
+            s.name,
+            list(&s.include),
+            list(&s.exclude),
+            s.extra,
+        ));
+    }
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// One journalled line, as `socctl journal dump` prints it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct JournalLine {
+    pub seq: u64,
+    pub agent: String,
+    pub stream: String,
+    pub offset: u64,
+    pub path: String,
+    pub line: String,
+}
+
+impl Collector {
+    /// Every journalled line, in sequence order (`socctl journal dump`).
+    pub fn journal_lines(&self) -> anyhow::Result<Vec<JournalLine>> {
+        self.socctl_ndjson(&["journal", "dump"])?
+            .into_iter()
+            .map(|v| serde_json::from_value(v).context("a journal dump line"))
+            .collect()
+    }
+
+    /// `journal_last_seq` from `socctl status` (0 if it cannot be read).
+    pub fn journal_len(&self) -> u64 {
+        self.status()
+            .ok()
+            .and_then(|s| s["journal_last_seq"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+/// The `n`th line a [`LineWriter`] writes: unique, of mixed lengths.
+pub fn numbered_line(prefix: &str, n: u64) -> String {
+    let pad = "x".repeat((n.wrapping_mul(7919) % 97) as usize);
+    format!("Nov 28 08:02:44 web-01 app[4242]: {prefix} seq={n:09} {pad}")
+}
+
+/// A thread appending [`numbered_line`]s to a file, 100 to a write, until
+/// it has written `target` lines (raised with [`LineWriter::allow`]), at
+/// full speed or at `rate` lines per second. Like a program that reopens
+/// its log for every write, it never creates the file: while logrotate has
+/// renamed it and not yet created the new one, it waits.
+pub struct LineWriter {
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    target: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    prefix: String,
+}
+
+impl LineWriter {
+    /// Starts writing to `path` (which must exist) with `target` lines allowed.
+    pub fn start(path: &Path, prefix: &str, target: u64, rate: Option<u64>) -> LineWriter {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        let written = Arc::new(AtomicU64::new(0));
+        let target = Arc::new(AtomicU64::new(target));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (w, t, s) = (written.clone(), target.clone(), stop.clone());
+        let (path, p) = (path.to_owned(), prefix.to_owned());
+        let handle = std::thread::spawn(move || -> anyhow::Result<()> {
+            use std::io::Write as _;
+            let start = Instant::now();
+            let mut n = 0u64;
+            let mut buf = String::new();
+            while !s.load(SeqCst) {
+                let mut allowed = t.load(SeqCst);
+                if let Some(rate) = rate {
+                    let by_rate = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                    allowed = allowed.min(by_rate);
+                }
+                if n >= allowed {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                let end = (n + 100).min(allowed);
+                buf.clear();
+                for i in n..end {
+                    buf.push_str(&numbered_line(&p, i));
+                    buf.push('\n');
+                }
+                let mut f = match std::fs::OpenOptions::new().append(true).open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                    Err(e) => return Err(e).context(format!("opening {}", path.display())),
+                };
+                f.write_all(buf.as_bytes())?;
+                n = end;
+                w.store(n, SeqCst);
+            }
+            Ok(())
+        });
+        LineWriter {
+            written,
+            target,
+            stop,
+            handle: Some(handle),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Allows `more` lines beyond the current target.
+    pub fn allow(&self, more: u64) {
+        self.target
+            .fetch_add(more, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits until `n` lines are written (or the writer failed).
+    pub fn wait_written(&self, n: u64) -> anyhow::Result<()> {
+        // Polls every millisecond: the caller wants to act mid-burst.
+        let start = Instant::now();
+        while self.written() < n {
+            if self.handle.as_ref().is_none_or(|h| h.is_finished()) {
+                bail!("the writer stopped after {} lines", self.written());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                bail!("the writer wrote {} of {n} lines in 120 s", self.written());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Stops the writer and returns every line it wrote.
+    pub fn finish(mut self) -> anyhow::Result<Vec<String>> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+        }
+        Ok((0..self.written())
+            .map(|n| numbered_line(&self.prefix, n))
+            .collect())
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs `logrotate -f -s <state> <conf>`, failing with a clear message when
+/// logrotate is not installed (`tests/run.sh` installs it).
+pub fn logrotate(conf: &Path, state: &Path) -> anyhow::Result<()> {
+    // Debian puts it in /usr/sbin, which a user's PATH may lack.
+    let exe = if Path::new("/usr/sbin/logrotate").exists() {
+        "/usr/sbin/logrotate"
+    } else {
+        "logrotate"
+    };
+    let out = Command::new(exe)
+        .arg("-f")
+        .arg("-s")
+        .arg(state)
+        .arg(conf)
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run logrotate ({e}): install the Debian package `logrotate` \
+                 (tests/run.sh does it)"
+            )
+        })?;
+    if !out.status.success() || !out.stderr.is_empty() {
+        bail!(
+            "logrotate {} failed ({}): {}",
+            conf.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// SHA-256 (hex) of `lines` sorted, each followed by a newline: equal for
+/// two lists holding the same lines, whatever their order.
+pub fn sorted_sha256(lines: &[String]) -> String {
+    use sha2::Digest as _;
+    let mut v: Vec<&String> = lines.iter().collect();
+    v.sort();
+    let mut h = sha2::Sha256::new();
+    for l in v {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lines of `want` missing from `got`, and lines of `got` beyond `want`
+/// (duplicates included), as multisets, sorted.
+pub fn multiset_diff(want: &[String], got: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut count = std::collections::HashMap::<&str, i64>::new();
+    for l in want {
+        *count.entry(l).or_default() += 1;
+    }
+    for l in got {
+        *count.entry(l).or_default() -= 1;
+    }
+    let mut missing: Vec<String> = Vec::new();
+    let mut extra: Vec<String> = Vec::new();
+    for (l, n) in count {
+        for _ in 0..n.unsigned_abs() {
+            let v = if n > 0 { &mut missing } else { &mut extra };
+            v.push(l.to_owned());
+        }
+    }
+    missing.sort();
+    extra.sort();
+    (missing, extra)
+}

@@ -86,6 +86,10 @@ struct Watched {
     changed_at: Instant,
     /// Length when the file was last checked for truncation.
     checked_len: u64,
+    /// Modification time then: a file truncated and written again to the
+    /// very length it had (copytruncate, then equal-length lines) keeps its
+    /// length but not its modification time.
+    checked_mtime: Option<std::time::SystemTime>,
     warned_truncated: bool,
 }
 
@@ -346,6 +350,17 @@ impl Files {
     /// Releases orphans that are read to their end, idle for `rotate_wait`,
     /// and fully acknowledged; forgets their checkpoints.
     pub fn release_drained(&mut self, now: Instant) {
+        // The length is otherwise refreshed only when the file gets a turn
+        // to read; with the batch full (collector away) a stale length
+        // would let an orphan go with lines never read.
+        for w in self.watched.values_mut().filter(|w| w.orphan) {
+            if let Ok(m) = w.file.metadata()
+                && m.len() != w.len
+            {
+                w.len = m.len();
+                w.changed_at = now;
+            }
+        }
         let done: Vec<FileId> = self
             .watched
             .iter()

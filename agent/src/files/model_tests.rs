@@ -106,6 +106,11 @@ fn random_rotations_restarts_and_outages_deliver_every_line_once() -> std::io::R
         let mut incarnation = 0u32;
         let mut n = 0u32;
         let mut has_file = false;
+        let mut rotated = 0u32;
+        // A file only the agent's open handle still reaches (compressed or
+        // moved out of the globs): a restart before it is drained would
+        // lose it, for any tailer.
+        let mut handle_only = false;
         let mut ops = Vec::new();
         for _ in 0..60 {
             let op = rng.random_range(0..100);
@@ -126,7 +131,10 @@ fn random_rotations_restarts_and_outages_deliver_every_line_once() -> std::io::R
                 }
                 ops.push("write");
             } else if op < 55 {
-                // rename + create (the next write creates it)
+                // rename + create (the next write creates it); also what
+                // `compress` + `delaycompress` does to the live file: the
+                // previous `.1` is compressed (gone for the agent) and the
+                // live file becomes a plain `.1`.
                 sim.drain_if_exists(".1");
                 std::fs::rename(sim.h.log("ufw.log"), sim.h.log("ufw.log.1"))?;
                 has_file = false;
@@ -154,6 +162,9 @@ fn random_rotations_restarts_and_outages_deliver_every_line_once() -> std::io::R
                 has_file = false;
                 ops.push("delete");
             } else if op < 82 {
+                if std::mem::take(&mut handle_only) {
+                    sim.drain();
+                }
                 sim.h.restart()?;
                 sim.building = Building::new(7, 1 << 20);
                 sim.in_flight = None;
@@ -165,6 +176,38 @@ fn random_rotations_restarts_and_outages_deliver_every_line_once() -> std::io::R
                 } else {
                     "collector down"
                 });
+            } else if op < 94 {
+                // `compress` without `delaycompress`: renamed, compressed,
+                // and the plain copy deleted at once. Only the open handle
+                // can drain it, so the agent has opened the file (a file
+                // compressed before any tailer opened it is out of reach).
+                sim.drain_if_exists(".1");
+                sim.h.files.scan(sim.h.now, true);
+                std::fs::rename(sim.h.log("ufw.log"), sim.h.log("ufw.log.1"))?;
+                std::fs::copy(sim.h.log("ufw.log.1"), sim.h.log("ufw.log.1.gz"))?;
+                std::fs::remove_file(sim.h.log("ufw.log.1"))?;
+                has_file = false;
+                handle_only = true;
+                ops.push("compress");
+            } else if op < 97 {
+                // `dateext`: a new name every time, kept, matched by the glob.
+                rotated += 1;
+                std::fs::rename(
+                    sim.h.log("ufw.log"),
+                    sim.h.log(&format!("ufw.log-2026{rotated:04}")),
+                )?;
+                has_file = false;
+                ops.push("dateext");
+            } else {
+                // `olddir`: moved out of the globs; the open handle drains it.
+                rotated += 1;
+                sim.h.files.scan(sim.h.now, true);
+                let old = sim.h.dir.path().join("old");
+                std::fs::create_dir_all(&old)?;
+                std::fs::rename(sim.h.log("ufw.log"), old.join(format!("ufw.log.{rotated}")))?;
+                has_file = false;
+                handle_only = true;
+                ops.push("olddir");
             }
             for _ in 0..rng.random_range(0..3) {
                 sim.step();

@@ -142,6 +142,7 @@ impl Files {
             encoding: sniffed.encoding,
             bom_len: sniffed.bom_len,
         };
+        let mtime = file.metadata().and_then(|m| m.modified()).ok();
         self.next_tracking += 1;
         self.by_dev_ino.insert(id.dev_ino, id);
         self.watched.insert(
@@ -162,6 +163,7 @@ impl Files {
                 len,
                 changed_at: now,
                 checked_len: len,
+                checked_mtime: mtime,
                 warned_truncated: false,
             },
         );
@@ -302,8 +304,17 @@ impl Files {
                 cands.push((r.stream.clone(), r.offset, r.check_at.max(r.offset), g));
             }
         }
+        // A guard that reaches no further than the first line proves nothing
+        // the identity does not: a new file that starts with the same
+        // header as a file still being read (dateext, then a new log) would
+        // take over its stream, and the collector would drop one of the two
+        // as duplicates.
+        let first_line_end = first_line_end(file)?;
         for (stream, offset, check_at, guard) in cands {
-            if check_at > len || best.as_ref().is_some_and(|b| b.offset >= offset) {
+            if check_at > len
+                || check_at <= first_line_end
+                || best.as_ref().is_some_and(|b| b.offset >= offset)
+            {
                 continue;
             }
             if guard.holds(file, check_at)? {
@@ -392,4 +403,15 @@ fn sniffed_unit(file: &File) -> u64 {
     let mut head = [0u8; 3];
     let n = identity::read_full_at(file, &mut head, 0).unwrap_or(0);
     crate::encoding::sniff(&head[..n]).encoding.unit() as u64
+}
+
+/// Where the first line of `file` ends (its length when it has no newline
+/// within the fingerprint's reach).
+fn first_line_end(file: &File) -> std::io::Result<u64> {
+    let mut buf = [0u8; crate::identity::FINGERPRINT_MAX];
+    let n = crate::identity::read_full_at(file, &mut buf, 0)?;
+    Ok(buf[..n]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(n, |i| i + 1) as u64)
 }

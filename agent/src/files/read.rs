@@ -84,8 +84,8 @@ impl Files {
         let Some(w) = self.watched.get_mut(&id) else {
             return 0;
         };
-        let len = match w.file.metadata() {
-            Ok(m) => m.len(),
+        let (len, mtime) = match w.file.metadata() {
+            Ok(m) => (m.len(), m.modified().ok()),
             Err(e) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(path = %w.path.display(), error = %e, "Cannot stat open file.");
@@ -96,8 +96,9 @@ impl Files {
             w.len = len;
             w.changed_at = now;
         }
-        if len != w.checked_len || w.first_line_pending {
+        if len != w.checked_len || mtime != w.checked_mtime || w.first_line_pending {
             w.checked_len = len;
+            w.checked_mtime = mtime;
             match self.check_truncated(id, len) {
                 Some(new_id) => return self.fill_one_checked(new_id, batch, now, quota),
                 None => return 0,

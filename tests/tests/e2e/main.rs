@@ -2,9 +2,11 @@
 //! binaries, on loopback, with temporary folders. One test binary, a module
 //! per capability.
 
+mod agent_crash;
 mod crash;
 mod packaging;
 mod prometheus;
+mod rotation;
 mod skeleton;
 mod syslog;
 mod upgrade;

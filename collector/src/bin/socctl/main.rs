@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use soc_collector::client::Client;
 use soc_collector::model::{
     AckRequest, AgentView, Alert, AlertPage, AlertQuery, AlertStatus, EnrollAgentRequest,
-    EnrollAgentResponse, Severity, StatusView,
+    EnrollAgentResponse, JournalPage, JournalQuery, Severity, StatusView,
 };
 
 /// Query, inspect and acknowledge alerts; manage agents.
@@ -55,6 +55,24 @@ enum Cmd {
     /// Decode lines offline (file or stdin) and show the fields and the rules
     /// that would match. Needs no server or token.
     Decode(decode::DecodeArgs),
+    /// The journalled lines themselves (admin only).
+    #[command(subcommand)]
+    Journal(JournalCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCmd {
+    /// Print journalled lines in sequence order, one JSON object a line
+    /// (seq, agent, stream, source, path, offset, line, truncated), always
+    /// NDJSON: it is meant for scripts and audits.
+    Dump {
+        /// Start after this sequence number (0: from the first entry).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Most entries to print (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +200,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .post("/api/v1/agents", &EnrollAgentRequest { name })
                 .await?;
             out.enrolled(&r)?;
+        }
+        Cmd::Journal(JournalCmd::Dump { after, limit }) => {
+            use std::io::Write as _;
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut after = after;
+            let mut left = limit.unwrap_or(u64::MAX);
+            while left > 0 {
+                let q = JournalQuery {
+                    after: Some(after),
+                    limit: Some(left.min(10_000) as usize),
+                };
+                let page: JournalPage = client.get("/api/v1/journal", &q).await?;
+                for e in &page.entries {
+                    serde_json::to_writer(&mut stdout, e)?;
+                    stdout.write_all(b"\n")?;
+                }
+                left -= page.entries.len() as u64;
+                match page.next_after {
+                    Some(a) => after = a,
+                    None => break,
+                }
+            }
+            stdout.flush()?;
         }
         Cmd::Status => {
             let s: StatusView = client.get("/api/v1/status", &()).await?;

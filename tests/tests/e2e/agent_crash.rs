@@ -1,0 +1,154 @@
+//! The agent killed with `kill -9` at random moments, round after round,
+//! while a writer appends and real logrotate rotates (rename + create):
+//! in the end every line written is journalled exactly once after the
+//! collector's de-duplication (count and sorted SHA-256 compared).
+//!
+//! `AGENT_CRASH_SEED=n` replays one sequence of kill moments.
+
+use std::time::{Duration, SystemTime};
+
+use soc_e2e::{
+    Agent, Collector, GlobSource, LineWriter, logrotate, metric_value, multiset_diff,
+    sorted_sha256, wait_for, write_agent_config_globs,
+};
+
+const ROUNDS: usize = 24;
+/// Lines per second from the writer: steady, so the backlog stays bounded
+/// however slow this machine is.
+const RATE: u64 = 3_000;
+
+/// xorshift64*: enough randomness for kill moments, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+#[test]
+fn kill_9_of_the_agent_in_a_loop_while_logrotate_rotates_loses_and_duplicates_nothing()
+-> anyhow::Result<()> {
+    let seed = std::env::var("AGENT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    println!("agent crash loop: AGENT_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+
+    let tmp = tempfile::tempdir()?;
+    let collector = Collector::start(&tmp.path().join("collector"), "127.0.0.1:0", &[])?;
+    let secret = collector.enroll("web-01")?;
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = logs.join("app.log");
+    std::fs::write(&log, "")?;
+    let conf = tmp.path().join("logrotate.conf");
+    // Nothing is deleted or compressed: a rotated file the agent has not
+    // finished stays readable by its rotated name, whenever the agent runs.
+    std::fs::write(
+        &conf,
+        format!(
+            "{} {{\n    rotate 1000\n    create\n    missingok\n    nomail\n}}\n",
+            log.display()
+        ),
+    )?;
+    let state = tmp.path().join("logrotate.state");
+    let cfg = write_agent_config_globs(
+        &tmp.path().join("agent"),
+        "web-01",
+        &collector,
+        &secret,
+        &[GlobSource {
+            name: "app",
+            include: vec![format!("{}*", log.display())],
+            exclude: vec!["*.gz".into()],
+            extra: "rotate_wait = \"1s\"",
+        }],
+    )?;
+
+    let writer = LineWriter::start(&log, "crash", u64::MAX, Some(RATE));
+    let mut agent = Agent::start(&cfg)?;
+    // Enrolment is a one-time exchange; let it finish before the first kill.
+    wait_for("the agent's first batch", Duration::from_secs(60), || {
+        (collector.journal_len() > 0).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", agent.log_text()))?;
+
+    let (mut rotations, mut rotations_while_down) = (0, 0);
+    for round in 0..ROUNDS {
+        if round > 0 {
+            agent = Agent::start(&cfg)?;
+        }
+        let up = Duration::from_millis(200 + rng.below(1_300));
+        let rotate_at = rng.below(3); // 0: while up, 1: while down, 2: not this round
+        if rotate_at == 0 {
+            std::thread::sleep(up / 2);
+            logrotate(&conf, &state)?;
+            rotations += 1;
+            std::thread::sleep(up / 2);
+        } else {
+            std::thread::sleep(up);
+        }
+        assert!(agent.running(), "the agent exited:\n{}", agent.log_text());
+        agent.kill9();
+        if rotate_at == 1 {
+            logrotate(&conf, &state)?;
+            rotations += 1;
+            rotations_while_down += 1;
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+    }
+    let written = writer.finish()?;
+    let agent = Agent::start(&cfg)?;
+    let n = written.len() as u64;
+    wait_for(
+        "every line written in the journal",
+        Duration::from_secs(120),
+        || (collector.journal_len() >= n).then_some(()),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: {} of {n}, seed {seed}\nagent log:\n{}",
+            collector.journal_len(),
+            agent.log_text()
+        )
+    })?;
+    // A late re-send would show up now.
+    std::thread::sleep(Duration::from_secs(2));
+    let got: Vec<String> = collector
+        .journal_lines()?
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    let (missing, extra) = multiset_diff(&written, &got);
+    let (want_hash, got_hash) = (sorted_sha256(&written), sorted_sha256(&got));
+    let resent = metric_value(&collector.metrics_text()?, "soc_events_duplicate_total", "");
+    println!(
+        "agent crash loop: {ROUNDS} kill -9 rounds, {rotations} rotations ({rotations_while_down} while the agent was down), \
+         {} lines written, {} journalled, {resent} re-sent lines dropped by the collector, {} missing, {} extra; \
+         sha256 written {want_hash}, journalled {got_hash}",
+        written.len(),
+        got.len(),
+        missing.len(),
+        extra.len()
+    );
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "seed {seed}: {} missing (first {:?}), {} extra (first {:?})",
+        missing.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+    assert_eq!(got_hash, want_hash);
+    Ok(())
+}
