@@ -19,8 +19,17 @@ use tokio::sync::{Mutex, Notify};
 use crate::auth::AgentRecord;
 use crate::db::{Db, DbError};
 
-/// Format tag in front of every stored entry.
+/// Format tag of a value holding one entry (written by format-1 databases).
 const ENTRY_FORMAT: u8 = 1;
+/// Format tag of a value holding a segment: consecutive entries whose first
+/// sequence number is the key. Layout: tag, entry count (u32 LE), postcard
+/// list of entries. One sled insert per segment instead of one per line is
+/// what makes appends cheap.
+const SEGMENT_FORMAT: u8 = 2;
+/// Most entries in one segment.
+const SEGMENT_MAX_ENTRIES: usize = 1000;
+/// Most raw line bytes in one segment (a segment may pass it by one line).
+const SEGMENT_MAX_BYTES: usize = 1024 * 1024;
 
 /// One journalled line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,19 +58,56 @@ pub struct JournalEntry {
     pub labels: BTreeMap<String, String>,
 }
 
-impl JournalEntry {
-    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = vec![ENTRY_FORMAT];
-        out.extend(postcard::to_stdvec(self)?);
-        Ok(out)
-    }
+impl JournalEntry {}
 
-    fn decode(bytes: &[u8]) -> Result<JournalEntry, String> {
-        match bytes.split_first() {
-            Some((&ENTRY_FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
-            Some((v, _)) => Err(format!("unknown entry format {v}")),
-            None => Err("empty entry".into()),
+/// Encodes consecutive entries as one segment value.
+fn encode_segment(entries: &[&JournalEntry]) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = vec![SEGMENT_FORMAT];
+    out.extend((entries.len() as u32).to_le_bytes());
+    out.extend(postcard::to_stdvec(entries)?);
+    Ok(out)
+}
+
+/// How many entries a stored value holds (0 when its header is unreadable).
+fn value_len(v: &[u8]) -> u64 {
+    match v.split_first() {
+        Some((&ENTRY_FORMAT, _)) => 1,
+        Some((&SEGMENT_FORMAT, rest)) => rest
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |b| u64::from(u32::from_le_bytes(b))),
+        _ => 0,
+    }
+}
+
+/// Decodes a stored value (one entry or a segment) whose first sequence
+/// number is `first`. A value that cannot be decoded yields an error for
+/// each entry it claims to hold, so sequence numbers stay accounted for.
+fn decode_value(first: u64, v: &[u8]) -> Vec<(u64, EntryResult)> {
+    let fail = |reason: String| -> Vec<(u64, EntryResult)> {
+        (0..value_len(v).max(1))
+            .map(|i| (first + i, Err(reason.clone())))
+            .collect()
+    };
+    match v.split_first() {
+        Some((&ENTRY_FORMAT, rest)) => {
+            vec![(first, postcard::from_bytes(rest).map_err(|e| e.to_string()))]
         }
+        Some((&SEGMENT_FORMAT, rest)) if rest.len() >= 4 => {
+            match postcard::from_bytes::<Vec<JournalEntry>>(&rest[4..]) {
+                Ok(list) if list.len() as u64 == value_len(v) => {
+                    (first..).zip(list).map(|(seq, e)| (seq, Ok(e))).collect()
+                }
+                Ok(list) => fail(format!(
+                    "segment claims {} entries but holds {}",
+                    value_len(v),
+                    list.len()
+                )),
+                Err(e) => fail(e.to_string()),
+            }
+        }
+        Some((tag, _)) => fail(format!("unknown entry format {tag}")),
+        None => fail("empty value".into()),
     }
 }
 
@@ -88,6 +134,13 @@ pub struct Journal {
     last_written: std::sync::atomic::AtomicU64,
 }
 
+fn key_seq(k: &[u8]) -> Result<u64, DbError> {
+    crate::db::be_u64(k).ok_or_else(|| DbError::Corrupt {
+        key: "journal key".into(),
+        reason: "not 8 bytes".into(),
+    })
+}
+
 fn dedup_key(agent: &str, stream: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(agent.len() + stream.len() + 1);
     k.extend_from_slice(agent.as_bytes());
@@ -100,7 +153,7 @@ impl Journal {
     /// Opens the journal, resuming the sequence after its last entry.
     pub fn open(db: Db) -> Result<Journal, DbError> {
         let next = match db.journal.last()? {
-            Some((k, _)) => crate::db::be_u64(&k).unwrap_or(0) + 1,
+            Some((k, v)) => crate::db::be_u64(&k).unwrap_or(0) + value_len(&v).max(1),
             None => 1,
         };
         Ok(Journal {
@@ -135,14 +188,6 @@ impl Journal {
         entries: Vec<JournalEntry>,
         now_ms: i64,
     ) -> Result<AppendOutcome, DbError> {
-        let mut encoded = Vec::with_capacity(entries.len());
-        for e in &entries {
-            let bytes = e.encode().map_err(|err| DbError::Corrupt {
-                key: format!("journal entry {}@{}", e.stream, e.offset),
-                reason: err.to_string(),
-            })?;
-            encoded.push(bytes);
-        }
         let outcome;
         {
             let mut next = self.next_seq.lock().await;
@@ -153,7 +198,19 @@ impl Journal {
                     let mut marks: HashMap<Vec<u8>, u64> = HashMap::new();
                     let mut seq = start;
                     let mut dups = 0u64;
-                    for (e, bytes) in entries.iter().zip(&encoded) {
+                    let mut segment: Vec<&JournalEntry> = Vec::new();
+                    let mut segment_bytes = 0usize;
+                    let mut segment_start = start;
+                    let write = |first: u64, seg: &[&JournalEntry]| {
+                        let bytes = encode_segment(seg).map_err(|e| {
+                            ConflictableTransactionError::Abort(format!(
+                                "journal segment {first}: {e}"
+                            ))
+                        })?;
+                        j.insert(&first.to_be_bytes(), bytes)?;
+                        Ok::<_, ConflictableTransactionError<String>>(())
+                    };
+                    for e in &entries {
                         let key = dedup_key(agent, &e.stream);
                         let next_ok = match marks.get(&key) {
                             Some(v) => *v,
@@ -168,9 +225,21 @@ impl Journal {
                             marks.insert(key, next_ok);
                             continue;
                         }
-                        j.insert(&seq.to_be_bytes(), bytes.as_slice())?;
+                        segment.push(e);
+                        segment_bytes += e.raw.len();
                         seq += 1;
                         marks.insert(key, e.offset + 1);
+                        if segment.len() >= SEGMENT_MAX_ENTRIES
+                            || segment_bytes >= SEGMENT_MAX_BYTES
+                        {
+                            write(segment_start, &segment)?;
+                            segment.clear();
+                            segment_bytes = 0;
+                            segment_start = seq;
+                        }
+                    }
+                    if !segment.is_empty() {
+                        write(segment_start, &segment)?;
                     }
                     for (k, v) in &marks {
                         d.insert(k.as_slice(), &v.to_be_bytes())?;
@@ -214,28 +283,52 @@ impl Journal {
     /// can count and skip them without stalling.
     pub fn read_after(&self, after: u64, max: usize) -> Result<Vec<(u64, EntryResult)>, DbError> {
         let mut out = Vec::with_capacity(max.min(4096));
-        for item in self.db.journal.range((after + 1).to_be_bytes()..).take(max) {
+        let start = after + 1;
+        // The value holding `start` may begin before it.
+        let first_key = match self.db.journal.range(..=start.to_be_bytes()).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                let key = key_seq(&k)?;
+                if key + value_len(&v) > start {
+                    key
+                } else {
+                    start
+                }
+            }
+            None => start,
+        };
+        for item in self.db.journal.range(first_key.to_be_bytes()..) {
             let (k, v) = item?;
-            let seq = crate::db::be_u64(&k).ok_or_else(|| DbError::Corrupt {
-                key: "journal key".into(),
-                reason: "not 8 bytes".into(),
-            })?;
-            out.push((seq, JournalEntry::decode(&v)));
+            let key = key_seq(&k)?;
+            for (seq, entry) in decode_value(key, &v) {
+                if seq < start {
+                    continue;
+                }
+                if out.len() == max {
+                    return Ok(out);
+                }
+                out.push((seq, entry));
+            }
         }
         Ok(out)
     }
 
     /// Reads one entry.
     pub fn get(&self, seq: u64) -> Result<Option<JournalEntry>, DbError> {
-        match self.db.journal.get(seq.to_be_bytes())? {
-            None => Ok(None),
-            Some(v) => JournalEntry::decode(&v)
-                .map(Some)
-                .map_err(|reason| DbError::Corrupt {
+        let Some(item) = self.db.journal.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = item?;
+        let key = key_seq(&k)?;
+        for (s, entry) in decode_value(key, &v) {
+            if s == seq {
+                return entry.map(Some).map_err(|reason| DbError::Corrupt {
                     key: format!("journal/{seq}"),
                     reason,
-                }),
+                });
+            }
         }
+        Ok(None)
     }
 
     /// The next offset the journal accepts for (agent, stream): its
@@ -270,6 +363,61 @@ mod tests {
             truncated: false,
             labels: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn format_1_single_entries_and_segments_read_back_in_one_sequence() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).expect("open");
+        // Two entries as a format-1 database stored them: one value each.
+        for (seq, off) in [(1u64, 0u64), (2, 10)] {
+            let mut v = vec![ENTRY_FORMAT];
+            v.extend(postcard::to_stdvec(&entry("old", off)).expect("encode"));
+            db.journal.insert(seq.to_be_bytes(), v).expect("insert");
+        }
+        let j = Journal::open(db.clone()).expect("journal");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        assert_eq!(rt.block_on(j.last_seq()), 2);
+        let batch: Vec<JournalEntry> = (0..2500).map(|i| entry("new", i * 10)).collect();
+        let out = rt.block_on(j.append("a1", batch, 1)).expect("append");
+        assert_eq!(out.accepted, 2500);
+        // 2,500 lines make three segments (1,000 + 1,000 + 500) after the two old values.
+        assert_eq!(db.journal.len(), 5);
+        assert_eq!(rt.block_on(j.last_seq()), 2502);
+
+        let all = j.read_after(0, 10_000).expect("read");
+        let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=2502).collect::<Vec<_>>());
+        // Mid-segment starts and limits.
+        let some = j.read_after(1500, 3).expect("read");
+        assert_eq!(
+            some.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![1501, 1502, 1503]
+        );
+        let e = some[0].1.as_ref().expect("decodes");
+        assert_eq!((e.stream.as_str(), e.offset), ("new", 14_980));
+        assert_eq!(j.get(2).expect("get").map(|e| e.offset), Some(10));
+        assert_eq!(j.get(2502).expect("get").map(|e| e.offset), Some(24_990));
+        assert!(j.get(2503).expect("get").is_none());
+        // Reopening finds the end after the last segment.
+        drop(j);
+        let j = Journal::open(db).expect("reopen");
+        assert_eq!(rt.block_on(j.last_seq()), 2502);
+    }
+
+    #[test]
+    fn a_corrupt_segment_yields_one_error_per_entry_it_holds() {
+        let mut v = vec![SEGMENT_FORMAT];
+        v.extend(3u32.to_le_bytes());
+        v.extend([0xff, 0xff, 0xff]);
+        let out = decode_value(10, &v);
+        assert_eq!(
+            out.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![10, 11, 12]
+        );
+        assert!(out.iter().all(|(_, e)| e.is_err()));
     }
 
     #[tokio::test]
