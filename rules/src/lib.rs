@@ -63,6 +63,10 @@ pub use rule::{ParseSeverityError, Rule, RuleKind, RuleSet, Severity};
 pub fn builtin_decoder_sources() -> Vec<SourceFile> {
     vec![
         SourceFile::new(
+            "decoders/windows_defender_mplog.yml",
+            include_str!("../decoders/windows_defender_mplog.yml"),
+        ),
+        SourceFile::new(
             "decoders/syslog.yml",
             include_str!("../decoders/syslog.yml"),
         ),
@@ -106,6 +110,10 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             "decoders/windows_firewall.yml",
             include_str!("../decoders/windows_firewall.yml"),
         ),
+        SourceFile::new(
+            "decoders/windows_defender.yml",
+            include_str!("../decoders/windows_defender.yml"),
+        ),
     ]
 }
 
@@ -148,7 +156,10 @@ mod tests {
             .filter_map(|b| b.split("```").next())
             .collect();
         assert_eq!(blocks.len(), 2, "one decoder and one rule example");
-        let mut dec = vec![builtin_decoder_sources().remove(0)];
+        let mut dec: Vec<SourceFile> = builtin_decoder_sources()
+            .into_iter()
+            .filter(|f| f.name == "decoders/syslog.yml")
+            .collect();
         dec.push(SourceFile::new("README.md decoder", blocks[0]));
         let decoders = Decoders::from_sources(&dec).unwrap_or_else(|e| panic!("{e}"));
         let rules = RuleSet::from_sources(&[SourceFile::new("README.md rule", blocks[1])])

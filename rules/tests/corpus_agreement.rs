@@ -78,6 +78,27 @@ fn sample_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The records of an exported JSON file, each as the one-line JSON object an
+/// agent ships: the elements of an `events` array (PowerShell
+/// `Get-WinEvent | ConvertTo-Json` wrapped by elastic's test), of a top-level
+/// array, or the one object (evtx_dump).
+fn json_records(text: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return sample_lines(text);
+    };
+    let items = match v {
+        Value::Object(mut m) if m.get("events").is_some_and(Value::is_array) => {
+            match m.remove("events") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            }
+        }
+        Value::Array(a) => a,
+        other => vec![other],
+    };
+    items.iter().map(Value::to_string).collect()
+}
+
 fn decode(d: &Decoders, line: &str) -> Event {
     d.decode(&Input {
         raw: line.as_bytes(),
@@ -167,6 +188,8 @@ struct Row {
     compared: usize,
     agreed: usize,
     misses: Vec<String>,
+    /// Sample lines no product decoder decoded (first few).
+    undecoded: Vec<String>,
 }
 
 impl Row {
@@ -174,13 +197,20 @@ impl Row {
         self.lines += 1;
         if decoded(ev) {
             self.decoded += 1;
+        } else if self.undecoded.len() < 8 {
+            let msg = ev.get_str("message").unwrap_or_default();
+            let why = ev.get_str("decode.error").unwrap_or("no decoder");
+            self.undecoded.push(format!(
+                "{why}: {}",
+                msg.chars().take(160).collect::<String>()
+            ));
         }
     }
     fn field(&mut self, ok: bool, what: impl FnOnce() -> String) {
         self.compared += 1;
         if ok {
             self.agreed += 1;
-        } else if self.misses.len() < 8 {
+        } else if self.misses.len() < max_misses() {
             self.misses.push(what());
         }
     }
@@ -190,6 +220,14 @@ impl Row {
     fn field_pct(&self) -> Option<f64> {
         (self.compared > 0).then(|| pct(self.agreed, self.compared))
     }
+}
+
+/// How many disagreements to print per format (`SOC_CORPUS_MISSES`, default 8).
+fn max_misses() -> usize {
+    std::env::var("SOC_CORPUS_MISSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
 }
 
 fn pct(a: usize, b: usize) -> f64 {
@@ -213,7 +251,12 @@ fn elastic(d: &Decoders, dir: &Path, row: &mut Row) {
         let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let expected = dir.join(format!("{name}-expected.json"));
         if !expected.is_file() {
-            if name.ends_with(".log") {
+            if name.ends_with(".json") && !name.ends_with("-expected.json") {
+                // Exported events (Defender): one compact JSON object each.
+                for l in json_records(&read_text(&log)) {
+                    row.line(&decode(d, &l));
+                }
+            } else if name.ends_with(".log") {
                 // Input without a golden file (upstream skips it): decode only.
                 for l in sample_lines(&read_text(&log)) {
                     row.line(&decode(d, &l));
@@ -263,13 +306,19 @@ fn crowdsec(d: &Decoders, dir: &Path, row: &mut Row) {
     if !assert_file.is_file() {
         return;
     }
+    let asserts = read_text(&assert_file);
+    let lines_of = parser_lines(&asserts, lines.len());
     let re = regex::Regex::new(
-        r#"^results\["s01-parse"\]\["[^"]+"\]\[(\d+)\]\.Evt\.(?:Parsed|Meta)\["([^"]+)"\] == "(.*)"$"#,
+        r#"^results\["s01-parse"\]\["([^"]+)"\]\[(\d+)\]\.Evt\.(?:Parsed|Meta)\["([^"]+)"\] == "(.*)"$"#,
     )
     .expect("valid");
-    for a in read_text(&assert_file).lines() {
+    for a in asserts.lines() {
         let Some(c) = re.captures(a) else { continue };
-        let (i, name, want) = (c[1].parse::<usize>().unwrap_or(usize::MAX), &c[2], &c[3]);
+        let nth = c[2].parse::<usize>().unwrap_or(usize::MAX);
+        let Some(&i) = lines_of.get(&c[1]).and_then(|l| l.get(nth)) else {
+            continue;
+        };
+        let (name, want) = (&c[3], &c[4]);
         let Some(field) = crowdsec_field(name) else {
             continue;
         };
@@ -285,17 +334,71 @@ fn crowdsec(d: &Decoders, dir: &Path, row: &mut Row) {
         };
         row.field(ok, || {
             format!(
-                "{}:{i} {name}→{field}: ours {got:?}, crowdsec {want:?}",
-                dir.display()
+                "{}:{} {name}→{field}: ours {got:?}, crowdsec {want:?}",
+                dir.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+                i + 1
             )
         });
     }
 }
 
+/// For each `s01-parse` parser, the sample lines its results are about.
+///
+/// crowdsec numbers a parser's results by the events that reached it: the
+/// parsers of a stage are tried in order and an event stops at the first
+/// that succeeds with `onsuccess: next_stage`. So a parser with a result for
+/// every line saw every line; one with fewer saw the lines no earlier parser
+/// parsed (`Success == false`), in order.
+fn parser_lines(asserts: &str, n_lines: usize) -> BTreeMap<String, Vec<usize>> {
+    let len_re = regex::Regex::new(r#"^len\(results\["s01-parse"\]\["([^"]+)"\]\) == (\d+)$"#)
+        .expect("valid");
+    let ok_re = regex::Regex::new(
+        r#"^results\["s01-parse"\]\["([^"]+)"\]\[(\d+)\]\.Success == (true|false)$"#,
+    )
+    .expect("valid");
+    let mut order: Vec<(String, usize)> = Vec::new();
+    let mut success: BTreeMap<(String, usize), bool> = BTreeMap::new();
+    for a in asserts.lines() {
+        if let Some(c) = len_re.captures(a) {
+            order.push((c[1].to_string(), c[2].parse().unwrap_or(0)));
+        } else if let Some(c) = ok_re.captures(a) {
+            let i = c[2].parse().unwrap_or(usize::MAX);
+            success.insert((c[1].to_string(), i), &c[3] == "true");
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut remaining: Vec<usize> = (0..n_lines).collect();
+    for (parser, n) in order {
+        // A parser that reports a result for every line saw every line (it
+        // does not stop the stage on success, like pf-logs and pf-logs-drop).
+        let seen: Vec<usize> = if n == n_lines {
+            (0..n_lines).collect()
+        } else {
+            remaining.iter().copied().take(n).collect()
+        };
+        let rest: Vec<usize> = remaining.iter().copied().skip(n).collect();
+        remaining = seen
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !success.get(&(parser.clone(), *k)).copied().unwrap_or(false))
+            .map(|(_, &l)| l)
+            .chain(rest)
+            .collect();
+        out.insert(parser, seen);
+    }
+    out
+}
+
 fn wazuh(d: &Decoders, dir: &Path, row: &mut Row) {
     for ini in files(dir) {
         for raw in read_text(&ini).lines() {
-            if let Some((_, line)) = raw.split_once(" pass = ") {
+            // `fail` marks a Wazuh rule expectation that does not hold; the
+            // line itself is as genuine a sample as a `pass` line.
+            let line = raw
+                .split_once(" pass = ")
+                .or_else(|| raw.split_once(" fail = "))
+                .filter(|(head, _)| head.starts_with("log "));
+            if let Some((_, line)) = line {
                 row.line(&decode(d, line));
             }
         }
@@ -305,7 +408,17 @@ fn wazuh(d: &Decoders, dir: &Path, row: &mut Row) {
 fn plain(d: &Decoders, dir: &Path, row: &mut Row) {
     for f in files(dir) {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.ends_with(".json") || name.ends_with(".yml") || name.ends_with(".md") {
+        if name.ends_with(".json") {
+            for l in json_records(&read_text(&f)) {
+                row.line(&decode(d, &l));
+            }
+            continue;
+        }
+        // Configuration, documentation and output schemas are not logs.
+        if [".yml", ".yaml", ".md", ".schema"]
+            .iter()
+            .any(|e| name.ends_with(e))
+        {
             continue;
         }
         for l in sample_lines(&read_text(&f)) {
@@ -390,6 +503,9 @@ fn corpus_agreement_table() {
     for (fmt, r) in &rows {
         for m in &r.misses {
             println!("  {fmt}: {m}");
+        }
+        for u in &r.undecoded {
+            println!("  {fmt}: undecoded: {u}");
         }
     }
 

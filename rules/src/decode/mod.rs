@@ -271,7 +271,11 @@ impl Decoders {
             }
             let mut errors = Vec::new();
             for f in &d.fields {
-                let Some(raw) = field_source(&caps, &f.from) else {
+                let Some(raw) = field_source(&caps, &f.from).or_else(|| {
+                    f.fallback
+                        .iter()
+                        .find_map(|n| get(&caps, n).map(Cow::Borrowed))
+                }) else {
                     continue;
                 };
                 let v = f.mapped(&raw);
@@ -378,6 +382,10 @@ fn run_steps<'c, 'd: 'c>(
     for (i, step) in d.steps.iter().enumerate() {
         let first = i == 0;
         let Some(src) = step_input(caps, text, step.from()) else {
+            if matches!(step, Step::Regex { optional: true, .. }) {
+                // An optional step on a capture nobody made adds nothing.
+                continue;
+            }
             if first {
                 return StepsResult::NotApplicable;
             }
