@@ -114,6 +114,28 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             "decoders/windows_defender.yml",
             include_str!("../decoders/windows_defender.yml"),
         ),
+        SourceFile::new(
+            "decoders/sophos_av.yml",
+            include_str!("../decoders/sophos_av.yml"),
+        ),
+        SourceFile::new(
+            "decoders/symantec.yml",
+            include_str!("../decoders/symantec.yml"),
+        ),
+        SourceFile::new(
+            "decoders/mcafee.yml",
+            include_str!("../decoders/mcafee.yml"),
+        ),
+        SourceFile::new("decoders/eset.yml", include_str!("../decoders/eset.yml")),
+        SourceFile::new(
+            "decoders/trendmicro.yml",
+            include_str!("../decoders/trendmicro.yml"),
+        ),
+        SourceFile::new(
+            "decoders/sentinelone.yml",
+            include_str!("../decoders/sentinelone.yml"),
+        ),
+        SourceFile::new("decoders/panda.yml", include_str!("../decoders/panda.yml")),
     ]
 }
 

@@ -169,6 +169,9 @@ pub(crate) struct FieldConfig {
     /// [event_id]` for events that have no action.
     #[serde(default)]
     pub fallback: Option<OneOrMany>,
+    /// What goes between the captures of a `from:` list; default one space
+    /// (`""` glues a directory and a file name).
+    pub join: Option<String>,
     /// Type conversion, applied after `map`.
     pub convert: Option<ConvertName>,
     /// Timestamp format for `convert: timestamp`.
@@ -346,6 +349,8 @@ pub(crate) struct FieldMap {
     pub from: Vec<String>,
     /// Single captures tried in order when `from` is missing.
     pub fallback: Vec<String>,
+    /// Between the captures of `from`.
+    pub join: String,
     /// Capture holding the time zone of a timestamp.
     pub timezone_from: Option<String>,
     /// Lower-cased exact keys.
@@ -632,6 +637,7 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
                 target: target.clone(),
                 from: f.from.0.clone(),
                 fallback,
+                join: f.join.clone().unwrap_or_else(|| " ".into()),
                 timezone_from: f.timezone_from.clone(),
                 map: f
                     .map

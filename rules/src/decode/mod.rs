@@ -271,7 +271,7 @@ impl Decoders {
             }
             let mut errors = Vec::new();
             for f in &d.fields {
-                let Some(raw) = field_source(&caps, &f.from).or_else(|| {
+                let Some(raw) = field_source(&caps, &f.from, &f.join).or_else(|| {
                     f.fallback
                         .iter()
                         .find_map(|n| get(&caps, n).map(Cow::Borrowed))
@@ -329,16 +329,16 @@ enum StepsResult {
     Failed(FailReason, String),
 }
 
-/// The text of a field's capture, or of several joined with a space (all
+/// The text of a field's capture, or of several joined with `join` (all
 /// must be present).
-fn field_source<'a>(caps: &'a Captures<'_>, from: &[String]) -> Option<Cow<'a, str>> {
+fn field_source<'a>(caps: &'a Captures<'_>, from: &[String], join: &str) -> Option<Cow<'a, str>> {
     match from {
         [one] => get(caps, one).map(Cow::Borrowed),
         many => {
             let mut out = String::new();
             for (i, name) in many.iter().enumerate() {
                 if i > 0 {
-                    out.push(' ');
+                    out.push_str(join);
                 }
                 out.push_str(get(caps, name)?);
             }
