@@ -67,6 +67,10 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             include_str!("../decoders/windows_defender_mplog.yml"),
         ),
         SourceFile::new(
+            "decoders/juniper.yml",
+            include_str!("../decoders/juniper.yml"),
+        ),
+        SourceFile::new(
             "decoders/syslog.yml",
             include_str!("../decoders/syslog.yml"),
         ),
@@ -109,6 +113,22 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
         SourceFile::new(
             "decoders/windows_firewall.yml",
             include_str!("../decoders/windows_firewall.yml"),
+        ),
+        SourceFile::new(
+            "decoders/huawei_usg.yml",
+            include_str!("../decoders/huawei_usg.yml"),
+        ),
+        SourceFile::new(
+            "decoders/sonicwall.yml",
+            include_str!("../decoders/sonicwall.yml"),
+        ),
+        SourceFile::new(
+            "decoders/macos_appfirewall.yml",
+            include_str!("../decoders/macos_appfirewall.yml"),
+        ),
+        SourceFile::new(
+            "decoders/firewalld.yml",
+            include_str!("../decoders/firewalld.yml"),
         ),
         SourceFile::new(
             "decoders/windows_defender.yml",
