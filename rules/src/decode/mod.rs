@@ -246,9 +246,11 @@ impl Decoders {
         out: &mut Output<'d>,
     ) -> bool {
         let mut first_error: Option<Failure<'d>> = None;
+        // The program is set by a parent, so it is the same for every
+        // candidate of this level: look it up once.
+        let program = out.fields.get("process.name").and_then(Value::as_str);
         for &id in candidates {
             let d = &self.decoders[id];
-            let program = out.fields.get("process.name").and_then(Value::as_str);
             if !d.when.accepts(text, input.source_type, program) {
                 continue;
             }
