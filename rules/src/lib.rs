@@ -63,6 +63,14 @@ pub use rule::{ParseSeverityError, Rule, RuleKind, RuleSet, Severity};
 pub fn builtin_decoder_sources() -> Vec<SourceFile> {
     vec![
         SourceFile::new(
+            "decoders/windows_defender_mplog.yml",
+            include_str!("../decoders/windows_defender_mplog.yml"),
+        ),
+        SourceFile::new(
+            "decoders/juniper.yml",
+            include_str!("../decoders/juniper.yml"),
+        ),
+        SourceFile::new(
             "decoders/syslog.yml",
             include_str!("../decoders/syslog.yml"),
         ),
@@ -106,6 +114,48 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             "decoders/windows_firewall.yml",
             include_str!("../decoders/windows_firewall.yml"),
         ),
+        SourceFile::new(
+            "decoders/huawei_usg.yml",
+            include_str!("../decoders/huawei_usg.yml"),
+        ),
+        SourceFile::new(
+            "decoders/sonicwall.yml",
+            include_str!("../decoders/sonicwall.yml"),
+        ),
+        SourceFile::new(
+            "decoders/macos_appfirewall.yml",
+            include_str!("../decoders/macos_appfirewall.yml"),
+        ),
+        SourceFile::new(
+            "decoders/firewalld.yml",
+            include_str!("../decoders/firewalld.yml"),
+        ),
+        SourceFile::new(
+            "decoders/windows_defender.yml",
+            include_str!("../decoders/windows_defender.yml"),
+        ),
+        SourceFile::new(
+            "decoders/sophos_av.yml",
+            include_str!("../decoders/sophos_av.yml"),
+        ),
+        SourceFile::new(
+            "decoders/symantec.yml",
+            include_str!("../decoders/symantec.yml"),
+        ),
+        SourceFile::new(
+            "decoders/mcafee.yml",
+            include_str!("../decoders/mcafee.yml"),
+        ),
+        SourceFile::new("decoders/eset.yml", include_str!("../decoders/eset.yml")),
+        SourceFile::new(
+            "decoders/trendmicro.yml",
+            include_str!("../decoders/trendmicro.yml"),
+        ),
+        SourceFile::new(
+            "decoders/sentinelone.yml",
+            include_str!("../decoders/sentinelone.yml"),
+        ),
+        SourceFile::new("decoders/panda.yml", include_str!("../decoders/panda.yml")),
     ]
 }
 
@@ -148,7 +198,10 @@ mod tests {
             .filter_map(|b| b.split("```").next())
             .collect();
         assert_eq!(blocks.len(), 2, "one decoder and one rule example");
-        let mut dec = vec![builtin_decoder_sources().remove(0)];
+        let mut dec: Vec<SourceFile> = builtin_decoder_sources()
+            .into_iter()
+            .filter(|f| f.name == "decoders/syslog.yml")
+            .collect();
         dec.push(SourceFile::new("README.md decoder", blocks[0]));
         let decoders = Decoders::from_sources(&dec).unwrap_or_else(|e| panic!("{e}"));
         let rules = RuleSet::from_sources(&[SourceFile::new("README.md rule", blocks[1])])

@@ -164,11 +164,21 @@ pub(crate) struct FieldConfig {
     /// The capture to read; a list joins the captures with one space
     /// (e.g. `[date, time]`).
     pub from: OneOrMany,
+    /// Captures tried in order when `from` is missing (one of its captures
+    /// was not made), e.g. `from: [event_id, action]` with `fallback:
+    /// [event_id]` for events that have no action.
+    #[serde(default)]
+    pub fallback: Option<OneOrMany>,
+    /// What goes between the captures of a `from:` list; default one space
+    /// (`""` glues a directory and a file name).
+    pub join: Option<String>,
     /// Type conversion, applied after `map`.
     pub convert: Option<ConvertName>,
     /// Timestamp format for `convert: timestamp`.
     pub format: Option<String>,
-    /// Replace known values (keys compared case-insensitively).
+    /// Replace known values (keys compared case-insensitively; a key ending
+    /// in `*` matches every value that starts with the rest, exact keys
+    /// first, then the longest prefix).
     pub map: Option<BTreeMap<String, String>>,
     /// Value when `map` has no entry; without it the value is kept.
     pub default: Option<String>,
@@ -337,10 +347,16 @@ pub(crate) struct FieldMap {
     pub target: String,
     /// One capture, or several joined with a space.
     pub from: Vec<String>,
+    /// Single captures tried in order when `from` is missing.
+    pub fallback: Vec<String>,
+    /// Between the captures of `from`.
+    pub join: String,
     /// Capture holding the time zone of a timestamp.
     pub timezone_from: Option<String>,
-    /// Lower-cased keys.
+    /// Lower-cased exact keys.
     pub map: Vec<(String, String)>,
+    /// Lower-cased prefixes (keys written with a trailing `*`), longest first.
+    pub prefix_map: Vec<(String, String)>,
     pub default: Option<String>,
     pub convert: Convert,
 }
@@ -349,10 +365,18 @@ impl FieldMap {
     /// The value after `map`/`default`, before conversion.
     #[inline]
     pub(crate) fn mapped<'v>(&'v self, v: &'v str) -> &'v str {
-        if self.map.is_empty() {
+        if self.map.is_empty() && self.prefix_map.is_empty() {
             return v;
         }
-        match self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(v)) {
+        if let Some((_, to)) = self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(v)) {
+            return to;
+        }
+        let starts = |k: &str| {
+            v.len() >= k.len()
+                && v.is_char_boundary(k.len())
+                && v[..k.len()].eq_ignore_ascii_case(k)
+        };
+        match self.prefix_map.iter().find(|(k, _)| starts(k)) {
             Some((_, to)) => to,
             None => self.default.as_deref().unwrap_or(v),
         }
@@ -573,8 +597,15 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
     let mut fields = Vec::new();
     for (target, f) in &cfg.fields {
         let field = format!("fields.{target}");
+        let fallback = f.fallback.clone().unwrap_or_default().0;
         if let Some(k) = known.as_ref() {
-            for from in f.from.0.iter().chain(f.timezone_from.iter()) {
+            for from in f
+                .from
+                .0
+                .iter()
+                .chain(&fallback)
+                .chain(f.timezone_from.iter())
+            {
                 if !k.iter().any(|n| n == from) {
                     problem(
                         item.line_of_key(target),
@@ -605,13 +636,28 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             Ok(convert) => fields.push(FieldMap {
                 target: target.clone(),
                 from: f.from.0.clone(),
+                fallback,
+                join: f.join.clone().unwrap_or_else(|| " ".into()),
                 timezone_from: f.timezone_from.clone(),
                 map: f
                     .map
                     .iter()
                     .flatten()
+                    .filter(|(k, _)| !k.ends_with('*'))
                     .map(|(k, v)| (k.to_lowercase(), v.clone()))
                     .collect(),
+                prefix_map: {
+                    let mut p: Vec<(String, String)> = f
+                        .map
+                        .iter()
+                        .flatten()
+                        .filter_map(|(k, v)| {
+                            k.strip_suffix('*').map(|k| (k.to_lowercase(), v.clone()))
+                        })
+                        .collect();
+                    p.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
+                    p
+                },
                 default: f.default.clone(),
                 convert,
             }),
@@ -664,7 +710,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
     }
     let mut wanted: Vec<String> = fields
         .iter()
-        .flat_map(|f: &FieldMap| f.from.iter().chain(f.timezone_from.iter()).cloned())
+        .flat_map(|f: &FieldMap| {
+            f.from
+                .iter()
+                .chain(&f.fallback)
+                .chain(f.timezone_from.iter())
+                .cloned()
+        })
         .chain(steps.iter().filter_map(|s| s.from().map(str::to_string)))
         .chain(std::iter::once("body".to_string()))
         .collect();

@@ -246,9 +246,11 @@ impl Decoders {
         out: &mut Output<'d>,
     ) -> bool {
         let mut first_error: Option<Failure<'d>> = None;
+        // The program is set by a parent, so it is the same for every
+        // candidate of this level: look it up once.
+        let program = out.fields.get("process.name").and_then(Value::as_str);
         for &id in candidates {
             let d = &self.decoders[id];
-            let program = out.fields.get("process.name").and_then(Value::as_str);
             if !d.when.accepts(text, input.source_type, program) {
                 continue;
             }
@@ -271,7 +273,11 @@ impl Decoders {
             }
             let mut errors = Vec::new();
             for f in &d.fields {
-                let Some(raw) = field_source(&caps, &f.from) else {
+                let Some(raw) = field_source(&caps, &f.from, &f.join).or_else(|| {
+                    f.fallback
+                        .iter()
+                        .find_map(|n| get(&caps, n).map(Cow::Borrowed))
+                }) else {
                     continue;
                 };
                 let v = f.mapped(&raw);
@@ -325,16 +331,16 @@ enum StepsResult {
     Failed(FailReason, String),
 }
 
-/// The text of a field's capture, or of several joined with a space (all
+/// The text of a field's capture, or of several joined with `join` (all
 /// must be present).
-fn field_source<'a>(caps: &'a Captures<'_>, from: &[String]) -> Option<Cow<'a, str>> {
+fn field_source<'a>(caps: &'a Captures<'_>, from: &[String], join: &str) -> Option<Cow<'a, str>> {
     match from {
         [one] => get(caps, one).map(Cow::Borrowed),
         many => {
             let mut out = String::new();
             for (i, name) in many.iter().enumerate() {
                 if i > 0 {
-                    out.push(' ');
+                    out.push_str(join);
                 }
                 out.push_str(get(caps, name)?);
             }
@@ -378,6 +384,10 @@ fn run_steps<'c, 'd: 'c>(
     for (i, step) in d.steps.iter().enumerate() {
         let first = i == 0;
         let Some(src) = step_input(caps, text, step.from()) else {
+            if matches!(step, Step::Regex { optional: true, .. }) {
+                // An optional step on a capture nobody made adds nothing.
+                continue;
+            }
             if first {
                 return StepsResult::NotApplicable;
             }

@@ -85,6 +85,11 @@ pub(crate) fn parse(line: &str, received_ms: i64) -> Result<Envelope<'_>, Syslog
         if !first.is_empty() {
             env.host = Some(first);
         }
+        // UniFi gateways write the host name twice (`UDMP UDMP sshd[1]: ...`).
+        let after_first = match split_token(after_first) {
+            (again, rest) if !first.is_empty() && again == first => rest,
+            _ => after_first,
+        };
         env.body = after_first;
         after_first
     };
@@ -316,6 +321,19 @@ mod tests {
         assert_eq!(e.host, None);
         assert_eq!(e.program, Some("sshd"));
         assert_eq!(e.body, "hello");
+    }
+
+    #[test]
+    fn rfc3164_host_written_twice() {
+        let e = parse("Jun 27 09:02:22 udm udm sshd[45]: Failed x", RECEIVED).expect("parses");
+        assert_eq!(e.host, Some("udm"));
+        assert_eq!(e.program, Some("sshd"));
+        assert_eq!(e.pid, Some(45));
+        assert_eq!(e.body, "Failed x");
+        // Only an exact repeat is skipped.
+        let e = parse("Jun 27 09:02:22 udm udm2 sshd[45]: x", RECEIVED).expect("parses");
+        assert_eq!(e.program, None);
+        assert_eq!(e.body, "udm2 sshd[45]: x");
     }
 
     #[test]
