@@ -38,7 +38,12 @@
 //! * `rule/mod.rs`: [`Rule`], [`RuleSet`], [`Severity`]. `rule/load.rs` is the
 //!   rule file shape, `rule/condition.rs` conditions, `rule/template.rs` the
 //!   summary sentence.
-//! * `engine.rs`: [`Engine`], [`EngineState`], [`Detection`].
+//! * `engine/mod.rs`: [`Engine`], [`EngineOptions`], [`Detection`]; the
+//!   per-kind logic (threshold, sequence, silence, suppression).
+//!   `engine/state.rs` is [`EngineState`] and its bounded maps.
+//! * `rule/stateful.rs`: the `threshold:`, `sequence:`, `silence:` and
+//!   `suppress:` keys.
+//! * `lists.rs`: [`Lists`] for `in_list:`.
 //! * `inline_tests.rs`: [`run_inline_tests`].
 //! * `../decoders/*.yml`, `../rules/*.yml`: the shipped content.
 
@@ -47,17 +52,23 @@ mod engine;
 mod error;
 mod event;
 mod inline_tests;
+mod lists;
 mod rule;
 mod yaml;
 
 pub use decode::{Decoders, UNKNOWN_MODULE};
 pub use engine::{
-    Detection, ENGINE_STATE_FORMAT, Engine, EngineState, RuleState, StateFormatError,
+    Detection, ENGINE_STATE_FORMAT, Engine, EngineOptions, EngineState, EngineStats, Group,
+    GroupData, PendingEvent, RuleState, StateFormatError, Suppression,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Input, SourceFile};
 pub use inline_tests::run_inline_tests;
-pub use rule::{ParseSeverityError, Rule, RuleKind, RuleSet, Severity};
+pub use lists::{List, Lists};
+pub use rule::{
+    ParseSeverityError, Rule, RuleKind, RuleSet, Sequence, Severity, Silence, Step, Suppress,
+    Threshold,
+};
 
 /// The shipped decoder files, in load order (envelopes first).
 pub fn builtin_decoder_sources() -> Vec<SourceFile> {
@@ -74,6 +85,7 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             "decoders/clamav.yml",
             include_str!("../decoders/clamav.yml"),
         ),
+        SourceFile::new("decoders/sshd.yml", include_str!("../decoders/sshd.yml")),
     ]
 }
 
