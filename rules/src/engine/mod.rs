@@ -302,13 +302,28 @@ impl Engine {
                         last_id: ev.id,
                         key: pairs.clone(),
                     });
+                    let mut resumed = None;
                     if let GroupData::Seen {
                         last_ms, last_id, ..
                     } = &mut g.data
                         && ev.timestamp_ms >= *last_ms
                     {
+                        // The source itself shows the gap (no other event
+                        // came in between to reveal it).
+                        if ev.timestamp_ms - *last_ms > s.after_ms {
+                            resumed = Some((*last_ms, *last_id));
+                        }
                         *last_ms = ev.timestamp_ms;
                         *last_id = ev.id;
+                    }
+                    if let Some((last_ms, last_id)) = resumed {
+                        let mut fields: BTreeMap<String, Value> = pairs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                            .collect();
+                        fields.insert("silence.last_seen_ms".into(), Value::from(last_ms));
+                        let at = last_ms.saturating_add(s.after_ms);
+                        self.emit(state, rule, key, at, vec![last_id], &fields, out);
                     }
                 }
             }

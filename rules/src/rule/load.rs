@@ -215,9 +215,19 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
         );
         kind = None;
     }
+    // The line of `key:`, else of the section holding it (flow style).
+    let at = |key: &str, section: &str| {
+        let l = item.line_of_key(key);
+        if l == item.start_line {
+            item.line_of_key(section)
+        } else {
+            l
+        }
+    };
     let duration = |key: &str, field: &str, text: &str, errs: &mut Vec<(usize, String, String)>| {
+        let section = field.split('.').next().unwrap_or(field);
         parse_duration_ms(text)
-            .map_err(|m| errs.push((item.line_of_key(key), field.to_string(), m)))
+            .map_err(|m| errs.push((at(key, section), field.to_string(), m)))
             .ok()
     };
     let mut errs: Vec<(usize, String, String)> = Vec::new();
@@ -225,7 +235,7 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
         let window = duration("window", "threshold.window", &t.window, &mut errs);
         if t.count == 0 {
             errs.push((
-                item.line_of_key("count"),
+                at("count", "threshold"),
                 "threshold.count".into(),
                 "must be at least 1".into(),
             ));
@@ -244,7 +254,7 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
         let within = duration("within", "sequence.within", &sq.within, &mut errs);
         if sq.steps.len() < 2 {
             errs.push((
-                item.line_of_key("steps"),
+                at("steps", "sequence"),
                 "sequence.steps".into(),
                 "a sequence needs at least two steps".into(),
             ));
@@ -299,7 +309,7 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
         };
     }
     let suppress = cfg.suppress.as_ref().and_then(|su: &SuppressConfig| {
-        duration("suppress", "suppress.for", &su.period, &mut errs).map(|period_ms| Suppress {
+        duration("for", "suppress.for", &su.period, &mut errs).map(|period_ms| Suppress {
             period_ms,
             by: su.by.clone(),
         })
