@@ -33,7 +33,10 @@ fn ev(id: u64, t: i64, kv: &[(&str, &str)]) -> Event {
 
 /// Runs `events` through a fresh state (then flushes) and returns
 /// (rule id, group key, evidence, suppressed) of each detection.
-fn run(engine: &Engine, events: &[Event]) -> (Vec<(String, String, Vec<u64>, u64)>, EngineState) {
+/// (rule id, group key, evidence, suppressed).
+type Got = Vec<(String, String, Vec<u64>, u64)>;
+
+fn run(engine: &Engine, events: &[Event]) -> (Got, EngineState) {
     let mut state = EngineState::default();
     let mut out = Vec::new();
     for e in events {
