@@ -94,7 +94,19 @@ pub fn builtin_rule_sources() -> Vec<SourceFile> {
     vec![
         SourceFile::new("rules/firewall.yml", include_str!("../rules/firewall.yml")),
         SourceFile::new("rules/clamav.yml", include_str!("../rules/clamav.yml")),
+        SourceFile::new("rules/sshd.yml", include_str!("../rules/sshd.yml")),
+        SourceFile::new("rules/network.yml", include_str!("../rules/network.yml")),
+        SourceFile::new("rules/malware.yml", include_str!("../rules/malware.yml")),
+        SourceFile::new("rules/sources.yml", include_str!("../rules/sources.yml")),
     ]
+}
+
+/// The shipped list files (`in_list:`), e.g. `lists/blocklist-ip.txt`.
+pub fn builtin_list_sources() -> Vec<SourceFile> {
+    vec![SourceFile::new(
+        "lists/blocklist-ip.txt",
+        include_str!("../lists/blocklist-ip.txt"),
+    )]
 }
 
 #[cfg(test)]
@@ -110,7 +122,7 @@ mod tests {
             "{}",
             d.err().map(|e| e.to_string()).unwrap_or_default()
         );
-        let r = RuleSet::from_sources(&builtin_rule_sources());
+        let r = RuleSet::from_sources_with_lists(&builtin_rule_sources(), &builtin_list_sources());
         assert!(
             r.is_ok(),
             "{}",

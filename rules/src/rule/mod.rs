@@ -159,7 +159,11 @@ impl RuleSet {
     /// The rules shipped with soc (`rules/rules/*.yml`).
     pub fn builtin() -> RuleSet {
         // Proven by the `builtin_content_loads` test; the files are compiled in.
-        RuleSet::from_sources(&crate::builtin_rule_sources()).expect("builtin rule files must load")
+        RuleSet::from_sources_with_lists(
+            &crate::builtin_rule_sources(),
+            &crate::builtin_list_sources(),
+        )
+        .expect("builtin rule files must load")
     }
 
     /// Compiles rule files, in order. Reports every error of every file;
