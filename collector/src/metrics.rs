@@ -62,6 +62,14 @@ pub struct Metrics {
     pub agent_events: IntCounterVec,
     /// Bytes behind per agent, from its last heartbeat.
     pub agent_lag_bytes: IntGaugeVec,
+    /// Rule state groups evicted because a bound was reached, by rule.
+    pub rule_state_evicted: IntCounterVec,
+    /// Detections folded into an earlier alert by `suppress:`, by rule.
+    pub alerts_suppressed: IntCounterVec,
+    /// Events that arrived later than `detection.allowed_lateness`.
+    pub late_events: IntCounter,
+    /// Rule reloads, by result (ok, error).
+    pub rule_reloads: IntCounterVec,
     free_labels: Mutex<HashSet<String>>,
 }
 
@@ -224,6 +232,29 @@ impl Metrics {
                 "soc_agent_lag_bytes",
                 "Bytes written to an agent's watched files and not yet acknowledged, from its last heartbeat.",
                 &["agent"],
+            ),
+            rule_state_evicted: counter_vec(
+                &r,
+                "soc_rule_state_evicted_total",
+                "Rule state groups evicted (oldest first) because detection.max_groups_per_rule or max_total_groups was reached, by rule.",
+                &["rule"],
+            ),
+            alerts_suppressed: counter_vec(
+                &r,
+                "soc_alerts_suppressed_total",
+                "Detections suppressed by a rule's suppress: period, by rule.",
+                &["rule"],
+            ),
+            late_events: counter(
+                &r,
+                "soc_detection_late_events_total",
+                "Events older than the newest minus detection.allowed_lateness, evaluated out of order.",
+            ),
+            rule_reloads: counter_vec(
+                &r,
+                "soc_rule_reloads_total",
+                "Reloads of decoder, rule and list files, by result (ok, error).",
+                &["result"],
             ),
             free_labels: Mutex::new(HashSet::new()),
             registry: r,

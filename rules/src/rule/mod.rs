@@ -143,6 +143,11 @@ impl Rule {
         self.condition.eval(&event.fields)
     }
 
+    /// How many inline test cases the rule has.
+    pub fn test_count(&self) -> usize {
+        self.tests.len()
+    }
+
     /// The summary sentence for `event`.
     pub fn summary_for(&self, event: &crate::Event) -> String {
         self.summary.render(&event.fields)

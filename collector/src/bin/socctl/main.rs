@@ -2,6 +2,7 @@
 //! collector's HTTPS API and never opens the database.
 
 mod output;
+mod rules;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,9 @@ enum Cmd {
     Agents(AgentsCmd),
     /// The collector's journal, detection and content status.
     Status,
+    /// Rules: lint and test offline, replay a log file, reload the collector's.
+    #[command(subcommand)]
+    Rules(rules::RulesCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +124,21 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cli = match cli.cmd {
+        Cmd::Rules(rules::RulesCmd::Reload) => Cli {
+            cmd: Cmd::Rules(rules::RulesCmd::Reload),
+            ..cli
+        },
+        // Offline: no collector, no token.
+        Cmd::Rules(cmd) => {
+            let code = rules::run_offline(cmd, cli.json)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            return Ok(());
+        }
+        cmd => Cli { cmd, ..cli },
+    };
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
         (None, Some(f)) => Some(
@@ -175,6 +194,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Status => {
             let s: StatusView = client.get("/api/v1/status", &()).await?;
             out.status(&s)?;
+        }
+        Cmd::Rules(_) => {
+            let r: soc_collector::rules_api::ReloadView =
+                client.post("/api/v1/rules/reload", &()).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("reloaded: {} decoders, {} rules", r.decoders, r.rules);
+            }
         }
     }
     Ok(())
