@@ -139,18 +139,27 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 2, "one decoder and one rule example");
+        assert_eq!(blocks.len(), 3, "one decoder and two rule examples");
         let mut dec = vec![builtin_decoder_sources().remove(0)];
         dec.push(SourceFile::new("README.md decoder", blocks[0]));
         let decoders = Decoders::from_sources(&dec).unwrap_or_else(|e| panic!("{e}"));
         let rules = RuleSet::from_sources(&[SourceFile::new("README.md rule", blocks[1])])
             .unwrap_or_else(|e| panic!("{e}"));
-        let failures: Vec<String> = run_inline_tests(&decoders, &rules)
+        let mut failures: Vec<String> = run_inline_tests(&decoders, &rules)
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(failures.is_empty(), "{failures:#?}");
         assert_eq!(rules.rules()[0].tests.len(), 2);
+        // The stateful examples run on the shipped decoders.
+        let stateful = RuleSet::from_sources(&[SourceFile::new("README.md stateful", blocks[2])])
+            .unwrap_or_else(|e| panic!("{e}"));
+        failures.extend(
+            run_inline_tests(&Decoders::builtin(), &stateful)
+                .iter()
+                .map(ToString::to_string),
+        );
+        assert!(failures.is_empty(), "{failures:#?}");
+        assert_eq!(stateful.rules().len(), 2);
     }
 
     #[test]
