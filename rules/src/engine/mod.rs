@@ -297,11 +297,17 @@ impl Engine {
                         continue;
                     };
                     let key = display_key(&pairs);
-                    let g = self.touch_group(state, &rule.id, &key, || GroupData::Seen {
-                        last_ms: ev.timestamp_ms,
-                        last_id: ev.id,
-                        key: pairs.clone(),
-                    });
+                    let Some(g) =
+                        self.touch_group(state, &rule.id, &key, ev.timestamp_ms, None, || {
+                            GroupData::Seen {
+                                last_ms: ev.timestamp_ms,
+                                last_id: ev.id,
+                                key: pairs.clone(),
+                            }
+                        })
+                    else {
+                        continue;
+                    };
                     let mut resumed = None;
                     if let GroupData::Seen {
                         last_ms, last_id, ..
@@ -349,8 +355,14 @@ impl Engine {
         let mut fired: Option<(u64, Vec<u64>)> = None;
         match &t.distinct {
             None => {
-                let g =
-                    self.touch_group(state, &rule.id, &key, || GroupData::Count(VecDeque::new()));
+                let now = ev.timestamp_ms;
+                let Some(g) =
+                    self.touch_group(state, &rule.id, &key, now, Some(t.window_ms), || {
+                        GroupData::Count(VecDeque::new())
+                    })
+                else {
+                    return;
+                };
                 if let GroupData::Count(q) = &mut g.data {
                     while q.front().is_some_and(|(ts, _)| *ts <= since) {
                         q.pop_front();
@@ -365,9 +377,14 @@ impl Engine {
                 let Some(value) = ev.fields.get(field).and_then(value_text) else {
                     return;
                 };
-                let g = self.touch_group(state, &rule.id, &key, || {
-                    GroupData::Distinct(BTreeMap::new())
-                });
+                let now = ev.timestamp_ms;
+                let Some(g) =
+                    self.touch_group(state, &rule.id, &key, now, Some(t.window_ms), || {
+                        GroupData::Distinct(BTreeMap::new())
+                    })
+                else {
+                    return;
+                };
                 if let GroupData::Distinct(m) = &mut g.data {
                     m.insert(value, (ev.timestamp_ms, ev.id));
                     if m.len() as u64 >= t.count {
@@ -428,8 +445,13 @@ impl Engine {
             let live = current.filter(|(_, start)| ev.timestamp_ms - start <= s.within_ms);
             match live {
                 Some((next, _)) if next == i && i > 0 => {
-                    let g = self
-                        .touch_group(state, &rule.id, &key, || GroupData::Count(VecDeque::new()));
+                    let now = ev.timestamp_ms;
+                    let within = Some(s.within_ms);
+                    let Some(g) = self.touch_group(state, &rule.id, &key, now, within, || {
+                        GroupData::Count(VecDeque::new())
+                    }) else {
+                        return;
+                    };
                     let mut done = None;
                     if let GroupData::Sequence { next, evidence, .. } = &mut g.data {
                         evidence.push(ev.id);
@@ -447,7 +469,8 @@ impl Engine {
                 // A newer first step replaces one that has not advanced.
                 None | Some((1, _)) if i == 0 => {
                     state.remove_group(&rule.id, &key);
-                    self.touch_group(state, &rule.id, &key, || GroupData::Sequence {
+                    let (now, within) = (ev.timestamp_ms, Some(s.within_ms));
+                    self.touch_group(state, &rule.id, &key, now, within, || GroupData::Sequence {
                         next: 1,
                         start_ms: ev.timestamp_ms,
                         evidence: vec![ev.id],
@@ -500,14 +523,27 @@ impl Engine {
     }
 
     /// The group `key` of `rule_id`, created with `init` (evicting the oldest
-    /// at a bound) when absent, and marked as touched now.
+    /// at a bound) when absent, and marked as touched at `now`. With
+    /// `idle_ms`, groups untouched for that long (in event time) are dropped
+    /// first, oldest first, so windows that can no longer fire do not pile up.
+    #[allow(clippy::too_many_arguments)]
     fn touch_group<'s>(
         &self,
         state: &'s mut EngineState,
         rule_id: &str,
         key: &str,
+        now: i64,
+        idle_ms: Option<i64>,
         init: impl FnOnce() -> GroupData,
-    ) -> &'s mut Group {
+    ) -> Option<&'s mut Group> {
+        if !state.rules.contains_key(rule_id) {
+            state
+                .rules
+                .insert(rule_id.to_string(), RuleState::default());
+        }
+        if let Some(idle) = idle_ms {
+            state.expire_idle(rule_id, now.saturating_sub(idle));
+        }
         let exists = state
             .rules
             .get(rule_id)
@@ -522,17 +558,25 @@ impl Engine {
             state.total_groups += 1;
         }
         let t = state.next_touch();
-        let RuleState { groups, order, .. } = state.rules.entry(rule_id.to_string()).or_default();
-        let g = groups.entry(key.to_string()).or_insert_with(|| Group {
-            touched: 0,
-            data: init(),
-        });
+        let RuleState { groups, order, .. } = state.rules.get_mut(rule_id)?;
+        if !exists {
+            groups.insert(
+                key.to_string(),
+                Group {
+                    touched: 0,
+                    last_ms: now,
+                    data: init(),
+                },
+            );
+        }
+        let g = groups.get_mut(key)?;
         if g.touched != 0 {
             order.remove(&g.touched);
         }
         g.touched = t;
+        g.last_ms = g.last_ms.max(now);
         order.insert(t, key.to_string());
-        g
+        Some(g)
     }
 
     /// Applies suppression and pushes the detection.

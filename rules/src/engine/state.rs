@@ -97,6 +97,8 @@ pub struct RuleState {
 pub struct Group {
     /// When it was last touched (see [`EngineState::touch`]).
     pub touched: u64,
+    /// Event time of its newest event, for dropping idle groups.
+    pub last_ms: i64,
     /// What the rule kind keeps.
     pub data: GroupData,
 }
@@ -220,6 +222,24 @@ impl EngineState {
         match oldest {
             Some((_, id)) => self.evict_oldest_of(&id),
             None => false,
+        }
+    }
+
+    /// Drops the least recently touched groups of `rule_id` whose newest
+    /// event is at or before `before`; stops at the first younger one.
+    pub(crate) fn expire_idle(&mut self, rule_id: &str, before: i64) {
+        while let Some(rs) = self.rules.get_mut(rule_id) {
+            let Some((&t, key)) = rs.order.first_key_value() else {
+                return;
+            };
+            if rs.groups.get(key).is_some_and(|g| g.last_ms > before) {
+                return;
+            }
+            let key = key.clone();
+            rs.order.remove(&t);
+            if rs.groups.remove(&key).is_some() {
+                self.total_groups = self.total_groups.saturating_sub(1);
+            }
         }
     }
 
