@@ -83,8 +83,9 @@ impl Content {
         if let Some(d) = &settings.rules_dir {
             rule_files.extend(read_yaml_dir(d)?);
         }
+        let list_files = load_lists(settings)?;
         let decoders = Decoders::from_sources(&dec_files);
-        let rules = RuleSet::from_sources(&rule_files);
+        let rules = RuleSet::from_sources_with_lists(&rule_files, &list_files);
         match (decoders, rules) {
             (Ok(decoders), Ok(rules)) => Ok(Content {
                 decoders,
@@ -98,6 +99,53 @@ impl Content {
             (Err(e), _) | (_, Err(e)) => Err(ContentError::Invalid(e)),
         }
     }
+}
+
+/// The shipped lists, replaced by name by the files of `rules.lists_dir`.
+fn load_lists(settings: &Settings) -> Result<Vec<SourceFile>, ContentError> {
+    let stem = |name: &str| {
+        Path::new(name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut own = Vec::new();
+    if let Some(dir) = &settings.lists_dir {
+        let rd = std::fs::read_dir(dir).map_err(|source| ContentError::Read {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for item in rd {
+            let p = item
+                .map_err(|source| ContentError::Read {
+                    path: dir.display().to_string(),
+                    source,
+                })?
+                .path();
+            if p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                let text = std::fs::read_to_string(&p).map_err(|source| ContentError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                own.push(SourceFile::new(p.display().to_string(), text));
+            }
+        }
+    }
+    own.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut files: Vec<SourceFile> = if settings.builtin_rules {
+        soc_rules::builtin_list_sources()
+            .into_iter()
+            .filter(|b| !own.iter().any(|o| stem(&o.name) == stem(&b.name)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    files.extend(own);
+    Ok(files)
 }
 
 /// Everything the listeners and workers share.
@@ -145,6 +193,35 @@ impl App {
 
     pub fn cursor(&self) -> u64 {
         self.detection_cursor.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the decoder, rule and list files and swaps them in whole.
+    /// On any error the running content stays and every error is returned.
+    /// Rule state is carried over by the detector: rules whose text did not
+    /// change keep their state (see `soc_rules::Engine::reconcile`).
+    pub fn reload_content(&self) -> Result<Arc<Content>, ContentError> {
+        let new = Arc::new(Content::load(&self.settings)?);
+        match self.content.write() {
+            Ok(mut c) => *c = new.clone(),
+            Err(poisoned) => *poisoned.into_inner() = new.clone(),
+        }
+        tracing::info!(
+            decoders = new.decoders.names().len(),
+            rules = new.rules.rules().len(),
+            "detection content reloaded"
+        );
+        Ok(new)
+    }
+
+    /// The engine bounds and lateness from the configuration.
+    pub fn engine_options(&self) -> soc_rules::EngineOptions {
+        soc_rules::EngineOptions {
+            allowed_lateness_ms: self.settings.allowed_lateness.as_millis() as i64,
+            max_groups_per_rule: self.settings.max_groups_per_rule,
+            max_total_groups: self.settings.max_total_groups,
+            max_evidence: self.settings.max_evidence.max(1),
+            ..soc_rules::EngineOptions::default()
+        }
     }
 }
 

@@ -106,6 +106,10 @@ pub struct RulesConfig {
     pub rules_dir: Option<PathBuf>,
     /// Load the decoders and rules shipped inside the binary. Default true.
     pub builtin: Option<bool>,
+    /// A folder of list files for `in_list:` (one entry per line; the list's
+    /// name is the file name without extension). A file named like a shipped
+    /// list replaces it.
+    pub lists_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +139,14 @@ pub struct DetectionConfig {
     pub batch_size: Option<usize>,
     /// Raw lines kept on an alert as evidence. Default 20.
     pub max_evidence: Option<usize>,
+    /// How far behind the newest event an event may arrive and still be
+    /// evaluated in time order (it waits that long in event time). Default `0s`.
+    pub allowed_lateness: Option<String>,
+    /// Open groups (thresholds, sequences, ...) per rule; the least recently
+    /// used is evicted beyond. Default 100,000.
+    pub max_groups_per_rule: Option<usize>,
+    /// Open groups over all rules. Default 1,000,000.
+    pub max_total_groups: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +179,10 @@ pub struct Settings {
     pub enrollment_ttl: Duration,
     pub detection_batch_size: usize,
     pub max_evidence: usize,
+    pub lists_dir: Option<PathBuf>,
+    pub allowed_lateness: Duration,
+    pub max_groups_per_rule: usize,
+    pub max_total_groups: usize,
     pub log_level: String,
     pub log_json: bool,
     pub syslog: crate::syslog::SyslogSettings,
@@ -281,6 +297,19 @@ impl CollectorConfig {
             max_evidence: positive(
                 "detection.max_evidence",
                 self.detection.max_evidence.unwrap_or(20),
+            )?,
+            lists_dir: self.rules.lists_dir.map(resolve),
+            allowed_lateness: match self.detection.allowed_lateness.as_deref() {
+                None | Some("0") | Some("0s") => Duration::ZERO,
+                Some(d) => duration("detection.allowed_lateness", d)?,
+            },
+            max_groups_per_rule: positive(
+                "detection.max_groups_per_rule",
+                self.detection.max_groups_per_rule.unwrap_or(100_000),
+            )?,
+            max_total_groups: positive(
+                "detection.max_total_groups",
+                self.detection.max_total_groups.unwrap_or(1_000_000),
             )?,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             log_json: format == "json",

@@ -14,6 +14,7 @@
 //!   committing cursor, rule state and alerts together.
 //! * [`alerts`]: the alert store.
 //! * [`api`]: the responders' API used by `socctl`; [`model`] its JSON shapes.
+//! * [`rules_api`]: reloading decoders, rules and lists (API and SIGHUP).
 //! * [`auth`]: agent keys, enrolment secrets, API tokens and roles.
 //! * [`http`]: what every handler shares (errors, credentials, request counting).
 //! * [`metrics`]: every Prometheus metric, in one place; [`stats`] refreshes
@@ -36,6 +37,7 @@ pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod rules_api;
 pub mod server;
 pub mod stats;
 pub mod syslog;

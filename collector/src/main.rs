@@ -191,6 +191,8 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
         std::fs::rename(&tmp, &p)?;
     }
 
+    #[cfg(unix)]
+    tasks.spawn(reload_on_sighup(app.clone(), rx.clone()));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
@@ -203,6 +205,29 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
     app.db.flush().await?;
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// SIGHUP reloads the decoder, rule and list files (a broken file keeps the
+/// running set; the errors are logged).
+#[cfg(unix)]
+async fn reload_on_sighup(app: Arc<App>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with `socctl rules reload`");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    soc_collector::rules_api::reload(&app, "SIGHUP")
+                })
+                .await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

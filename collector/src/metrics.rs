@@ -68,8 +68,6 @@ pub struct Metrics {
     pub alerts_by_host: IntCounterVec,
     /// Alerts currently open, by severity.
     pub alerts_open: IntGaugeVec,
-    /// Rule state entries evicted because a limit was reached.
-    pub rule_state_evictions: IntCounter,
     /// Size of the database on disk.
     pub db_size_bytes: IntGauge,
     /// Free space on the data folder's file system.
@@ -80,6 +78,14 @@ pub struct Metrics {
     pub backup_last_success: IntGauge,
     /// Size of the last backup.
     pub backup_size_bytes: IntGauge,
+    /// Rule state groups evicted because a bound was reached, by rule.
+    pub rule_state_evicted: IntCounterVec,
+    /// Detections folded into an earlier alert by `suppress:`, by rule.
+    pub alerts_suppressed: IntCounterVec,
+    /// Events that arrived later than `detection.allowed_lateness`.
+    pub late_events: IntCounter,
+    /// Rule reloads, by result (ok, error).
+    pub rule_reloads: IntCounterVec,
     free_labels: Mutex<HashSet<String>>,
     /// The syslog listeners' metrics.
     pub syslog: SyslogMetrics,
@@ -104,7 +110,10 @@ pub const NAMES: &[&str] = &[
     "soc_detection_lag_events",
     "soc_ingest_lag_seconds",
     "soc_rule_state_entries",
-    "soc_rule_state_evictions_total",
+    "soc_rule_state_evicted_total",
+    "soc_alerts_suppressed_total",
+    "soc_detection_late_events_total",
+    "soc_rule_reloads_total",
     "soc_http_requests_total",
     "soc_auth_failures_total",
     "soc_connections_refused_total",
@@ -323,11 +332,6 @@ impl Metrics {
                 "Alerts currently open, by severity.",
                 &["severity"],
             ),
-            rule_state_evictions: counter(
-                &r,
-                "soc_rule_state_evictions_total",
-                "Rule state entries evicted, oldest first, because a state limit was reached.",
-            ),
             db_size_bytes: gauge(
                 &r,
                 "soc_db_size_bytes",
@@ -352,6 +356,29 @@ impl Metrics {
                 &r,
                 "soc_backup_size_bytes",
                 "Size in bytes of the last backup.",
+            ),
+            rule_state_evicted: counter_vec(
+                &r,
+                "soc_rule_state_evicted_total",
+                "Rule state groups evicted (oldest first) because detection.max_groups_per_rule or max_total_groups was reached, by rule.",
+                &["rule"],
+            ),
+            alerts_suppressed: counter_vec(
+                &r,
+                "soc_alerts_suppressed_total",
+                "Detections suppressed by a rule's suppress: period, by rule.",
+                &["rule"],
+            ),
+            late_events: counter(
+                &r,
+                "soc_detection_late_events_total",
+                "Events older than the newest minus detection.allowed_lateness, evaluated out of order.",
+            ),
+            rule_reloads: counter_vec(
+                &r,
+                "soc_rule_reloads_total",
+                "Reloads of decoder, rule and list files, by result (ok, error).",
+                &["result"],
             ),
             free_labels: Mutex::new(HashSet::new()),
             syslog: SyslogMetrics::new(&r),
@@ -589,6 +616,9 @@ mod tests {
         m.agent_events.with_label_values(&["x"]);
         m.agent_lag_bytes.with_label_values(&["x"]);
         m.agent_info.with_label_values(&["x", "1"]);
+        m.rule_state_evicted.with_label_values(&["x"]);
+        m.alerts_suppressed.with_label_values(&["x"]);
+        m.rule_reloads.with_label_values(&["ok"]);
         let sl = &m.syslog;
         sl.received.with_label_values(&["tcp", "x"]);
         sl.journalled.with_label_values(&["x"]);

@@ -31,17 +31,19 @@ pub struct Detector {
 fn load_state(app: &App) -> Result<EngineState, DbError> {
     match app.db.meta.get(meta_keys::ENGINE_STATE)? {
         None => Ok(EngineState::default()),
-        Some(v) => {
-            let state: EngineState = serde_json::from_slice(&v).map_err(|e| DbError::Corrupt {
+        Some(v) => match EngineState::from_bytes(&v) {
+            Ok(state) => Ok(state),
+            Err(e @ soc_rules::StateFormatError::Version { .. }) => {
+                // An older format (format 1 was JSON and held no state):
+                // start the open windows afresh rather than refuse to run.
+                tracing::warn!(error = %e, "rule state of another format discarded");
+                Ok(EngineState::default())
+            }
+            Err(e) => Err(DbError::Corrupt {
                 key: "meta/detection.state".into(),
                 reason: e.to_string(),
-            })?;
-            state.check_format().map_err(|e| DbError::Corrupt {
-                key: "meta/detection.state".into(),
-                reason: e.to_string(),
-            })?;
-            Ok(state)
-        }
+            }),
+        },
     }
 }
 
@@ -70,7 +72,7 @@ impl Detector {
         };
         let started = Instant::now();
         let content = app.content();
-        let engine = Engine::new(content.rules.clone());
+        let engine = Engine::with_options(content.rules.clone(), app.engine_options());
         let mut state = self.state.clone();
         let mut alerts = Vec::new();
         let mut next_id = self.next_alert_id;
@@ -96,10 +98,7 @@ impl Detector {
                 next_id += 1;
             }
         }
-        let state_bytes = serde_json::to_vec(&state).map_err(|e| DbError::Corrupt {
-            key: "meta/detection.state".into(),
-            reason: e.to_string(),
-        })?;
+        let state_bytes = state.to_bytes();
         (&app.db.alerts, &app.db.meta).transaction(|(a, m)| {
             for alert in &alerts {
                 crate::alerts::insert_in(a, alert)?;
@@ -112,6 +111,7 @@ impl Detector {
         // Committed: only now does the in-memory position move.
         self.cursor = last_seq;
         self.next_alert_id = next_id;
+        count_state(&app, &self.state, &state);
         self.state = state;
         app.detection_cursor.store(last_seq, Ordering::Release);
 
@@ -203,6 +203,34 @@ fn decode(decoders: &soc_rules::Decoders, seq: u64, e: &JournalEntry) -> Event {
     });
     ev.id = seq;
     ev
+}
+
+/// Turns the growth of the engine's counters over one step into metrics.
+fn count_state(app: &App, before: &EngineState, after: &EngineState) {
+    let m = &app.metrics;
+    m.rule_state_entries.set(after.group_count() as i64);
+    for (rule, n) in &after.stats.evicted {
+        let was = before.stats.evicted.get(rule).copied().unwrap_or(0);
+        if *n > was {
+            m.rule_state_evicted
+                .with_label_values(&[m.bounded(rule)])
+                .inc_by(n - was);
+        }
+    }
+    for (rule, n) in &after.stats.suppressed {
+        let was = before.stats.suppressed.get(rule).copied().unwrap_or(0);
+        if *n > was {
+            m.alerts_suppressed
+                .with_label_values(&[m.bounded(rule)])
+                .inc_by(n - was);
+        }
+    }
+    m.late_events.inc_by(
+        after
+            .stats
+            .late_events
+            .saturating_sub(before.stats.late_events),
+    );
 }
 
 fn count_decoded(app: &App, event: &Event) {

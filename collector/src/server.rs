@@ -37,6 +37,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/journal", get(api::journal))
+        .route("/api/v1/rules/reload", post(crate::rules_api::post_reload))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

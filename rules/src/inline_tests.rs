@@ -73,6 +73,9 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
 
     let engine = Engine::new(Arc::new(rules.clone()));
     for rule in rules.rules() {
+        // The rule's own count runs it alone and enabled, so disabled rules
+        // stay testable.
+        let alone = Engine::new(Arc::new(RuleSet::only(rule)));
         for (i, t) in rule.tests.iter().enumerate() {
             let name = label("rule", &rule.id, i, t.name.as_deref());
             let fail = |message: String| TestFailure {
@@ -81,6 +84,7 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
                 message,
             };
             let mut state = EngineState::default();
+            let mut own_state = EngineState::default();
             let mut own = 0usize;
             let mut fired: Vec<String> = Vec::new();
             for (n, line) in t.lines.iter().enumerate() {
@@ -94,11 +98,7 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
                 };
                 let mut event = decoders.decode(&input);
                 event.id = n as u64 + 1;
-                // The rule's own count ignores `enabled`, so disabled rules
-                // stay testable.
-                if rule.matches(&event) {
-                    own += 1;
-                }
+                own += alone.process(&mut own_state, &event).len();
                 fired.extend(
                     engine
                         .process(&mut state, &event)
@@ -106,6 +106,8 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
                         .map(|d| d.rule_id),
                 );
             }
+            own += alone.flush(&mut own_state).len();
+            fired.extend(engine.flush(&mut state).into_iter().map(|d| d.rule_id));
             if let Some(want) = t.alerts.filter(|w| *w != own) {
                 failures.push(fail(format!(
                     "expected {want} alert(s) from `{}`, got {own}",

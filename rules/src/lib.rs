@@ -38,7 +38,12 @@
 //! * `rule/mod.rs`: [`Rule`], [`RuleSet`], [`Severity`]. `rule/load.rs` is the
 //!   rule file shape, `rule/condition.rs` conditions, `rule/template.rs` the
 //!   summary sentence.
-//! * `engine.rs`: [`Engine`], [`EngineState`], [`Detection`].
+//! * `engine/mod.rs`: [`Engine`], [`EngineOptions`], [`Detection`]; the
+//!   per-kind logic (threshold, sequence, silence, suppression).
+//!   `engine/state.rs` is [`EngineState`] and its bounded maps.
+//! * `rule/stateful.rs`: the `threshold:`, `sequence:`, `silence:` and
+//!   `suppress:` keys.
+//! * `lists.rs`: [`Lists`] for `in_list:`.
 //! * `inline_tests.rs`: [`run_inline_tests`].
 //! * `../decoders/*.yml`, `../rules/*.yml`: the shipped content.
 
@@ -47,17 +52,23 @@ mod engine;
 mod error;
 mod event;
 mod inline_tests;
+mod lists;
 mod rule;
 mod yaml;
 
 pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
 pub use engine::{
-    Detection, ENGINE_STATE_FORMAT, Engine, EngineState, RuleState, StateFormatError,
+    Detection, ENGINE_STATE_FORMAT, Engine, EngineOptions, EngineState, EngineStats, Group,
+    GroupData, PendingEvent, RuleState, StateFormatError, Suppression,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Input, SourceFile};
 pub use inline_tests::run_inline_tests;
-pub use rule::{ParseSeverityError, Rule, RuleKind, RuleSet, Severity};
+pub use lists::{List, Lists};
+pub use rule::{
+    ParseSeverityError, Rule, RuleKind, RuleSet, Sequence, Severity, Silence, Step, Suppress,
+    Threshold,
+};
 
 /// The shipped decoder files, in load order (envelopes first).
 pub fn builtin_decoder_sources() -> Vec<SourceFile> {
@@ -156,6 +167,7 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             include_str!("../decoders/sentinelone.yml"),
         ),
         SourceFile::new("decoders/panda.yml", include_str!("../decoders/panda.yml")),
+        SourceFile::new("decoders/sshd.yml", include_str!("../decoders/sshd.yml")),
     ]
 }
 
@@ -164,7 +176,19 @@ pub fn builtin_rule_sources() -> Vec<SourceFile> {
     vec![
         SourceFile::new("rules/firewall.yml", include_str!("../rules/firewall.yml")),
         SourceFile::new("rules/clamav.yml", include_str!("../rules/clamav.yml")),
+        SourceFile::new("rules/sshd.yml", include_str!("../rules/sshd.yml")),
+        SourceFile::new("rules/network.yml", include_str!("../rules/network.yml")),
+        SourceFile::new("rules/malware.yml", include_str!("../rules/malware.yml")),
+        SourceFile::new("rules/sources.yml", include_str!("../rules/sources.yml")),
     ]
+}
+
+/// The shipped list files (`in_list:`), e.g. `lists/blocklist-ip.txt`.
+pub fn builtin_list_sources() -> Vec<SourceFile> {
+    vec![SourceFile::new(
+        "lists/blocklist-ip.txt",
+        include_str!("../lists/blocklist-ip.txt"),
+    )]
 }
 
 #[cfg(test)]
@@ -180,7 +204,7 @@ mod tests {
             "{}",
             d.err().map(|e| e.to_string()).unwrap_or_default()
         );
-        let r = RuleSet::from_sources(&builtin_rule_sources());
+        let r = RuleSet::from_sources_with_lists(&builtin_rule_sources(), &builtin_list_sources());
         assert!(
             r.is_ok(),
             "{}",
@@ -197,7 +221,7 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 2, "one decoder and one rule example");
+        assert_eq!(blocks.len(), 3, "one decoder and two rule examples");
         let mut dec: Vec<SourceFile> = builtin_decoder_sources()
             .into_iter()
             .filter(|f| f.name == "decoders/syslog.yml")
@@ -206,12 +230,21 @@ mod tests {
         let decoders = Decoders::from_sources(&dec).unwrap_or_else(|e| panic!("{e}"));
         let rules = RuleSet::from_sources(&[SourceFile::new("README.md rule", blocks[1])])
             .unwrap_or_else(|e| panic!("{e}"));
-        let failures: Vec<String> = run_inline_tests(&decoders, &rules)
+        let mut failures: Vec<String> = run_inline_tests(&decoders, &rules)
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(failures.is_empty(), "{failures:#?}");
         assert_eq!(rules.rules()[0].tests.len(), 2);
+        // The stateful examples run on the shipped decoders.
+        let stateful = RuleSet::from_sources(&[SourceFile::new("README.md stateful", blocks[2])])
+            .unwrap_or_else(|e| panic!("{e}"));
+        failures.extend(
+            run_inline_tests(&Decoders::builtin(), &stateful)
+                .iter()
+                .map(ToString::to_string),
+        );
+        assert!(failures.is_empty(), "{failures:#?}");
+        assert_eq!(stateful.rules().len(), 2);
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub(crate) struct ConditionConfig {
     /// Text operators ignore case.
     #[serde(default)]
     pub case_insensitive: bool,
+    /// Equal to an entry of a named list (or inside one of its networks).
+    #[serde(rename = "in_list")]
+    pub named_list: Option<String>,
 }
 
 /// A compiled condition.
@@ -111,6 +114,7 @@ pub(crate) enum Test {
     Cidr(Vec<IpNet>),
     Compare(Cmp, f64),
     Exists(bool),
+    InList(std::sync::Arc<crate::lists::List>),
 }
 
 /// One problem in a condition: (path inside the rule, message, text to find
@@ -122,6 +126,7 @@ impl Condition {
     pub(crate) fn compile(
         cfg: &ConditionConfig,
         path: &str,
+        lists: &crate::lists::Lists,
         problems: &mut Vec<CondProblem>,
     ) -> Option<Condition> {
         let combos = cfg.all.is_some() as u8 + cfg.any.is_some() as u8 + cfg.not.is_some() as u8;
@@ -136,7 +141,8 @@ impl Condition {
             || cfg.gte.is_some()
             || cfg.lt.is_some()
             || cfg.lte.is_some()
-            || cfg.exists.is_some();
+            || cfg.exists.is_some()
+            || cfg.named_list.is_some();
         if combos > 1 || (combos == 1 && (cfg.field.is_some() || has_ops)) {
             problems.push((
                 path.into(),
@@ -156,7 +162,9 @@ impl Condition {
             let out: Vec<Condition> = items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| Condition::compile(c, &format!("{path}.{key}[{i}]"), problems))
+                .filter_map(|(i, c)| {
+                    Condition::compile(c, &format!("{path}.{key}[{i}]"), lists, problems)
+                })
                 .collect();
             (out.len() == items.len()).then_some(out)
         };
@@ -167,7 +175,7 @@ impl Condition {
             return list(items, "any", problems).map(Condition::Any);
         }
         if let Some(inner) = &cfg.not {
-            return Condition::compile(inner, &format!("{path}.not"), problems)
+            return Condition::compile(inner, &format!("{path}.not"), lists, problems)
                 .map(|c| Condition::Not(Box::new(c)));
         }
         let Some(field) = &cfg.field else {
@@ -181,7 +189,7 @@ impl Condition {
         if !has_ops {
             problems.push((
                 format!("{path}.field"),
-                format!("field `{field}` has no operator (equals, in, contains, starts_with, ends_with, regex, cidr, gt, gte, lt, lte, exists)"),
+                format!("field `{field}` has no operator (equals, in, contains, starts_with, ends_with, regex, cidr, gt, gte, lt, lte, exists, in_list)"),
                 field.clone(),
             ));
             return None;
@@ -266,10 +274,39 @@ impl Condition {
         if let Some(e) = cfg.exists {
             tests.push(Test::Exists(e));
         }
+        if let Some(name) = &cfg.named_list {
+            match lists.get(name) {
+                Some(list) => tests.push(Test::InList(list)),
+                None => problems.push((
+                    format!("{path}.in_list"),
+                    format!(
+                        "no list named `{name}` is loaded (known: [{}])",
+                        lists.names().join(", ")
+                    ),
+                    name.clone(),
+                )),
+            }
+        }
         (problems.len() == before).then(|| Condition::Field {
             field: field.clone(),
             tests,
         })
+    }
+
+    /// The text a field must equal for the condition to hold, when the
+    /// condition says so at its top (`field: f, equals: x` or an `all:`
+    /// holding one). Used to index rules by `event.module`.
+    pub(crate) fn required_equals(&self, field: &str) -> Option<String> {
+        match self {
+            Condition::Field { field: f, tests } if f == field => {
+                tests.iter().find_map(|t| match t {
+                    Test::Equals(s, false) if s.num.is_none() => Some(s.text.clone()),
+                    _ => None,
+                })
+            }
+            Condition::All(cs) => cs.iter().find_map(|c| c.required_equals(field)),
+            _ => None,
+        }
     }
 
     /// Whether the condition holds for `fields`.
@@ -355,6 +392,7 @@ fn test_value(t: &Test, v: &Value) -> bool {
             Cmp::Lte => n <= *limit,
         }),
         Test::Exists(want) => *want,
+        Test::InList(list) => list.contains(&text),
     }
 }
 
@@ -367,7 +405,12 @@ mod tests {
         let cfg: ConditionConfig = serde_yaml_ng::from_str(yaml)
             .map_err(|e| vec![(String::new(), e.to_string(), String::new())])?;
         let mut problems = Vec::new();
-        match Condition::compile(&cfg, "match", &mut problems) {
+        match Condition::compile(
+            &cfg,
+            "match",
+            &crate::lists::Lists::default(),
+            &mut problems,
+        ) {
             Some(c) if problems.is_empty() => Ok(c),
             _ => Err(problems),
         }

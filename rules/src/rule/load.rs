@@ -22,11 +22,16 @@
 use serde::Deserialize;
 
 use super::condition::{Condition, ConditionConfig};
+use super::stateful::{
+    SequenceConfig, Silence, SilenceConfig, Step, Suppress, SuppressConfig, Threshold,
+    ThresholdConfig, parse_duration_ms,
+};
 use super::template::Template;
 use super::{Rule, RuleKind, Severity};
 use crate::decode::config::TEST_RECEIVED_MS;
 use crate::error::{LoadError, LoadErrors};
 use crate::event::SourceFile;
+use crate::lists::Lists;
 use crate::yaml::{Located, load_items};
 
 /// One rule as written in a file under `rules:`.
@@ -56,9 +61,18 @@ pub(crate) struct RuleConfig {
     /// Default 1; bump when the logic changes.
     #[serde(default = "one")]
     pub version: u32,
-    /// The condition an event must satisfy.
+    /// The condition an event must satisfy (optional for sequences, whose
+    /// steps carry their own).
     #[serde(rename = "match")]
-    pub condition: ConditionConfig,
+    pub condition: Option<ConditionConfig>,
+    /// Count (or distinct-count) matching events per group in a window.
+    pub threshold: Option<ThresholdConfig>,
+    /// Ordered steps joined by a key within a span.
+    pub sequence: Option<SequenceConfig>,
+    /// Alert when a source that matched stops sending for a while.
+    pub silence: Option<SilenceConfig>,
+    /// One alert per key per period.
+    pub suppress: Option<SuppressConfig>,
     /// One sentence with `{field}` placeholders.
     pub summary: String,
     /// Inline test cases.
@@ -107,12 +121,12 @@ pub(crate) struct RuleTest {
 }
 
 /// Loads every rule of every file, collecting all errors.
-pub(crate) fn load(files: &[SourceFile]) -> Result<Vec<Rule>, LoadErrors> {
+pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, LoadErrors> {
     let mut errors = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
     for file in files {
         for item in load_items::<RuleConfig>(file, "rules", &mut errors) {
-            match compile(&file.name, &item) {
+            match compile(&file.name, &item, lists) {
                 Ok(rule) => {
                     if let Some(prev) = rules.iter().find(|r| r.id == rule.id) {
                         errors.push(LoadError::new(
@@ -140,7 +154,7 @@ pub(crate) fn load(files: &[SourceFile]) -> Result<Vec<Rule>, LoadErrors> {
     }
 }
 
-fn compile(file: &str, item: &Located<RuleConfig>) -> Result<Rule, Vec<LoadError>> {
+fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule, Vec<LoadError>> {
     let cfg = &item.value;
     let mut errors = Vec::new();
     let mut err = |line: usize, field: &str, msg: String| {
@@ -178,7 +192,131 @@ fn compile(file: &str, item: &Located<RuleConfig>) -> Result<Rule, Vec<LoadError
         }
     };
     let mut problems = Vec::new();
-    let condition = Condition::compile(&cfg.condition, "match", &mut problems);
+    let condition = match &cfg.condition {
+        Some(c) => Condition::compile(c, "match", lists, &mut problems),
+        None if cfg.sequence.is_some() => Some(Condition::All(Vec::new())),
+        None => {
+            err(
+                item.start_line,
+                "match",
+                "a rule needs `match:` (only sequences may leave it out)".into(),
+            );
+            None
+        }
+    };
+    let kinds =
+        cfg.threshold.is_some() as u8 + cfg.sequence.is_some() as u8 + cfg.silence.is_some() as u8;
+    let mut kind = Some(RuleKind::Single);
+    if kinds > 1 {
+        err(
+            item.start_line,
+            "threshold",
+            "use at most one of `threshold`, `sequence`, `silence`".into(),
+        );
+        kind = None;
+    }
+    // The line of `key:`, else of the section holding it (flow style).
+    let at = |key: &str, section: &str| {
+        let l = item.line_of_key(key);
+        if l == item.start_line {
+            item.line_of_key(section)
+        } else {
+            l
+        }
+    };
+    let duration = |key: &str, field: &str, text: &str, errs: &mut Vec<(usize, String, String)>| {
+        let section = field.split('.').next().unwrap_or(field);
+        parse_duration_ms(text)
+            .map_err(|m| errs.push((at(key, section), field.to_string(), m)))
+            .ok()
+    };
+    let mut errs: Vec<(usize, String, String)> = Vec::new();
+    if let Some(t) = &cfg.threshold {
+        let window = duration("window", "threshold.window", &t.window, &mut errs);
+        if t.count == 0 {
+            errs.push((
+                at("count", "threshold"),
+                "threshold.count".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        kind = match (window, kind) {
+            (Some(window_ms), Some(_)) if t.count > 0 => Some(RuleKind::Threshold(Threshold {
+                count: t.count,
+                distinct: t.distinct.clone(),
+                window_ms,
+                group_by: t.group_by.clone(),
+            })),
+            _ => None,
+        };
+    }
+    if let Some(sq) = &cfg.sequence {
+        let within = duration("within", "sequence.within", &sq.within, &mut errs);
+        if sq.steps.len() < 2 {
+            errs.push((
+                at("steps", "sequence"),
+                "sequence.steps".into(),
+                "a sequence needs at least two steps".into(),
+            ));
+        }
+        let mut steps = Vec::new();
+        for (i, st) in sq.steps.iter().enumerate() {
+            let path = format!("sequence.steps[{i}].match");
+            let by = st.by.clone().unwrap_or_else(|| sq.by.clone());
+            if by.len() != sq.by.len() {
+                errs.push((
+                    item.line_of_key("by"),
+                    format!("sequence.steps[{i}].by"),
+                    format!(
+                        "must name as many fields as `sequence.by` ({})",
+                        sq.by.len()
+                    ),
+                ));
+            }
+            if let Some(c) = Condition::compile(&st.condition, &path, lists, &mut problems) {
+                steps.push(Step {
+                    name: st.name.clone().unwrap_or_else(|| format!("step {}", i + 1)),
+                    condition: c,
+                    by,
+                });
+            }
+        }
+        kind = match (within, kind) {
+            (Some(within_ms), Some(_)) if steps.len() == sq.steps.len() && steps.len() >= 2 => {
+                Some(RuleKind::Sequence(super::stateful::Sequence {
+                    within_ms,
+                    steps,
+                }))
+            }
+            _ => None,
+        };
+    }
+    if let Some(si) = &cfg.silence {
+        let after = duration("after", "silence.after", &si.after, &mut errs);
+        if si.by.is_empty() {
+            errs.push((
+                item.line_of_key("silence"),
+                "silence.by".into(),
+                "name the fields of a source, e.g. [agent.name, log.source]".into(),
+            ));
+        }
+        kind = match (after, kind) {
+            (Some(after_ms), Some(_)) if !si.by.is_empty() => Some(RuleKind::Silence(Silence {
+                by: si.by.clone(),
+                after_ms,
+            })),
+            _ => None,
+        };
+    }
+    let suppress = cfg.suppress.as_ref().and_then(|su: &SuppressConfig| {
+        duration("for", "suppress.for", &su.period, &mut errs).map(|period_ms| Suppress {
+            period_ms,
+            by: su.by.clone(),
+        })
+    });
+    for (line, field, msg) in errs {
+        err(line, &field, msg);
+    }
     for (path, msg, needle) in problems {
         let line = if needle.is_empty() {
             item.line_of_key(last_key(&path))
@@ -245,26 +383,43 @@ fn compile(file: &str, item: &Located<RuleConfig>) -> Result<Rule, Vec<LoadError
             rule_ids: t.rule_ids.clone(),
         });
     }
-    match (severity, condition, summary) {
-        (Some(severity), Some(condition), Some(summary)) if errors.is_empty() => Ok(Rule {
-            id: cfg.id.clone(),
-            title: cfg.title.clone(),
-            description: cfg.description.trim().to_string(),
-            severity,
-            tags: cfg.tags.clone(),
-            version: cfg.version,
-            enabled: cfg.enabled,
-            owner: cfg.owner.clone(),
-            references: cfg.references.clone(),
-            file: file.to_string(),
-            line: item.start_line,
-            kind: RuleKind::Single,
-            condition,
-            summary,
-            tests,
-        }),
+    match (severity, condition, summary, kind) {
+        (Some(severity), Some(condition), Some(summary), Some(kind)) if errors.is_empty() => {
+            Ok(Rule {
+                id: cfg.id.clone(),
+                title: cfg.title.clone(),
+                description: cfg.description.trim().to_string(),
+                severity,
+                tags: cfg.tags.clone(),
+                version: cfg.version,
+                enabled: cfg.enabled,
+                owner: cfg.owner.clone(),
+                references: cfg.references.clone(),
+                file: file.to_string(),
+                line: item.start_line,
+                kind,
+                suppress,
+                fingerprint: fingerprint(&item.lines),
+                condition,
+                summary,
+                tests,
+            })
+        }
         _ => Err(errors),
     }
+}
+
+/// FNV-1a over the rule's own text: equal text = equal logic, so a reload
+/// keeps the state of rules whose text did not change.
+fn fingerprint(lines: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for l in lines {
+        for b in l.trim_end().bytes().chain([b'\n']) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// `match.all[1].regex` → `regex`; `match.all[3].any` → `any`.
@@ -341,7 +496,10 @@ rules:
             SourceFile::new("good.yml", GOOD),
             SourceFile::new("broken.yml", BROKEN),
         ];
-        let errors = load(&files).err().map(|e| e.0).unwrap_or_default();
+        let errors = load(&files, &Lists::default())
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
         let got: Vec<(String, Option<usize>, Option<String>)> = errors
             .iter()
             .map(|e| (e.file.clone(), e.line, e.field.clone()))
@@ -375,7 +533,8 @@ rules:
 
     #[test]
     fn good_rules_load_with_their_metadata() {
-        let rules = load(&[SourceFile::new("good.yml", GOOD)]).unwrap_or_default();
+        let rules =
+            load(&[SourceFile::new("good.yml", GOOD)], &Lists::default()).unwrap_or_default();
         assert_eq!(rules.len(), 1);
         let r = &rules[0];
         assert_eq!(

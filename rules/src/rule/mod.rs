@@ -7,6 +7,7 @@
 
 pub(crate) mod condition;
 pub(crate) mod load;
+pub(crate) mod stateful;
 pub(crate) mod template;
 
 use std::fmt;
@@ -14,7 +15,9 @@ use std::str::FromStr;
 
 use crate::error::LoadErrors;
 use crate::event::SourceFile;
+use crate::lists::Lists;
 use condition::Condition;
+pub use stateful::{Sequence, Silence, Step, Suppress, Threshold};
 use template::Template;
 
 /// How serious a detection is.
@@ -86,6 +89,12 @@ impl FromStr for Severity {
 pub enum RuleKind {
     /// One event that matches the condition raises one detection.
     Single,
+    /// Matching events counted per group within a sliding window.
+    Threshold(Threshold),
+    /// Ordered steps joined by a key within a span.
+    Sequence(Sequence),
+    /// A source that matched before stays silent too long.
+    Silence(Silence),
 }
 
 /// One compiled rule.
@@ -114,6 +123,10 @@ pub struct Rule {
     /// Its line in that file.
     pub line: usize,
     pub(crate) kind: RuleKind,
+    /// One alert per key per period, when set.
+    pub suppress: Option<Suppress>,
+    /// Hash of the rule's text; a reload keeps state only when it is equal.
+    pub fingerprint: u64,
     pub(crate) condition: Condition,
     pub(crate) summary: Template,
     pub(crate) tests: Vec<load::RuleTest>,
@@ -128,6 +141,11 @@ impl Rule {
     /// Whether one event's fields satisfy the rule's condition.
     pub fn matches(&self, event: &crate::Event) -> bool {
         self.condition.eval(&event.fields)
+    }
+
+    /// How many inline test cases the rule has.
+    pub fn test_count(&self) -> usize {
+        self.tests.len()
     }
 
     /// The summary sentence for `event`.
@@ -146,13 +164,44 @@ impl RuleSet {
     /// The rules shipped with soc (`rules/rules/*.yml`).
     pub fn builtin() -> RuleSet {
         // Proven by the `builtin_content_loads` test; the files are compiled in.
-        RuleSet::from_sources(&crate::builtin_rule_sources()).expect("builtin rule files must load")
+        RuleSet::from_sources_with_lists(
+            &crate::builtin_rule_sources(),
+            &crate::builtin_list_sources(),
+        )
+        .expect("builtin rule files must load")
     }
 
     /// Compiles rule files, in order. Reports every error of every file;
     /// duplicate ids across files are errors.
     pub fn from_sources(files: &[SourceFile]) -> Result<RuleSet, LoadErrors> {
-        load::load(files).map(|rules| RuleSet { rules })
+        RuleSet::from_sources_with_lists(files, &[])
+    }
+
+    /// Like [`RuleSet::from_sources`], with the list files `in_list:` may
+    /// name (see [`crate::Lists`]); list and rule errors are reported together.
+    pub fn from_sources_with_lists(
+        files: &[SourceFile],
+        list_files: &[SourceFile],
+    ) -> Result<RuleSet, LoadErrors> {
+        let (lists, mut errors) = match Lists::from_sources(list_files) {
+            Ok(l) => (l, Vec::new()),
+            Err(e) => (Lists::default(), e.0),
+        };
+        match load::load(files, &lists) {
+            Ok(rules) if errors.is_empty() => Ok(RuleSet { rules }),
+            Ok(_) => Err(LoadErrors(errors)),
+            Err(e) => {
+                errors.extend(e.0);
+                Err(LoadErrors(errors))
+            }
+        }
+    }
+
+    /// A set holding only `rule`, enabled (inline tests of disabled rules).
+    pub(crate) fn only(rule: &Rule) -> RuleSet {
+        let mut r = rule.clone();
+        r.enabled = true;
+        RuleSet { rules: vec![r] }
     }
 
     /// All rules, enabled or not, in load order.

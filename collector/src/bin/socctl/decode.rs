@@ -54,7 +54,8 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
     if let Some(dir) = &args.rules {
         rule_files.extend(yaml_files(dir)?);
     }
-    let rules = RuleSet::from_sources(&rule_files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rules = RuleSet::from_sources_with_lists(&rule_files, &soc_rules::builtin_list_sources())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let reader: Box<dyn BufRead> = match &args.file {
         Some(p) if p.as_os_str() != "-" => Box::new(std::io::BufReader::new(

@@ -3,6 +3,7 @@
 
 mod decode;
 mod output;
+mod rules;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,9 @@ enum Cmd {
     /// The journalled lines themselves (admin only).
     #[command(subcommand)]
     Journal(JournalCmd),
+    /// Rules: lint and test offline, replay a log file, reload the collector's.
+    #[command(subcommand)]
+    Rules(rules::RulesCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +153,21 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cli = match cli.cmd {
+        Cmd::Rules(rules::RulesCmd::Reload) => Cli {
+            cmd: Cmd::Rules(rules::RulesCmd::Reload),
+            ..cli
+        },
+        // Offline: no collector, no token.
+        Cmd::Rules(cmd) => {
+            let code = rules::run_offline(cmd, cli.json)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            return Ok(());
+        }
+        cmd => Cli { cmd, ..cli },
+    };
     let token = match (&cli.token, &cli.token_file) {
         (Some(t), _) => Some(t.trim().to_owned()),
         (None, Some(f)) => Some(
@@ -229,6 +248,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.status(&s)?;
         }
         Cmd::Decode(_) => unreachable!("handled before the runtime starts"),
+        Cmd::Rules(_) => {
+            let r: soc_collector::rules_api::ReloadView =
+                client.post("/api/v1/rules/reload", &()).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("reloaded: {} decoders, {} rules", r.decoders, r.rules);
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,695 @@
+//! The detection engine: events in, detections out.
+//!
+//! The engine holds only the immutable rules; the caller owns the
+//! [`EngineState`] and passes it to every call. That split is what lets the
+//! collector commit the state together with its journal cursor (after a crash
+//! the same events give the same detections) and snapshot it for backups. The
+//! engine never reads a clock: time is the events' time, so a replay gives the
+//! same answer as the live run.
+//!
+//! **Order.** Stateful rules see events in (time, id) order: with an allowed
+//! lateness `L`, an event waits in the state's reorder buffer until an event
+//! at least `L` newer has been seen ([`Engine::flush`] releases the rest at
+//! the end of a replay). Input shuffled by less than `L` therefore gives the
+//! same detections. An event older than the newest minus `L` is processed at
+//! once and counted in [`EngineStats::late_events`].
+//!
+//! **Bounds.** Groups per rule, groups in total and the reorder buffer are
+//! bounded by [`EngineOptions`]; at a bound the least recently touched group
+//! is evicted and counted in [`EngineStats::evicted`].
+//!
+//! **Speed.** Rules whose condition requires a value of `event.module` are
+//! indexed by it, so an event is only tested against the rules of its module
+//! and the rules without one.
+
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::rule::{Rule, RuleKind, RuleSet, Severity};
+pub use state::{
+    ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, PendingEvent, RuleState,
+    StateFormatError, Suppression,
+};
+
+/// What the engine raises; the collector turns it into a stored alert.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Detection {
+    /// The rule that fired.
+    pub rule_id: String,
+    /// Its title at the time.
+    pub rule_title: String,
+    /// Its version at the time.
+    pub rule_version: u32,
+    /// Its severity.
+    pub severity: Severity,
+    /// Its tags (ATT&CK ids).
+    pub tags: Vec<String>,
+    /// The grouping key of stateful rules (`source.ip=…`); `""` for
+    /// single-event rules.
+    pub group_key: String,
+    /// Event time of the event that completed the detection.
+    pub timestamp_ms: i64,
+    /// [`Event::id`] of the events behind the detection, oldest first, at
+    /// most [`EngineOptions::max_evidence`] (the newest are kept).
+    pub evidence: Vec<u64>,
+    /// One sentence for people, from the rule's `summary`.
+    pub summary: String,
+    /// With `suppress:`, how many detections for the same key were
+    /// suppressed in the period before this one.
+    #[serde(default)]
+    pub suppressed: u64,
+}
+
+/// Bounds and the allowed lateness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// How far (ms) an event may arrive behind the newest one and still be
+    /// processed in time order. 0 processes every event at once.
+    pub allowed_lateness_ms: i64,
+    /// Open groups per rule; the least recently touched is evicted beyond.
+    pub max_groups_per_rule: usize,
+    /// Open groups over all rules.
+    pub max_total_groups: usize,
+    /// Events held in the reorder buffer; the oldest is released early beyond.
+    pub max_pending: usize,
+    /// Event ids kept as evidence per detection.
+    pub max_evidence: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            allowed_lateness_ms: 0,
+            max_groups_per_rule: 100_000,
+            max_total_groups: 1_000_000,
+            max_pending: 10_000,
+            max_evidence: 100,
+        }
+    }
+}
+
+/// Runs a rule set over events.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: Arc<RuleSet>,
+    options: EngineOptions,
+    fingerprint: u64,
+    /// Enabled rule indexes per `event.module` value (with the module-less
+    /// rules merged in, in rule order).
+    by_module: HashMap<String, Vec<usize>>,
+    /// Enabled rules without a required module.
+    any_module: Vec<usize>,
+    /// Enabled silence rules (checked on every event).
+    silences: Vec<usize>,
+}
+
+impl Engine {
+    /// An engine over `rules` with default options.
+    pub fn new(rules: Arc<RuleSet>) -> Engine {
+        Engine::with_options(rules, EngineOptions::default())
+    }
+
+    /// An engine over `rules`.
+    pub fn with_options(rules: Arc<RuleSet>, options: EngineOptions) -> Engine {
+        let mut fingerprint: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut modules: Vec<(usize, Option<String>)> = Vec::new();
+        let mut silences = Vec::new();
+        for (i, r) in rules.rules().iter().enumerate() {
+            for b in r.id.bytes() {
+                fingerprint = (fingerprint ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            fingerprint =
+                (fingerprint ^ r.fingerprint ^ u64::from(r.enabled)).wrapping_mul(0x0100_0000_01b3);
+            if !r.enabled {
+                continue;
+            }
+            if matches!(r.kind, RuleKind::Silence(_)) {
+                silences.push(i);
+            }
+            modules.push((i, r.condition.required_equals("event.module")));
+        }
+        let any_module: Vec<usize> = modules
+            .iter()
+            .filter(|(_, m)| m.is_none())
+            .map(|(i, _)| *i)
+            .collect();
+        let mut by_module: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, m) in &modules {
+            if let Some(m) = m {
+                by_module.entry(m.clone()).or_default().push(*i);
+            }
+        }
+        for list in by_module.values_mut() {
+            list.extend(&any_module);
+            list.sort_unstable();
+        }
+        Engine {
+            rules,
+            options,
+            fingerprint,
+            by_module,
+            any_module,
+            silences,
+        }
+    }
+
+    /// The rules it runs.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Its options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Makes `state` fit this rule set: state of removed or changed rules
+    /// (different fingerprint) is dropped, unchanged rules keep theirs. Runs
+    /// by itself on the first event after a reload.
+    pub fn reconcile(&self, state: &mut EngineState) {
+        if state.rules_fingerprint == self.fingerprint {
+            return;
+        }
+        let wanted: HashMap<&str, u64> = self
+            .rules
+            .rules()
+            .iter()
+            .map(|r| (r.id.as_str(), r.fingerprint))
+            .collect();
+        let mut dropped = 0u64;
+        state.rules.retain(|id, rs| {
+            let keep = wanted.get(id.as_str()) == Some(&rs.fingerprint);
+            if !keep {
+                dropped += rs.groups.len() as u64;
+            }
+            keep
+        });
+        state.total_groups = state.total_groups.saturating_sub(dropped);
+        for r in self.rules.rules() {
+            state
+                .rules
+                .entry(r.id.clone())
+                .or_insert_with(|| RuleState {
+                    fingerprint: r.fingerprint,
+                    ..RuleState::default()
+                });
+        }
+        state.rules_fingerprint = self.fingerprint;
+    }
+
+    /// Feeds one event; returns the detections it completes (with a
+    /// lateness, possibly those of earlier-buffered events). Deterministic:
+    /// the same state and event give the same result.
+    pub fn process(&self, state: &mut EngineState, event: &Event) -> Vec<Detection> {
+        self.reconcile(state);
+        let mut out = Vec::new();
+        let lateness = self.options.allowed_lateness_ms.max(0);
+        if event.timestamp_ms < state.watermark_ms.saturating_sub(lateness) {
+            state.stats.late_events += 1;
+            self.handle(state, event, &mut out);
+            return out;
+        }
+        state.watermark_ms = state.watermark_ms.max(event.timestamp_ms);
+        if lateness == 0 && state.pending.is_empty() {
+            self.handle(state, event, &mut out);
+            return out;
+        }
+        let pending = PendingEvent {
+            id: event.id,
+            timestamp_ms: event.timestamp_ms,
+            fields_json: serde_json::to_string(&event.fields).unwrap_or_default(),
+        };
+        let at = state
+            .pending
+            .partition_point(|p| (p.timestamp_ms, p.id) <= (event.timestamp_ms, event.id));
+        state.pending.insert(at, pending);
+        let upto = state.watermark_ms.saturating_sub(lateness);
+        self.release(state, |p| p.timestamp_ms <= upto, &mut out);
+        while state.pending.len() > self.options.max_pending.max(1) {
+            state.stats.pending_overflow += 1;
+            let mut first = true;
+            self.release(state, |_| std::mem::take(&mut first), &mut out);
+        }
+        out
+    }
+
+    /// Releases every buffered event (end of a replay or test).
+    pub fn flush(&self, state: &mut EngineState) -> Vec<Detection> {
+        self.reconcile(state);
+        let mut out = Vec::new();
+        self.release(state, |_| true, &mut out);
+        out
+    }
+
+    fn release(
+        &self,
+        state: &mut EngineState,
+        mut ready: impl FnMut(&PendingEvent) -> bool,
+        out: &mut Vec<Detection>,
+    ) {
+        while state.pending.first().is_some_and(&mut ready) {
+            let p = state.pending.remove(0);
+            let fields = serde_json::from_str(&p.fields_json).unwrap_or_default();
+            let ev = Event {
+                id: p.id,
+                timestamp_ms: p.timestamp_ms,
+                fields,
+            };
+            self.handle(state, &ev, out);
+        }
+    }
+
+    /// Runs every candidate rule over one event, in rule order.
+    fn handle(&self, state: &mut EngineState, ev: &Event, out: &mut Vec<Detection>) {
+        let candidates = ev
+            .get_str("event.module")
+            .and_then(|m| self.by_module.get(m))
+            .unwrap_or(&self.any_module);
+        let rules = self.rules.rules();
+        for &i in candidates {
+            let rule = &rules[i];
+            if !rule.condition.eval(&ev.fields) {
+                continue;
+            }
+            match &rule.kind {
+                RuleKind::Single => {
+                    self.emit(
+                        state,
+                        rule,
+                        String::new(),
+                        ev.timestamp_ms,
+                        vec![ev.id],
+                        &ev.fields,
+                        out,
+                    );
+                }
+                RuleKind::Threshold(t) => self.threshold(state, rule, t, ev, out),
+                RuleKind::Sequence(s) => self.sequence(state, rule, s, ev, out),
+                RuleKind::Silence(s) => {
+                    let Some(pairs) = key_pairs(&s.by, &ev.fields) else {
+                        continue;
+                    };
+                    let key = display_key(&pairs);
+                    let Some(g) =
+                        self.touch_group(state, &rule.id, &key, ev.timestamp_ms, None, || {
+                            GroupData::Seen {
+                                last_ms: ev.timestamp_ms,
+                                last_id: ev.id,
+                                key: pairs.clone(),
+                            }
+                        })
+                    else {
+                        continue;
+                    };
+                    let mut resumed = None;
+                    if let GroupData::Seen {
+                        last_ms, last_id, ..
+                    } = &mut g.data
+                        && ev.timestamp_ms >= *last_ms
+                    {
+                        // The source itself shows the gap (no other event
+                        // came in between to reveal it).
+                        if ev.timestamp_ms - *last_ms > s.after_ms {
+                            resumed = Some((*last_ms, *last_id));
+                        }
+                        *last_ms = ev.timestamp_ms;
+                        *last_id = ev.id;
+                    }
+                    if let Some((last_ms, last_id)) = resumed {
+                        let mut fields: BTreeMap<String, Value> = pairs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                            .collect();
+                        fields.insert("silence.last_seen_ms".into(), Value::from(last_ms));
+                        let at = last_ms.saturating_add(s.after_ms);
+                        self.emit(state, rule, key, at, vec![last_id], &fields, out);
+                    }
+                }
+            }
+        }
+        for &i in &self.silences {
+            self.check_silence(state, &rules[i], ev.timestamp_ms, out);
+        }
+    }
+
+    fn threshold(
+        &self,
+        state: &mut EngineState,
+        rule: &Rule,
+        t: &crate::rule::Threshold,
+        ev: &Event,
+        out: &mut Vec<Detection>,
+    ) {
+        let Some(pairs) = key_pairs(&t.group_by, &ev.fields) else {
+            return;
+        };
+        let key = display_key(&pairs);
+        let since = ev.timestamp_ms.saturating_sub(t.window_ms);
+        let mut fired: Option<(u64, Vec<u64>)> = None;
+        match &t.distinct {
+            None => {
+                let now = ev.timestamp_ms;
+                let Some(g) =
+                    self.touch_group(state, &rule.id, &key, now, Some(t.window_ms), || {
+                        GroupData::Count(VecDeque::new())
+                    })
+                else {
+                    return;
+                };
+                if let GroupData::Count(q) = &mut g.data {
+                    while q.front().is_some_and(|(ts, _)| *ts <= since) {
+                        q.pop_front();
+                    }
+                    q.push_back((ev.timestamp_ms, ev.id));
+                    if q.len() as u64 >= t.count {
+                        fired = Some((q.len() as u64, q.iter().map(|(_, id)| *id).collect()));
+                    }
+                }
+            }
+            Some(field) => {
+                let Some(value) = ev.fields.get(field).and_then(value_text) else {
+                    return;
+                };
+                let now = ev.timestamp_ms;
+                let Some(g) =
+                    self.touch_group(state, &rule.id, &key, now, Some(t.window_ms), || {
+                        GroupData::Distinct(BTreeMap::new())
+                    })
+                else {
+                    return;
+                };
+                if let GroupData::Distinct(m) = &mut g.data {
+                    m.insert(value, (ev.timestamp_ms, ev.id));
+                    if m.len() as u64 >= t.count {
+                        m.retain(|_, (ts, _)| *ts > since);
+                    }
+                    if m.len() as u64 >= t.count {
+                        let mut ev_ids: Vec<(i64, u64)> = m.values().copied().collect();
+                        ev_ids.sort_unstable();
+                        fired = Some((
+                            m.len() as u64,
+                            ev_ids.into_iter().map(|(_, id)| id).collect(),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some((count, evidence)) = fired {
+            state.remove_group(&rule.id, &key);
+            let mut fields = ev.fields.clone();
+            fields.insert("threshold.count".into(), Value::from(count));
+            self.emit(state, rule, key, ev.timestamp_ms, evidence, &fields, out);
+        }
+    }
+
+    fn sequence(
+        &self,
+        state: &mut EngineState,
+        rule: &Rule,
+        s: &crate::rule::Sequence,
+        ev: &Event,
+        out: &mut Vec<Detection>,
+    ) {
+        let last = s.steps.len() - 1;
+        for (i, step) in s.steps.iter().enumerate().rev() {
+            if !step.condition.eval(&ev.fields) {
+                continue;
+            }
+            let Some(values) = key_pairs(&step.by, &ev.fields) else {
+                continue;
+            };
+            // Steps may name the key differently; the group is the values
+            // under the first step's names.
+            let pairs: Vec<(String, String)> = s.steps[0]
+                .by
+                .iter()
+                .cloned()
+                .zip(values.into_iter().map(|(_, v)| v))
+                .collect();
+            let key = display_key(&pairs);
+            let current = state
+                .rules
+                .get(&rule.id)
+                .and_then(|rs| rs.groups.get(&key))
+                .and_then(|g| match &g.data {
+                    GroupData::Sequence { next, start_ms, .. } => Some((*next, *start_ms)),
+                    _ => None,
+                });
+            let live = current.filter(|(_, start)| ev.timestamp_ms - start <= s.within_ms);
+            match live {
+                Some((next, _)) if next == i && i > 0 => {
+                    let now = ev.timestamp_ms;
+                    let within = Some(s.within_ms);
+                    let Some(g) = self.touch_group(state, &rule.id, &key, now, within, || {
+                        GroupData::Count(VecDeque::new())
+                    }) else {
+                        return;
+                    };
+                    let mut done = None;
+                    if let GroupData::Sequence { next, evidence, .. } = &mut g.data {
+                        evidence.push(ev.id);
+                        *next += 1;
+                        if i == last {
+                            done = Some(std::mem::take(evidence));
+                        }
+                    }
+                    if let Some(evidence) = done {
+                        state.remove_group(&rule.id, &key);
+                        self.emit(state, rule, key, ev.timestamp_ms, evidence, &ev.fields, out);
+                    }
+                    return;
+                }
+                // A newer first step replaces one that has not advanced.
+                None | Some((1, _)) if i == 0 => {
+                    state.remove_group(&rule.id, &key);
+                    let (now, within) = (ev.timestamp_ms, Some(s.within_ms));
+                    self.touch_group(state, &rule.id, &key, now, within, || GroupData::Sequence {
+                        next: 1,
+                        start_ms: ev.timestamp_ms,
+                        evidence: vec![ev.id],
+                    });
+                    return;
+                }
+                None if current.is_some() => state.remove_group(&rule.id, &key),
+                _ => {}
+            }
+        }
+    }
+
+    fn check_silence(
+        &self,
+        state: &mut EngineState,
+        rule: &Rule,
+        now: i64,
+        out: &mut Vec<Detection>,
+    ) {
+        let RuleKind::Silence(s) = &rule.kind else {
+            return;
+        };
+        loop {
+            let Some(rs) = state.rules.get(&rule.id) else {
+                return;
+            };
+            let Some((_, key)) = rs.order.first_key_value() else {
+                return;
+            };
+            let Some(GroupData::Seen {
+                last_ms,
+                last_id,
+                key: pairs,
+            }) = rs.groups.get(key).map(|g| &g.data)
+            else {
+                return;
+            };
+            if now.saturating_sub(*last_ms) <= s.after_ms {
+                return;
+            }
+            let (key, at, id) = (key.clone(), last_ms.saturating_add(s.after_ms), *last_id);
+            let mut fields: BTreeMap<String, Value> = pairs
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
+            fields.insert("silence.last_seen_ms".into(), Value::from(*last_ms));
+            state.remove_group(&rule.id, &key);
+            self.emit(state, rule, key, at, vec![id], &fields, out);
+        }
+    }
+
+    /// The group `key` of `rule_id`, created with `init` (evicting the oldest
+    /// at a bound) when absent, and marked as touched at `now`. With
+    /// `idle_ms`, groups untouched for that long (in event time) are dropped
+    /// first, oldest first, so windows that can no longer fire do not pile up.
+    #[allow(clippy::too_many_arguments)]
+    fn touch_group<'s>(
+        &self,
+        state: &'s mut EngineState,
+        rule_id: &str,
+        key: &str,
+        now: i64,
+        idle_ms: Option<i64>,
+        init: impl FnOnce() -> GroupData,
+    ) -> Option<&'s mut Group> {
+        if !state.rules.contains_key(rule_id) {
+            state
+                .rules
+                .insert(rule_id.to_string(), RuleState::default());
+        }
+        if let Some(idle) = idle_ms {
+            state.expire_idle(rule_id, now.saturating_sub(idle));
+        }
+        let exists = state
+            .rules
+            .get(rule_id)
+            .is_some_and(|r| r.groups.contains_key(key));
+        if !exists {
+            while state.groups_of(rule_id) >= self.options.max_groups_per_rule.max(1)
+                && state.evict_oldest_of(rule_id)
+            {}
+            while state.total_groups >= self.options.max_total_groups.max(1) as u64
+                && state.evict_oldest()
+            {}
+            state.total_groups += 1;
+        }
+        let t = state.next_touch();
+        let RuleState { groups, order, .. } = state.rules.get_mut(rule_id)?;
+        if !exists {
+            groups.insert(
+                key.to_string(),
+                Group {
+                    touched: 0,
+                    last_ms: now,
+                    data: init(),
+                },
+            );
+        }
+        let g = groups.get_mut(key)?;
+        if g.touched != 0 {
+            order.remove(&g.touched);
+        }
+        g.touched = t;
+        g.last_ms = g.last_ms.max(now);
+        order.insert(t, key.to_string());
+        Some(g)
+    }
+
+    /// Applies suppression and pushes the detection.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        state: &mut EngineState,
+        rule: &Rule,
+        group_key: String,
+        timestamp_ms: i64,
+        mut evidence: Vec<u64>,
+        fields: &BTreeMap<String, Value>,
+        out: &mut Vec<Detection>,
+    ) {
+        let mut suppressed = 0;
+        if let Some(sup) = &rule.suppress {
+            let skey = match &sup.by {
+                Some(by) => key_pairs(by, fields)
+                    .map(|p| display_key(&p))
+                    .unwrap_or_default(),
+                None => group_key.clone(),
+            };
+            let limit = self.options.max_groups_per_rule.max(1);
+            let rs = state.rules.entry(rule.id.clone()).or_default();
+            match rs.suppress.get_mut(&skey) {
+                Some(s) if timestamp_ms < s.until_ms => {
+                    s.count += 1;
+                    *state.stats.suppressed.entry(rule.id.clone()).or_default() += 1;
+                    return;
+                }
+                Some(s) => {
+                    suppressed = std::mem::take(&mut s.count);
+                    s.until_ms = timestamp_ms.saturating_add(sup.period_ms);
+                }
+                None => {
+                    if rs.suppress.len() >= limit {
+                        rs.suppress.retain(|_, s| s.until_ms > timestamp_ms);
+                    }
+                    while rs.suppress.len() >= limit {
+                        let oldest = rs
+                            .suppress
+                            .iter()
+                            .min_by_key(|(k, s)| (s.until_ms, (*k).clone()))
+                            .map(|(k, _)| k.clone());
+                        match oldest {
+                            Some(k) => rs.suppress.remove(&k),
+                            None => break,
+                        };
+                        *state.stats.evicted.entry(rule.id.clone()).or_default() += 1;
+                    }
+                    rs.suppress.insert(
+                        skey,
+                        Suppression {
+                            until_ms: timestamp_ms.saturating_add(sup.period_ms),
+                            count: 0,
+                        },
+                    );
+                }
+            }
+        }
+        let max = self.options.max_evidence.max(1);
+        if evidence.len() > max {
+            evidence.drain(..evidence.len() - max);
+        }
+        out.push(Detection {
+            rule_id: rule.id.clone(),
+            rule_title: rule.title.clone(),
+            rule_version: rule.version,
+            severity: rule.severity,
+            tags: rule.tags.clone(),
+            group_key,
+            timestamp_ms,
+            evidence,
+            summary: rule.summary.render(fields),
+            suppressed,
+        });
+    }
+}
+
+/// The text of a field value used in keys; lists join with `,`.
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(value_text)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
+/// (field, value) for every key field; `None` when one is missing.
+fn key_pairs(by: &[String], fields: &BTreeMap<String, Value>) -> Option<Vec<(String, String)>> {
+    by.iter()
+        .map(|f| fields.get(f).and_then(value_text).map(|v| (f.clone(), v)))
+        .collect()
+}
+
+/// `source.ip=203.0.113.7 user.name=root`.
+fn display_key(pairs: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(k);
+        s.push('=');
+        s.push_str(v);
+    }
+    s
+}

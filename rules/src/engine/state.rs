@@ -1,0 +1,255 @@
+//! [`EngineState`]: everything that changes while events flow, kept apart
+//! from the immutable rules so that the caller can commit it with its journal
+//! cursor, snapshot it and carry it across rule reloads.
+//!
+//! Every map here is bounded (see [`crate::EngineLimits`]); when a bound is
+//! reached the least recently touched group is evicted and counted in
+//! [`EngineStats`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// The format version written by this build.
+pub const ENGINE_STATE_FORMAT: u32 = 2;
+
+/// Per-rule, per-key state of stateful rules, the reorder buffer and the
+/// counters. The format version lets a newer collector recognise (and reset)
+/// an older snapshot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineState {
+    /// Format version of this snapshot ([`ENGINE_STATE_FORMAT`] when created).
+    pub format: u32,
+    /// State by rule id.
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleState>,
+    /// The newest event time seen (ms); `i64::MIN` before the first event.
+    /// Events older than this minus the allowed lateness are late.
+    pub watermark_ms: i64,
+    /// Events held back until the watermark passes them, sorted by
+    /// (time, id), so out-of-order input is processed in time order.
+    pub pending: Vec<PendingEvent>,
+    /// Logical clock for least-recently-touched eviction.
+    pub touch: u64,
+    /// Number of groups over all rules (for the total bound).
+    pub total_groups: u64,
+    /// Counters for metrics; they only grow.
+    pub stats: EngineStats,
+    /// Fingerprint of the rule set the state was last reconciled with.
+    pub rules_fingerprint: u64,
+}
+
+impl Default for EngineState {
+    fn default() -> Self {
+        EngineState {
+            format: ENGINE_STATE_FORMAT,
+            rules: BTreeMap::new(),
+            watermark_ms: i64::MIN,
+            pending: Vec::new(),
+            touch: 0,
+            total_groups: 0,
+            stats: EngineStats::default(),
+            rules_fingerprint: 0,
+        }
+    }
+}
+
+/// Counters the collector turns into metrics. Monotonic for one state.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EngineStats {
+    /// Groups evicted because a bound was reached, by rule id.
+    pub evicted: BTreeMap<String, u64>,
+    /// Events that arrived later than the allowed lateness (processed at
+    /// once, out of order).
+    pub late_events: u64,
+    /// Events released early because the reorder buffer was full.
+    pub pending_overflow: u64,
+    /// Detections dropped by suppression, by rule id.
+    pub suppressed: BTreeMap<String, u64>,
+}
+
+/// An event waiting in the reorder buffer. Fields are kept as JSON text so
+/// that compact binary encodings (postcard) can hold them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PendingEvent {
+    /// [`crate::Event::id`].
+    pub id: u64,
+    /// [`crate::Event::timestamp_ms`].
+    pub timestamp_ms: i64,
+    /// [`crate::Event::fields`] as a JSON object.
+    pub fields_json: String,
+}
+
+/// The state of one rule.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RuleState {
+    /// The rule's fingerprint when this state was built; a changed rule
+    /// starts from an empty state.
+    pub fingerprint: u64,
+    /// Open groups by group key.
+    pub groups: BTreeMap<String, Group>,
+    /// Touch time → group key, oldest first (eviction order).
+    pub order: BTreeMap<u64, String>,
+    /// Suppression windows by suppression key.
+    pub suppress: BTreeMap<String, Suppression>,
+}
+
+/// One group of a stateful rule.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Group {
+    /// When it was last touched (see [`EngineState::touch`]).
+    pub touched: u64,
+    /// Event time of its newest event, for dropping idle groups.
+    pub last_ms: i64,
+    /// What the rule kind keeps.
+    pub data: GroupData,
+}
+
+/// Per-kind group data.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum GroupData {
+    /// Threshold counting events: (time, event id) in the window, oldest first.
+    Count(VecDeque<(i64, u64)>),
+    /// Threshold counting distinct values: value → (newest time, event id).
+    Distinct(BTreeMap<String, (i64, u64)>),
+    /// Sequence in progress.
+    Sequence {
+        /// Index of the step expected next.
+        next: usize,
+        /// Time of the first step.
+        start_ms: i64,
+        /// Event ids of the steps so far.
+        evidence: Vec<u64>,
+    },
+    /// Silence watch: when the source was last seen, and the key fields.
+    Seen {
+        /// Time of its newest event.
+        last_ms: i64,
+        /// Id of that event.
+        last_id: u64,
+        /// The key fields and their values (for the summary).
+        key: Vec<(String, String)>,
+    },
+}
+
+/// One suppression window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Suppression {
+    /// Detections for this key before this time are suppressed.
+    pub until_ms: i64,
+    /// How many were suppressed since the last raised detection.
+    pub count: u64,
+}
+
+/// A snapshot that this build cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateFormatError {
+    /// Written by another format version.
+    #[error(
+        "engine state has format {found}, this build reads format {ENGINE_STATE_FORMAT}; start from an empty state or upgrade"
+    )]
+    Version {
+        /// The format found in the snapshot.
+        found: u32,
+    },
+    /// The bytes do not decode.
+    #[error("engine state does not decode: {0}")]
+    Decode(String),
+}
+
+impl EngineState {
+    /// Checks that a deserialized snapshot can be used by this build.
+    pub fn check_format(&self) -> Result<(), StateFormatError> {
+        if self.format == ENGINE_STATE_FORMAT {
+            Ok(())
+        } else {
+            Err(StateFormatError::Version { found: self.format })
+        }
+    }
+
+    /// Compact binary encoding (postcard), for committing with a cursor.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain structs into a Vec cannot fail.
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes [`EngineState::to_bytes`] and checks the format.
+    pub fn from_bytes(bytes: &[u8]) -> Result<EngineState, StateFormatError> {
+        // The format is the first field: read it alone first so an old
+        // snapshot gets the version error rather than a decode error.
+        let (format, _) = postcard::take_from_bytes::<u32>(bytes)
+            .map_err(|e| StateFormatError::Decode(e.to_string()))?;
+        if format != ENGINE_STATE_FORMAT {
+            return Err(StateFormatError::Version { found: format });
+        }
+        postcard::from_bytes(bytes).map_err(|e| StateFormatError::Decode(e.to_string()))
+    }
+
+    /// Open groups over all rules.
+    pub fn group_count(&self) -> u64 {
+        self.total_groups
+    }
+
+    /// Open groups of one rule.
+    pub fn groups_of(&self, rule_id: &str) -> usize {
+        self.rules.get(rule_id).map_or(0, |r| r.groups.len())
+    }
+
+    pub(crate) fn next_touch(&mut self) -> u64 {
+        self.touch += 1;
+        self.touch
+    }
+
+    /// Evicts the least recently touched group of `rule_id`.
+    pub(crate) fn evict_oldest_of(&mut self, rule_id: &str) -> bool {
+        let Some(rs) = self.rules.get_mut(rule_id) else {
+            return false;
+        };
+        let Some((_, key)) = rs.order.pop_first() else {
+            return false;
+        };
+        rs.groups.remove(&key);
+        self.total_groups = self.total_groups.saturating_sub(1);
+        *self.stats.evicted.entry(rule_id.to_string()).or_default() += 1;
+        true
+    }
+
+    /// Evicts the least recently touched group over all rules.
+    pub(crate) fn evict_oldest(&mut self) -> bool {
+        let oldest = self
+            .rules
+            .iter()
+            .filter_map(|(id, rs)| rs.order.first_key_value().map(|(t, _)| (*t, id.clone())))
+            .min();
+        match oldest {
+            Some((_, id)) => self.evict_oldest_of(&id),
+            None => false,
+        }
+    }
+
+    /// Drops the least recently touched groups of `rule_id` whose newest
+    /// event is at or before `before`; stops at the first younger one.
+    pub(crate) fn expire_idle(&mut self, rule_id: &str, before: i64) {
+        while let Some(rs) = self.rules.get_mut(rule_id) {
+            let Some((&t, key)) = rs.order.first_key_value() else {
+                return;
+            };
+            if rs.groups.get(key).is_some_and(|g| g.last_ms > before) {
+                return;
+            }
+            let key = key.clone();
+            rs.order.remove(&t);
+            if rs.groups.remove(&key).is_some() {
+                self.total_groups = self.total_groups.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Removes a group (it fired or expired).
+    pub(crate) fn remove_group(&mut self, rule_id: &str, key: &str) {
+        if let Some(rs) = self.rules.get_mut(rule_id)
+            && let Some(g) = rs.groups.remove(key)
+        {
+            rs.order.remove(&g.touched);
+            self.total_groups = self.total_groups.saturating_sub(1);
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! Table-driven tests of every construct, the bounds, reload reconciliation,
+//! the state encoding and a property test of the reorder buffer.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::*;
+use crate::SourceFile;
+
+fn rules(yaml: &str) -> Arc<RuleSet> {
+    Arc::new(
+        RuleSet::from_sources(&[SourceFile::new("t.yml", yaml)]).unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+/// An event at `t` seconds with `id` and `k=v` fields (numbers stay numbers).
+fn ev(id: u64, t: i64, kv: &[(&str, &str)]) -> Event {
+    Event {
+        id,
+        timestamp_ms: t * 1000,
+        fields: kv
+            .iter()
+            .map(|(k, v)| {
+                let val = v
+                    .parse::<i64>()
+                    .map_or_else(|_| Value::from(*v), Value::from);
+                (k.to_string(), val)
+            })
+            .collect(),
+    }
+}
+
+/// Runs `events` through a fresh state (then flushes) and returns
+/// (rule id, group key, evidence, suppressed) of each detection.
+/// (rule id, group key, evidence, suppressed).
+type Got = Vec<(String, String, Vec<u64>, u64)>;
+
+fn run(engine: &Engine, events: &[Event]) -> (Got, EngineState) {
+    let mut state = EngineState::default();
+    let mut out = Vec::new();
+    for e in events {
+        out.extend(engine.process(&mut state, e));
+    }
+    out.extend(engine.flush(&mut state));
+    let got = out
+        .into_iter()
+        .map(|d| (d.rule_id, d.group_key, d.evidence, d.suppressed))
+        .collect();
+    (got, state)
+}
+
+const BRUTE: &str = r#"
+rules:
+  - id: bf
+    title: Brute force
+    severity: high
+    match: { field: outcome, equals: failure }
+    threshold: { count: 3, window: 60s, group_by: [ip] }
+    summary: "{threshold.count} failures from {ip}"
+"#;
+
+const SCAN: &str = r#"
+rules:
+  - id: scan
+    title: Port scan
+    severity: medium
+    match: { field: action, equals: deny }
+    threshold: { count: 3, distinct: port, window: 10s, group_by: [ip] }
+    summary: "{ip} probed {threshold.count} ports"
+"#;
+
+const SEQ: &str = r#"
+rules:
+  - id: seq
+    title: Malware then outbound
+    severity: critical
+    sequence:
+      by: [host]
+      within: 10m
+      steps:
+        - { name: malware, match: { field: action, equals: malware } }
+        - { name: outbound, match: { field: action, equals: out }, by: [src_host] }
+    summary: "{host}{src_host}"
+"#;
+
+const SUP: &str = r#"
+rules:
+  - id: sup
+    title: Suppressed
+    severity: low
+    match: { field: action, equals: malware }
+    suppress: { for: 1h, by: [host] }
+    summary: x
+"#;
+
+const SILENT: &str = r#"
+rules:
+  - id: silent
+    title: Source silent
+    severity: medium
+    match: { field: src, exists: true }
+    silence: { by: [src], after: 10m }
+    summary: "{src} silent since {silence.last_seen_ms}"
+"#;
+
+#[test]
+fn construct_table() {
+    type Want = Vec<(&'static str, &'static str, Vec<u64>, u64)>;
+    let f = |ip: &'static str| vec![("outcome", "failure"), ("ip", ip)];
+    let d =
+        |ip: &'static str, port: &'static str| vec![("action", "deny"), ("ip", ip), ("port", port)];
+    let table: Vec<(&str, &str, Vec<Event>, Want)> = vec![
+        (
+            "threshold fires at the count, then starts over",
+            BRUTE,
+            (1..=7).map(|i| ev(i, i as i64, &f("a"))).collect(),
+            vec![
+                ("bf", "ip=a", vec![1, 2, 3], 0),
+                ("bf", "ip=a", vec![4, 5, 6], 0),
+            ],
+        ),
+        (
+            "threshold: events outside the window do not count",
+            BRUTE,
+            vec![
+                ev(1, 0, &f("a")),
+                ev(2, 30, &f("a")),
+                ev(3, 60, &f("a")),
+                ev(4, 70, &f("a")),
+            ],
+            vec![("bf", "ip=a", vec![2, 3, 4], 0)],
+        ),
+        (
+            "threshold groups by key",
+            BRUTE,
+            vec![
+                ev(1, 1, &f("a")),
+                ev(2, 2, &f("b")),
+                ev(3, 3, &f("a")),
+                ev(4, 4, &f("b")),
+            ],
+            vec![],
+        ),
+        (
+            "threshold ignores events without the group field or not matching",
+            BRUTE,
+            vec![
+                ev(1, 1, &[("outcome", "failure")]),
+                ev(2, 2, &[("outcome", "success"), ("ip", "a")]),
+                ev(3, 3, &f("a")),
+                ev(4, 4, &f("a")),
+            ],
+            vec![],
+        ),
+        (
+            "distinct count: repeats of a port do not count",
+            SCAN,
+            vec![
+                ev(1, 1, &d("a", "22")),
+                ev(2, 2, &d("a", "22")),
+                ev(3, 3, &d("a", "80")),
+                ev(4, 4, &d("a", "443")),
+            ],
+            vec![("scan", "ip=a", vec![2, 3, 4], 0)],
+        ),
+        (
+            "distinct count: ports older than the window drop out",
+            SCAN,
+            vec![
+                ev(1, 0, &d("a", "1")),
+                ev(2, 5, &d("a", "2")),
+                ev(3, 11, &d("a", "3")),
+                ev(4, 12, &d("a", "4")),
+            ],
+            vec![("scan", "ip=a", vec![2, 3, 4], 0)],
+        ),
+        (
+            "sequence in order within the span, joined by differently named keys",
+            SEQ,
+            vec![
+                ev(1, 0, &[("action", "malware"), ("host", "h1")]),
+                ev(2, 10, &[("action", "out"), ("src_host", "h2")]),
+                ev(3, 20, &[("action", "out"), ("src_host", "h1")]),
+            ],
+            vec![("seq", "host=h1", vec![1, 3], 0)],
+        ),
+        (
+            "sequence: wrong order does not fire",
+            SEQ,
+            vec![
+                ev(1, 0, &[("action", "out"), ("src_host", "h1")]),
+                ev(2, 10, &[("action", "malware"), ("host", "h1")]),
+            ],
+            vec![],
+        ),
+        (
+            "sequence: too slow does not fire; a newer first step restarts",
+            SEQ,
+            vec![
+                ev(1, 0, &[("action", "malware"), ("host", "h1")]),
+                ev(2, 601, &[("action", "out"), ("src_host", "h1")]),
+                ev(3, 700, &[("action", "malware"), ("host", "h1")]),
+                ev(4, 900, &[("action", "malware"), ("host", "h1")]),
+                ev(5, 1400, &[("action", "out"), ("src_host", "h1")]),
+            ],
+            vec![("seq", "host=h1", vec![4, 5], 0)],
+        ),
+        (
+            "suppression: one per key per period, count carried to the next",
+            SUP,
+            vec![
+                ev(1, 0, &[("action", "malware"), ("host", "h1")]),
+                ev(2, 10, &[("action", "malware"), ("host", "h1")]),
+                ev(3, 20, &[("action", "malware"), ("host", "h2")]),
+                ev(4, 30, &[("action", "malware"), ("host", "h1")]),
+                ev(5, 3600, &[("action", "malware"), ("host", "h1")]),
+            ],
+            vec![
+                ("sup", "", vec![1], 0),
+                ("sup", "", vec![3], 0),
+                ("sup", "", vec![5], 2),
+            ],
+        ),
+        (
+            "silence: a source quiet for longer than `after` while others talk",
+            SILENT,
+            vec![
+                ev(1, 0, &[("src", "a")]),
+                ev(2, 0, &[("src", "b")]),
+                ev(3, 300, &[("src", "b")]),
+                ev(4, 599, &[("src", "b")]),
+                ev(5, 601, &[("src", "b")]),
+                ev(6, 1300, &[("src", "b")]),
+            ],
+            vec![
+                ("silent", "src=a", vec![1], 0),
+                ("silent", "src=b", vec![5], 0),
+            ],
+        ),
+    ];
+    for (name, yaml, events, want) in table {
+        let engine = Engine::new(rules(yaml));
+        let (got, _) = run(&engine, &events);
+        let want: Vec<(String, String, Vec<u64>, u64)> = want
+            .into_iter()
+            .map(|(r, k, e, s)| (r.to_string(), k.to_string(), e, s))
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn detection_carries_metadata_summary_and_time() {
+    let engine = Engine::new(rules(BRUTE));
+    let mut state = EngineState::default();
+    let mut got = Vec::new();
+    for i in 1..=3 {
+        got.extend(engine.process(
+            &mut state,
+            &ev(
+                i,
+                100 + i as i64,
+                &[("outcome", "failure"), ("ip", "203.0.113.7")],
+            ),
+        ));
+    }
+    assert_eq!(
+        got,
+        vec![Detection {
+            rule_id: "bf".into(),
+            rule_title: "Brute force".into(),
+            rule_version: 1,
+            severity: Severity::High,
+            tags: vec![],
+            group_key: "ip=203.0.113.7".into(),
+            timestamp_ms: 103_000,
+            evidence: vec![1, 2, 3],
+            summary: "3 failures from 203.0.113.7".into(),
+            suppressed: 0,
+        }]
+    );
+    assert_eq!(state.group_count(), 0, "a fired group is closed");
+}
+
+#[test]
+fn in_list_matches_entries_and_networks() {
+    let set = RuleSet::from_sources_with_lists(
+        &[SourceFile::new(
+            "t.yml",
+            r#"
+rules:
+  - id: bl
+    title: Blocklisted
+    severity: high
+    match: { any: [ { field: src, in_list: blocklist }, { field: dst, in_list: blocklist } ] }
+    summary: x
+"#,
+        )],
+        &[SourceFile::new(
+            "lists/blocklist.txt",
+            "203.0.113.0/24\nevil.example\n",
+        )],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let engine = Engine::new(Arc::new(set));
+    let events = [
+        ev(1, 0, &[("src", "203.0.113.9")]),
+        ev(2, 0, &[("dst", "EVIL.example")]),
+        ev(3, 0, &[("src", "198.51.100.1"), ("dst", "good.example")]),
+    ];
+    let (got, _) = run(&engine, &events);
+    let ids: Vec<Vec<u64>> = got.into_iter().map(|d| d.2).collect();
+    assert_eq!(ids, vec![vec![1], vec![2]]);
+
+    let missing = RuleSet::from_sources_with_lists(
+        &[SourceFile::new(
+            "r.yml",
+            "rules:\n  - id: x\n    title: X\n    severity: low\n    match: { field: a, in_list: nope }\n    summary: x\n",
+        )],
+        &[],
+    );
+    let msg = missing.err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(
+        msg,
+        "r.yml:5: match.in_list: rule `x`: no list named `nope` is loaded (known: [])"
+    );
+}
+
+#[test]
+fn stateful_rule_errors_name_file_line_and_field() {
+    let text = r#"rules:
+  - id: a
+    title: A
+    severity: low
+    match: { field: x, exists: true }
+    threshold: { count: 0, window: 5 minutes }
+    summary: x
+  - id: b
+    title: B
+    severity: low
+    sequence:
+      within: 1h
+      steps:
+        - match: { field: x, exists: true }
+    summary: x
+  - id: c
+    title: C
+    severity: low
+    summary: x
+  - id: d
+    title: D
+    severity: low
+    match: { field: x, exists: true }
+    suppress: { for: soon }
+    summary: x
+"#;
+    let err = RuleSet::from_sources(&[SourceFile::new("s.yml", text)])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "s.yml:6: threshold.window: rule `a`: `5 minutes` has an unknown unit; use ms, s, m, h or d",
+            "s.yml:6: threshold.count: rule `a`: must be at least 1",
+            "s.yml:13: sequence.steps: rule `b`: a sequence needs at least two steps",
+            "s.yml:16: match: rule `c`: a rule needs `match:` (only sequences may leave it out)",
+            "s.yml:24: suppress.for: rule `d`: `soon` is not a duration like 30s, 10m, 1h or 1d",
+        ]
+    );
+}
+
+#[test]
+fn bounds_evict_the_oldest_group_and_count_it() {
+    let opts = EngineOptions {
+        max_groups_per_rule: 3,
+        max_total_groups: 100,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::with_options(rules(BRUTE), opts);
+    let mut state = EngineState::default();
+    // Two failures from `a`, then a flood of new sources, then `a` again:
+    // its group was evicted, so the third failure does not complete it.
+    let mut events = vec![
+        ev(1, 1, &[("outcome", "failure"), ("ip", "a")]),
+        ev(2, 2, &[("outcome", "failure"), ("ip", "a")]),
+    ];
+    for i in 0..10u64 {
+        let ip = format!("flood{i}");
+        events.push(ev(
+            10 + i,
+            3,
+            &[("outcome", "failure"), ("ip", ip.as_str())],
+        ));
+    }
+    events.push(ev(30, 4, &[("outcome", "failure"), ("ip", "a")]));
+    let mut out = Vec::new();
+    for e in &events {
+        out.extend(engine.process(&mut state, e));
+    }
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(state.groups_of("bf"), 3);
+    assert_eq!(state.group_count(), 3);
+    // 12 groups were opened (a, ten floods, a again) and 3 remain.
+    assert_eq!(state.stats.evicted.get("bf"), Some(&9));
+
+    let total = Engine::with_options(
+        rules(BRUTE),
+        EngineOptions {
+            max_groups_per_rule: 100,
+            max_total_groups: 2,
+            ..EngineOptions::default()
+        },
+    );
+    let mut s2 = EngineState::default();
+    for e in &events {
+        total.process(&mut s2, e);
+    }
+    assert_eq!(s2.group_count(), 2);
+    assert_eq!(s2.stats.evicted.get("bf"), Some(&10));
+}
+
+#[test]
+fn reload_keeps_state_of_unchanged_rules_only() {
+    let two = |window: &str| {
+        format!(
+            "{BRUTE}  - id: other\n    title: O\n    severity: low\n    match: {{ field: outcome, equals: failure }}\n    threshold: {{ count: 3, window: {window}, group_by: [ip] }}\n    summary: o\n"
+        )
+    };
+    let old = Engine::new(rules(&two("60s")));
+    let mut state = EngineState::default();
+    for i in 1..=2 {
+        old.process(
+            &mut state,
+            &ev(i, i as i64, &[("outcome", "failure"), ("ip", "a")]),
+        );
+    }
+    assert_eq!((state.groups_of("bf"), state.groups_of("other")), (1, 1));
+    // `other` changes, `bf` does not.
+    let new = Engine::new(rules(&two("90s")));
+    let got: Vec<String> = new
+        .process(
+            &mut state,
+            &ev(3, 3, &[("outcome", "failure"), ("ip", "a")]),
+        )
+        .into_iter()
+        .map(|d| d.rule_id)
+        .collect();
+    assert_eq!(got, ["bf"]);
+    assert_eq!(
+        state.groups_of("other"),
+        1,
+        "restarted from the third event"
+    );
+    // A removed rule's state goes.
+    let only_other = Engine::new(rules(&two("90s").replacen("id: bf", "id: bf2", 1)));
+    only_other.reconcile(&mut state);
+    assert!(!state.rules.contains_key("bf"));
+}
+
+#[test]
+fn state_round_trips_through_bytes_and_checks_format() {
+    let engine = Engine::with_options(
+        rules(&format!("{SEQ}{}", SCAN.trim_start_matches("\nrules:\n"))),
+        EngineOptions {
+            allowed_lateness_ms: 5_000,
+            ..EngineOptions::default()
+        },
+    );
+    let mut state = EngineState::default();
+    engine.process(
+        &mut state,
+        &ev(1, 0, &[("action", "malware"), ("host", "h1")]),
+    );
+    engine.process(
+        &mut state,
+        &ev(2, 1, &[("action", "deny"), ("ip", "a"), ("port", "22")]),
+    );
+    engine.process(
+        &mut state,
+        &ev(3, 9, &[("action", "deny"), ("ip", "a"), ("port", "23")]),
+    );
+    assert_eq!(
+        state.pending.len(),
+        1,
+        "events within 5 s of the newest are held back"
+    );
+    let bytes = state.to_bytes();
+    let back = EngineState::from_bytes(&bytes).unwrap_or_default();
+    assert_eq!(back, state);
+    let mut old = bytes.clone();
+    old[0] = 1;
+    assert_eq!(
+        EngineState::from_bytes(&old),
+        Err(StateFormatError::Version { found: 1 })
+    );
+    assert!(matches!(
+        EngineState::from_bytes(&bytes[..bytes.len() / 2]),
+        Err(StateFormatError::Decode(_))
+    ));
+    // The restored state continues exactly like the original.
+    let mut a = state;
+    let mut b = back;
+    let next = ev(4, 20, &[("action", "out"), ("src_host", "h1")]);
+    let mut da = engine.process(&mut a, &next);
+    da.extend(engine.flush(&mut a));
+    let mut db = engine.process(&mut b, &next);
+    db.extend(engine.flush(&mut b));
+    assert_eq!(da, db);
+    assert_eq!(da.len(), 1);
+}
+
+#[test]
+fn late_events_are_counted_and_still_processed() {
+    let engine = Engine::with_options(
+        rules(BRUTE),
+        EngineOptions {
+            allowed_lateness_ms: 10_000,
+            ..EngineOptions::default()
+        },
+    );
+    let f = [("outcome", "failure"), ("ip", "a")];
+    let (got, state) = run(&engine, &[ev(1, 100, &f), ev(2, 101, &f), ev(3, 50, &f)]);
+    assert_eq!(state.stats.late_events, 1);
+    assert_eq!(got.len(), 1);
+}
+
+/// A tiny deterministic PRNG (xorshift) so the property test needs no crate.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Property: the same events, shuffled so that no event arrives more than
+/// the allowed lateness behind the newest one, give the same detections.
+#[test]
+fn shuffles_within_the_lateness_give_the_same_detections() {
+    let all = format!(
+        "{BRUTE}{}{}{}",
+        SCAN.trim_start_matches("\nrules:\n"),
+        SEQ.trim_start_matches("\nrules:\n"),
+        SUP.trim_start_matches("\nrules:\n")
+    );
+    let lateness_s = 20;
+    let engine = Engine::with_options(
+        rules(&all),
+        EngineOptions {
+            allowed_lateness_ms: lateness_s * 1000,
+            ..EngineOptions::default()
+        },
+    );
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        // A random stream in time order.
+        let mut t = 0i64;
+        let mut events = Vec::new();
+        for id in 1..=120u64 {
+            t += rng.below(4) as i64;
+            let ip = ["a", "b", "c"][rng.below(3) as usize];
+            let host = ["h1", "h2"][rng.below(2) as usize];
+            let port = (rng.below(6) + 20).to_string();
+            let e = match rng.below(4) {
+                0 => ev(id, t, &[("outcome", "failure"), ("ip", ip)]),
+                1 => ev(
+                    id,
+                    t,
+                    &[("action", "deny"), ("ip", ip), ("port", port.as_str())],
+                ),
+                2 => ev(id, t, &[("action", "malware"), ("host", host)]),
+                _ => ev(id, t, &[("action", "out"), ("src_host", host)]),
+            };
+            events.push(e);
+        }
+        let (want, _) = run(&engine, &events);
+        // Shuffle: repeatedly swap neighbours when that keeps every event
+        // within the lateness of the newest one before it.
+        let mut shuffled = events.clone();
+        for _ in 0..400 {
+            let i = rng.below(shuffled.len() as u64 - 1) as usize;
+            shuffled.swap(i, i + 1);
+            let mut newest = i64::MIN;
+            let ok = shuffled.iter().all(|e| {
+                newest = newest.max(e.timestamp_ms);
+                e.timestamp_ms >= newest - lateness_s * 1000
+            });
+            if !ok {
+                shuffled.swap(i, i + 1);
+            }
+        }
+        assert_ne!(shuffled, events, "seed {seed}: the shuffle changed nothing");
+        let (got, state) = run(&engine, &shuffled);
+        assert_eq!(state.stats.late_events, 0, "seed {seed}");
+        assert_eq!(got, want, "seed {seed}");
+        assert!(
+            !want.is_empty(),
+            "seed {seed}: the stream should raise something"
+        );
+    }
+}
