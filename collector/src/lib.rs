@@ -20,19 +20,29 @@
 //! * [`db`]: the sled database and the names of its trees.
 //! * [`app`]: the shared state and the loaded detection content.
 //! * [`client`]: the HTTPS client `socctl` uses.
+//! * [`alert_index`]: the alert store's secondary indexes and query planner.
+//! * [`audit`]: the append-only audit log of API changes.
+//! * [`ratelimit`]: failed authentications limited per peer address.
+//! * [`retention`]: the periodic removal of old closed alerts, journal and audit records.
+//! * [`forward`]: alerts pushed to a webhook and to syslog (CEF).
 
+pub mod alert_index;
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod forward;
 pub mod http;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod ratelimit;
+pub mod retention;
 pub mod server;
 pub mod tls;
