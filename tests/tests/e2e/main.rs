@@ -3,4 +3,5 @@
 //! per capability.
 
 mod crash;
+mod responders;
 mod skeleton;

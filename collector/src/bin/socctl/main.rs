@@ -422,9 +422,6 @@ async fn bulk(
             ""
         }
     );
-    if !out.is_json() || !yes {
-        eprintln!("{question}");
-    }
     if !confirm(&question, yes)? {
         anyhow::bail!("nothing changed");
     }
