@@ -131,12 +131,14 @@ fn main() -> anyhow::Result<()> {
         while id <= n {
             let end = (id + 999).min(n);
             let batch: Vec<Alert> = (id..=end).map(|i| make(&mut rng, i, t0, span, n)).collect();
-            (&db.alerts, store.index_tree()).transaction(|(a, ix)| {
-                for al in &batch {
-                    insert_in(a, ix, al)?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<String>>(())
-            })?;
+            (&db.alerts, store.index_tree())
+                .transaction(|(a, ix)| {
+                    for al in &batch {
+                        insert_in(a, ix, al)?;
+                    }
+                    Ok::<_, sled::transaction::ConflictableTransactionError<String>>(())
+                })
+                .map_err(|e| anyhow::anyhow!("loading alerts: {e:?}"))?;
             id = end + 1;
         }
         db.db.flush()?;
