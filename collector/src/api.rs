@@ -19,7 +19,7 @@ use soc_protocol::ErrorCode;
 use crate::alerts::{AlertError, Change};
 use crate::app::{App, now_ms};
 use crate::auth::{AuthError, Role, TokenRecord};
-use crate::http::{ApiError, Peer, audit, authorize, authorize_change, bearer, require};
+use crate::http::{ApiError, Peer, audit, authorize, authorize_change, bearer};
 use crate::model::{
     AckRequest, AgentView, Alert, AlertPage, AlertQuery, AssignRequest, AuditEntry, AuditOutcome,
     AuditQuery, BulkRequest, BulkResponse, CloseRequest, CreateTokenRequest, CreateTokenResponse,
@@ -582,9 +582,10 @@ pub async fn list_audit(
 /// `GET /api/v1/status`.
 pub async fn status(
     State(app): State<Arc<App>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<StatusView>, ApiError> {
-    require(&app, &headers, Role::Viewer)?;
+    authorize(&app, &headers, peer, Role::Viewer).map_err(|r| r.error)?;
     let content = app.content();
     Ok(Json(StatusView {
         version: env!("CARGO_PKG_VERSION").into(),

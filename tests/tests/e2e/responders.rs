@@ -549,3 +549,77 @@ fn webhook_delivery_survives_a_receiver_outage_and_a_collector_restart() -> anyh
     );
     Ok(())
 }
+
+fn socctl_env(server: &str, token: &str, ca: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(soc_e2e::bin("socctl"))
+        .args(args)
+        .env("SOC_SERVER", server)
+        .env("SOC_TOKEN", token)
+        .env("SOC_CA_CERT", ca)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running socctl")
+}
+
+#[test]
+fn socctl_says_what_to_do_and_failed_logins_are_rate_limited() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let collector = Collector::start(&tmp.path().join("collector"), "127.0.0.1:0", &[])?;
+
+    // Nobody listening.
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let down = format!("https://127.0.0.1:{port}");
+    let err = refused(&socctl_env(
+        &down,
+        &collector.token,
+        &collector.ca_file,
+        &["status"],
+    ));
+    assert!(
+        err.contains("connection refused") && err.contains("SOC_SERVER"),
+        "{err}"
+    );
+
+    // A certificate from another CA.
+    let other = Collector::start(&tmp.path().join("other"), "127.0.0.1:0", &[])?;
+    let err = refused(&socctl_env(
+        &collector.https,
+        &collector.token,
+        &other.ca_file,
+        &["status"],
+    ));
+    assert!(
+        err.contains("not trusted") && err.contains("--ca-cert"),
+        "{err}"
+    );
+
+    // Wrong tokens: 401 with advice, then 429 for this address.
+    let burst = 10;
+    for _ in 0..burst {
+        let err = refused(&socctl_env(
+            &collector.https,
+            "soc_tk_wrong",
+            &collector.ca_file,
+            &["alerts", "list"],
+        ));
+        assert!(err.contains("refused the token"), "{err}");
+    }
+    let err = refused(&socctl_env(
+        &collector.https,
+        "soc_tk_wrong",
+        &collector.ca_file,
+        &["alerts", "list"],
+    ));
+    assert!(
+        err.contains("429") && err.contains("too many failed"),
+        "{err}"
+    );
+    // Even the right token waits: the address is limited, not the token.
+    let err = refused(&collector.socctl(&["status"]));
+    assert!(err.contains("429"), "{err}");
+    let m = collector.metrics_text()?;
+    assert!(metric_value(&m, "soc_auth_failures_total", "kind=\"token\"") >= f64::from(burst));
+    assert!(metric_value(&m, "soc_auth_rate_limited_total", "") >= 2.0);
+    drop(other);
+    Ok(())
+}
