@@ -126,6 +126,35 @@ fn unauthorized(app: &App, peer: Option<SocketAddr>) -> Refusal {
         .auth_failures
         .with_label_values(&["token"])
         .inc();
+    note_failure(app, peer);
+    if let Some(p) = peer {
+        tracing::warn!(peer = %p, "refused an API request with a missing, unknown or revoked token");
+    }
+    Refusal {
+        error: ApiError::unauthorized(),
+        who: None,
+        rate_limited: false,
+    }
+}
+
+/// Refuses (429) a peer that failed to authenticate too often recently.
+pub fn check_failures(app: &App, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+    if let Some(p) = peer
+        && let Verdict::Limited(secs) = app.auth_limiter.check(p.ip(), Instant::now())
+    {
+        app.metrics.workflow.auth_rate_limited.inc();
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Overloaded,
+            "too many failed authentications from this address; wait and check the credentials",
+        )
+        .retry(secs));
+    }
+    Ok(())
+}
+
+/// Counts a failed authentication against `peer` in the limiter.
+pub fn note_failure(app: &App, peer: Option<SocketAddr>) {
     if let Some(p) = peer {
         if app.auth_limiter.failed(p.ip(), Instant::now()) {
             app.metrics.workflow.auth_limiter_evictions.inc();
@@ -134,12 +163,6 @@ fn unauthorized(app: &App, peer: Option<SocketAddr>) -> Refusal {
             .workflow
             .auth_limiter_peers
             .set(app.auth_limiter.tracked() as i64);
-        tracing::warn!(peer = %p, "refused an API request with a missing, unknown or revoked token");
-    }
-    Refusal {
-        error: ApiError::unauthorized(),
-        who: None,
-        rate_limited: false,
     }
 }
 
@@ -151,17 +174,9 @@ pub fn authorize(
     peer: Option<SocketAddr>,
     min: Role,
 ) -> Result<TokenRecord, Refusal> {
-    if let Some(p) = peer
-        && let Verdict::Limited(secs) = app.auth_limiter.check(p.ip(), Instant::now())
-    {
-        app.metrics.workflow.auth_rate_limited.inc();
+    if let Err(error) = check_failures(app, peer) {
         return Err(Refusal {
-            error: ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::Overloaded,
-                "too many failed authentications from this address; wait and check the token",
-            )
-            .retry(secs),
+            error,
             who: None,
             rate_limited: true,
         });
