@@ -312,10 +312,10 @@ fn explain(e: &anyhow::Error, server: &str) -> String {
             status, message, ..
         } => match status.as_u16() {
             401 => format!(
-                "{server} refused the token (unknown, revoked or mistyped): check --token, SOC_TOKEN or SOC_TOKEN_FILE, or ask an admin for a new one (`socctl tokens create NAME --role ROLE`)"
+                "{server} refused the token (401: unknown, revoked or mistyped): check --token, SOC_TOKEN or SOC_TOKEN_FILE, or ask an admin for a new one (`socctl tokens create NAME --role ROLE`)"
             ),
             403 => format!(
-                "{message}: ask an admin for a token with that role (`socctl tokens create NAME --role ROLE`)"
+                "{message} (403): ask an admin for a token with that role (`socctl tokens create NAME --role ROLE`)"
             ),
             429 => format!("{message} (HTTP 429); wait a minute before trying again"),
             _ => format!("{e:#}"),
