@@ -163,6 +163,12 @@ pub struct App {
     pub detection_cursor: AtomicU64,
     /// Receive time of the newest journalled line, for the ingest lag gauge.
     pub newest_received_ms: AtomicI64,
+    /// The append-only audit log of API changes.
+    pub audit: crate::audit::AuditLog,
+    /// Failed authentications per peer address.
+    pub auth_limiter: crate::ratelimit::FailureLimiter,
+    /// Permits for `alerts follow` streams.
+    pub followers: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -171,12 +177,21 @@ impl App {
         let cursor = db.meta_u64(crate::db::meta_keys::DETECTION_CURSOR)?;
         Ok(App {
             ingest_slots: tokio::sync::Semaphore::new(settings.max_concurrent_batches),
-            alerts: AlertStore::new(db.clone()),
+            alerts: AlertStore::open(db.clone())?,
             auth: Auth::new(db.clone()),
             metrics: Metrics::new(),
             content: RwLock::new(Arc::new(content)),
             detection_cursor: AtomicU64::new(cursor),
             newest_received_ms: AtomicI64::new(0),
+            audit: crate::audit::AuditLog::open(&db)?,
+            auth_limiter: crate::ratelimit::FailureLimiter::new(
+                crate::ratelimit::LimiterSettings {
+                    burst: settings.api.auth_failure_burst,
+                    refill: settings.api.auth_failure_refill,
+                    max_peers: settings.api.auth_max_peers,
+                },
+            ),
+            followers: Arc::new(tokio::sync::Semaphore::new(settings.api.max_followers)),
             settings,
             journal,
             db,

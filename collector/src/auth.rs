@@ -89,6 +89,10 @@ pub enum AuthError {
     NameTaken(String),
     #[error("`{0}` is not a valid name: use 1-64 letters, digits, `.`, `-` or `_`")]
     BadName(String),
+    #[error("no {kind} named `{name}`")]
+    Unknown { kind: &'static str, name: String },
+    #[error("`{0}` holds the last admin token; create another admin token first")]
+    LastAdmin(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -325,6 +329,104 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// Every token record (revoked ones too), by name.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, AuthError> {
+        let mut out = Vec::new();
+        for item in self.db.tokens.iter() {
+            let (k, v) = item?;
+            out.push(parse::<TokenRecord>(&String::from_utf8_lossy(&k), &v)?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.created_ms.cmp(&b.created_ms)));
+        Ok(out)
+    }
+
+    /// Revokes the active token called `name`; it is refused from its next
+    /// request on. The last active admin token cannot be revoked, so the
+    /// collector never locks its operators out.
+    pub fn revoke_token(&self, name: &str) -> Result<TokenRecord, AuthError> {
+        let mut target = None;
+        let mut admins = 0;
+        for item in self.db.tokens.iter() {
+            let (k, v) = item?;
+            let rec: TokenRecord = parse(&String::from_utf8_lossy(&k), &v)?;
+            if rec.revoked {
+                continue;
+            }
+            if rec.role == Role::Admin {
+                admins += 1;
+            }
+            if rec.name == name {
+                target = Some((k, v, rec));
+            }
+        }
+        let Some((k, v, mut rec)) = target else {
+            return Err(AuthError::Unknown {
+                kind: "active token",
+                name: name.into(),
+            });
+        };
+        if rec.role == Role::Admin && admins <= 1 {
+            return Err(AuthError::LastAdmin(name.into()));
+        }
+        rec.revoked = true;
+        if self
+            .db
+            .tokens
+            .compare_and_swap(k, Some(v), Some(json(&rec)?))?
+            .is_err()
+        {
+            // Changed under us (revoked concurrently): say so rather than guess.
+            return Err(AuthError::Unknown {
+                kind: "active token",
+                name: name.into(),
+            });
+        }
+        self.db.db.flush()?;
+        Ok(rec)
+    }
+
+    /// Cuts an agent off: its key stops working at once (its next batch or
+    /// heartbeat gets 401) and any pending enrolment secret is void.
+    /// `socctl agents enroll NAME` can enrol it again later.
+    pub fn revoke_agent(&self, name: &str) -> Result<AgentRecord, AuthError> {
+        let mut out = None;
+        let mut fail = None;
+        self.db.agents.fetch_and_update(name.as_bytes(), |old| {
+            let old = old?;
+            match serde_json::from_slice::<AgentRecord>(old) {
+                Ok(mut rec) => {
+                    rec.revoked = true;
+                    rec.key_hash = None;
+                    rec.enroll_hash = None;
+                    rec.enroll_expires_ms = None;
+                    let bytes = serde_json::to_vec(&rec).ok();
+                    out = Some(rec);
+                    bytes.or_else(|| Some(old.to_vec()))
+                }
+                Err(e) => {
+                    fail = Some(e.to_string());
+                    Some(old.to_vec())
+                }
+            }
+        })?;
+        if let Some(reason) = fail {
+            return Err(AuthError::Db(DbError::Corrupt {
+                key: format!("agents/{name}"),
+                reason,
+            }));
+        }
+        let Some(rec) = out else {
+            return Err(AuthError::Unknown {
+                kind: "agent",
+                name: name.into(),
+            });
+        };
+        self.db.db.flush()?;
+        Ok(rec)
+    }
+}
+
 /// Writes a secret to a file readable only by its owner.
 pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write as _;
@@ -405,6 +507,44 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn revoked_tokens_and_agents_are_refused_and_the_last_admin_stays() {
+        let (_d, a) = auth();
+        let admin = a.create_token("admin", Role::Admin, 0).expect("admin");
+        let ops = a.create_token("ops", Role::Responder, 0).expect("ops");
+        a.verify_token(&ops).expect("works");
+        assert_eq!(a.revoke_token("ops").expect("revoke").name, "ops");
+        assert!(a.verify_token(&ops).is_err());
+        assert!(matches!(
+            a.revoke_token("ops"),
+            Err(AuthError::Unknown { .. })
+        ));
+        assert!(matches!(
+            a.revoke_token("admin"),
+            Err(AuthError::LastAdmin(_))
+        ));
+        a.verify_token(&admin).expect("still works");
+        // The name is free again after revocation.
+        a.create_token("ops", Role::Viewer, 1).expect("re-create");
+        let list = a.tokens().expect("list");
+        assert_eq!(list.iter().filter(|t| t.name == "ops").count(), 2);
+
+        let secret = a.enroll_agent("web-01", 1000, 0).expect("enroll");
+        let key = a.exchange_enrollment("web-01", &secret, 1).expect("key");
+        a.verify_agent("web-01", &key).expect("works");
+        a.revoke_agent("web-01").expect("revoke");
+        assert!(a.verify_agent("web-01", &key).is_err());
+        assert!(matches!(
+            a.revoke_agent("nobody"),
+            Err(AuthError::Unknown { .. })
+        ));
+        // It can be enrolled again, with a new key.
+        let secret = a.enroll_agent("web-01", 1000, 2).expect("re-enroll");
+        let key2 = a.exchange_enrollment("web-01", &secret, 3).expect("key");
+        a.verify_agent("web-01", &key2).expect("new key works");
+        assert!(a.verify_agent("web-01", &key).is_err());
     }
 
     #[test]

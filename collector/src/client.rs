@@ -144,6 +144,71 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GETs a streaming NDJSON answer and calls `on_line` with each
+    /// non-empty line as it arrives; returns when the server ends the
+    /// stream. Fails if nothing (not even a keep-alive) arrives for `idle`.
+    pub async fn stream_lines<Q: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        query: &Q,
+        idle: std::time::Duration,
+        mut on_line: impl FnMut(&str) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .req(reqwest::Method::GET, path)
+            .query(query)
+            // No overall deadline for a stream; `idle` guards a dead peer.
+            .timeout(std::time::Duration::from_secs(100 * 365 * 24 * 3600));
+        let connect = |e: &dyn std::error::Error| ClientError::Connect {
+            server: self.base.clone(),
+            message: error_chain(e),
+        };
+        let mut resp = r.send().await.map_err(|e| connect(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(|e| connect(&e))?;
+            let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => b.message,
+                Err(_) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+            };
+            return Err(ClientError::Api {
+                server: self.base.clone(),
+                status,
+                message,
+            });
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
+                Err(_) => {
+                    return Err(ClientError::Connect {
+                        server: self.base.clone(),
+                        message: format!("nothing received for {}s", idle.as_secs()),
+                    });
+                }
+                Ok(r) => r.map_err(|e| connect(&e))?,
+            };
+            let Some(chunk) = chunk else { return Ok(()) };
+            buf.extend_from_slice(&chunk);
+            while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim();
+                if !line.is_empty() {
+                    on_line(line)?;
+                }
+            }
+            if buf.len() > 16 * 1024 * 1024 {
+                return Err(ClientError::Decode {
+                    server: self.base.clone(),
+                    message: "a streamed line is longer than 16 MiB".into(),
+                });
+            }
+        }
+    }
+}
+
 /// An error with its causes, which is where reqwest keeps the useful part
 /// (connection refused, certificate unknown, ...).
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -18,8 +18,9 @@ use soc_protocol::{
 };
 
 use crate::app::{App, now_ms};
-use crate::http::{ApiError, bearer};
+use crate::http::{ApiError, Peer, bearer};
 use crate::journal::JournalEntry;
+use std::net::SocketAddr;
 
 fn reject(app: &App, err: ApiError) -> ApiError {
     app.metrics
@@ -30,7 +31,8 @@ fn reject(app: &App, err: ApiError) -> ApiError {
 }
 
 /// Authenticates an agent from its name header and bearer key.
-fn agent_of(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+fn agent_of(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<String, ApiError> {
+    crate::http::check_failures(app, peer)?;
     let name = headers.get(AGENT_HEADER).and_then(|v| v.to_str().ok());
     let key = bearer(headers);
     match (name, key) {
@@ -40,6 +42,7 @@ fn agent_of(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
                 .auth_failures
                 .with_label_values(&["agent"])
                 .inc();
+            crate::http::note_failure(app, peer);
             tracing::warn!(
                 agent = name.unwrap_or("-"),
                 "refused an agent with missing or wrong credentials"
@@ -63,10 +66,11 @@ fn header_is(headers: &HeaderMap, name: header::HeaderName, want: &str) -> bool 
 /// `POST /v1/batches`.
 pub async fn post_batch(
     State(app): State<Arc<App>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BatchAck>, ApiError> {
-    let agent = agent_of(&app, &headers).map_err(|e| reject(&app, e))?;
+    let agent = agent_of(&app, &headers, peer).map_err(|e| reject(&app, e))?;
     if !header_is(&headers, header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
         || !header_is(&headers, header::CONTENT_ENCODING, BATCH_CONTENT_ENCODING)
     {
@@ -214,10 +218,11 @@ pub async fn post_batch(
 /// `POST /v1/heartbeat`.
 pub async fn post_heartbeat(
     State(app): State<Arc<App>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     Json(hb): Json<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
-    let agent = agent_of(&app, &headers)?;
+    let agent = agent_of(&app, &headers, peer)?;
     if hb.agent != agent {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -259,8 +264,10 @@ pub async fn post_heartbeat(
 /// `POST /v1/enroll`: trade a one-time secret for the agent's key.
 pub async fn post_enroll(
     State(app): State<Arc<App>>,
+    Peer(peer): Peer,
     Json(req): Json<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
+    crate::http::check_failures(&app, peer)?;
     match app
         .auth
         .exchange_enrollment(&req.agent, &req.secret, now_ms())
@@ -277,6 +284,7 @@ pub async fn post_enroll(
                 .auth_failures
                 .with_label_values(&["enrollment"])
                 .inc();
+            crate::http::note_failure(&app, peer);
             tracing::warn!(agent = %req.agent, error = %e, "refused an enrolment");
             // Slow down guessing without holding a lock.
             tokio::time::sleep(Duration::from_millis(250)).await;

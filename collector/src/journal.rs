@@ -331,6 +331,47 @@ impl Journal {
         Ok(None)
     }
 
+    /// The first and last sequence numbers held, `(0, 0)` when empty.
+    pub fn bounds(&self) -> Result<(u64, u64), DbError> {
+        match self.db.journal.first()? {
+            Some((k, _)) => Ok((key_seq(&k)?, self.last_seq_now())),
+            None => Ok((0, 0)),
+        }
+    }
+
+    /// Removes the oldest stored values whose entries all have sequence
+    /// numbers up to `upto`, never the newest value (it fixes the next
+    /// sequence number on reopen). A segment straddling `upto` stays whole.
+    /// Returns the number of entries removed.
+    pub fn prune_through(&self, upto: u64) -> Result<u64, DbError> {
+        let newest = match self.db.journal.last()? {
+            Some((k, _)) => key_seq(&k)?,
+            None => return Ok(0),
+        };
+        let mut removed = 0;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for item in self.db.journal.iter() {
+            let (k, v) = item?;
+            let key = key_seq(&k)?;
+            let len = value_len(&v).max(1);
+            if key == newest || key + len - 1 > upto {
+                break;
+            }
+            batch.remove(k);
+            removed += len;
+            in_batch += 1;
+            if in_batch == 256 {
+                self.db.journal.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        if in_batch > 0 {
+            self.db.journal.apply_batch(batch)?;
+        }
+        Ok(removed)
+    }
+
     /// The next offset the journal accepts for (agent, stream): its
     /// de-duplication mark, 0 when the stream is new. Writers that number
     /// lines themselves (syslog) start here so they never reuse an offset.

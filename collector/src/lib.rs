@@ -23,20 +23,30 @@
 //! * [`app`]: the shared state and the loaded detection content.
 //! * [`client`]: the HTTPS client `socctl` uses.
 //! * [`syslog`]: UDP, TCP and TLS syslog listeners for appliances, feeding the journal.
+//! * [`alert_index`]: the alert store's secondary indexes and query planner.
+//! * [`audit`]: the append-only audit log of API changes.
+//! * [`ratelimit`]: failed authentications limited per peer address.
+//! * [`retention`]: the periodic removal of old closed alerts, journal and audit records.
+//! * [`forward`]: alerts pushed to a webhook and to syslog (CEF).
 
+pub mod alert_index;
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod forward;
 pub mod http;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod ratelimit;
+pub mod retention;
 pub mod rules_api;
 pub mod server;
 pub mod stats;

@@ -164,6 +164,8 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
     tasks.spawn(stats::run(app.clone(), rx.clone()));
     let detector = tokio::spawn(pipeline::run(app.clone(), rx.clone()));
     syslog_listeners.spawn(app.clone(), rx.clone(), &mut tasks);
+    tasks.spawn(soc_collector::retention::run(app.clone(), rx.clone()));
+    tasks.spawn(soc_collector::forward::run(app.clone(), rx.clone()));
 
     let ca = if settings.tls_cert_file.is_some() {
         None

@@ -89,6 +89,125 @@ pub struct Metrics {
     free_labels: Mutex<HashSet<String>>,
     /// The syslog listeners' metrics.
     pub syslog: SyslogMetrics,
+    /// The responders' workflow: auth limiter, follow streams, retention, forwarding.
+    pub workflow: WorkflowMetrics,
+}
+
+/// Metrics of the responders' workflow (alerts API, audit, retention, forwarding).
+pub struct WorkflowMetrics {
+    /// Requests refused with 429 because their peer failed to authenticate too often.
+    pub auth_rate_limited: IntCounter,
+    /// Peers forgotten by the failure limiter because it was full.
+    pub auth_limiter_evictions: IntCounter,
+    /// Peers tracked by the failure limiter.
+    pub auth_limiter_peers: IntGauge,
+    /// `alerts follow` streams open now.
+    pub alert_streams_open: IntGauge,
+    /// Streams refused because `api.max_followers` were open.
+    pub alert_streams_refused: IntCounter,
+    /// Alert changes by action (ack, close, assign, note, reopen).
+    pub alert_changes: IntCounterVec,
+    /// Audit records written, by outcome.
+    pub audit_records: IntCounterVec,
+    /// Audit records that could not be written.
+    pub audit_failures: IntCounter,
+    /// What retention removed, by kind (closed_alerts, journal, audit).
+    pub retention_removed: IntCounterVec,
+    /// Alerts delivered, by sink.
+    pub forward_sent: IntCounterVec,
+    /// Failed delivery attempts, by sink.
+    pub forward_failures: IntCounterVec,
+    /// Alert ids not yet delivered, by sink.
+    pub forward_backlog: IntGaugeVec,
+    /// Alert ids skipped because the backlog passed `max_backlog`, by sink.
+    pub forward_skipped: IntCounterVec,
+    /// Alerts held in memory for delivery, by sink.
+    pub forward_queue: IntGaugeVec,
+}
+
+impl WorkflowMetrics {
+    fn new(r: &Registry) -> WorkflowMetrics {
+        WorkflowMetrics {
+            auth_rate_limited: counter(
+                r,
+                "soc_auth_rate_limited_total",
+                "Requests refused with 429 because their address failed to authenticate too often.",
+            ),
+            auth_limiter_evictions: counter(
+                r,
+                "soc_auth_limiter_evictions_total",
+                "Addresses forgotten by the failed-authentication limiter because api.auth_max_peers was reached.",
+            ),
+            auth_limiter_peers: gauge(
+                r,
+                "soc_auth_limiter_peers",
+                "Addresses tracked by the failed-authentication limiter.",
+            ),
+            alert_streams_open: gauge(
+                r,
+                "soc_alert_streams_open",
+                "socctl alerts follow streams open now.",
+            ),
+            alert_streams_refused: counter(
+                r,
+                "soc_alert_streams_refused_total",
+                "Alert streams refused because api.max_followers were open.",
+            ),
+            alert_changes: counter_vec(
+                r,
+                "soc_alert_changes_total",
+                "Alert lifecycle changes made through the API, by action.",
+                &["action"],
+            ),
+            audit_records: counter_vec(
+                r,
+                "soc_audit_records_total",
+                "Audit records written, by outcome.",
+                &["outcome"],
+            ),
+            audit_failures: counter(
+                r,
+                "soc_audit_failures_total",
+                "Audit records that could not be written.",
+            ),
+            retention_removed: counter_vec(
+                r,
+                "soc_retention_removed_total",
+                "Items removed by retention, by kind (closed_alerts, journal, audit).",
+                &["kind"],
+            ),
+            forward_sent: counter_vec(
+                r,
+                "soc_forward_sent_total",
+                "Alerts delivered to a forwarding sink.",
+                &["sink"],
+            ),
+            forward_failures: counter_vec(
+                r,
+                "soc_forward_failures_total",
+                "Failed delivery attempts to a forwarding sink (each is retried).",
+                &["sink"],
+            ),
+            forward_backlog: gauge_vec(
+                r,
+                "soc_forward_backlog",
+                "Alert ids raised but not yet delivered to a forwarding sink.",
+                &["sink"],
+            ),
+            forward_skipped: counter_vec(
+                r,
+                "soc_forward_skipped_total",
+                "Alert ids skipped because a sink's backlog passed max_backlog.",
+                &["sink"],
+            ),
+            forward_queue: gauge_vec(
+                r,
+                "soc_forward_queue",
+                "Alerts read ahead into memory for delivery to a sink.",
+                &["sink"],
+            ),
+        }
+    }
 }
 
 /// Every metric name this module defines, for the test that dashboards and
@@ -129,6 +248,21 @@ pub const NAMES: &[&str] = &[
     "soc_backup_last_success_timestamp_seconds",
     "soc_backup_size_bytes",
     "soc_build_info",
+    // The responders' workflow.
+    "soc_alert_changes_total",
+    "soc_alert_streams_open",
+    "soc_alert_streams_refused_total",
+    "soc_audit_failures_total",
+    "soc_audit_records_total",
+    "soc_auth_limiter_evictions_total",
+    "soc_auth_limiter_peers",
+    "soc_auth_rate_limited_total",
+    "soc_forward_backlog",
+    "soc_forward_failures_total",
+    "soc_forward_queue",
+    "soc_forward_sent_total",
+    "soc_forward_skipped_total",
+    "soc_retention_removed_total",
     // The syslog listeners.
     "soc_syslog_backpressure_waits_total",
     "soc_syslog_connections_open",
@@ -382,6 +516,7 @@ impl Metrics {
             ),
             free_labels: Mutex::new(HashSet::new()),
             syslog: SyslogMetrics::new(&r),
+            workflow: WorkflowMetrics::new(&r),
             registry: r,
         };
         let build = gauge_vec(
@@ -398,6 +533,9 @@ impl Metrics {
         m.events_received.with_label_values(&["agent"]);
         for sev in ["info", "low", "medium", "high", "critical"] {
             m.alerts_open.with_label_values(&[sev]);
+        }
+        for kind in ["closed_alerts", "journal", "audit"] {
+            m.workflow.retention_removed.with_label_values(&[kind]);
         }
         m
     }
@@ -601,49 +739,48 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
+    /// NAMES lists exactly the metric names this module registers: every
+    /// quoted `soc_` name in the registration code is in NAMES and the
+    /// reverse, and each one renders with help text once it has a series.
     #[test]
     fn names_lists_exactly_the_metrics_defined() {
-        let m = Metrics::new();
-        // Vectors without a series are not rendered: give each one a series.
-        m.events_decoded.with_label_values(&["x"]);
-        m.events_failed.with_label_values(&["x", "y"]);
-        m.batches_rejected.with_label_values(&["x"]);
-        m.alerts_by_rule.with_label_values(&["x"]);
-        m.alerts_by_host.with_label_values(&["x"]);
-        m.http_requests.with_label_values(&["x", "200"]);
-        m.auth_failures.with_label_values(&["x"]);
-        m.agent_last_seen.with_label_values(&["x"]);
-        m.agent_events.with_label_values(&["x"]);
-        m.agent_lag_bytes.with_label_values(&["x"]);
-        m.agent_info.with_label_values(&["x", "1"]);
-        m.rule_state_evicted.with_label_values(&["x"]);
-        m.alerts_suppressed.with_label_values(&["x"]);
-        m.rule_reloads.with_label_values(&["ok"]);
-        let sl = &m.syslog;
-        sl.received.with_label_values(&["tcp", "x"]);
-        sl.journalled.with_label_values(&["x"]);
-        sl.last_seen.with_label_values(&["x"]);
-        sl.udp_dropped.with_label_values(&["x"]);
-        sl.refused.with_label_values(&["tcp", "x"]);
-        sl.truncated.with_label_values(&["tcp"]);
-        sl.framing_errors.with_label_values(&["tcp"]);
-        sl.tls_handshake_failures.with_label_values(&["error"]);
-        sl.connections_open.with_label_values(&["tcp"]);
-        sl.idle_closed.with_label_values(&["tcp"]);
-        sl.backpressure_waits.with_label_values(&["tcp"]);
-        sl.lost.with_label_values(&["x"]);
-        let text = m.render();
-        for name in NAMES {
+        let src = include_str!("metrics.rs");
+        let code = &src[..src.find("#[cfg(test)]").expect("test module")];
+        let start = code.find("pub const NAMES").expect("NAMES");
+        let end = start + code[start..].find("];").expect("end of NAMES");
+        let registered: BTreeSet<String> =
+            regex_lite_names()(&format!("{}{}", &code[..start], &code[end..]))
+                .into_iter()
+                .filter(|n| n.starts_with("soc_"))
+                .collect();
+        let listed: BTreeSet<String> = NAMES
+            .iter()
+            .filter(|n| n.starts_with("soc_"))
+            .map(|n| (*n).to_owned())
+            .collect();
+        assert!(
+            registered.len() > 40,
+            "found {} registered names",
+            registered.len()
+        );
+        let missing: Vec<_> = registered.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&registered).collect();
+        assert!(
+            missing.is_empty(),
+            "registered but missing from NAMES: {missing:?}"
+        );
+        assert!(extra.is_empty(), "in NAMES but never registered: {extra:?}");
+        // Metrics without labels render at once, with their help text.
+        let text = Metrics::new().render();
+        for name in [
+            "soc_events_duplicate_total",
+            "soc_journal_last_sequence",
+            "soc_build_info",
+        ] {
             assert!(
                 text.contains(&format!("# HELP {name} ")),
-                "{name} is listed in NAMES but not registered with help text"
+                "{name} renders with help"
             );
-        }
-        let listed: BTreeSet<&str> = NAMES.iter().copied().collect();
-        for line in text.lines().filter_map(|l| l.strip_prefix("# HELP ")) {
-            let name = line.split(' ').next().unwrap_or_default();
-            let known = listed.contains(name) || name.starts_with("process_");
-            assert!(known, "{name} is registered but missing from NAMES");
         }
     }
 

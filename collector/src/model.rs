@@ -72,6 +72,55 @@ pub struct Alert {
     /// Every change, oldest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// Token or person the alert is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Why it was closed; set while the alert is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<CloseReason>,
+    /// When it was last closed (ms since epoch); drives retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_ms: Option<i64>,
+}
+
+/// Why an alert was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// A real incident (handled).
+    TruePositive,
+    /// The rule fired on something that was not what it looks for.
+    FalsePositive,
+    /// What the rule looks for, but expected and harmless here.
+    Benign,
+    /// Another alert covers it.
+    Duplicate,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TruePositive => "true_positive",
+            CloseReason::FalsePositive => "false_positive",
+            CloseReason::Benign => "benign",
+            CloseReason::Duplicate => "duplicate",
+        }
+    }
+}
+
+impl std::str::FromStr for CloseReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "true_positive" | "tp" => Ok(CloseReason::TruePositive),
+            "false_positive" | "fp" => Ok(CloseReason::FalsePositive),
+            "benign" => Ok(CloseReason::Benign),
+            "duplicate" | "dup" => Ok(CloseReason::Duplicate),
+            _ => Err(format!(
+                "`{s}` is not a close reason (true_positive, false_positive, benign, duplicate)"
+            )),
+        }
+    }
 }
 
 /// One line behind an alert: the raw line and what the decoders made of it.
@@ -98,35 +147,92 @@ pub struct HistoryEntry {
     pub at_ms: i64,
     /// Token name of who did it; `soc` for the collector itself.
     pub by: String,
-    /// `created`, `acknowledged`, ...
+    /// `created`, `acknowledged`, `closed`, `assigned`, `noted`, `reopened`.
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The close reason or the new assignee, for those actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
-/// Filters of `GET /api/v1/alerts`.
+/// Filters of `GET /api/v1/alerts` (and of bulk actions and the stream).
+/// Every filter is answered from an index, so a page costs the same with a
+/// thousand or a million stored alerts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertQuery {
-    /// At least this severity.
+    /// At least this severity (exactly this one with `severity_exactly`).
     pub severity: Option<Severity>,
+    /// Make `severity` an exact match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity_exactly: Option<bool>,
     pub rule: Option<String>,
+    /// Host name, case-insensitive.
     pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// An agent label as `key=value`, e.g. `agency=finance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `source.ip` of any evidence line within this CIDR (or equal to this address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// `destination.ip` of any evidence line within this CIDR (or equal to this address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_ip: Option<String>,
     pub status: Option<AlertStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// One of the rule's tags, e.g. `attack.t1133`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     /// Created at or after this time (ms since epoch).
     pub since_ms: Option<i64>,
-    /// Only alerts with a smaller id (paging backwards).
+    /// Created at or before this time (ms since epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+    /// Only alerts with a smaller id (paging newest first).
     pub before_id: Option<u64>,
+    /// Only alerts with a larger id (paging oldest first, and the stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_id: Option<u64>,
+    /// `newest` (default) or `oldest` first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<SortOrder>,
     /// Most alerts returned; default 100, at most 1000.
     pub limit: Option<usize>,
 }
 
-/// A page of alerts, newest first.
+/// Order of a listing. Ids grow with time, so both are index order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    #[default]
+    Newest,
+    Oldest,
+}
+
+impl std::str::FromStr for SortOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "newest" | "desc" => Ok(SortOrder::Newest),
+            "oldest" | "asc" => Ok(SortOrder::Oldest),
+            _ => Err(format!("`{s}` is not a sort order (newest, oldest)")),
+        }
+    }
+}
+
+/// A page of alerts, in the requested order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertPage {
     pub alerts: Vec<Alert>,
-    /// Pass as `before_id` for the next page; absent on the last page.
+    /// Pass as `before_id` for the next page (newest first); absent on the last page.
     pub next_before_id: Option<u64>,
+    /// Pass as `after_id` for the next page (oldest first); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after_id: Option<u64>,
 }
 
 /// Body of `POST /api/v1/alerts/{id}/ack`.
@@ -134,6 +240,160 @@ pub struct AlertPage {
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     pub note: Option<String>,
+}
+
+/// Body of `POST /api/v1/alerts/{id}/close`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRequest {
+    pub reason: CloseReason,
+    pub note: Option<String>,
+}
+
+/// Body of `POST /api/v1/alerts/{id}/assign`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    pub assignee: String,
+    pub note: Option<String>,
+}
+
+/// Body of `POST /api/v1/alerts/{id}/note` and `/reopen`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    pub note: Option<String>,
+}
+
+/// A change applied to every alert a filter selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BulkAction {
+    Ack,
+    Close,
+    Assign,
+    Reopen,
+}
+
+impl BulkAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulkAction::Ack => "ack",
+            BulkAction::Close => "close",
+            BulkAction::Assign => "assign",
+            BulkAction::Reopen => "reopen",
+        }
+    }
+}
+
+/// Body of `POST /api/v1/alerts/bulk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub action: BulkAction,
+    /// Which alerts; `limit`, `sort` and `after_id` are ignored.
+    pub filter: AlertQuery,
+    /// Only count what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// For `close`.
+    pub reason: Option<CloseReason>,
+    /// For `assign`.
+    pub assignee: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Answer of `POST /api/v1/alerts/bulk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkResponse {
+    /// Alerts the filter selected (at most `max` of them are looked at).
+    pub matched: u64,
+    /// Alerts changed (with `dry_run`: that would change).
+    pub changed: u64,
+    /// Highest selected id: pass `before_id = max_id + 1` to act on exactly
+    /// what a dry run counted, not on alerts raised since.
+    pub max_id: Option<u64>,
+    /// More alerts matched than one bulk call handles; run it again.
+    pub truncated: bool,
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    pub name: String,
+    pub role: crate::auth::Role,
+}
+
+/// Answer of `POST /api/v1/tokens`: the only time the token is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTokenResponse {
+    pub name: String,
+    pub role: crate::auth::Role,
+    pub token: String,
+}
+
+/// A token as `socctl tokens list` shows it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub name: String,
+    pub role: crate::auth::Role,
+    pub created_ms: i64,
+    pub revoked: bool,
+}
+
+/// One audit record: who did what to what, from where, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log; grows with every record.
+    pub seq: u64,
+    pub at_ms: i64,
+    /// Token name; `-` when the caller could not be identified.
+    pub token: String,
+    /// The token's role, when known.
+    pub role: Option<crate::auth::Role>,
+    /// The caller's address, when the request came over the network.
+    pub peer: Option<String>,
+    /// `alert.ack`, `alert.close`, `alerts.bulk_ack`, `token.create`, `agent.revoke`, `rules.reload`, ...
+    pub action: String,
+    /// What it acted on: an alert id, a token or agent name, a filter.
+    pub target: String,
+    /// `success`, `refused` (authentication or role) or `failed` (e.g. a conflict).
+    pub outcome: AuditOutcome,
+    /// What happened, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How an audited call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    Success,
+    Refused,
+    Failed,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Success => "success",
+            AuditOutcome::Refused => "refused",
+            AuditOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Filters of `GET /api/v1/audit`, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// At or after this time (ms since epoch).
+    pub since_ms: Option<i64>,
+    /// Only records after this `seq` (paging).
+    pub after_seq: Option<u64>,
+    /// Most records returned; default 100, at most 1000.
+    pub limit: Option<usize>,
 }
 
 /// Body of `POST /api/v1/agents`.

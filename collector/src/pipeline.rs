@@ -99,9 +99,9 @@ impl Detector {
             }
         }
         let state_bytes = state.to_bytes();
-        (&app.db.alerts, &app.db.meta).transaction(|(a, m)| {
+        (&app.db.alerts, &app.db.meta, app.alerts.index_tree()).transaction(|(a, m, ix)| {
             for alert in &alerts {
-                crate::alerts::insert_in(a, alert)?;
+                crate::alerts::insert_in(a, ix, alert)?;
             }
             m.insert(meta_keys::DETECTION_CURSOR, &last_seq.to_be_bytes())?;
             m.insert(meta_keys::NEXT_ALERT_ID, &next_id.to_be_bytes())?;
@@ -187,7 +187,11 @@ impl Detector {
                 by: "soc".into(),
                 action: "created".into(),
                 note: None,
+                detail: None,
             }],
+            assignee: None,
+            close_reason: None,
+            closed_ms: None,
         }
     }
 }

@@ -16,7 +16,8 @@ use soc_protocol::ErrorCode;
 
 use crate::app::{App, ContentError};
 use crate::auth::Role;
-use crate::http::{ApiError, require};
+use crate::http::{ApiError, Peer, audit, authorize_change};
+use crate::model::AuditOutcome;
 
 /// What a successful reload loaded.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -50,19 +51,44 @@ pub fn reload(app: &App, by: &str) -> Result<ReloadView, ContentError> {
 /// `POST /api/v1/rules/reload` (admin). 422 with every error on failure.
 pub async fn post_reload(
     State(app): State<Arc<App>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
 ) -> Result<Json<ReloadView>, ApiError> {
-    let who = require(&app, &headers, Role::Admin)?;
+    let who = authorize_change(&app, &headers, peer, Role::Admin, "rules.reload", "rules")?;
     let name = who.name.clone();
-    let result = tokio::task::spawn_blocking(move || reload(&app, &name))
+    let worker = app.clone();
+    let result = tokio::task::spawn_blocking(move || reload(&worker, &name))
         .await
         .map_err(ApiError::internal)?;
     match result {
-        Ok(v) => Ok(Json(v)),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::BadRequest,
-            format!("the previous rules stay in force; fix these and reload again:\n{e}"),
-        )),
+        Ok(v) => {
+            audit(
+                &app,
+                Some(&who),
+                peer,
+                "rules.reload",
+                "rules",
+                AuditOutcome::Success,
+                None,
+            );
+            Ok(Json(v))
+        }
+        Err(e) => {
+            let msg = format!("the previous rules stay in force; fix these and reload again:\n{e}");
+            audit(
+                &app,
+                Some(&who),
+                peer,
+                "rules.reload",
+                "rules",
+                AuditOutcome::Failed,
+                Some(msg.clone()),
+            );
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::BadRequest,
+                msg,
+            ))
+        }
     }
 }

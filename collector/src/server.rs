@@ -38,6 +38,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/journal", get(api::journal))
         .route("/api/v1/rules/reload", post(crate::rules_api::post_reload))
+        .route("/api/v1/alerts/stream", get(api::stream_alerts))
+        .route("/api/v1/alerts/bulk", post(api::bulk_alerts))
+        .route("/api/v1/alerts/{id}/close", post(api::close_alert))
+        .route("/api/v1/alerts/{id}/assign", post(api::assign_alert))
+        .route("/api/v1/alerts/{id}/note", post(api::note_alert))
+        .route("/api/v1/alerts/{id}/reopen", post(api::reopen_alert))
+        .route("/api/v1/agents/{name}/revoke", post(api::revoke_agent))
+        .route(
+            "/api/v1/tokens",
+            get(api::list_tokens).post(api::create_token),
+        )
+        .route("/api/v1/tokens/{name}/revoke", post(api::revoke_token))
+        .route("/api/v1/audit", get(api::list_audit))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -6,6 +6,7 @@ mod agent_crash;
 mod crash;
 mod packaging;
 mod prometheus;
+mod responders;
 mod rotation;
 mod skeleton;
 mod syslog;

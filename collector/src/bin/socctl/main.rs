@@ -5,17 +5,22 @@ mod decode;
 mod output;
 mod rules;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use soc_collector::client::Client;
+use soc_collector::auth::Role;
+use soc_collector::client::{Client, ClientError};
 use soc_collector::model::{
-    AckRequest, AgentView, Alert, AlertPage, AlertQuery, AlertStatus, EnrollAgentRequest,
-    EnrollAgentResponse, JournalPage, JournalQuery, Severity, StatusView,
+    AckRequest, AgentView, Alert, AlertPage, AlertQuery, AlertStatus, AssignRequest, AuditEntry,
+    AuditQuery, BulkAction, BulkRequest, BulkResponse, CloseReason, CloseRequest,
+    CreateTokenRequest, CreateTokenResponse, EnrollAgentRequest, EnrollAgentResponse, JournalPage,
+    JournalQuery, NoteRequest, Severity, SortOrder, StatusView, TokenView,
 };
 
-/// Query, inspect and acknowledge alerts; manage agents.
+/// Query, inspect and handle alerts; manage agents, tokens; read the audit log.
 #[derive(Debug, Parser)]
 #[command(name = "socctl", version)]
 struct Cli {
@@ -44,13 +49,19 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 enum Cmd {
-    /// Alerts: list, show, acknowledge.
+    /// Alerts: list, show, follow, acknowledge, close, assign, note, reopen.
     #[command(subcommand)]
     Alerts(AlertsCmd),
-    /// Agents: list, enrol.
+    /// Agents: list, enrol, revoke.
     #[command(subcommand)]
     Agents(AgentsCmd),
+    /// API tokens: create, list, revoke (admin).
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// Read the audit log of changes made through the API (admin).
+    Audit(AuditArgs),
     /// The collector's journal, detection and content status.
     Status,
     /// Decode lines offline (file or stdin) and show the fields and the rules
@@ -85,38 +96,179 @@ enum AlertsCmd {
     List(ListArgs),
     /// Show one alert with the raw lines and decoded fields behind it.
     Show { id: u64 },
-    /// Acknowledge an alert.
+    /// Print new alerts as they are raised, until interrupted.
+    Follow {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Start after this alert id instead of at the newest.
+        #[arg(long)]
+        from: Option<u64>,
+    },
+    /// Acknowledge one alert, or every open alert a filter selects.
     Ack {
-        id: u64,
+        /// The alert; omit it and give filters for a bulk acknowledgement.
+        id: Option<u64>,
         /// A note kept in the alert's history.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Do not ask for confirmation of a bulk change.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Close one alert, or every alert a filter selects, with a reason.
+    Close {
+        id: Option<u64>,
+        /// true_positive, false_positive, benign or duplicate.
+        #[arg(long)]
+        reason: CloseReason,
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Assign an alert to someone.
+    Assign {
+        id: u64,
+        user: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Add a note to an alert's history.
+    Note { id: u64, text: String },
+    /// Reopen a closed alert.
+    Reopen {
+        id: u64,
         #[arg(long)]
         note: Option<String>,
     },
 }
 
-#[derive(Debug, Args)]
-struct ListArgs {
+#[derive(Debug, Clone, Default, Args)]
+struct FilterArgs {
     /// At least this severity (info, low, medium, high, critical).
     #[arg(long)]
     severity: Option<Severity>,
+    /// Exactly the `--severity`, not that or higher.
+    #[arg(long, requires = "severity")]
+    severity_exactly: bool,
     /// Only this rule id.
     #[arg(long)]
     rule: Option<String>,
-    /// Only this host.
+    /// Only this host (case-insensitive).
     #[arg(long)]
     host: Option<String>,
+    /// Only alerts from lines this agent shipped.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only alerts whose agent carries this label, e.g. `agency=finance`.
+    #[arg(long)]
+    label: Option<String>,
+    /// Only alerts with a source.ip in this CIDR (or equal to this address).
+    #[arg(long, visible_alias = "src")]
+    source_ip: Option<String>,
+    /// Only alerts with a destination.ip in this CIDR (or equal to this address).
+    #[arg(long, visible_alias = "dst")]
+    destination_ip: Option<String>,
     /// Only this status (open, acknowledged, closed).
     #[arg(long)]
     status: Option<AlertStatus>,
-    /// Only alerts raised within this long, e.g. 15m, 1h, 7d.
+    /// Only alerts assigned to this person.
     #[arg(long)]
-    since: Option<humantime::Duration>,
+    assignee: Option<String>,
+    /// Only alerts with this tag, e.g. attack.t1133.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Only alerts raised since: a duration ago (15m, 24h, 7d) or a time (2025-03-01T08:00:00Z).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only alerts raised until: a duration ago or a time.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl FilterArgs {
+    fn is_empty(&self) -> bool {
+        self.severity.is_none()
+            && self.rule.is_none()
+            && self.host.is_none()
+            && self.agent.is_none()
+            && self.label.is_none()
+            && self.source_ip.is_none()
+            && self.destination_ip.is_none()
+            && self.status.is_none()
+            && self.assignee.is_none()
+            && self.tag.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+
+    fn query(&self) -> anyhow::Result<AlertQuery> {
+        Ok(AlertQuery {
+            severity: self.severity,
+            severity_exactly: self.severity_exactly.then_some(true),
+            rule: self.rule.clone(),
+            host: self.host.clone(),
+            agent: self.agent.clone(),
+            label: self.label.clone(),
+            source_ip: self.source_ip.clone(),
+            destination_ip: self.destination_ip.clone(),
+            status: self.status,
+            assignee: self.assignee.clone(),
+            tag: self.tag.clone(),
+            since_ms: self
+                .since
+                .as_deref()
+                .map(|s| parse_time("--since", s))
+                .transpose()?,
+            until_ms: self
+                .until
+                .as_deref()
+                .map(|s| parse_time("--until", s))
+                .transpose()?,
+            ..Default::default()
+        })
+    }
+}
+
+/// A duration ago (`15m`) or a time (`2025-03-01T08:00:00Z`), as ms since epoch.
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(soc_collector::app::now_ms() - d.as_millis() as i64);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        return Ok(ms);
+    }
+    anyhow::bail!(
+        "{flag} `{s}`: use a duration like 15m or 7d, or a time like 2025-03-01T08:00:00Z"
+    )
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Most alerts to print (at most 1000).
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// Only alerts with an id below this one: the next page after a listing.
+    /// Only alerts with an id below this one: the next page of a newest-first listing.
     #[arg(long)]
     before: Option<u64>,
+    /// Only alerts with an id above this one: the next page of an oldest-first listing.
+    #[arg(long)]
+    after: Option<u64>,
+    /// newest (default) or oldest first.
+    #[arg(long)]
+    sort: Option<SortOrder>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +277,36 @@ enum AgentsCmd {
     List,
     /// Register an agent and print its one-time enrolment secret.
     Enroll { name: String },
+    /// Cut an agent off at once: its next batch is refused (401).
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCmd {
+    /// Create a token and print it (the only time it is shown).
+    Create {
+        name: String,
+        /// viewer (read), responder (read, ack, close, assign) or admin.
+        #[arg(long)]
+        role: Role,
+    },
+    /// List tokens (names and roles, never the tokens).
+    List,
+    /// Revoke a token: refused from its next request on.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Only records since: a duration ago (24h) or a time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Most records to print (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Only records after this sequence number (the next page).
+    #[arg(long)]
+    after: Option<u64>,
 }
 
 fn main() {
@@ -146,9 +328,201 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let server = cli.server.clone();
     if let Err(e) = rt.block_on(run(cli)) {
-        eprintln!("socctl: {e:#}");
+        eprintln!("socctl: {}", explain(&e, &server));
         std::process::exit(1);
+    }
+}
+
+/// One line that says what went wrong and what to do about it.
+fn explain(e: &anyhow::Error, server: &str) -> String {
+    let Some(ce) = e.downcast_ref::<ClientError>() else {
+        return format!("{e:#}");
+    };
+    match ce {
+        ClientError::Api {
+            status, message, ..
+        } => match status.as_u16() {
+            401 => format!(
+                "{server} refused the token (401: unknown, revoked or mistyped): check --token, SOC_TOKEN or SOC_TOKEN_FILE, or ask an admin for a new one (`socctl tokens create NAME --role ROLE`)"
+            ),
+            403 => format!(
+                "{message} (403): ask an admin for a token with that role (`socctl tokens create NAME --role ROLE`)"
+            ),
+            429 => format!("{message} (HTTP 429); wait a minute before trying again"),
+            _ => format!("{e:#}"),
+        },
+        ClientError::Connect { message, .. } => {
+            let m = message.to_ascii_lowercase();
+            if m.contains("expired") || m.contains("notvalidyet") || m.contains("not valid yet") {
+                format!(
+                    "the certificate of {server} has expired or is not valid yet: renew it (for a generated one, delete <data_dir>/tls/server.pem and restart the collector) or fix this machine's clock"
+                )
+            } else if m.contains("unknownissuer")
+                || m.contains("unknown issuer")
+                || m.contains("badsignature")
+                || m.contains("invalid peer certificate")
+            {
+                if m.contains("notvalidforname") || m.contains("not valid for name") {
+                    format!(
+                        "the certificate of {server} does not name that host: use a name it lists in --server/SOC_SERVER, or add the name to tls.subject_alt_names on the collector"
+                    )
+                } else {
+                    format!(
+                        "the certificate of {server} is not trusted: pass --ca-cert (or set SOC_CA_CERT) to the collector's CA, usually <data_dir>/tls/ca.pem"
+                    )
+                }
+            } else if m.contains("refused") {
+                format!(
+                    "cannot reach {server}: connection refused; is soc-collector running, and is --server/SOC_SERVER right?"
+                )
+            } else if m.contains("dns") || m.contains("resolve") || m.contains("lookup") {
+                format!("cannot resolve the host of {server}: check --server/SOC_SERVER")
+            } else {
+                format!(
+                    "cannot reach {server}: {message}; check --server/SOC_SERVER and the network"
+                )
+            }
+        }
+        ClientError::CaFile { path, message } => format!(
+            "cannot use the CA file {path}: {message}; point --ca-cert/SOC_CA_CERT at the collector's <data_dir>/tls/ca.pem"
+        ),
+        _ => format!("{e:#}"),
+    }
+}
+
+/// Asks before a bulk change; refuses when nobody can answer.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "{question}: refusing without confirmation because stdin is not a terminal; add --yes"
+        );
+    }
+    eprint!("{question}. Proceed? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bulk(
+    client: &Client,
+    out: &output::Output,
+    action: BulkAction,
+    mut filter: AlertQuery,
+    reason: Option<CloseReason>,
+    note: Option<String>,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let mut req = BulkRequest {
+        action,
+        filter: filter.clone(),
+        dry_run: true,
+        reason,
+        assignee: None,
+        note,
+    };
+    let dry: BulkResponse = client.post("/api/v1/alerts/bulk", &req).await?;
+    let verb = match action {
+        BulkAction::Ack => "acknowledge",
+        BulkAction::Close => "close",
+        BulkAction::Assign => "assign",
+        BulkAction::Reopen => "reopen",
+    };
+    if dry.changed == 0 {
+        if !out.is_json() {
+            println!(
+                "nothing to {verb}: {} alert{} matched, none can be changed",
+                dry.matched,
+                if dry.matched == 1 { "" } else { "s" }
+            );
+        } else {
+            out.json(&dry)?;
+        }
+        return Ok(());
+    }
+    let question = format!(
+        "this will {verb} {} alert{}{}",
+        dry.changed,
+        if dry.changed == 1 { "" } else { "s" },
+        if dry.truncated {
+            " (more match; run again for the rest)"
+        } else {
+            ""
+        }
+    );
+    if !confirm(&question, yes)? {
+        anyhow::bail!("nothing changed");
+    }
+    // Act on exactly what was counted, not on alerts raised since.
+    filter.before_id = dry.max_id.map(|m| m.saturating_add(1));
+    req.filter = filter;
+    req.dry_run = false;
+    let done: BulkResponse = client.post("/api/v1/alerts/bulk", &req).await?;
+    out.bulk(verb, &done)
+}
+
+async fn follow(
+    client: &Client,
+    out: &output::Output,
+    mut q: AlertQuery,
+    from: Option<u64>,
+) -> anyhow::Result<()> {
+    q.after_id = from;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut last = q.after_id;
+        let r = client
+            .stream_lines(
+                "/api/v1/alerts/stream",
+                &q,
+                Duration::from_secs(45),
+                |line| {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                        && let Some(err) = v.get("error").and_then(|e| e.as_str())
+                    {
+                        return Err(ClientError::Decode {
+                            server: String::new(),
+                            message: err.to_owned(),
+                        });
+                    }
+                    match serde_json::from_str::<Alert>(line) {
+                        Ok(a) => {
+                            last = Some(a.id);
+                            out.follow_line(&a, line)
+                                .map_err(|e| ClientError::Build(e.to_string()))
+                        }
+                        Err(e) => Err(ClientError::Decode {
+                            server: String::new(),
+                            message: e.to_string(),
+                        }),
+                    }
+                },
+            )
+            .await;
+        match r {
+            // The server only ends a stream when the token stops working.
+            Ok(()) => anyhow::bail!("the collector ended the stream"),
+            Err(ClientError::Connect { ref message, .. })
+                if last.is_some() || q.after_id.is_some() =>
+            {
+                eprintln!("socctl: lost the stream ({message}); reconnecting");
+                q.after_id = last.or(q.after_id);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(ClientError::Decode { message, .. }) if message.contains("revoked") => {
+                anyhow::bail!("the collector ended the stream: the token was revoked")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(l) = last {
+            q.after_id = Some(l);
+        }
     }
 }
 
@@ -185,30 +559,103 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = output::Output::new(cli.json);
     match cli.cmd {
         Cmd::Alerts(AlertsCmd::List(a)) => {
-            let since_ms = a
-                .since
-                .map(|d| soc_collector::app::now_ms() - d.as_millis() as i64);
-            let q = AlertQuery {
-                severity: a.severity,
-                rule: a.rule,
-                host: a.host,
-                status: a.status,
-                since_ms,
-                before_id: a.before,
-                limit: Some(a.limit.clamp(1, 1000)),
-            };
+            let mut q = a.filter.query()?;
+            q.before_id = a.before;
+            q.after_id = a.after;
+            q.sort = a.sort;
+            q.limit = Some(a.limit.clamp(1, 1000));
             let page: AlertPage = client.get("/api/v1/alerts", &q).await?;
-            out.alerts(&page.alerts)?;
+            out.alerts(&page)?;
         }
         Cmd::Alerts(AlertsCmd::Show { id }) => {
             let a: Alert = client.get(&format!("/api/v1/alerts/{id}"), &()).await?;
             out.alert(&a)?;
         }
-        Cmd::Alerts(AlertsCmd::Ack { id, note }) => {
+        Cmd::Alerts(AlertsCmd::Follow { filter, from }) => {
+            follow(&client, &out, filter.query()?, from).await?;
+        }
+        Cmd::Alerts(AlertsCmd::Ack {
+            id,
+            note,
+            filter,
+            yes,
+        }) => match id {
+            Some(id) => {
+                if !filter.is_empty() {
+                    anyhow::bail!("give an alert id or filters, not both");
+                }
+                let a: Alert = client
+                    .post(&format!("/api/v1/alerts/{id}/ack"), &AckRequest { note })
+                    .await?;
+                out.changed(&a)?;
+            }
+            None => {
+                if filter.is_empty() {
+                    anyhow::bail!(
+                        "give an alert id, or filters (--rule, --host, --severity, ...) for a bulk acknowledgement"
+                    );
+                }
+                let mut q = filter.query()?;
+                q.status = q.status.or(Some(AlertStatus::Open));
+                bulk(&client, &out, BulkAction::Ack, q, None, note, yes).await?;
+            }
+        },
+        Cmd::Alerts(AlertsCmd::Close {
+            id,
+            reason,
+            note,
+            filter,
+            yes,
+        }) => match id {
+            Some(id) => {
+                if !filter.is_empty() {
+                    anyhow::bail!("give an alert id or filters, not both");
+                }
+                let a: Alert = client
+                    .post(
+                        &format!("/api/v1/alerts/{id}/close"),
+                        &CloseRequest { reason, note },
+                    )
+                    .await?;
+                out.changed(&a)?;
+            }
+            None => {
+                if filter.is_empty() {
+                    anyhow::bail!("give an alert id, or filters for a bulk close");
+                }
+                let q = filter.query()?;
+                bulk(&client, &out, BulkAction::Close, q, Some(reason), note, yes).await?;
+            }
+        },
+        Cmd::Alerts(AlertsCmd::Assign { id, user, note }) => {
             let a: Alert = client
-                .post(&format!("/api/v1/alerts/{id}/ack"), &AckRequest { note })
+                .post(
+                    &format!("/api/v1/alerts/{id}/assign"),
+                    &AssignRequest {
+                        assignee: user,
+                        note,
+                    },
+                )
                 .await?;
-            out.acked(&a)?;
+            out.changed(&a)?;
+        }
+        Cmd::Alerts(AlertsCmd::Note { id, text }) => {
+            let a: Alert = client
+                .post(
+                    &format!("/api/v1/alerts/{id}/note"),
+                    &NoteRequest { note: Some(text) },
+                )
+                .await?;
+            out.changed(&a)?;
+        }
+        Cmd::Alerts(AlertsCmd::Reopen { id, note }) => {
+            let a: Alert = client
+                .post(
+                    &format!("/api/v1/alerts/{id}/reopen"),
+                    &NoteRequest { note },
+                )
+                .await?;
+            out.changed(&a)?;
         }
         Cmd::Agents(AgentsCmd::List) => {
             let agents: Vec<AgentView> = client.get("/api/v1/agents", &()).await?;
@@ -242,6 +689,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             stdout.flush()?;
+        }
+        Cmd::Agents(AgentsCmd::Revoke { name }) => {
+            let r: serde_json::Value = client
+                .post(&format!("/api/v1/agents/{name}/revoke"), &())
+                .await?;
+            if out.is_json() {
+                out.json(&r)?;
+            } else {
+                println!("agent {name} is revoked; its next batch will be refused");
+            }
+        }
+        Cmd::Tokens(TokensCmd::Create { name, role }) => {
+            let r: CreateTokenResponse = client
+                .post("/api/v1/tokens", &CreateTokenRequest { name, role })
+                .await?;
+            out.token_created(&r)?;
+        }
+        Cmd::Tokens(TokensCmd::List) => {
+            let tokens: Vec<TokenView> = client.get("/api/v1/tokens", &()).await?;
+            out.tokens(&tokens)?;
+        }
+        Cmd::Tokens(TokensCmd::Revoke { name }) => {
+            let t: TokenView = client
+                .post(&format!("/api/v1/tokens/{name}/revoke"), &())
+                .await?;
+            if out.is_json() {
+                out.json(&t)?;
+            } else {
+                println!("token {name} is revoked; it is refused from now on");
+            }
+        }
+        Cmd::Audit(a) => {
+            let q = AuditQuery {
+                since_ms: a
+                    .since
+                    .as_deref()
+                    .map(|s| parse_time("--since", s))
+                    .transpose()?,
+                after_seq: a.after,
+                limit: Some(a.limit.clamp(1, 1000)),
+            };
+            let entries: Vec<AuditEntry> = client.get("/api/v1/audit", &q).await?;
+            out.audit(&entries)?;
         }
         Cmd::Status => {
             let s: StatusView = client.get("/api/v1/status", &()).await?;

@@ -5,7 +5,10 @@ use std::io::{IsTerminal as _, Write as _};
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Cell, ContentArrangement, Table};
-use soc_collector::model::{AgentView, Alert, EnrollAgentResponse, Severity, StatusView};
+use soc_collector::model::{
+    AgentView, Alert, AlertPage, AuditEntry, AuditOutcome, BulkResponse, CreateTokenResponse,
+    EnrollAgentResponse, Severity, StatusView, TokenView,
+};
 
 pub struct Output {
     json: bool,
@@ -67,7 +70,8 @@ impl Output {
         Ok(())
     }
 
-    pub fn alerts(&self, alerts: &[Alert]) -> anyhow::Result<()> {
+    pub fn alerts(&self, page: &AlertPage) -> anyhow::Result<()> {
+        let alerts = &page.alerts;
         if self.json {
             for a in alerts {
                 self.print_json(a)?;
@@ -79,7 +83,7 @@ impl Output {
             return Ok(());
         }
         let mut t = self.table(&[
-            "ID", "TIME", "SEVERITY", "STATUS", "RULE", "HOST", "SUMMARY",
+            "ID", "TIME", "SEVERITY", "STATUS", "ASSIGNEE", "RULE", "HOST", "SUMMARY",
         ]);
         for a in alerts {
             t.add_row(vec![
@@ -87,9 +91,165 @@ impl Output {
                 Cell::new(time(a.created_ms)),
                 self.severity(a.severity),
                 Cell::new(a.status.as_str()),
+                Cell::new(a.assignee.as_deref().unwrap_or("-")),
                 Cell::new(&a.rule_id),
                 Cell::new(&a.host),
                 Cell::new(&a.summary),
+            ]);
+        }
+        println!("{t}");
+        if let Some(b) = page.next_before_id {
+            println!("more: add --before {b}");
+        }
+        if let Some(a) = page.next_after_id {
+            println!("more: add --after {a}");
+        }
+        Ok(())
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// One JSON document on a line.
+    pub fn json<T: serde::Serialize>(&self, v: &T) -> anyhow::Result<()> {
+        self.print_json(v)
+    }
+
+    /// An alert after a change: JSON, or one sentence.
+    pub fn changed(&self, a: &Alert) -> anyhow::Result<()> {
+        if self.json {
+            return self.print_json(a);
+        }
+        let mut s = format!("alert {} is {}", a.id, a.status.as_str());
+        if let Some(r) = a.close_reason {
+            s.push_str(&format!(" ({})", r.as_str()));
+        }
+        if let Some(u) = &a.assignee {
+            s.push_str(&format!(", assigned to {u}"));
+        }
+        println!("{s}");
+        Ok(())
+    }
+
+    pub fn bulk(&self, verb: &str, r: &BulkResponse) -> anyhow::Result<()> {
+        if self.json {
+            return self.print_json(r);
+        }
+        println!(
+            "{verb}: {} of {} matching alert{} changed{}",
+            r.changed,
+            r.matched,
+            if r.matched == 1 { "" } else { "s" },
+            if r.truncated {
+                "; more match, run it again"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
+    /// One streamed alert: the line as received (NDJSON), or a short line.
+    pub fn follow_line(&self, a: &Alert, raw: &str) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            writeln!(out, "{raw}")?;
+        } else {
+            let sev = if self.colour {
+                let code = match a.severity {
+                    Severity::Critical => "35",
+                    Severity::High => "31",
+                    Severity::Medium => "33",
+                    _ => "0",
+                };
+                format!("\x1b[{code}m{:<8}\x1b[0m", a.severity.as_str())
+            } else {
+                format!("{:<8}", a.severity.as_str())
+            };
+            writeln!(
+                out,
+                "{} #{:<7} {sev} {:<28} {:<16} {}",
+                time(a.created_ms),
+                a.id,
+                a.rule_id,
+                a.host,
+                a.summary
+            )?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    pub fn token_created(&self, r: &CreateTokenResponse) -> anyhow::Result<()> {
+        if self.json {
+            return self.print_json(r);
+        }
+        println!(
+            "token {} ({}) created; it is shown only this once:",
+            r.name,
+            r.role.as_str()
+        );
+        println!();
+        println!("  {}", r.token);
+        println!();
+        println!(
+            "give it to its user as SOC_TOKEN or in a file named by SOC_TOKEN_FILE (mode 0600)."
+        );
+        Ok(())
+    }
+
+    pub fn tokens(&self, tokens: &[TokenView]) -> anyhow::Result<()> {
+        if self.json {
+            for t in tokens {
+                self.print_json(t)?;
+            }
+            return Ok(());
+        }
+        let mut t = self.table(&["NAME", "ROLE", "CREATED", "STATE"]);
+        for k in tokens {
+            t.add_row(vec![
+                k.name.clone(),
+                k.role.as_str().to_owned(),
+                time(k.created_ms),
+                if k.revoked { "revoked" } else { "active" }.to_owned(),
+            ]);
+        }
+        println!("{t}");
+        Ok(())
+    }
+
+    pub fn audit(&self, entries: &[AuditEntry]) -> anyhow::Result<()> {
+        if self.json {
+            for e in entries {
+                self.print_json(e)?;
+            }
+            return Ok(());
+        }
+        if entries.is_empty() {
+            println!("no audit records match");
+            return Ok(());
+        }
+        let mut t = self.table(&[
+            "SEQ", "TIME", "TOKEN", "ROLE", "FROM", "ACTION", "TARGET", "OUTCOME", "MESSAGE",
+        ]);
+        for e in entries {
+            let outcome = Cell::new(e.outcome.as_str());
+            let outcome = if self.colour && e.outcome != AuditOutcome::Success {
+                outcome.fg(comfy_table::Color::Red)
+            } else {
+                outcome
+            };
+            t.add_row(vec![
+                Cell::new(e.seq),
+                Cell::new(time(e.at_ms)),
+                Cell::new(&e.token),
+                Cell::new(e.role.map_or("-", |r| r.as_str())),
+                Cell::new(e.peer.as_deref().unwrap_or("-")),
+                Cell::new(&e.action),
+                Cell::new(&e.target),
+                outcome,
+                Cell::new(e.message.as_deref().unwrap_or("")),
             ]);
         }
         println!("{t}");
@@ -112,6 +272,12 @@ impl Output {
         );
         println!("  summary   {}", a.summary);
         println!("  host      {}   agent {}", a.host, a.agent);
+        if let Some(u) = &a.assignee {
+            println!("  assignee  {u}");
+        }
+        if let Some(r) = a.close_reason {
+            println!("  closed as {}", r.as_str());
+        }
         println!(
             "  event at  {}   stored {}",
             time(a.event_time_ms),
@@ -155,19 +321,15 @@ impl Output {
         println!();
         println!("History:");
         for h in &a.history {
+            let action = match &h.detail {
+                Some(d) => format!("{} ({d})", h.action),
+                None => h.action.clone(),
+            };
             match &h.note {
-                Some(n) => println!("  {}  {:<13} by {}: {n}", time(h.at_ms), h.action, h.by),
-                None => println!("  {}  {:<13} by {}", time(h.at_ms), h.action, h.by),
+                Some(n) => println!("  {}  {:<13} by {}: {n}", time(h.at_ms), action, h.by),
+                None => println!("  {}  {:<13} by {}", time(h.at_ms), action, h.by),
             }
         }
-        Ok(())
-    }
-
-    pub fn acked(&self, a: &Alert) -> anyhow::Result<()> {
-        if self.json {
-            return self.print_json(a);
-        }
-        println!("alert {} is {}", a.id, a.status.as_str());
         Ok(())
     }
 
