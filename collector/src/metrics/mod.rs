@@ -16,6 +16,12 @@ use prometheus::{
 /// further values are reported as `other`.
 const MAX_FREE_LABELS: usize = 100;
 
+mod syslog;
+mod workflow;
+
+pub use syslog::SyslogMetrics;
+pub use workflow::WorkflowMetrics;
+
 pub struct Metrics {
     registry: Registry,
     /// Lines received from agents, before de-duplication.
@@ -91,123 +97,6 @@ pub struct Metrics {
     pub syslog: SyslogMetrics,
     /// The responders' workflow: auth limiter, follow streams, retention, forwarding.
     pub workflow: WorkflowMetrics,
-}
-
-/// Metrics of the responders' workflow (alerts API, audit, retention, forwarding).
-pub struct WorkflowMetrics {
-    /// Requests refused with 429 because their peer failed to authenticate too often.
-    pub auth_rate_limited: IntCounter,
-    /// Peers forgotten by the failure limiter because it was full.
-    pub auth_limiter_evictions: IntCounter,
-    /// Peers tracked by the failure limiter.
-    pub auth_limiter_peers: IntGauge,
-    /// `alerts follow` streams open now.
-    pub alert_streams_open: IntGauge,
-    /// Streams refused because `api.max_followers` were open.
-    pub alert_streams_refused: IntCounter,
-    /// Alert changes by action (ack, close, assign, note, reopen).
-    pub alert_changes: IntCounterVec,
-    /// Audit records written, by outcome.
-    pub audit_records: IntCounterVec,
-    /// Audit records that could not be written.
-    pub audit_failures: IntCounter,
-    /// What retention removed, by kind (closed_alerts, journal, audit).
-    pub retention_removed: IntCounterVec,
-    /// Alerts delivered, by sink.
-    pub forward_sent: IntCounterVec,
-    /// Failed delivery attempts, by sink.
-    pub forward_failures: IntCounterVec,
-    /// Alert ids not yet delivered, by sink.
-    pub forward_backlog: IntGaugeVec,
-    /// Alert ids skipped because the backlog passed `max_backlog`, by sink.
-    pub forward_skipped: IntCounterVec,
-    /// Alerts held in memory for delivery, by sink.
-    pub forward_queue: IntGaugeVec,
-}
-
-impl WorkflowMetrics {
-    fn new(r: &Registry) -> WorkflowMetrics {
-        WorkflowMetrics {
-            auth_rate_limited: counter(
-                r,
-                "soc_auth_rate_limited_total",
-                "Requests refused with 429 because their address failed to authenticate too often.",
-            ),
-            auth_limiter_evictions: counter(
-                r,
-                "soc_auth_limiter_evictions_total",
-                "Addresses forgotten by the failed-authentication limiter because api.auth_max_peers was reached.",
-            ),
-            auth_limiter_peers: gauge(
-                r,
-                "soc_auth_limiter_peers",
-                "Addresses tracked by the failed-authentication limiter.",
-            ),
-            alert_streams_open: gauge(
-                r,
-                "soc_alert_streams_open",
-                "socctl alerts follow streams open now.",
-            ),
-            alert_streams_refused: counter(
-                r,
-                "soc_alert_streams_refused_total",
-                "Alert streams refused because api.max_followers were open.",
-            ),
-            alert_changes: counter_vec(
-                r,
-                "soc_alert_changes_total",
-                "Alert lifecycle changes made through the API, by action.",
-                &["action"],
-            ),
-            audit_records: counter_vec(
-                r,
-                "soc_audit_records_total",
-                "Audit records written, by outcome.",
-                &["outcome"],
-            ),
-            audit_failures: counter(
-                r,
-                "soc_audit_failures_total",
-                "Audit records that could not be written.",
-            ),
-            retention_removed: counter_vec(
-                r,
-                "soc_retention_removed_total",
-                "Items removed by retention, by kind (closed_alerts, journal, audit).",
-                &["kind"],
-            ),
-            forward_sent: counter_vec(
-                r,
-                "soc_forward_sent_total",
-                "Alerts delivered to a forwarding sink.",
-                &["sink"],
-            ),
-            forward_failures: counter_vec(
-                r,
-                "soc_forward_failures_total",
-                "Failed delivery attempts to a forwarding sink (each is retried).",
-                &["sink"],
-            ),
-            forward_backlog: gauge_vec(
-                r,
-                "soc_forward_backlog",
-                "Alert ids raised but not yet delivered to a forwarding sink.",
-                &["sink"],
-            ),
-            forward_skipped: counter_vec(
-                r,
-                "soc_forward_skipped_total",
-                "Alert ids skipped because a sink's backlog passed max_backlog.",
-                &["sink"],
-            ),
-            forward_queue: gauge_vec(
-                r,
-                "soc_forward_queue",
-                "Alerts read ahead into memory for delivery to a sink.",
-                &["sink"],
-            ),
-        }
-    }
 }
 
 /// Every metric name this module defines, for the test that dashboards and
@@ -288,28 +177,28 @@ pub const NAMES: &[&str] = &[
     "process_start_time_seconds",
 ];
 
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+pub(crate) fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("metric definition is valid");
     r.register(Box::new(c.clone()))
         .expect("metric registered once");
     c
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
     r.register(Box::new(c.clone()))
         .expect("metric registered once");
     c
 }
 
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+pub(crate) fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("metric definition is valid");
     r.register(Box::new(g.clone()))
         .expect("metric registered once");
     g
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(crate) fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric definition is valid");
     r.register(Box::new(g.clone()))
         .expect("metric registered once");
@@ -583,157 +472,6 @@ impl Default for Metrics {
     }
 }
 
-/// The syslog listeners' metrics. The `sender` label is a configured sender
-/// name or `unknown`, never an address; `transport` is `udp`, `tcp` or `tls`.
-pub struct SyslogMetrics {
-    /// Messages received, before queueing.
-    pub received: IntCounterVec,
-    /// Messages made durable in the journal.
-    pub journalled: IntCounterVec,
-    /// Unix time of the newest message from each sender.
-    pub last_seen: IntGaugeVec,
-    /// UDP messages dropped because the queue was full.
-    pub udp_dropped: IntCounterVec,
-    /// The kernel's count of datagrams dropped on the UDP socket (receive buffer full).
-    pub udp_receive_buffer_drops: IntGauge,
-    /// Connections or datagrams refused, by transport and reason.
-    pub refused: IntCounterVec,
-    /// Messages cut at `syslog.max_message_bytes`.
-    pub truncated: IntCounterVec,
-    /// Connections closed because their stream could not be framed.
-    pub framing_errors: IntCounterVec,
-    /// TLS handshakes that failed (`error`) or did not finish in time (`timeout`).
-    pub tls_handshake_failures: IntCounterVec,
-    /// Stream connections open now.
-    pub connections_open: IntGaugeVec,
-    /// Connections closed after `syslog.idle_timeout` without data.
-    pub idle_closed: IntCounterVec,
-    /// Times a stream connection stopped reading because the queue was full.
-    pub backpressure_waits: IntCounterVec,
-    /// Messages waiting for the journal writer.
-    pub queue_messages: IntGauge,
-    /// Bytes waiting for the journal writer (bounded by `syslog.queue_max_bytes`).
-    pub queue_bytes: IntGauge,
-    /// Journal appends (each one fsync) by the syslog writer.
-    pub journal_appends: IntCounter,
-    /// Journal appends that failed and were retried.
-    pub journal_errors: IntCounter,
-    /// Messages received but never journalled, by reason.
-    pub lost: IntCounterVec,
-}
-
-impl SyslogMetrics {
-    fn new(r: &Registry) -> SyslogMetrics {
-        let m = SyslogMetrics {
-            received: counter_vec(
-                r,
-                "soc_syslog_messages_received_total",
-                "Syslog messages received, by transport and sender.",
-                &["transport", "sender"],
-            ),
-            journalled: counter_vec(
-                r,
-                "soc_syslog_messages_journalled_total",
-                "Syslog messages made durable in the journal, by sender.",
-                &["sender"],
-            ),
-            last_seen: gauge_vec(
-                r,
-                "soc_syslog_sender_last_seen_timestamp_seconds",
-                "Unix time of the newest syslog message from each sender (0: none since start).",
-                &["sender"],
-            ),
-            udp_dropped: counter_vec(
-                r,
-                "soc_syslog_udp_dropped_total",
-                "UDP syslog messages dropped because the syslog queue was full, by sender.",
-                &["sender"],
-            ),
-            udp_receive_buffer_drops: gauge(
-                r,
-                "soc_syslog_udp_receive_buffer_drops",
-                "Datagrams the kernel dropped on the syslog UDP socket because its receive buffer was full (from /proc/net/udp).",
-            ),
-            refused: counter_vec(
-                r,
-                "soc_syslog_refused_total",
-                "Syslog connections or datagrams refused, by transport and reason (unknown_sender, max_connections).",
-                &["transport", "reason"],
-            ),
-            truncated: counter_vec(
-                r,
-                "soc_syslog_truncated_total",
-                "Syslog messages cut at syslog.max_message_bytes, by transport.",
-                &["transport"],
-            ),
-            framing_errors: counter_vec(
-                r,
-                "soc_syslog_framing_errors_total",
-                "Syslog connections closed because their stream could not be framed, by transport.",
-                &["transport"],
-            ),
-            tls_handshake_failures: counter_vec(
-                r,
-                "soc_syslog_tls_handshake_failures_total",
-                "Syslog TLS handshakes that failed or timed out, by reason (error, timeout).",
-                &["reason"],
-            ),
-            connections_open: gauge_vec(
-                r,
-                "soc_syslog_connections_open",
-                "Syslog stream connections open now, by transport.",
-                &["transport"],
-            ),
-            idle_closed: counter_vec(
-                r,
-                "soc_syslog_idle_closed_total",
-                "Syslog connections closed after syslog.idle_timeout without data, by transport.",
-                &["transport"],
-            ),
-            backpressure_waits: counter_vec(
-                r,
-                "soc_syslog_backpressure_waits_total",
-                "Times a syslog connection stopped reading because the queue was full, by transport.",
-                &["transport"],
-            ),
-            queue_messages: gauge(
-                r,
-                "soc_syslog_queue_messages",
-                "Syslog messages waiting for the journal writer.",
-            ),
-            queue_bytes: gauge(
-                r,
-                "soc_syslog_queue_bytes",
-                "Bytes of syslog messages waiting for the journal writer.",
-            ),
-            journal_appends: counter(
-                r,
-                "soc_syslog_journal_appends_total",
-                "Journal appends (one fsync each) made by the syslog writer.",
-            ),
-            journal_errors: counter(
-                r,
-                "soc_syslog_journal_errors_total",
-                "Syslog journal appends that failed and were retried.",
-            ),
-            lost: counter_vec(
-                r,
-                "soc_syslog_lost_total",
-                "Syslog messages received but never journalled, by reason (shutdown, journal_error).",
-                &["reason"],
-            ),
-        };
-        for t in ["udp", "tcp", "tls"] {
-            m.truncated.with_label_values(&[t]);
-            m.refused.with_label_values(&[t, "unknown_sender"]);
-        }
-        m.connections_open.with_label_values(&["tcp"]);
-        m.connections_open.with_label_values(&["tls"]);
-        m.udp_dropped.with_label_values(&["unknown"]);
-        m
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,15 +482,21 @@ mod tests {
     /// reverse, and each one renders with help text once it has a series.
     #[test]
     fn names_lists_exactly_the_metrics_defined() {
-        let src = include_str!("metrics.rs");
+        let src = include_str!("mod.rs");
         let code = &src[..src.find("#[cfg(test)]").expect("test module")];
         let start = code.find("pub const NAMES").expect("NAMES");
         let end = start + code[start..].find("];").expect("end of NAMES");
-        let registered: BTreeSet<String> =
-            regex_lite_names()(&format!("{}{}", &code[..start], &code[end..]))
-                .into_iter()
-                .filter(|n| n.starts_with("soc_"))
-                .collect();
+        let all_code = format!(
+            "{}{}{}{}",
+            &code[..start],
+            &code[end..],
+            include_str!("syslog.rs"),
+            include_str!("workflow.rs")
+        );
+        let registered: BTreeSet<String> = regex_lite_names()(&all_code)
+            .into_iter()
+            .filter(|n| n.starts_with("soc_"))
+            .collect();
         let listed: BTreeSet<String> = NAMES
             .iter()
             .filter(|n| n.starts_with("soc_"))
