@@ -3,6 +3,7 @@
 //! per capability.
 
 mod agent_crash;
+mod backup;
 mod crash;
 mod packaging;
 mod prometheus;
