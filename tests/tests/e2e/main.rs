@@ -7,6 +7,7 @@ mod backup;
 mod crash;
 mod packaging;
 mod prometheus;
+mod reload;
 mod responders;
 mod rotation;
 mod skeleton;
