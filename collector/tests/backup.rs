@@ -248,3 +248,29 @@ fn old_backups_beyond_keep_are_deleted() {
     assert_eq!(kept, vec![&names[4], &names[3], &names[2]]);
     assert!(list.iter().all(|i| i.reason == "manual"));
 }
+
+#[tokio::test]
+async fn after_a_restore_and_a_restart_new_lines_are_still_numbered_after_the_cursor() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = app(&tmp.path().join("a"), "");
+    let mut det = Detector::open(a.clone()).expect("detector");
+    feed(&a, &mut det, (1..=4).map(|p| failure(p, p)).collect()).await;
+    let info = backup::create(&a, Reason::Manual).expect("backup");
+    let snap = backup::verify_file(Path::new(&info.path)).expect("valid");
+    let fresh = tmp.path().join("b");
+    {
+        let b = app(&fresh, "");
+        tokio::task::spawn_blocking(move || backup::restore(&b, &snap))
+            .await
+            .expect("join")
+            .expect("restore");
+    }
+    // Reopened from disk: the journal is empty but continues after 4.
+    let b = app(&fresh, "");
+    assert_eq!(b.journal.last_seq().await, 4);
+    assert_eq!(b.cursor(), 4);
+    let mut det = Detector::open(b.clone()).expect("detector");
+    feed(&b, &mut det, vec![failure(5, 5)]).await;
+    assert_eq!(b.cursor(), 5);
+    assert_eq!(alerts_of(&b, RULE).len(), 1, "4 restored + 1 new = 5");
+}
