@@ -153,6 +153,10 @@ impl Change {
 pub struct AlertStore {
     db: Db,
     index: sled::Tree,
+    /// Held shared by every responder change and removal, and exclusively
+    /// by a restore, which replaces the whole store: a change racing it
+    /// could otherwise leave index keys of an alert that is gone.
+    writers: std::sync::Arc<std::sync::RwLock<()>>,
 }
 
 fn decode(id: u64, v: &[u8]) -> Result<Alert, DbError> {
@@ -189,7 +193,20 @@ impl AlertStore {
     /// Opens the store and its index tree.
     pub fn open(db: Db) -> Result<AlertStore, DbError> {
         let index = db.db.open_tree(alert_index::TREE)?;
-        Ok(AlertStore { db, index })
+        Ok(AlertStore {
+            db,
+            index,
+            writers: Default::default(),
+        })
+    }
+
+    /// Blocks every responder change and removal until dropped (restore).
+    pub fn exclusive(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.writers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.writers.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The index tree, for writers that put alerts in their own transaction.
@@ -319,6 +336,7 @@ impl AlertStore {
         note: Option<String>,
         now_ms: i64,
     ) -> Result<Alert, AlertError> {
+        let _shared = self.shared();
         let r = (&self.db.alerts, &self.index).transaction(|(t, ix)| {
             let Some(old) = t.get(id.to_be_bytes())? else {
                 return abort(AlertError::NotFound(id));
@@ -417,6 +435,7 @@ impl AlertStore {
     /// Returns how many were removed.
     pub fn remove(&self, ids: &[u64]) -> Result<u64, AlertError> {
         let mut n = 0;
+        let _shared = self.shared();
         for &id in ids {
             let r = (&self.db.alerts, &self.index).transaction(|(t, ix)| {
                 let Some(old) = t.remove(&id.to_be_bytes())? else {

@@ -169,6 +169,11 @@ pub struct App {
     pub auth_limiter: crate::ratelimit::FailureLimiter,
     /// Permits for `alerts follow` streams.
     pub followers: Arc<tokio::sync::Semaphore>,
+    /// Held by the detection worker for each step (read, detect, commit) and
+    /// by a backup or restore, so they see or replace the committed state
+    /// between two steps. The value counts restores: a worker that finds it
+    /// changed reloads its cursor and rule state from the database.
+    pub detection_gate: std::sync::Mutex<u64>,
 }
 
 impl App {
@@ -192,6 +197,7 @@ impl App {
                 },
             ),
             followers: Arc::new(tokio::sync::Semaphore::new(settings.api.max_followers)),
+            detection_gate: std::sync::Mutex::new(0),
             settings,
             journal,
             db,
@@ -204,6 +210,13 @@ impl App {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// Holds the detection worker between two steps until the guard drops.
+    pub fn hold_detection(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.detection_gate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn cursor(&self) -> u64 {

@@ -145,6 +145,25 @@ impl Client {
 }
 
 impl Client {
+    /// POST raw bytes (a file) with query parameters, expecting a JSON
+    /// answer; waits up to `timeout` (a large restore takes a while).
+    pub async fn post_bytes<T: DeserializeOwned, Q: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        query: &Q,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<T, ClientError> {
+        self.send(
+            self.req(reqwest::Method::POST, path)
+                .query(query)
+                .timeout(timeout)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body),
+        )
+        .await
+    }
+
     /// GETs a streaming NDJSON answer and calls `on_line` with each
     /// non-empty line as it arrives; returns when the server ends the
     /// stream. Fails if nothing (not even a keep-alive) arrives for `idle`.

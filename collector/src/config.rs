@@ -68,6 +68,32 @@ pub struct CollectorConfig {
     /// Alerts pushed to other systems (webhook, syslog CEF).
     #[serde(default)]
     pub forward: ForwardConfig,
+    /// Snapshots of rule state, detection cursor and alert store.
+    #[serde(default)]
+    pub backup: BackupConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Folder the backups are written to. Default `<data_dir>/backups`.
+    pub dir: Option<PathBuf>,
+    /// Time between scheduled backups, counted from the newest backup in
+    /// `dir`; a backup is also written at shutdown. `off` writes neither
+    /// (`socctl backup create` still works). Default `6h`.
+    pub interval: Option<String>,
+    /// Backups kept in `dir`; after each new one the oldest beyond this
+    /// number are deleted. Default 7.
+    pub keep: Option<usize>,
+}
+
+/// Validated `[backup]`.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    /// `None`: no scheduled and no shutdown backups.
+    pub interval: Option<Duration>,
+    pub keep: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +224,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub retention: RetentionSettings,
     pub forward: ForwardSettings,
+    pub backup: BackupSettings,
 }
 
 impl CollectorConfig {
@@ -271,7 +298,6 @@ impl CollectorConfig {
             ));
         }
         Ok(Settings {
-            data_dir,
             listen,
             max_connections: positive(
                 "server.max_connections",
@@ -329,6 +355,29 @@ impl CollectorConfig {
             api: self.api.build(&invalid)?,
             retention: self.retention.build(&invalid)?,
             forward: self.forward.build(&invalid, &resolve)?,
+            backup: BackupSettings {
+                dir: self
+                    .backup
+                    .dir
+                    .map(resolve)
+                    .unwrap_or_else(|| data_dir.join("backups")),
+                interval: match dur_or_off(
+                    &invalid,
+                    "backup.interval",
+                    self.backup.interval.as_deref(),
+                    "6h",
+                )? {
+                    Some(d) if d.is_zero() => {
+                        return Err(invalid(
+                            "backup.interval",
+                            "must be longer than 0s, or `off`".into(),
+                        ));
+                    }
+                    other => other,
+                },
+                keep: at_least_one(&invalid, "backup.keep", self.backup.keep.unwrap_or(7))?,
+            },
+            data_dir,
         })
     }
 }
@@ -764,6 +813,24 @@ mod tests {
             .expect_err("type")
             .to_string();
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn backup_section_has_defaults_and_off() {
+        let s = build("").expect("defaults");
+        assert_eq!(s.backup.dir, PathBuf::from("/base/soc-data/backups"));
+        assert_eq!(s.backup.interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(s.backup.keep, 7);
+        let s = build("[backup]\ninterval = \"off\"\ndir = \"bk\"\nkeep = 2\n").expect("off");
+        assert_eq!(s.backup.interval, None);
+        assert_eq!(s.backup.dir, PathBuf::from("/base/bk"));
+        assert_eq!(s.backup.keep, 2);
+        for bad in ["interval = \"0s\"", "interval = \"soon\"", "keep = 0"] {
+            let msg = build(&format!("[backup]\n{bad}\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(msg.contains("backup."), "{msg}");
+        }
     }
 
     #[test]

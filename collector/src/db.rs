@@ -35,6 +35,13 @@ pub mod meta_keys {
     pub const ENGINE_STATE: &[u8] = b"detection.state";
     /// Next alert id to hand out, committed with the cursor.
     pub const NEXT_ALERT_ID: &[u8] = b"alerts.next_id";
+    /// Random id of this database's journal, created on first use; a backup
+    /// records it so a restore knows whether its cursor counts in this
+    /// journal's sequence numbers.
+    pub const JOURNAL_ID: &[u8] = b"journal.id";
+    /// Lowest next journal sequence number (u64 BE), set by a restore so new
+    /// lines are numbered after the restored cursor even in an empty journal.
+    pub const JOURNAL_NEXT_FLOOR: &[u8] = b"journal.next_floor";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -156,6 +156,8 @@ impl Journal {
             Some((k, v)) => crate::db::be_u64(&k).unwrap_or(0) + value_len(&v).max(1),
             None => 1,
         };
+        // A restore may have moved the numbering past the entries held.
+        let next = next.max(db.meta_u64(crate::db::meta_keys::JOURNAL_NEXT_FLOOR)?);
         Ok(Journal {
             db,
             last_written: std::sync::atomic::AtomicU64::new(next - 1),
@@ -167,6 +169,20 @@ impl Journal {
     /// A handle woken after each append.
     pub fn appended(&self) -> Arc<Notify> {
         self.appended.clone()
+    }
+
+    /// Runs `f` with the writer lock held and the next sequence number;
+    /// `f` returns the new next number (never lowered). For a restore, which
+    /// must number new lines after its cursor; call it off the async runtime.
+    pub fn with_next_seq_blocking<T>(&self, f: impl FnOnce(u64) -> (u64, T)) -> T {
+        let mut next = self.next_seq.blocking_lock();
+        let (new, out) = f(*next);
+        if new > *next {
+            *next = new;
+            self.last_written
+                .store(new - 1, std::sync::atomic::Ordering::Release);
+        }
+        out
     }
 
     /// Highest sequence number written so far (0 when empty).

@@ -25,6 +25,8 @@
 //! * [`syslog`]: UDP, TCP and TLS syslog listeners for appliances, feeding the journal.
 //! * [`alert_index`]: the alert store's secondary indexes and query planner.
 //! * [`audit`]: the append-only audit log of API changes.
+//! * [`backup`]: checksummed snapshots of rule state, cursor and alert store;
+//!   [`backup_api`] their admin routes.
 //! * [`ratelimit`]: failed authentications limited per peer address.
 //! * [`retention`]: the periodic removal of old closed alerts, journal and audit records.
 //! * [`forward`]: alerts pushed to a webhook and to syslog (CEF).
@@ -35,6 +37,8 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod backup;
+pub mod backup_api;
 pub mod client;
 pub mod config;
 pub mod db;

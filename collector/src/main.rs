@@ -166,6 +166,7 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
     syslog_listeners.spawn(app.clone(), rx.clone(), &mut tasks);
     tasks.spawn(soc_collector::retention::run(app.clone(), rx.clone()));
     tasks.spawn(soc_collector::forward::run(app.clone(), rx.clone()));
+    tasks.spawn(soc_collector::backup::run(app.clone(), rx.clone()));
 
     let ca = if settings.tls_cert_file.is_some() {
         None
@@ -203,6 +204,14 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "detection worker failed"),
         Err(e) => tracing::error!(error = %e, "detection worker panicked"),
+    }
+    if settings.backup.interval.is_some() {
+        // The worker has stopped: the backup holds its last committed step.
+        let worker = app.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            soc_collector::backup::create(&worker, soc_collector::backup::Reason::Shutdown)
+        })
+        .await;
     }
     app.db.flush().await?;
     tracing::info!("collector stopped");

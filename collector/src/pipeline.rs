@@ -26,6 +26,9 @@ pub struct Detector {
     cursor: u64,
     next_alert_id: u64,
     state: EngineState,
+    /// Restores seen ([`App::detection_gate`]); a newer count means the
+    /// committed position was replaced and must be read again.
+    generation: u64,
 }
 
 fn load_state(app: &App) -> Result<EngineState, DbError> {
@@ -50,20 +53,42 @@ fn load_state(app: &App) -> Result<EngineState, DbError> {
 impl Detector {
     /// Resumes from the committed cursor and state.
     pub fn open(app: Arc<App>) -> Result<Detector, DbError> {
-        let cursor = app.db.meta_u64(meta_keys::DETECTION_CURSOR)?;
-        let next_alert_id = app.db.meta_u64(meta_keys::NEXT_ALERT_ID)?.max(1);
-        let state = load_state(&app)?;
-        Ok(Detector {
+        let generation = *app.hold_detection();
+        let mut d = Detector {
             app,
-            cursor,
-            next_alert_id,
-            state,
-        })
+            cursor: 0,
+            next_alert_id: 1,
+            state: EngineState::default(),
+            generation,
+        };
+        d.load()?;
+        Ok(d)
+    }
+
+    /// Reads the committed position.
+    fn load(&mut self) -> Result<(), DbError> {
+        let app = &self.app;
+        self.cursor = app.db.meta_u64(meta_keys::DETECTION_CURSOR)?;
+        self.next_alert_id = app.db.meta_u64(meta_keys::NEXT_ALERT_ID)?.max(1);
+        self.state = load_state(app)?;
+        app.detection_cursor.store(self.cursor, Ordering::Release);
+        Ok(())
     }
 
     /// Processes up to one batch of journal entries. Returns how many.
     pub fn step(&mut self) -> Result<usize, DbError> {
         let app = self.app.clone();
+        // Backups and restores wait for the step to finish.
+        let gate = app.hold_detection();
+        if *gate != self.generation {
+            self.load()?;
+            self.generation = *gate;
+            tracing::info!(
+                cursor = self.cursor,
+                next_alert_id = self.next_alert_id,
+                "detection continues from a restored position"
+            );
+        }
         let entries = app
             .journal
             .read_after(self.cursor, app.settings.detection_batch_size)?;

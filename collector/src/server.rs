@@ -51,6 +51,15 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/tokens/{name}/revoke", post(api::revoke_token))
         .route("/api/v1/audit", get(api::list_audit))
+        .route(
+            "/api/v1/backups",
+            get(crate::backup_api::get_list).post(crate::backup_api::post_create),
+        )
+        .route(
+            "/api/v1/backups/restore",
+            post(crate::backup_api::post_restore)
+                .layer(DefaultBodyLimit::max(crate::backup_api::MAX_RESTORE_BYTES)),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -180,6 +180,15 @@ pub fn builtin_rule_sources() -> Vec<SourceFile> {
         SourceFile::new("rules/network.yml", include_str!("../rules/network.yml")),
         SourceFile::new("rules/malware.yml", include_str!("../rules/malware.yml")),
         SourceFile::new("rules/sources.yml", include_str!("../rules/sources.yml")),
+        SourceFile::new(
+            "rules/antivirus.yml",
+            include_str!("../rules/antivirus.yml"),
+        ),
+        SourceFile::new("rules/logins.yml", include_str!("../rules/logins.yml")),
+        SourceFile::new(
+            "rules/firewall_admin.yml",
+            include_str!("../rules/firewall_admin.yml"),
+        ),
     ]
 }
 

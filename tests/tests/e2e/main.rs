@@ -3,9 +3,11 @@
 //! per capability.
 
 mod agent_crash;
+mod backup;
 mod crash;
 mod packaging;
 mod prometheus;
+mod reload;
 mod responders;
 mod rotation;
 mod skeleton;

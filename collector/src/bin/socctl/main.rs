@@ -1,6 +1,7 @@
 //! `socctl`: the incident responder's command line. It talks to the
 //! collector's HTTPS API and never opens the database.
 
+mod backup;
 mod decode;
 mod output;
 mod rules;
@@ -73,6 +74,10 @@ enum Cmd {
     /// Rules: lint and test offline, replay a log file, reload the collector's.
     #[command(subcommand)]
     Rules(rules::RulesCmd),
+    /// Backups of rule state, detection cursor and alerts: create, list,
+    /// verify (offline), restore (admin).
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,6 +318,13 @@ fn main() {
     let cli = Cli::parse();
     if let Cmd::Decode(args) = &cli.cmd {
         if let Err(e) = decode::run(args, cli.json) {
+            eprintln!("socctl: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Cmd::Backup(backup::BackupCmd::Verify { file }) = &cli.cmd {
+        if let Err(e) = backup::verify(file, cli.json) {
             eprintln!("socctl: {e:#}");
             std::process::exit(1);
         }
@@ -738,6 +750,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out.status(&s)?;
         }
         Cmd::Decode(_) => unreachable!("handled before the runtime starts"),
+        Cmd::Backup(cmd) => backup::run(&client, cmd, cli.json).await?,
         Cmd::Rules(_) => {
             let r: soc_collector::rules_api::ReloadView =
                 client.post("/api/v1/rules/reload", &()).await?;
