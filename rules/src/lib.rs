@@ -40,7 +40,9 @@
 //!   summary sentence.
 //! * `engine/mod.rs`: [`Engine`], [`EngineOptions`], [`Detection`]; the
 //!   per-kind logic (threshold, sequence, silence, suppression).
-//!   `engine/state.rs` is [`EngineState`] and its bounded maps.
+//!   `engine/state.rs` is [`EngineState`] and its bounded maps,
+//!   `engine/view.rs` the rules' fields resolved to slots and the per-event
+//!   view that reads them.
 //! * `rule/stateful.rs`: the `threshold:`, `sequence:`, `silence:` and
 //!   `suppress:` keys.
 //! * `lists.rs`: [`Lists`] for `in_list:`.

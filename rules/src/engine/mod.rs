@@ -20,11 +20,15 @@
 //!
 //! **Speed.** Rules whose condition requires a value of `event.module` are
 //! indexed by it, so an event is only tested against the rules of its module
-//! and the rules without one.
+//! and the rules without one. Conditions and key fields are resolved to field
+//! slots when the engine is built (`view.rs`), so each field of an event is
+//! looked up once however many rules test it; a group that exists is touched
+//! without allocating.
 
 mod state;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -37,6 +41,7 @@ pub use state::{
     ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, PendingEvent, RuleState,
     StateFormatError, Suppression,
 };
+use view::{Fast, FieldView, Slots};
 
 /// What the engine raises; the collector turns it into a stored alert.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -108,6 +113,28 @@ pub struct Engine {
     any_module: Vec<usize>,
     /// Enabled silence rules (checked on every event).
     silences: Vec<usize>,
+    /// Per rule, its conditions and key fields resolved to field slots.
+    compiled: Vec<Compiled>,
+    /// The field name of every slot.
+    slots: Slots,
+}
+
+/// One rule with its field names resolved to [`Slots`].
+#[derive(Debug, Clone)]
+struct Compiled {
+    condition: Fast,
+    kind: CompiledKind,
+}
+
+#[derive(Debug, Clone)]
+enum CompiledKind {
+    Single,
+    /// Slots of `group_by`, and of `distinct`.
+    Threshold(Vec<usize>, Option<usize>),
+    /// Per step: its condition and the slots of its `by`.
+    Sequence(Vec<(Fast, Vec<usize>)>),
+    /// Slots of `by`.
+    Silence(Vec<usize>),
 }
 
 impl Engine {
@@ -150,6 +177,28 @@ impl Engine {
             list.extend(&any_module);
             list.sort_unstable();
         }
+        let mut slots = Slots::default();
+        let compiled = rules
+            .rules()
+            .iter()
+            .map(|r| Compiled {
+                condition: Fast::new(&r.condition, &mut slots),
+                kind: match &r.kind {
+                    RuleKind::Single => CompiledKind::Single,
+                    RuleKind::Threshold(t) => CompiledKind::Threshold(
+                        slots.ids(&t.group_by),
+                        t.distinct.as_deref().map(|d| slots.id(d)),
+                    ),
+                    RuleKind::Sequence(seq) => CompiledKind::Sequence(
+                        seq.steps
+                            .iter()
+                            .map(|st| (Fast::new(&st.condition, &mut slots), slots.ids(&st.by)))
+                            .collect(),
+                    ),
+                    RuleKind::Silence(si) => CompiledKind::Silence(slots.ids(&si.by)),
+                },
+            })
+            .collect();
         Engine {
             rules,
             options,
@@ -157,6 +206,8 @@ impl Engine {
             by_module,
             any_module,
             silences,
+            compiled,
+            slots,
         }
     }
 
@@ -273,36 +324,30 @@ impl Engine {
             .and_then(|m| self.by_module.get(m))
             .unwrap_or(&self.any_module);
         let rules = self.rules.rules();
+        let mut view = FieldView::new(&ev.fields, self.slots.names());
         for &i in candidates {
             let rule = &rules[i];
-            if !rule.condition.eval(&ev.fields) {
+            let compiled = &self.compiled[i];
+            if !compiled.condition.eval(&mut view) {
                 continue;
             }
-            match &rule.kind {
-                RuleKind::Single => {
-                    self.emit(
-                        state,
-                        rule,
-                        String::new(),
-                        ev.timestamp_ms,
-                        vec![ev.id],
-                        &ev.fields,
-                        out,
-                    );
+            match (&rule.kind, &compiled.kind) {
+                (RuleKind::Threshold(t), CompiledKind::Threshold(by, distinct)) => {
+                    self.threshold(state, rule, t, (by, *distinct), ev, &mut view, out);
                 }
-                RuleKind::Threshold(t) => self.threshold(state, rule, t, ev, out),
-                RuleKind::Sequence(s) => self.sequence(state, rule, s, ev, out),
-                RuleKind::Silence(s) => {
-                    let Some(pairs) = key_pairs(&s.by, &ev.fields) else {
+                (RuleKind::Sequence(s), CompiledKind::Sequence(steps)) => {
+                    self.sequence(state, rule, s, steps, ev, &mut view, out);
+                }
+                (RuleKind::Silence(s), CompiledKind::Silence(by)) => {
+                    let Some(key) = view.key(&s.by, by) else {
                         continue;
                     };
-                    let key = display_key(&pairs);
                     let Some(g) =
                         self.touch_group(state, &rule.id, &key, ev.timestamp_ms, None, || {
                             GroupData::Seen {
                                 last_ms: ev.timestamp_ms,
                                 last_id: ev.id,
-                                key: pairs.clone(),
+                                key: key_pairs(&s.by, &ev.fields).unwrap_or_default(),
                             }
                         })
                     else {
@@ -323,6 +368,7 @@ impl Engine {
                         *last_id = ev.id;
                     }
                     if let Some((last_ms, last_id)) = resumed {
+                        let pairs = key_pairs(&s.by, &ev.fields).unwrap_or_default();
                         let mut fields: BTreeMap<String, Value> = pairs
                             .iter()
                             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
@@ -332,6 +378,17 @@ impl Engine {
                         self.emit(state, rule, key, at, vec![last_id], &fields, out);
                     }
                 }
+                _ => {
+                    self.emit(
+                        state,
+                        rule,
+                        String::new(),
+                        ev.timestamp_ms,
+                        vec![ev.id],
+                        &ev.fields,
+                        out,
+                    );
+                }
             }
         }
         for &i in &self.silences {
@@ -339,21 +396,23 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn threshold(
         &self,
         state: &mut EngineState,
         rule: &Rule,
         t: &crate::rule::Threshold,
+        (by, distinct): (&[usize], Option<usize>),
         ev: &Event,
+        view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
     ) {
-        let Some(pairs) = key_pairs(&t.group_by, &ev.fields) else {
+        let Some(key) = view.key(&t.group_by, by) else {
             return;
         };
-        let key = display_key(&pairs);
         let since = ev.timestamp_ms.saturating_sub(t.window_ms);
         let mut fired: Option<(u64, Vec<u64>)> = None;
-        match &t.distinct {
+        match distinct {
             None => {
                 let now = ev.timestamp_ms;
                 let Some(g) =
@@ -373,8 +432,8 @@ impl Engine {
                     }
                 }
             }
-            Some(field) => {
-                let Some(value) = ev.fields.get(field).and_then(value_text) else {
+            Some(slot) => {
+                let Some(value) = view.get(slot).and_then(view::value_text) else {
                     return;
                 };
                 let now = ev.timestamp_ms;
@@ -386,7 +445,13 @@ impl Engine {
                     return;
                 };
                 if let GroupData::Distinct(m) = &mut g.data {
-                    m.insert(value, (ev.timestamp_ms, ev.id));
+                    let seen = (ev.timestamp_ms, ev.id);
+                    match m.get_mut(value.as_ref()) {
+                        Some(slot) => *slot = seen,
+                        None => {
+                            m.insert(value.into_owned(), seen);
+                        }
+                    }
                     if m.len() as u64 >= t.count {
                         m.retain(|_, (ts, _)| *ts > since);
                     }
@@ -409,31 +474,27 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn sequence(
         &self,
         state: &mut EngineState,
         rule: &Rule,
         s: &crate::rule::Sequence,
+        steps: &[(Fast, Vec<usize>)],
         ev: &Event,
+        view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
     ) {
         let last = s.steps.len() - 1;
-        for (i, step) in s.steps.iter().enumerate().rev() {
-            if !step.condition.eval(&ev.fields) {
+        for (i, (condition, by)) in steps.iter().enumerate().rev() {
+            if !condition.eval(view) {
                 continue;
             }
-            let Some(values) = key_pairs(&step.by, &ev.fields) else {
-                continue;
-            };
             // Steps may name the key differently; the group is the values
             // under the first step's names.
-            let pairs: Vec<(String, String)> = s.steps[0]
-                .by
-                .iter()
-                .cloned()
-                .zip(values.into_iter().map(|(_, v)| v))
-                .collect();
-            let key = display_key(&pairs);
+            let Some(key) = view.key(&s.steps[0].by, by) else {
+                continue;
+            };
             let current = state
                 .rules
                 .get(&rule.id)
@@ -536,22 +597,25 @@ impl Engine {
         idle_ms: Option<i64>,
         init: impl FnOnce() -> GroupData,
     ) -> Option<&'s mut Group> {
-        if !state.rules.contains_key(rule_id) {
-            state
-                .rules
-                .insert(rule_id.to_string(), RuleState::default());
-        }
-        if let Some(idle) = idle_ms {
-            state.expire_idle(rule_id, now.saturating_sub(idle));
-        }
-        let exists = state
-            .rules
-            .get(rule_id)
-            .is_some_and(|r| r.groups.contains_key(key));
+        // One lookup of the rule for the common case: expiry, then whether
+        // the group exists and how many there are.
+        let (exists, len, expired) = {
+            let rs = match state.rules.get_mut(rule_id) {
+                Some(rs) => rs,
+                None => state.rules.entry(rule_id.to_string()).or_default(),
+            };
+            let expired = match idle_ms {
+                Some(idle) => rs.expire_idle(now.saturating_sub(idle)),
+                None => 0,
+            };
+            (rs.groups.contains_key(key), rs.groups.len(), expired)
+        };
+        state.total_groups = state.total_groups.saturating_sub(expired);
+        let per_rule = self.options.max_groups_per_rule.max(1);
         if !exists {
-            while state.groups_of(rule_id) >= self.options.max_groups_per_rule.max(1)
-                && state.evict_oldest_of(rule_id)
-            {}
+            if len >= per_rule {
+                while state.groups_of(rule_id) >= per_rule && state.evict_oldest_of(rule_id) {}
+            }
             while state.total_groups >= self.options.max_total_groups.max(1) as u64
                 && state.evict_oldest()
             {}
@@ -559,24 +623,27 @@ impl Engine {
         }
         let t = state.next_touch();
         let RuleState { groups, order, .. } = state.rules.get_mut(rule_id)?;
-        if !exists {
-            groups.insert(
-                key.to_string(),
-                Group {
-                    touched: 0,
-                    last_ms: now,
-                    data: init(),
-                },
-            );
+        if exists {
+            let g = groups.get_mut(key)?;
+            // The order entry holds a copy of the key: move it, do not
+            // allocate another.
+            let k = match g.touched {
+                0 => None,
+                touched => order.remove(&touched),
+            };
+            g.touched = t;
+            g.last_ms = g.last_ms.max(now);
+            order.insert(t, k.unwrap_or_else(|| key.to_string()));
+            Some(g)
+        } else {
+            order.insert(t, key.to_string());
+            let g = groups.entry(key.to_string()).or_insert(Group {
+                touched: t,
+                last_ms: now,
+                data: init(),
+            });
+            Some(g)
         }
-        let g = groups.get_mut(key)?;
-        if g.touched != 0 {
-            order.remove(&g.touched);
-        }
-        g.touched = t;
-        g.last_ms = g.last_ms.max(now);
-        order.insert(t, key.to_string());
-        Some(g)
     }
 
     /// Applies suppression and pushes the detection.

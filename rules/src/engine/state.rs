@@ -92,6 +92,29 @@ pub struct RuleState {
     pub suppress: BTreeMap<String, Suppression>,
 }
 
+impl RuleState {
+    /// Drops the least recently touched groups whose newest event is at or
+    /// before `before`; stops at the first younger one. Returns how many
+    /// groups it removed (for [`EngineState::total_groups`]).
+    pub(crate) fn expire_idle(&mut self, before: i64) -> u64 {
+        let mut removed = 0;
+        while let Some(entry) = self.order.first_entry() {
+            if self
+                .groups
+                .get(entry.get())
+                .is_some_and(|g| g.last_ms > before)
+            {
+                break;
+            }
+            let key = entry.remove();
+            if self.groups.remove(&key).is_some() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
 /// One group of a stateful rule.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
@@ -222,24 +245,6 @@ impl EngineState {
         match oldest {
             Some((_, id)) => self.evict_oldest_of(&id),
             None => false,
-        }
-    }
-
-    /// Drops the least recently touched groups of `rule_id` whose newest
-    /// event is at or before `before`; stops at the first younger one.
-    pub(crate) fn expire_idle(&mut self, rule_id: &str, before: i64) {
-        while let Some(rs) = self.rules.get_mut(rule_id) {
-            let Some((&t, key)) = rs.order.first_key_value() else {
-                return;
-            };
-            if rs.groups.get(key).is_some_and(|g| g.last_ms > before) {
-                return;
-            }
-            let key = key.clone();
-            rs.order.remove(&t);
-            if rs.groups.remove(&key).is_some() {
-                self.total_groups = self.total_groups.saturating_sub(1);
-            }
         }
     }
 

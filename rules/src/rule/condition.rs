@@ -341,7 +341,7 @@ fn scalar(v: &Value, ci: bool) -> Option<Scalar> {
 }
 
 /// One test against one present value; lists match when any element does.
-fn test_value(t: &Test, v: &Value) -> bool {
+pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
     if let Value::Array(items) = v {
         return items.iter().any(|i| test_value(t, i));
     }
@@ -362,8 +362,9 @@ fn test_value(t: &Test, v: &Value) -> bool {
         Value::Number(n) => n.as_f64(),
         _ => text.trim().parse::<f64>().ok(),
     };
-    let eq = |s: &Scalar, ci: bool| match (s.num, num()) {
-        (Some(a), Some(b)) => a == b,
+    // The value is only parsed as a number when the scalar is one.
+    let eq = |s: &Scalar, ci: bool| match s.num.map(|a| (a, num())) {
+        Some((a, Some(b))) => a == b,
         _ => folded(ci) == s.text.as_str(),
     };
     match t {

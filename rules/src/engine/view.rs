@@ -1,0 +1,261 @@
+//! The engine's compiled form of the rules: field names resolved to slots,
+//! and a per-event [`FieldView`] that looks each field up at most once.
+//!
+//! An event's fields are a map keyed by name; a rule set of a hundred rules
+//! tests the same few fields (`event.module`, `event.action`, `source.ip`)
+//! over and over, and every lookup is a walk of string comparisons. The
+//! engine numbers every field its rules read when it is built; the view
+//! caches the value of each number for one event, and the parsed address for
+//! `cidr:` tests.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::rule::condition::{Condition, Test, test_value};
+
+/// Field names numbered in first-seen order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Slots {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Slots {
+    /// The slot of `name`, numbered on first sight.
+    pub(crate) fn id(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.names.len();
+        self.names.push(name.to_string());
+        self.index.insert(name.to_string(), i);
+        i
+    }
+
+    pub(crate) fn ids(&mut self, names: &[String]) -> Vec<usize> {
+        names.iter().map(|n| self.id(n)).collect()
+    }
+
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// [`Condition`] with its fields resolved to slots; evaluates exactly like it.
+#[derive(Debug, Clone)]
+pub(crate) enum Fast {
+    All(Vec<Fast>),
+    Any(Vec<Fast>),
+    Not(Box<Fast>),
+    Field { slot: usize, tests: Vec<Test> },
+}
+
+impl Fast {
+    pub(crate) fn new(c: &Condition, slots: &mut Slots) -> Fast {
+        match c {
+            Condition::All(cs) => Fast::All(cs.iter().map(|c| Fast::new(c, slots)).collect()),
+            Condition::Any(cs) => Fast::Any(cs.iter().map(|c| Fast::new(c, slots)).collect()),
+            Condition::Not(c) => Fast::Not(Box::new(Fast::new(c, slots))),
+            Condition::Field { field, tests } => Fast::Field {
+                slot: slots.id(field),
+                tests: tests.clone(),
+            },
+        }
+    }
+
+    /// Whether the condition holds for the viewed event.
+    pub(crate) fn eval(&self, view: &mut FieldView<'_>) -> bool {
+        match self {
+            Fast::All(cs) => cs.iter().all(|c| c.eval(view)),
+            Fast::Any(cs) => cs.iter().any(|c| c.eval(view)),
+            Fast::Not(c) => !c.eval(view),
+            Fast::Field { slot, tests } => {
+                let value = view.get(*slot);
+                tests.iter().all(|t| match (t, value) {
+                    (Test::Exists(want), v) => v.is_some() == *want,
+                    (_, None) => false,
+                    (Test::Cidr(nets), Some(Value::String(_))) => view
+                        .ip(*slot)
+                        .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+                    (t, Some(v)) => test_value(t, v),
+                })
+            }
+        }
+    }
+}
+
+/// One event's fields by slot, each looked up once.
+pub(crate) struct FieldView<'e> {
+    fields: &'e BTreeMap<String, Value>,
+    names: &'e [String],
+    /// `None`: not looked up yet.
+    values: Vec<Option<Option<&'e Value>>>,
+    /// `None`: not parsed yet; only for string values.
+    ips: Vec<Option<Option<IpAddr>>>,
+}
+
+impl<'e> FieldView<'e> {
+    pub(crate) fn new(fields: &'e BTreeMap<String, Value>, names: &'e [String]) -> FieldView<'e> {
+        FieldView {
+            fields,
+            names,
+            values: vec![None; names.len()],
+            ips: vec![None; names.len()],
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&mut self, slot: usize) -> Option<&'e Value> {
+        match self.values[slot] {
+            Some(v) => v,
+            None => {
+                let v = self.fields.get(&self.names[slot]);
+                self.values[slot] = Some(v);
+                v
+            }
+        }
+    }
+
+    /// The field parsed as an address, when it is a string.
+    fn ip(&mut self, slot: usize) -> Option<IpAddr> {
+        if let Some(ip) = self.ips[slot] {
+            return ip;
+        }
+        let ip = self
+            .get(slot)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<IpAddr>().ok());
+        self.ips[slot] = Some(ip);
+        ip
+    }
+
+    /// `name=value name=value` for the key fields `names` read from
+    /// `slots`; `None` when one is missing (see `engine::display_key`).
+    pub(crate) fn key(&mut self, names: &[String], slots: &[usize]) -> Option<String> {
+        let mut s = String::new();
+        for (i, (name, &slot)) in names.iter().zip(slots).enumerate() {
+            let v = value_text(self.get(slot)?)?;
+            if i > 0 {
+                s.push(' ');
+            }
+            s.push_str(name);
+            s.push('=');
+            s.push_str(&v);
+        }
+        Some(s)
+    }
+}
+
+/// The text of a field value used in keys; lists join with `,`. Borrows
+/// strings.
+pub(crate) fn value_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Array(items) => Some(Cow::Owned(
+            items
+                .iter()
+                .filter_map(value_text)
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::condition::ConditionConfig;
+
+    fn cond(yaml: &str) -> Condition {
+        let cfg: ConditionConfig =
+            serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        let mut problems = Vec::new();
+        let lists = crate::lists::Lists::default();
+        match Condition::compile(&cfg, "match", &lists, &mut problems) {
+            Some(c) if problems.is_empty() => c,
+            _ => panic!("{yaml}: {problems:?}"),
+        }
+    }
+
+    /// The slot form answers exactly like the by-name form, with the cached
+    /// lookups and addresses shared by every condition of one event.
+    #[test]
+    fn fast_conditions_agree_with_named_ones() {
+        let events: Vec<BTreeMap<String, Value>> = vec![
+            serde_json::from_value(serde_json::json!({
+                "source.ip": "10.1.2.3", "destination.port": 3389, "port_text": "22",
+                "flags": ["DF", "SYN"], "ips": ["192.0.2.1", "10.9.9.9"], "ok": true,
+                "event.action": "deny", "user.name": "Admin"
+            }))
+            .unwrap_or_default(),
+            serde_json::from_value(serde_json::json!({
+                "source.ip": "not an address", "destination.port": "80",
+                "event.action": "allow", "n": 3232235777u64
+            }))
+            .unwrap_or_default(),
+            BTreeMap::new(),
+        ];
+        let table = [
+            "{field: source.ip, cidr: [10.0.0.0/8]}",
+            "{all: [{field: source.ip, cidr: 192.168.0.0/16}, {field: source.ip, exists: true}]}",
+            // Only the second branch holds: the first must not hide it.
+            "{any: [{field: source.ip, cidr: 192.168.0.0/16}, {field: source.ip, cidr: 10.1.0.0/16}]}",
+            "{any: [{field: event.action, equals: allow}, {field: destination.port, in: [3389, 80]}]}",
+            "{not: {field: source.ip, cidr: [10.0.0.0/8]}}",
+            "{field: ips, cidr: 10.0.0.0/8}",
+            "{field: n, cidr: 0.0.0.0/0}",
+            "{field: port_text, equals: 22}",
+            "{field: destination.port, gte: 100, lt: 4000}",
+            "{field: flags, equals: SYN}",
+            "{field: user.name, in: [admin, root], case_insensitive: true}",
+            "{field: user.name, in: [admin, root]}",
+            "{field: nope, exists: false}",
+            "{all: [{field: ok, equals: true}, {not: {field: nope, equals: x}}]}",
+        ];
+        let mut slots = Slots::default();
+        let compiled: Vec<(Condition, Fast)> = table
+            .iter()
+            .map(|y| {
+                let c = cond(y);
+                let f = Fast::new(&c, &mut slots);
+                (c, f)
+            })
+            .collect();
+        for ev in &events {
+            // One view per event, as the engine does.
+            let mut view = FieldView::new(ev, slots.names());
+            for ((c, f), yaml) in compiled.iter().zip(table) {
+                assert_eq!(f.eval(&mut view), c.eval(ev), "{yaml} on {ev:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_match_the_engine_format() {
+        let ev: BTreeMap<String, Value> = serde_json::from_value(serde_json::json!({
+            "source.ip": "203.0.113.7", "destination.port": 22, "flags": ["DF", "SYN"]
+        }))
+        .unwrap_or_default();
+        let mut slots = Slots::default();
+        let names = vec![
+            "source.ip".to_string(),
+            "destination.port".to_string(),
+            "flags".to_string(),
+        ];
+        let ids = slots.ids(&names);
+        let missing = slots.ids(&["nope".to_string()]);
+        let mut view = FieldView::new(&ev, slots.names());
+        assert_eq!(
+            view.key(&names, &ids).as_deref(),
+            Some("source.ip=203.0.113.7 destination.port=22 flags=DF,SYN")
+        );
+        assert_eq!(view.key(&names[..1], &missing), None);
+        assert_eq!(view.key(&[], &[]).as_deref(), Some(""));
+    }
+}
