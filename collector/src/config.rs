@@ -170,7 +170,7 @@ pub struct IngestConfig {
 #[serde(deny_unknown_fields)]
 pub struct DetectionConfig {
     /// Journal entries the detection worker takes per step; the step's alerts,
-    /// cursor and rule state are committed together. Default 512.
+    /// cursor and rule state are committed together. Default 2048.
     pub batch_size: Option<usize>,
     /// Raw lines kept on an alert as evidence. Default 20.
     pub max_evidence: Option<usize>,
@@ -330,7 +330,7 @@ impl CollectorConfig {
             )?,
             detection_batch_size: positive(
                 "detection.batch_size",
-                self.detection.batch_size.unwrap_or(512),
+                self.detection.batch_size.unwrap_or(2048),
             )?,
             max_evidence: positive(
                 "detection.max_evidence",
