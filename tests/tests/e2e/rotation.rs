@@ -274,9 +274,11 @@ fn check_copytruncate(
     )
     .map_err(|e| {
         anyhow::anyhow!(
-            "{e}: {} kept lines missing (first {:?})",
+            "{e}: {} kept lines missing (first {:?}); the journal holds {} lines, logrotate kept {}",
             multiset_diff(&kept, &got).0.len(),
-            multiset_diff(&kept, &got).0.first()
+            multiset_diff(&kept, &got).0.first(),
+            collector.journal_len(),
+            kept.len()
         )
     })?;
     std::thread::sleep(Duration::from_secs(2));
