@@ -32,6 +32,7 @@ impl Rng {
 #[test]
 fn kill_9_of_the_agent_in_a_loop_while_logrotate_rotates_loses_and_duplicates_nothing()
 -> anyhow::Result<()> {
+    let _one_at_a_time = soc_e2e::full_speed_agent();
     let seed = std::env::var("AGENT_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -124,6 +124,7 @@ fn plain_lines(dirs: &[PathBuf], prefix: &str) -> anyhow::Result<Vec<String>> {
 }
 
 fn run(mode: Mode) -> anyhow::Result<()> {
+    let _one_at_a_time = soc_e2e::full_speed_agent();
     let tmp = tempfile::tempdir()?;
     let collector = Collector::start(&tmp.path().join("collector"), "127.0.0.1:0", &[])?;
     let secret = collector.enroll("web-01")?;
