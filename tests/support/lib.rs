@@ -635,7 +635,17 @@ pub fn logrotate(conf: &Path, state: &Path) -> anyhow::Result<()> {
                  (tests/run.sh does it)"
             )
         })?;
-    if !out.status.success() || !out.stderr.is_empty() {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // With `compress` and no `delaycompress`, a writer still holding the old
+    // file can append while gzip reads it; gzip warns and logrotate exits 0.
+    // That is the race delaycompress exists for, not a failure of the run:
+    // whether any line was lost is what the calling test checks.
+    let only_gzip_race = stderr.lines().all(|l| {
+        l.trim().is_empty()
+            || l.contains("Compressing program wrote following message")
+            || l.contains("file size changed while zipping")
+    });
+    if !out.status.success() || (!stderr.is_empty() && !only_gzip_race) {
         bail!(
             "logrotate {} failed ({}): {}",
             conf.display(),
