@@ -23,6 +23,7 @@ done
 
 pids=()
 cleanup() {
+    trap - EXIT INT TERM
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     echo "demo stopped; its data stays in $demo (delete it to start afresh)"
