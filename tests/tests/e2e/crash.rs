@@ -3,7 +3,7 @@
 //! alert twice.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use soc_e2e::{Agent, Collector, SourceSpec, append_lines, wait_for, write_agent_config};
@@ -33,13 +33,6 @@ fn write_stream(path: &Path) -> std::thread::JoinHandle<anyhow::Result<()>> {
         }
         Ok(())
     })
-}
-
-fn journal_len(c: &Collector) -> u64 {
-    c.status()
-        .ok()
-        .and_then(|s| s["journal_last_seq"].as_u64())
-        .unwrap_or(0)
 }
 
 /// Waits until everything is journalled and processed, then checks the counts.
@@ -112,6 +105,28 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
+/// An empty ClamAV log under `dir` and an agent configuration tailing it.
+fn clamav_agent(
+    dir: &Path,
+    collector: &Collector,
+    secret: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let log = dir.join("clamav.log");
+    append_lines(&log, &[])?;
+    let cfg = write_agent_config(
+        &dir.join("agent"),
+        "web-01",
+        collector,
+        secret,
+        &[SourceSpec {
+            name: "clamav",
+            source_type: "clamav",
+            include: &log,
+        }],
+    )?;
+    Ok((log, cfg))
+}
+
 #[test]
 fn kill_9_of_the_collector_mid_stream_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -119,26 +134,14 @@ fn kill_9_of_the_collector_mid_stream_loses_and_duplicates_nothing() -> anyhow::
     let mut collector = Collector::start(&data, "127.0.0.1:0", &[])?;
     let addr = collector.addr().to_owned();
     let secret = collector.enroll("web-01")?;
-    let log = tmp.path().join("clamav.log");
-    append_lines(&log, &[])?;
-    let cfg = write_agent_config(
-        &tmp.path().join("agent"),
-        "web-01",
-        &collector,
-        &secret,
-        &[SourceSpec {
-            name: "clamav",
-            source_type: "clamav",
-            include: &log,
-        }],
-    )?;
+    let (log, cfg) = clamav_agent(tmp.path(), &collector, &secret)?;
     let agent = Agent::start(&cfg)?;
     let writer = write_stream(&log);
 
     wait_for(
         "a third of the stream journalled",
         Duration::from_secs(120),
-        || (journal_len(&collector) > (LINES / 3) as u64).then_some(()),
+        || (collector.journal_len() > (LINES / 3) as u64).then_some(()),
     )?;
     collector.kill9();
     std::thread::sleep(Duration::from_secs(2));
@@ -152,26 +155,14 @@ fn kill_9_of_the_agent_mid_stream_loses_and_duplicates_nothing() -> anyhow::Resu
     let tmp = tempfile::tempdir()?;
     let collector = Collector::start(&tmp.path().join("collector"), "127.0.0.1:0", &[])?;
     let secret = collector.enroll("web-01")?;
-    let log = tmp.path().join("clamav.log");
-    append_lines(&log, &[])?;
-    let cfg = write_agent_config(
-        &tmp.path().join("agent"),
-        "web-01",
-        &collector,
-        &secret,
-        &[SourceSpec {
-            name: "clamav",
-            source_type: "clamav",
-            include: &log,
-        }],
-    )?;
+    let (log, cfg) = clamav_agent(tmp.path(), &collector, &secret)?;
     let mut agent = Agent::start(&cfg)?;
     let writer = write_stream(&log);
 
     wait_for(
         "a third of the stream journalled",
         Duration::from_secs(120),
-        || (journal_len(&collector) > (LINES / 3) as u64).then_some(()),
+        || (collector.journal_len() > (LINES / 3) as u64).then_some(()),
     )?;
     agent.kill9();
     std::thread::sleep(Duration::from_secs(1));
