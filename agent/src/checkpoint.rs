@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Guard;
+use crate::identity::{Guard, Marks};
 
 /// The format written by this version of the agent.
 pub const FORMAT_VERSION: u32 = 1;
@@ -95,6 +95,10 @@ pub struct Retired {
     pub check_at: u64,
     /// Check of the bytes before `check_at`.
     pub guard: Option<Guard>,
+    /// Line ends read of the old content, to recognise a copy shorter than
+    /// `check_at`.
+    #[serde(default, skip_serializing_if = "Marks::is_empty")]
+    pub marks: Marks,
     /// When it was retired, seconds since the Unix epoch.
     pub at: u64,
 }

@@ -165,6 +165,44 @@ impl Guard {
     }
 }
 
+/// Most [`Marks`] kept per file.
+pub const MAX_MARKS: usize = 32;
+
+/// Line ends read from a file, each with the [`Guard`] of the bytes before
+/// it: the points at which a copy of the file (`copytruncate`) can be
+/// recognised even when the copy is shorter than what was read (found while
+/// logrotate is still copying, or lines written between its copy and its
+/// truncate). Bounded: when full, every other mark is dropped, so the marks
+/// stay spread over everything read.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Marks(Vec<(u64, Guard)>);
+
+impl Marks {
+    /// Records the line end `at`; ignored unless past the last mark.
+    pub fn push(&mut self, at: u64, guard: Guard) {
+        if self.0.last().is_some_and(|(o, _)| *o >= at) {
+            return;
+        }
+        if self.0.len() >= MAX_MARKS {
+            let mut i = 0;
+            self.0.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+        }
+        self.0.push((at, guard));
+    }
+
+    /// The marks, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Guard)> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Reads until `buf` is full or the end of the file; returns the bytes read.
 pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
@@ -203,6 +241,23 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
     use std::io::Write as _;
+
+    #[test]
+    fn marks_stay_bounded_and_spread_over_what_was_read() {
+        let mut m = Marks::default();
+        for i in 1..=1000u64 {
+            m.push(i * 100, Guard::default());
+        }
+        m.push(50, Guard::default()); // behind the last: ignored
+        let at: Vec<u64> = m.iter().map(|(o, _)| o).collect();
+        assert!(at.len() <= MAX_MARKS && at.len() > MAX_MARKS / 2, "{at:?}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+        assert_eq!(at.last(), Some(&100_000));
+        assert!(
+            at[0] <= 1_000,
+            "the early marks thin out but one stays early: {at:?}"
+        );
+    }
 
     #[test]
     fn fnv_is_the_published_function() {

@@ -49,7 +49,7 @@ use crate::batch::Mark;
 use crate::checkpoint::{CheckpointError, Checkpoints, Entry};
 use crate::config::Source;
 use crate::discover;
-use crate::identity::{DevIno, FileId, Guard};
+use crate::identity::{DevIno, FileId, Guard, Marks};
 use crate::ratelimit::TokenBucket;
 use crate::stats::Stats;
 use crate::tail::Tail;
@@ -76,6 +76,8 @@ struct Watched {
     /// Guard of the read offset, to notice a truncation that the file's
     /// growth hides.
     read_guard: Option<Guard>,
+    /// Line ends read, to recognise a copy of this file.
+    marks: Marks,
     /// Truncated to less than its first line: the identity is read again
     /// when the first line is complete.
     first_line_pending: bool,
@@ -382,6 +384,7 @@ impl Files {
                     id.first_line,
                     w.acked,
                     w.acked_guard.map(|g| (w.acked, g)),
+                    w.marks,
                 );
                 self.checkpoints.remove(&id.to_string());
                 self.dirty = true;

@@ -20,10 +20,21 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::checkpoint::Retired;
 use crate::config::StartAt;
 use crate::encoding::Sniffed;
-use crate::identity::{self, DevIno, FileId, Guard, Ident};
+use crate::identity::{self, DevIno, FileId, Guard, Ident, Marks};
 use crate::tail::{Format, Tail};
 
 use super::{Files, Looked, Watched, stream_name};
+
+/// A stream a newly found file may be a copy of.
+struct Candidate<'a> {
+    stream: &'a str,
+    /// Acknowledged offset of the stream: where a copy continues at most.
+    acked: u64,
+    /// Line ends read of the stream, with the guard of the bytes before each.
+    points: Vec<(u64, Guard)>,
+    /// The stream's file while it is still open, and how far it was read.
+    live: Option<(&'a File, u64)>,
+}
 
 /// Where and how reading of a file starts.
 struct Start {
@@ -158,6 +169,7 @@ impl Files {
                 acked: start.offset,
                 acked_guard: start.guard,
                 read_guard: start.guard,
+                marks: Marks::default(),
                 first_line_pending: false,
                 orphan: false,
                 len,
@@ -205,6 +217,7 @@ impl Files {
                 id.first_line,
                 e.offset,
                 e.guard.map(|g| (e.offset, g)),
+                Marks::default(),
             );
             self.checkpoints.remove(&key);
             self.dirty = true;
@@ -230,6 +243,7 @@ impl Files {
                 old,
                 e.offset,
                 e.guard.map(|g| (e.offset, g)),
+                Marks::default(),
             );
             generation = generation.max(e.generation + 1);
             self.checkpoints.remove(&k);
@@ -263,8 +277,18 @@ impl Files {
     }
 
     /// A known stream of the same source that `file` is a copy of: same
-    /// first line, and the same bytes before that stream's acknowledged
-    /// offset. The furthest such stream wins.
+    /// first line, and the same bytes before a point that was read of that
+    /// stream. The copy continues the stream from that point or from what
+    /// was acknowledged, whichever comes first; lines of the copy the
+    /// collector already holds (same stream, same offsets) are dropped
+    /// there as duplicates. The furthest start wins.
+    ///
+    /// The points: the stream's acknowledged and read offsets, its
+    /// [`Marks`], and, while the original is still open and not yet
+    /// truncated, the copy's own last line end compared byte for byte with
+    /// the original: a copy that logrotate is still writing, or one
+    /// shorter than what was read (lines written between logrotate's copy
+    /// and its truncate), is still known as a copy.
     fn copy_of(
         &self,
         si: usize,
@@ -273,11 +297,7 @@ impl Files {
         len: u64,
     ) -> std::io::Result<Option<Start>> {
         let name = &self.sources[si].name;
-        let mut best: Option<Start> = None;
-        // Each candidate: stream, where a copy continues it, and a guard
-        // of what was read of it. A first line alone is too weak (many logs
-        // start with the same header line): no guard, no candidate.
-        let mut cands: Vec<(String, u64, u64, Guard)> = Vec::new();
+        let mut cands: Vec<Candidate<'_>> = Vec::new();
         for (k, e) in self.checkpoints.entries() {
             let Some(other) = FileId::parse(k) else {
                 continue;
@@ -287,12 +307,22 @@ impl Files {
                 continue;
             }
             if let Some(w) = self.watched.get(&other) {
-                if let Some(g) = w.read_guard {
-                    cands.push((w.stream.clone(), w.acked, w.tail.offset(), g));
-                }
+                let mut points: Vec<(u64, Guard)> = w.marks.iter().collect();
+                points.extend(w.acked_guard.map(|g| (w.acked, g)));
+                points.extend(w.read_guard.map(|g| (w.tail.offset(), g)));
+                cands.push(Candidate {
+                    stream: &w.stream,
+                    acked: w.acked,
+                    points,
+                    live: Some((&w.file, w.tail.offset())),
+                });
             } else if let Some(g) = e.guard {
-                let stream = e.stream.clone().unwrap_or_else(|| k.to_owned());
-                cands.push((stream, e.offset, e.offset, g));
+                cands.push(Candidate {
+                    stream: e.stream.as_deref().unwrap_or(k),
+                    acked: e.offset,
+                    points: vec![(e.offset, g)],
+                    live: None,
+                });
             }
         }
         // Retired streams: files truncated in place, or released.
@@ -301,37 +331,55 @@ impl Files {
                 .guard
                 .filter(|_| r.source == *name && r.first_line == id.first_line)
             {
-                cands.push((r.stream.clone(), r.offset, r.check_at.max(r.offset), g));
-            }
-        }
-        // A guard that reaches no further than the first line proves nothing
-        // the identity does not: a new file that starts with the same
-        // header as a file still being read (dateext, then a new log) would
-        // take over its stream, and the collector would drop one of the two
-        // as duplicates.
-        let first_line_end = first_line_end(file)?;
-        for (stream, offset, check_at, guard) in cands {
-            if check_at > len
-                || check_at <= first_line_end
-                || best.as_ref().is_some_and(|b| b.offset >= offset)
-            {
-                continue;
-            }
-            if guard.holds(file, check_at)? {
-                let acked_guard = if offset == check_at {
-                    Some(guard)
-                } else if offset > 0 {
-                    Some(Guard::read(file, offset)?)
-                } else {
-                    None
-                };
-                best = Some(Start {
-                    offset,
-                    stream,
-                    generation: 0,
-                    guard: acked_guard,
+                let mut points: Vec<(u64, Guard)> = r.marks.iter().collect();
+                points.push((r.check_at.max(r.offset), g));
+                cands.push(Candidate {
+                    stream: &r.stream,
+                    acked: r.offset,
+                    points,
+                    live: None,
                 });
             }
+        }
+        if cands.is_empty() {
+            return Ok(None);
+        }
+        // A point no further than the first line proves nothing the
+        // identity does not: a new file that starts with the same header as
+        // a file still being read (dateext, then a new log) would take over
+        // its stream, and the collector would drop one of the two as
+        // duplicates.
+        let first_line_end = first_line_end(file)?;
+        let unit = sniffed_unit(file);
+        let mut best: Option<Start> = None;
+        for c in cands {
+            let mut verified = 0u64;
+            for (at, guard) in &c.points {
+                if *at > verified && *at <= len && *at > first_line_end && guard.holds(file, *at)? {
+                    verified = *at;
+                }
+            }
+            if let Some((orig, read)) = c.live {
+                let end = end_of_last_line(file, len.min(read), unit)?;
+                if end > verified.max(first_line_end) && same_bytes_before(file, orig, end)? {
+                    verified = end;
+                }
+            }
+            let offset = c.acked.min(verified);
+            if verified == 0 || best.as_ref().is_some_and(|b| b.offset >= offset) {
+                continue;
+            }
+            let guard = if offset > 0 {
+                Some(Guard::read(file, offset)?)
+            } else {
+                None
+            };
+            best = Some(Start {
+                offset,
+                stream: c.stream.to_owned(),
+                generation: 0,
+                guard,
+            });
         }
         Ok(best)
     }
@@ -356,6 +404,7 @@ impl Files {
         first_line: u64,
         offset: u64,
         check: Option<(u64, Guard)>,
+        marks: Marks,
     ) {
         let Some((check_at, guard)) = check else {
             return; // nothing read: nothing a copy could skip
@@ -367,6 +416,7 @@ impl Files {
             offset,
             check_at,
             guard: Some(guard),
+            marks,
             at: unix_now(),
         });
         self.dirty = true;
@@ -396,6 +446,20 @@ fn end_of_last_line(file: &File, len: u64, unit: u64) -> std::io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// Bytes compared to tell a copy from its original at one point.
+const COMPARE_BYTES: u64 = 4096;
+
+/// Whether `a` and `b` hold the same bytes (up to [`COMPARE_BYTES`]) before
+/// `end`.
+fn same_bytes_before(a: &File, b: &File, end: u64) -> std::io::Result<bool> {
+    let start = end.saturating_sub(COMPARE_BYTES);
+    let n = (end - start) as usize;
+    let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+    Ok(identity::read_full_at(a, &mut x, start)? == n
+        && identity::read_full_at(b, &mut y, start)? == n
+        && x == y)
 }
 
 /// Bytes per code unit of an open file's encoding.

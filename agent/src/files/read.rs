@@ -153,6 +153,7 @@ impl Files {
         w.acked = 0;
         w.acked_guard = None;
         w.read_guard = None;
+        let marks = std::mem::take(&mut w.marks);
         let src = self.sources[si].name.clone();
         tracing::warn!(source = %src, path = %w.path.display(), len, offset, stream = %stream, "File was truncated in place; reading it from the start as a new stream.");
         let new_id = match ident {
@@ -171,7 +172,7 @@ impl Files {
                 None
             }
         };
-        self.retire(&stream, &src, id.first_line, acked, check);
+        self.retire(&stream, &src, id.first_line, acked, check, marks);
         match new_id {
             Some(new_id) => Some(self.rekey(id, new_id)),
             None => {
@@ -242,7 +243,7 @@ impl Files {
                 truncated_lines += u64::from(line.truncated);
             }
             count += 1;
-            last_guard = Some(line.guard);
+            last_guard = Some((line.next, line.guard));
             batch.push(Pending {
                 record,
                 mark: Mark {
@@ -271,8 +272,9 @@ impl Files {
                 Stop::Eof
             });
         }
-        if let Some(g) = last_guard {
+        if let Some((next, g)) = last_guard {
             w.read_guard = Some(g);
+            w.marks.push(next, g);
         }
         self.stats.lines_split.fetch_add(pieces, Ordering::Relaxed);
         if truncated_lines > 0 {

@@ -118,6 +118,53 @@ fn copytruncate_continues_in_the_copy_and_the_truncated_file_is_a_new_stream() -
 }
 
 #[test]
+fn a_copy_shorter_than_what_was_read_is_still_known_as_a_copy() -> std::io::Result<()> {
+    // Found while logrotate is still copying (the original still open), or
+    // complete but shorter than what was read (lines written between the
+    // copy and the truncate), found after the truncation.
+    for while_copying in [true, false] {
+        let mut h = Harness::new(StartAt::Beginning)?;
+        let mut c = Collector::default();
+        h.append("ufw.log", b"hdr\na1\na2\na3\na4\na5\na6\n")?;
+        let old = c.take(h.ship())[0].0.clone();
+        let content = std::fs::read(h.log("ufw.log"))?;
+        let copy = h.log("ufw.log.1");
+        if while_copying {
+            // Half a line copied so far.
+            std::fs::write(&copy, &content[..13])?;
+            h.files.scan(h.now, true);
+            let mut f = std::fs::OpenOptions::new().append(true).open(&copy)?;
+            f.write_all(&content[13..])?;
+        } else {
+            std::fs::write(&copy, &content)?;
+        }
+        // Written after the copy: lost by logrotate, read by the agent.
+        h.append("ufw.log", b"a7\na8\n")?;
+        c.take(h.ship());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(h.log("ufw.log"))?
+            .set_len(0)?;
+        h.append("ufw.log", b"hdr\nb1\n")?;
+        let got = c.take(h.ship());
+        assert!(
+            got.iter().all(|(s, _, l)| !l.starts_with('a') || *s == old),
+            "while_copying={while_copying}: the copy continues the old stream: {got:?}"
+        );
+        let mut all = c.lines.clone();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "b1", "hdr", "hdr"
+            ],
+            "while_copying={while_copying}: every line once"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn truncation_in_place_with_the_same_first_line_is_not_deduplicated() -> std::io::Result<()> {
     let mut h = Harness::new(StartAt::Beginning)?;
     let mut c = Collector::default();
