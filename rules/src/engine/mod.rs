@@ -661,9 +661,16 @@ impl Engine {
         let mut suppressed = 0;
         if let Some(sup) = &rule.suppress {
             let skey = match &sup.by {
-                Some(by) => key_pairs(by, fields)
-                    .map(|p| display_key(&p))
-                    .unwrap_or_default(),
+                // A key field the event lacks counts as empty: the other
+                // fields still tell detections apart.
+                Some(by) => display_key(
+                    &by.iter()
+                        .map(|f| {
+                            let v = fields.get(f).and_then(value_text).unwrap_or_default();
+                            (f.clone(), v)
+                        })
+                        .collect::<Vec<_>>(),
+                ),
                 None => group_key.clone(),
             };
             let limit = self.options.max_groups_per_rule.max(1);
