@@ -309,22 +309,67 @@ fn evidence_of(seq: u64, e: &JournalEntry, ev: &Event) -> Evidence {
 
 /// Runs the detector until `shutdown`, waking on every append and at least
 /// once a second.
+/// One detection step asked of the worker thread, and where its answer goes.
+type StepJob = (
+    Detector,
+    tokio::sync::oneshot::Sender<(Detector, Result<usize, DbError>)>,
+);
+
+/// The thread detection steps run on: its own, so that its priority can be
+/// lowered (`detection.nice`) without touching the threads that accept and
+/// journal agents' lines.
+fn spawn_worker(nice: i32) -> std::io::Result<std::sync::mpsc::Sender<StepJob>> {
+    let (tx, rx) = std::sync::mpsc::channel::<StepJob>();
+    std::thread::Builder::new()
+        .name("soc-detection".into())
+        .spawn(move || {
+            lower_priority(nice);
+            while let Ok((mut d, reply)) = rx.recv() {
+                let r = d.step();
+                if reply.send((d, r)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
+/// Sets the calling thread's niceness (Linux: per thread).
+#[cfg(target_os = "linux")]
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // On Linux a thread id names one thread for setpriority.
+    let tid = rustix::thread::gettid();
+    let rc = rustix::process::setpriority_process(Some(tid), nice);
+    if let Err(e) = rc {
+        tracing::warn!(nice, error = %e, "cannot lower the detection thread's priority; it runs at the collector's");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_nice: i32) {}
+
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut det = Some(Detector::open(app.clone())?);
+    let worker = spawn_worker(app.settings.detection_nice)?;
     let appended = app.journal.appended();
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         let notified = appended.notified();
-        let Some(mut d) = det.take() else {
+        let Some(d) = det.take() else {
             anyhow::bail!("detector lost after a panic");
         };
-        let (d, result) = tokio::task::spawn_blocking(move || {
-            let r = d.step();
-            (d, r)
-        })
-        .await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if worker.send((d, reply)).is_err() {
+            anyhow::bail!("the detection thread is gone");
+        }
+        let Ok((d, result)) = answer.await else {
+            anyhow::bail!("the detection thread stopped (panicked) during a step");
+        };
         det = Some(d);
         let last = app.journal.last_seq().await;
         app.metrics.journal_last_seq.set(last as i64);

@@ -188,6 +188,10 @@ pub struct DetectionConfig {
     pub max_groups_per_rule: Option<usize>,
     /// Open groups over all rules. Default 1,000,000.
     pub max_total_groups: Option<usize>,
+    /// Scheduling niceness (0-19) of the detection thread on Linux: when
+    /// the CPU is short, accepting and journalling lines goes first and
+    /// detection catches up. Default 10; 0 gives it the same priority.
+    pub nice: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +228,7 @@ pub struct Settings {
     pub allowed_lateness: Duration,
     pub max_groups_per_rule: usize,
     pub max_total_groups: usize,
+    pub detection_nice: i32,
     pub log_level: String,
     pub log_json: bool,
     pub syslog: crate::syslog::SyslogSettings,
@@ -355,6 +360,15 @@ impl CollectorConfig {
                 "detection.max_total_groups",
                 self.detection.max_total_groups.unwrap_or(1_000_000),
             )?,
+            detection_nice: match self.detection.nice.unwrap_or(10) {
+                n @ 0..=19 => n,
+                n => {
+                    return Err(invalid(
+                        "detection.nice",
+                        format!("{n} is not a niceness from 0 to 19"),
+                    ));
+                }
+            },
             log_level: self.log.level.unwrap_or_else(|| "info".into()),
             log_json: format == "json",
             syslog: self.syslog.build(path)?,
@@ -488,6 +502,11 @@ mod tests {
             .expect_err("half tls")
             .to_string();
         assert!(msg.contains("tls.cert_file"), "{msg}");
+        let msg = build("[detection]\nnice = 20\n")
+            .expect_err("nice")
+            .to_string();
+        assert!(msg.contains("detection.nice"), "{msg}");
+        assert_eq!(build("").expect("defaults").detection_nice, 10);
         let msg = build("[server]\nmax_connections = \"many\"\n")
             .expect_err("type")
             .to_string();
