@@ -69,6 +69,14 @@ pub struct Entry {
     /// again past `offset` while the agent was stopped fails it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<Guard>,
+    /// How far the file was read (past `offset` when lines were in flight)
+    /// and the check of the bytes before that: a file truncated or
+    /// rewritten while the agent was stopped, before anything of it was
+    /// acknowledged, fails it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read_offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_guard: Option<Guard>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -120,6 +128,26 @@ struct OnDisk {
     /// Streams of files truncated in place, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     retired: Vec<Retired>,
+    /// Streams named so far. With `epoch`, what makes every new stream's
+    /// name unique for ever: the collector drops a line whose stream and
+    /// offset it already holds, so a name given again to new content (an
+    /// inode reused with the same first line, after the old name was
+    /// forgotten) would lose that content.
+    #[serde(default)]
+    streams_named: u64,
+    /// Chosen when the checkpoint file is created: an agent whose data
+    /// folder was wiped does not name streams as before.
+    #[serde(default)]
+    epoch: Option<String>,
+}
+
+/// A short, practically unique tag for a new checkpoint file.
+fn new_epoch() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{nanos}-{}", std::process::id());
+    format!("{:08x}", crate::identity::fnv1a64(seed.as_bytes()) as u32)
 }
 
 /// The checkpoints of all files, in memory, with their file on disk.
@@ -139,6 +167,8 @@ impl Checkpoints {
             sources_started: BTreeSet::new(),
             files: BTreeMap::new(),
             retired: Vec::new(),
+            streams_named: 0,
+            epoch: Some(new_epoch()),
         };
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -166,15 +196,28 @@ impl Checkpoints {
                 found: v.version,
             });
         }
-        let state = serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
+        let mut state: OnDisk =
+            serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        // Written by an agent that named streams after the file alone.
+        state.epoch.get_or_insert_with(new_epoch);
         Ok(Checkpoints {
             path,
             existed: true,
             state,
         })
+    }
+
+    /// A name for a new stream of the file `id`, never given before by
+    /// this checkpoint file (saved with the next save; an agent that
+    /// crashes before then names the same file's content the same again).
+    pub fn new_stream(&mut self, id: &str) -> String {
+        let n = self.state.streams_named;
+        self.state.streams_named += 1;
+        let epoch = self.state.epoch.get_or_insert_with(new_epoch);
+        format!("{id}.{epoch}-{n}")
     }
 
     /// Whether a checkpoint file was found at load time.
@@ -290,6 +333,8 @@ mod tests {
             stream: None,
             generation: 0,
             guard: None,
+            read_offset: 0,
+            read_guard: None,
         }
     }
 

@@ -137,15 +137,6 @@ enum Looked {
     Unknown,
 }
 
-/// The stream name of a file identity at a truncation generation.
-pub fn stream_name(id: &FileId, generation: u64) -> String {
-    if generation == 0 {
-        id.to_string()
-    } else {
-        format!("{id}.g{generation}")
-    }
-}
-
 impl Files {
     /// Tracks nothing yet; call [`Files::scan`] to find files.
     pub fn new(
@@ -254,6 +245,12 @@ impl Files {
             stream: (w.stream != default).then(|| w.stream.clone()),
             generation: w.generation,
             guard: w.acked_guard,
+            read_offset: if w.tail.offset() > w.acked {
+                w.tail.offset()
+            } else {
+                0
+            },
+            read_guard: w.read_guard.filter(|_| w.tail.offset() > w.acked),
         })
     }
 
@@ -355,21 +352,28 @@ impl Files {
         // The length is otherwise refreshed only when the file gets a turn
         // to read; with the batch full (collector away) a stale length
         // would let an orphan go with lines never read.
-        for w in self.watched.values_mut().filter(|w| w.orphan) {
-            if let Ok(m) = w.file.metadata()
-                && m.len() != w.len
-            {
-                w.len = m.len();
-                w.changed_at = now;
+        let mut unchecked = std::collections::HashSet::new();
+        for (id, w) in self.watched.iter_mut().filter(|(_, w)| w.orphan) {
+            if let Ok(m) = w.file.metadata() {
+                if m.len() != w.len {
+                    w.len = m.len();
+                    w.changed_at = now;
+                }
+                // Truncated or rewritten since its last read (possible
+                // while the batch was full): the next read sees it first.
+                if m.len() != w.checked_len || m.modified().ok() != w.checked_mtime {
+                    unchecked.insert(*id);
+                }
             }
         }
         let done: Vec<FileId> = self
             .watched
             .iter()
-            .filter(|(_, w)| {
+            .filter(|(id, w)| {
                 w.orphan
+                    && !unchecked.contains(*id)
                     && w.acked.max(w.tail.format().bom_len) == w.tail.offset()
-                    && w.len <= w.tail.offset()
+                    && w.len == w.tail.offset()
                     && now.duration_since(w.changed_at) >= self.sources[w.source].rotate_wait
             })
             .map(|(id, _)| *id)

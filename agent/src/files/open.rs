@@ -23,7 +23,7 @@ use crate::encoding::Sniffed;
 use crate::identity::{self, DevIno, FileId, Guard, Ident, Marks};
 use crate::tail::{Format, Tail};
 
-use super::{Files, Looked, Watched, stream_name};
+use super::{Files, Looked, Watched};
 
 /// A stream a newly found file may be a copy of.
 struct Candidate<'a> {
@@ -200,6 +200,11 @@ impl Files {
             let holds = match e.guard {
                 Some(g) if e.offset > 0 => g.holds(file, e.offset)?,
                 _ => true,
+            } && match e.read_guard {
+                Some(g) if e.read_offset > e.offset => {
+                    e.read_offset <= len && g.holds(file, e.read_offset)?
+                }
+                _ => true,
             };
             if e.offset <= len && holds {
                 return Ok(Start {
@@ -263,14 +268,12 @@ impl Files {
         } else {
             None
         };
-        // A stream name already used (an inode reused with the same first
-        // line) is never given to new content.
-        while self.stream_used(&stream_name(&id, generation)) {
-            generation += 1;
-        }
+        // Every new content gets a name never used before (an inode
+        // reused with the same first line is the same identity).
+        self.dirty = true;
         Ok(Start {
             offset,
-            stream: stream_name(&id, generation),
+            stream: self.checkpoints.new_stream(&id.to_string()),
             generation,
             guard,
         })
@@ -382,18 +385,6 @@ impl Files {
             });
         }
         Ok(best)
-    }
-
-    /// Whether a stream name is held by a checkpoint entry or a retired stream.
-    pub(super) fn stream_used(&self, stream: &str) -> bool {
-        self.checkpoints
-            .entries()
-            .any(|(k, e)| e.stream.as_deref().unwrap_or(k) == stream)
-            || self
-                .checkpoints
-                .retired()
-                .iter()
-                .any(|r| r.stream == stream)
     }
 
     /// Remembers what was acknowledged of a stream whose file was truncated.

@@ -16,7 +16,7 @@ use crate::batch::{Building, Mark, Pending};
 use crate::identity::{self, FileId, Ident};
 use crate::tail::{Format, Stop, Tail};
 
-use super::{Files, stream_name};
+use super::Files;
 
 /// Most lines one file gives per turn.
 pub const TURN_LINES: usize = 64;
@@ -176,8 +176,9 @@ impl Files {
         match new_id {
             Some(new_id) => Some(self.rekey(id, new_id)),
             None => {
+                let stream = self.checkpoints.new_stream(&id.to_string());
                 if let Some(w) = self.watched.get_mut(&id) {
-                    w.stream = stream_name(&id, w.generation);
+                    w.stream = stream;
                 }
                 self.store(&id);
                 None
@@ -192,10 +193,7 @@ impl Files {
             return old;
         };
         self.checkpoints.remove(&old.to_string());
-        while self.stream_used(&stream_name(&new, w.generation)) {
-            w.generation += 1;
-        }
-        w.stream = stream_name(&new, w.generation);
+        w.stream = self.checkpoints.new_stream(&new.to_string());
         if self.cursor == Some(old) {
             self.cursor = None;
         }
@@ -276,6 +274,7 @@ impl Files {
             w.read_guard = Some(g);
             w.marks.push(next, g);
         }
+        let read_any = last_guard.is_some();
         self.stats.lines_split.fetch_add(pieces, Ordering::Relaxed);
         if truncated_lines > 0 {
             self.stats
@@ -289,6 +288,10 @@ impl Files {
         if let Err(e) = result {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(source = %src.name, path = %w.path.display(), error = %e, "Cannot read file; will try again.");
+        }
+        if read_any {
+            // The read point goes into the checkpoint too.
+            self.store(&id);
         }
         count
     }
