@@ -84,6 +84,9 @@ pub(crate) struct StepConfig {
     pub leef: Option<FromConfig>,
     /// Read a JSON object, flattened to dotted keys.
     pub json: Option<FromConfig>,
+    /// Read a kernel LOG target record (iptables, nftables, ufw): captures
+    /// `prefix` (the text before `IN=`) and `pairs` (from `IN=` on).
+    pub netfilter: Option<FromConfig>,
 }
 
 /// `csv: {columns: [...]}`.
@@ -252,7 +255,9 @@ pub(crate) struct When {
     pub program: Vec<String>,
     pub source_type: Vec<String>,
     pub starts_with: Vec<String>,
-    pub contains: Vec<String>,
+    /// Searchers for the `contains` strings, built once (a substring search
+    /// per candidate decoder and line is the hot loop of decoding).
+    pub contains: Vec<memchr::memmem::Finder<'static>>,
     pub ends_with: Vec<String>,
 }
 
@@ -272,7 +277,11 @@ impl When {
                     .any(|s| text.starts_with(s.as_str())))
             && (self.ends_with.is_empty()
                 || self.ends_with.iter().any(|s| text.ends_with(s.as_str())))
-            && (self.contains.is_empty() || self.contains.iter().any(|s| text.contains(s.as_str())))
+            && (self.contains.is_empty()
+                || self
+                    .contains
+                    .iter()
+                    .any(|f| f.find(text.as_bytes()).is_some()))
     }
 }
 
@@ -311,6 +320,9 @@ pub(crate) enum Step {
     Json {
         from: Option<String>,
     },
+    Netfilter {
+        from: Option<String>,
+    },
 }
 
 impl Step {
@@ -322,7 +334,8 @@ impl Step {
             | Step::Csv { from, .. }
             | Step::Cef { from }
             | Step::Leef { from }
-            | Step::Json { from } => from.as_deref(),
+            | Step::Json { from }
+            | Step::Netfilter { from } => from.as_deref(),
         }
     }
 
@@ -338,6 +351,7 @@ impl Step {
             Step::Cef { .. } => "cef",
             Step::Leef { .. } => "leef",
             Step::Json { .. } => "json",
+            Step::Netfilter { .. } => "netfilter",
         }
     }
 }
@@ -422,7 +436,15 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
         program: cfg.when.program.clone().unwrap_or_default().0,
         source_type: cfg.when.source_type.clone().unwrap_or_default().0,
         starts_with: cfg.when.starts_with.clone().unwrap_or_default().0,
-        contains: cfg.when.contains.clone().unwrap_or_default().0,
+        contains: cfg
+            .when
+            .contains
+            .clone()
+            .unwrap_or_default()
+            .0
+            .iter()
+            .map(|s| memchr::memmem::Finder::new(s.as_bytes()).into_owned())
+            .collect(),
         ends_with: cfg.when.ends_with.clone().unwrap_or_default().0,
     };
 
@@ -438,12 +460,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             + s.w3c.is_some() as u8
             + s.cef.is_some() as u8
             + s.leef.is_some() as u8
-            + s.json.is_some() as u8;
+            + s.json.is_some() as u8
+            + s.netfilter.is_some() as u8;
         if count != 1 {
             problem(
                 item.line_of_key("parse"),
                 &field,
-                "each parse step needs exactly one of `syslog`, `regex`, `kv`, `csv`, `w3c`, `cef`, `leef`, `json`".into(),
+                "each parse step needs exactly one of `syslog`, `regex`, `kv`, `csv`, `w3c`, `cef`, `leef`, `json`, `netfilter`".into(),
             );
             continue;
         }
@@ -580,6 +603,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             known = None;
             Step::Json {
                 from: c.from.clone(),
+            }
+        } else if let Some(n) = &s.netfilter {
+            if let Some(k) = known.as_mut() {
+                k.extend(["prefix".to_string(), "pairs".to_string()]);
+            }
+            Step::Netfilter {
+                from: n.from.clone(),
             }
         } else {
             continue;
