@@ -255,9 +255,7 @@ pub(crate) struct When {
     pub program: Vec<String>,
     pub source_type: Vec<String>,
     pub starts_with: Vec<String>,
-    /// Searchers for the `contains` strings, built once (a substring search
-    /// per candidate decoder and line is the hot loop of decoding).
-    pub contains: Vec<memchr::memmem::Finder<'static>>,
+    pub contains: Vec<String>,
     pub ends_with: Vec<String>,
 }
 
@@ -277,11 +275,7 @@ impl When {
                     .any(|s| text.starts_with(s.as_str())))
             && (self.ends_with.is_empty()
                 || self.ends_with.iter().any(|s| text.ends_with(s.as_str())))
-            && (self.contains.is_empty()
-                || self
-                    .contains
-                    .iter()
-                    .any(|f| f.find(text.as_bytes()).is_some()))
+            && (self.contains.is_empty() || self.contains.iter().any(|s| text.contains(s.as_str())))
     }
 }
 
@@ -436,15 +430,7 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
         program: cfg.when.program.clone().unwrap_or_default().0,
         source_type: cfg.when.source_type.clone().unwrap_or_default().0,
         starts_with: cfg.when.starts_with.clone().unwrap_or_default().0,
-        contains: cfg
-            .when
-            .contains
-            .clone()
-            .unwrap_or_default()
-            .0
-            .iter()
-            .map(|s| memchr::memmem::Finder::new(s.as_bytes()).into_owned())
-            .collect(),
+        contains: cfg.when.contains.clone().unwrap_or_default().0,
         ends_with: cfg.when.ends_with.clone().unwrap_or_default().0,
     };
 
