@@ -25,7 +25,11 @@
 //!   vendor's word.
 //! * **crowdsec** `parser.assert`: the `s01-parse` stage's
 //!   `Evt.Parsed[...]`/`Evt.Meta[...]` values, renamed by [`crowdsec_field`];
-//!   `action` is compared after normalising both to allow/deny.
+//!   `action` is compared after normalising both to allow/deny. A line for
+//!   which every `s01-parse` parser that saw it asserts `Success == false` is
+//!   a negative sample (iptables-logs line 3 renames `IN=` to `XX=` for that
+//!   purpose): it is not counted under "lines decoded" but in the
+//!   "rejected" column, and the test fails if we decode it.
 //! * **wazuh** `.ini`: Wazuh asserts decoder names and rule ids, not fields;
 //!   the lines only count towards "lines decoded".
 //! * Samples without expected output (plaso, netint) count towards "lines
@@ -229,6 +233,13 @@ struct Row {
     misses: Vec<String>,
     /// Sample lines no product decoder decoded (first few).
     undecoded: Vec<String>,
+    /// Lines the sample's own project asserts no parser accepts (crowdsec
+    /// `Success == false` from every `s01-parse` parser that saw the line).
+    negatives: usize,
+    /// Of those, the ones we did not decode either.
+    negatives_rejected: usize,
+    /// Negative lines we decoded anyway (first few).
+    accepted_negatives: Vec<String>,
 }
 
 impl Row {
@@ -236,13 +247,25 @@ impl Row {
         self.lines += 1;
         if decoded(ev) {
             self.decoded += 1;
-        } else if self.undecoded.len() < 8 {
+        } else if self.undecoded.len() < max_misses() {
             let msg = ev.get_str("message").unwrap_or_default();
             let why = ev.get_str("decode.error").unwrap_or("no decoder");
             self.undecoded.push(format!(
                 "{why}: {}",
                 msg.chars().take(160).collect::<String>()
             ));
+        }
+    }
+    /// A line its project expects to be rejected: it does not count as a
+    /// sample line; decoding it is a failure of its own.
+    fn negative(&mut self, ev: &Event) {
+        self.negatives += 1;
+        if decoded(ev) {
+            let msg = ev.get_str("message").unwrap_or_default();
+            self.accepted_negatives
+                .push(msg.chars().take(160).collect::<String>());
+        } else {
+            self.negatives_rejected += 1;
         }
     }
     fn field(&mut self, ok: bool, what: impl FnOnce() -> String) {
@@ -341,15 +364,31 @@ fn crowdsec(d: &Decoders, dir: &Path, row: &mut Row) {
     };
     let lines = sample_lines(&read_text(&log));
     let events: Vec<Event> = lines.iter().map(|l| decode(d, l)).collect();
-    for ev in &events {
-        row.line(ev);
-    }
     let assert_file = dir.join("parser.assert");
-    if !assert_file.is_file() {
+    let asserts = if assert_file.is_file() {
+        read_text(&assert_file)
+    } else {
+        String::new()
+    };
+    let (lines_of, success) = parser_lines(&asserts, lines.len());
+    for (i, ev) in events.iter().enumerate() {
+        // What the parsers that saw line `i` concluded about it.
+        let verdicts: Vec<bool> = lines_of
+            .iter()
+            .filter_map(|(p, seen)| {
+                let k = seen.iter().position(|&l| l == i)?;
+                success.get(&(p.clone(), k)).copied()
+            })
+            .collect();
+        if !verdicts.is_empty() && verdicts.iter().all(|ok| !ok) {
+            row.negative(ev);
+        } else {
+            row.line(ev);
+        }
+    }
+    if asserts.is_empty() {
         return;
     }
-    let asserts = read_text(&assert_file);
-    let lines_of = parser_lines(&asserts, lines.len());
     let re = regex::Regex::new(
         r#"^results\["s01-parse"\]\["([^"]+)"\]\[(\d+)\]\.Evt\.(?:Parsed|Meta)\["([^"]+)"\] == "(.*)"$"#,
     )
@@ -391,7 +430,16 @@ fn crowdsec(d: &Decoders, dir: &Path, row: &mut Row) {
 /// that succeeds with `onsuccess: next_stage`. So a parser with a result for
 /// every line saw every line; one with fewer saw the lines no earlier parser
 /// parsed (`Success == false`), in order.
-fn parser_lines(asserts: &str, n_lines: usize) -> BTreeMap<String, Vec<usize>> {
+///
+/// Also returns each parser's `Success` per result number.
+#[allow(clippy::type_complexity)]
+fn parser_lines(
+    asserts: &str,
+    n_lines: usize,
+) -> (
+    BTreeMap<String, Vec<usize>>,
+    BTreeMap<(String, usize), bool>,
+) {
     let len_re = regex::Regex::new(r#"^len\(results\["s01-parse"\]\["([^"]+)"\]\) == (\d+)$"#)
         .expect("valid");
     let ok_re = regex::Regex::new(
@@ -428,7 +476,7 @@ fn parser_lines(asserts: &str, n_lines: usize) -> BTreeMap<String, Vec<usize>> {
             .collect();
         out.insert(parser, seen);
     }
-    out
+    (out, success)
 }
 
 fn wazuh(d: &Decoders, dir: &Path, row: &mut Row) {
@@ -530,7 +578,8 @@ fn corpus_agreement_table() {
         }
     }
 
-    let mut table = String::from("format                  lines  decoded%  fields  agree%\n");
+    let mut table =
+        String::from("format                  lines  decoded%  fields  agree%  rejected\n");
     for (fmt, r) in &rows {
         let agree = r.field_pct().map_or("-".to_string(), |p| format!("{p:.1}"));
         // A format without sample lines proves nothing: say so.
@@ -539,9 +588,14 @@ fn corpus_agreement_table() {
         } else {
             format!("{:.1}", r.decoded_pct())
         };
+        let rejected = if r.negatives == 0 {
+            "-".to_string()
+        } else {
+            format!("{}/{}", r.negatives_rejected, r.negatives)
+        };
         let _ = writeln!(
             table,
-            "{fmt:<22} {:>6}  {decoded:>8}  {:>6}  {agree:>6}",
+            "{fmt:<22} {:>6}  {decoded:>8}  {:>6}  {agree:>6}  {rejected:>8}",
             r.lines, r.compared
         );
     }
@@ -553,9 +607,21 @@ fn corpus_agreement_table() {
         for u in &r.undecoded {
             println!("  {fmt}: undecoded: {u}");
         }
+        for u in &r.accepted_negatives {
+            println!("  {fmt}: decoded a line its project rejects: {u}");
+        }
     }
 
-    let mut failures = Vec::new();
+    let mut failures: Vec<String> = rows
+        .iter()
+        .filter(|(_, r)| !r.accepted_negatives.is_empty())
+        .map(|(fmt, r)| {
+            format!(
+                "{fmt}: decoded {} line(s) its sample's project asserts no parser accepts",
+                r.accepted_negatives.len()
+            )
+        })
+        .collect();
     for (fmt, (dec, field)) in levels() {
         let Some(r) = rows.get(&fmt) else {
             failures.push(format!("{fmt}: recorded but not in the corpus"));

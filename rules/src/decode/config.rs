@@ -84,6 +84,9 @@ pub(crate) struct StepConfig {
     pub leef: Option<FromConfig>,
     /// Read a JSON object, flattened to dotted keys.
     pub json: Option<FromConfig>,
+    /// Read a kernel LOG target record (iptables, nftables, ufw): captures
+    /// `prefix` (the text before `IN=`) and `pairs` (from `IN=` on).
+    pub netfilter: Option<FromConfig>,
 }
 
 /// `csv: {columns: [...]}`.
@@ -311,6 +314,9 @@ pub(crate) enum Step {
     Json {
         from: Option<String>,
     },
+    Netfilter {
+        from: Option<String>,
+    },
 }
 
 impl Step {
@@ -322,7 +328,8 @@ impl Step {
             | Step::Csv { from, .. }
             | Step::Cef { from }
             | Step::Leef { from }
-            | Step::Json { from } => from.as_deref(),
+            | Step::Json { from }
+            | Step::Netfilter { from } => from.as_deref(),
         }
     }
 
@@ -338,6 +345,7 @@ impl Step {
             Step::Cef { .. } => "cef",
             Step::Leef { .. } => "leef",
             Step::Json { .. } => "json",
+            Step::Netfilter { .. } => "netfilter",
         }
     }
 }
@@ -438,12 +446,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             + s.w3c.is_some() as u8
             + s.cef.is_some() as u8
             + s.leef.is_some() as u8
-            + s.json.is_some() as u8;
+            + s.json.is_some() as u8
+            + s.netfilter.is_some() as u8;
         if count != 1 {
             problem(
                 item.line_of_key("parse"),
                 &field,
-                "each parse step needs exactly one of `syslog`, `regex`, `kv`, `csv`, `w3c`, `cef`, `leef`, `json`".into(),
+                "each parse step needs exactly one of `syslog`, `regex`, `kv`, `csv`, `w3c`, `cef`, `leef`, `json`, `netfilter`".into(),
             );
             continue;
         }
@@ -580,6 +589,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             known = None;
             Step::Json {
                 from: c.from.clone(),
+            }
+        } else if let Some(n) = &s.netfilter {
+            if let Some(k) = known.as_mut() {
+                k.extend(["prefix".to_string(), "pairs".to_string()]);
+            }
+            Step::Netfilter {
+                from: n.from.clone(),
             }
         } else {
             continue;

@@ -23,8 +23,9 @@ pub(crate) enum ConvertName {
     Uppercase,
     /// Whitespace-separated words as a list of strings.
     List,
-    /// A date and time with `format:` (chrono syntax, or `rfc3339`), stored as
-    /// RFC 3339 UTC text. Becomes the event time when the field is `@timestamp`.
+    /// A date and time with `format:` (chrono syntax, `rfc3339`, `unix`,
+    /// `unix_ms`/`_us`/`_ns`, or `cef`), stored as RFC 3339 UTC text. Becomes
+    /// the event time when the field is `@timestamp`.
     Timestamp,
 }
 
@@ -53,6 +54,12 @@ pub(crate) enum TimeFormat {
     /// Time since the epoch; the number of sub-second digits: 0 = seconds
     /// (fractions allowed), 3 = ms, 6 = µs, 9 = ns.
     Unix(u32),
+    /// The CEF time fields (`rt`, `start`, `end`): milliseconds since the
+    /// epoch, or `MMM dd yyyy HH:mm:ss[.SSS][ zone]` (the spec's dated forms;
+    /// the zone is `UTC`/`GMT`/`Z` or an offset, else the field's
+    /// `timezone`). The spec's year-less forms are an error: the year would
+    /// be a guess.
+    Cef,
 }
 
 impl Convert {
@@ -83,6 +90,7 @@ impl Convert {
                     Some("unix_ms") => TimeFormat::Unix(3),
                     Some("unix_us") => TimeFormat::Unix(6),
                     Some("unix_ns") => TimeFormat::Unix(9),
+                    Some("cef") => TimeFormat::Cef,
                     Some(f) if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => {
                         TimeFormat::WithOffset(f.to_string())
                     }
@@ -210,9 +218,31 @@ fn timestamp_ms(v: &str, f: &TimeFormat, offset_s: i32) -> Result<i64, String> {
             TimeFormat::Unix(digits) => {
                 return unix_ms(v, *digits).ok_or_else(|| format!("`{v}` is not a Unix time"));
             }
+            TimeFormat::Cef => return cef_ms(v, offset_s),
         };
         parsed.map_err(|e| format!("`{v}` is not a timestamp: {e}"))
     }
+}
+
+/// A CEF time field to ms (see [`TimeFormat::Cef`]).
+fn cef_ms(v: &str, offset_s: i32) -> Result<i64, String> {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return unix_ms(v, 3).ok_or_else(|| format!("`{v}` is not a Unix time"));
+    }
+    // A trailing zone, when the last word is one.
+    let (text, offset_s) = match v.rsplit_once(' ') {
+        Some((head, zone)) if !zone.contains(':') || zone.starts_with(['+', '-']) => {
+            match parse_offset(zone) {
+                Some(off) => (head, off),
+                None => (v, offset_s),
+            }
+        }
+        _ => (v, offset_s),
+    };
+    NaiveDateTime::parse_from_str(text, "%b %d %Y %H:%M:%S%.f")
+        .map(|t| t.and_utc().timestamp_millis() - i64::from(offset_s) * 1000)
+        .map_err(|e| format!("`{v}` is not a CEF time: {e}"))
 }
 
 /// A Unix time with `digits` sub-second digits (0 = seconds, fractions
@@ -313,6 +343,21 @@ mod tests {
             Ok(Value::from("2023-12-29T14:20:02Z"))
         );
         assert!(c.apply("1e300").is_err());
+        let c = Convert::new(Some(ConvertName::Timestamp), Some("cef")).expect("valid");
+        for (v, want) in [
+            ("1491523810000", "2017-04-07T00:10:10Z"),
+            ("Apr 07 2017 00:10:10 GMT", "2017-04-07T00:10:10Z"),
+            ("Apr 07 2017 00:10:10.250", "2017-04-07T00:10:10.250Z"),
+            ("Apr 07 2017 02:10:10 +02:00", "2017-04-07T00:10:10Z"),
+        ] {
+            assert_eq!(c.apply(v), Ok(Value::from(want)), "{v}");
+        }
+        assert!(c.apply("Apr 07 00:10:10").is_err(), "no year");
+        assert!(
+            c.apply("Apr 07 2017 00:10:10 PST").is_err(),
+            "unknown zone name"
+        );
+        assert!(c.apply("").is_err());
         assert_eq!(parse_offset("-0700"), Some(-25200));
         assert_eq!(parse_offset("+05:30"), Some(19800));
         assert_eq!(parse_offset("GMT"), Some(0));

@@ -77,9 +77,11 @@ pub(crate) fn parse(line: &str, received_ms: i64) -> Result<Envelope<'_>, Syslog
         body: rest,
         ..Envelope::default()
     };
-    // host, unless the first token already is the tag ("prog[pid]:").
+    // host, unless the first token already is the tag ("prog[pid]:") or is
+    // part of the message: a `key=value` pair (a FortiGate writing
+    // `date=... time=...` right after the time) or a CEF/LEEF marker.
     let (first, after_first) = split_token(rest);
-    let tag_part = if first.ends_with(':') {
+    let tag_part = if first.ends_with(':') || first.contains('=') || is_record_marker(first) {
         rest
     } else {
         if !first.is_empty() {
@@ -94,12 +96,23 @@ pub(crate) fn parse(line: &str, received_ms: i64) -> Result<Envelope<'_>, Syslog
         after_first
     };
     let (tag, after_tag) = split_token(tag_part);
+    if is_record_marker(tag) {
+        // `host CEF: 0|...`: the record's marker, not a program.
+        return Ok(env);
+    }
     if let Some((program, pid)) = tag.strip_suffix(':').and_then(split_tag) {
         env.program = Some(program);
         env.pid = pid;
         env.body = after_tag;
     }
     Ok(env)
+}
+
+/// `CEF:` / `LEEF:` (with or without the version glued on): the start of a
+/// CEF or LEEF record, which some senders separate from the version by a
+/// space (`CEF: 0|...`) so that it looks like a syslog tag.
+fn is_record_marker(token: &str) -> bool {
+    token.starts_with("CEF:") || token.starts_with("LEEF:")
 }
 
 /// `first token` and the rest after exactly one space.
@@ -321,6 +334,27 @@ mod tests {
         assert_eq!(e.host, None);
         assert_eq!(e.program, Some("sshd"));
         assert_eq!(e.body, "hello");
+    }
+
+    #[test]
+    fn rfc3164_message_right_after_the_time() {
+        // A key=value pair is no host name.
+        let e = parse(
+            "Feb 20 12:26:25 date=2011-02-20 time=12:26:24 a=b",
+            RECEIVED,
+        )
+        .expect("parses");
+        assert_eq!(e.host, None);
+        assert_eq!(e.program, None);
+        assert_eq!(e.body, "date=2011-02-20 time=12:26:24 a=b");
+        // A CEF marker is no program, with or without a space before the version.
+        let e = parse("Apr  7 10:10:10 fw CEF: 0|V|P|1|2|n|3|a=b", RECEIVED).expect("parses");
+        assert_eq!(e.host, Some("fw"));
+        assert_eq!(e.program, None);
+        assert_eq!(e.body, "CEF: 0|V|P|1|2|n|3|a=b");
+        let e = parse("Apr  7 10:10:10 CEF:0|V|P|1|2|n|3|a=b", RECEIVED).expect("parses");
+        assert_eq!(e.host, None);
+        assert_eq!(e.body, "CEF:0|V|P|1|2|n|3|a=b");
     }
 
     #[test]
