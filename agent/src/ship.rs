@@ -258,7 +258,7 @@ async fn answer<R: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<R, 
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
     let body = resp
         .bytes()
         .await
@@ -293,10 +293,22 @@ async fn answer<R: DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<R, 
     }
 }
 
-/// The `Retry-After` header in its delta-seconds form. The HTTP-date form
-/// is not used by soc-collector; it falls back to the backoff.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// The `Retry-After` header: delta-seconds (what soc-collector sends) or
+/// an HTTP-date (what a proxy in front of it may send), as a wait from
+/// `now`. A date already past, or anything unreadable, leaves the wait to
+/// the backoff (so a proxy with a wrong clock cannot make the agent retry
+/// in a tight loop).
+fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // IMF-fixdate ("Wed, 21 Oct 2026 07:28:00 GMT") is an RFC 2822 date.
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&chrono::Utc) - now)
+        .to_std()
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 /// How long to wait before sending again after `err`: the collector's
@@ -346,8 +358,20 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured_for_429_and_503() {
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-10-21T07:27:30Z")
+            .expect("a time")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            None,
+            "a date already past: the backoff decides"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let busy = |retry_after| SendError::Busy {
             status: 503,
