@@ -4,6 +4,13 @@
 //! NAME` for the agent's own key, which is written to `key_file` atomically
 //! with mode 0600. The secret is used only while `key_file` is missing, so
 //! it can stay in the config file harmlessly (it is spent at the collector).
+//!
+//! Crash-safe: the agent chooses its key and saves it (`key_file` +
+//! `.pending`, mode 0600) before asking; the collector keeps that key. If
+//! the answer is lost (the agent killed, the link cut), the next attempt
+//! asks again with the same pending key and gets the same answer, although
+//! the secret is already spent. The pending file becomes `key_file` once
+//! the collector said yes.
 
 use std::path::{Path, PathBuf};
 
@@ -109,10 +116,20 @@ pub async fn ensure_key(
             path: key_file.to_owned(),
         });
     };
+    let pending_file = pending_path(key_file);
+    let proposed = match read_key(&pending_file)? {
+        Some(k) => k,
+        None => {
+            let k = new_key();
+            save_key(&pending_file, &k)?;
+            k
+        }
+    };
     let req = EnrollRequest {
         version: PROTOCOL_VERSION,
         agent: shipper.agent.clone(),
         secret: read_secret(secret)?,
+        key: Some(proposed),
     };
     let mut anonymous = shipper.clone();
     anonymous.key = None;
@@ -158,8 +175,33 @@ pub async fn ensure_key(
         });
     }
     save_key(key_file, &key)?;
+    // The key is in key_file now; the pending copy is no longer needed.
+    if let Err(e) = std::fs::remove_file(&pending_file)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %pending_file.display(), error = %e, "Cannot remove the pending key file.");
+    }
     tracing::info!(key_file = %key_file.display(), "Enrolled at the collector; key saved.");
     Ok(key)
+}
+
+/// Where the key chosen before enrolment waits for the collector's yes.
+fn pending_path(key_file: &Path) -> PathBuf {
+    let mut p = key_file.as_os_str().to_owned();
+    p.push(".pending");
+    PathBuf::from(p)
+}
+
+/// A new random agent key: 32 random bytes in hex, after `soc_ak_`.
+fn new_key() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut s = String::from("soc_ak_");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
 }
 
 /// Writes the key atomically with mode 0600.

@@ -243,25 +243,38 @@ impl Auth {
         Ok(secret)
     }
 
-    /// Trades a valid, unexpired enrolment secret for the agent's key. The
-    /// secret is spent whatever happens next.
+    /// Trades a valid, unexpired enrolment secret for the agent's key: the
+    /// one the agent `proposed`, or a new one. The secret is spent whatever
+    /// happens next; asking again with the key already in force (the agent
+    /// lost the answer) gets the same answer.
     pub fn exchange_enrollment(
         &self,
         name: &str,
         secret: &str,
+        proposed: Option<&str>,
         now_ms: i64,
     ) -> Result<String, AuthError> {
         let Some(v) = self.db.agents.get(name.as_bytes())? else {
             return Err(AuthError::Denied);
         };
         let mut rec: AgentRecord = parse(name, &v)?;
+        if let Some(p) = proposed {
+            let well_formed = soc_protocol::AGENT_KEY_LEN.contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_graphic());
+            if !well_formed {
+                return Err(AuthError::Denied);
+            }
+            if !rec.revoked && rec.key_hash.as_deref() == Some(hash_secret(p).as_str()) {
+                return Ok(p.to_owned());
+            }
+        }
         let ok = !rec.revoked
             && rec.enroll_hash.as_deref() == Some(hash_secret(secret).as_str())
             && rec.enroll_expires_ms.is_some_and(|t| now_ms <= t);
         if !ok {
             return Err(AuthError::Denied);
         }
-        let key = new_secret("soc_ak_");
+        let key = proposed.map_or_else(|| new_secret("soc_ak_"), str::to_owned);
         rec.key_hash = Some(hash_secret(&key));
         rec.enroll_hash = None;
         rec.enroll_expires_ms = None;
@@ -461,17 +474,17 @@ mod tests {
         let (_d, a) = auth();
         let secret = a.enroll_agent("web-01", 1000, 0).expect("enroll");
         assert!(matches!(
-            a.exchange_enrollment("web-01", "wrong", 1),
+            a.exchange_enrollment("web-01", "wrong", None, 1),
             Err(AuthError::Denied)
         ));
         let key = a
-            .exchange_enrollment("web-01", &secret, 10)
+            .exchange_enrollment("web-01", &secret, None, 10)
             .expect("exchange");
         a.verify_agent("web-01", &key).expect("key works");
         assert!(a.verify_agent("web-01", "soc_ak_other").is_err());
         assert!(
             matches!(
-                a.exchange_enrollment("web-01", &secret, 11),
+                a.exchange_enrollment("web-01", &secret, None, 11),
                 Err(AuthError::Denied)
             ),
             "spent"
@@ -484,10 +497,49 @@ mod tests {
         let late = a.enroll_agent("web-02", 1000, 0).expect("enroll");
         assert!(
             matches!(
-                a.exchange_enrollment("web-02", &late, 1001),
+                a.exchange_enrollment("web-02", &late, None, 1001),
                 Err(AuthError::Denied)
             ),
             "expired"
+        );
+    }
+
+    #[test]
+    fn an_agent_that_lost_the_answer_asks_again_with_its_own_key() {
+        let (_d, a) = auth();
+        let secret = a.enroll_agent("web-01", 1000, 0).expect("enroll");
+        let mine = "soc_ak_chosen-by-the-agent-0123456789abcdef";
+        assert!(
+            matches!(
+                a.exchange_enrollment("web-01", &secret, Some("short"), 1),
+                Err(AuthError::Denied)
+            ),
+            "a weak key is refused"
+        );
+        let key = a
+            .exchange_enrollment("web-01", &secret, Some(mine), 2)
+            .expect("exchange");
+        assert_eq!(key, mine);
+        a.verify_agent("web-01", mine)
+            .expect("the chosen key works");
+        // The answer was lost: the same request again, the secret spent.
+        assert_eq!(
+            a.exchange_enrollment("web-01", &secret, Some(mine), 3)
+                .expect("same answer"),
+            mine
+        );
+        // Another key, or none, is still refused: the secret is spent.
+        let other = "soc_ak_another-key-0123456789abcdef-xyz";
+        assert!(
+            a.exchange_enrollment("web-01", &secret, Some(other), 4)
+                .is_err()
+        );
+        assert!(a.exchange_enrollment("web-01", &secret, None, 5).is_err());
+        a.revoke_agent("web-01").expect("revoke");
+        assert!(
+            a.exchange_enrollment("web-01", &secret, Some(mine), 6)
+                .is_err(),
+            "a revoked key is not handed back"
         );
     }
 
@@ -532,7 +584,9 @@ mod tests {
         assert_eq!(list.iter().filter(|t| t.name == "ops").count(), 2);
 
         let secret = a.enroll_agent("web-01", 1000, 0).expect("enroll");
-        let key = a.exchange_enrollment("web-01", &secret, 1).expect("key");
+        let key = a
+            .exchange_enrollment("web-01", &secret, None, 1)
+            .expect("key");
         a.verify_agent("web-01", &key).expect("works");
         a.revoke_agent("web-01").expect("revoke");
         assert!(a.verify_agent("web-01", &key).is_err());
@@ -542,7 +596,9 @@ mod tests {
         ));
         // It can be enrolled again, with a new key.
         let secret = a.enroll_agent("web-01", 1000, 2).expect("re-enroll");
-        let key2 = a.exchange_enrollment("web-01", &secret, 3).expect("key");
+        let key2 = a
+            .exchange_enrollment("web-01", &secret, None, 3)
+            .expect("key");
         a.verify_agent("web-01", &key2).expect("new key works");
         assert!(a.verify_agent("web-01", &key).is_err());
     }

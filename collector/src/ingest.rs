@@ -270,7 +270,7 @@ pub async fn post_enroll(
     crate::http::check_failures(&app, peer)?;
     match app
         .auth
-        .exchange_enrollment(&req.agent, &req.secret, now_ms())
+        .exchange_enrollment(&req.agent, &req.secret, req.key.as_deref(), now_ms())
     {
         Ok(key) => {
             tracing::info!(agent = %req.agent, "agent enrolled");

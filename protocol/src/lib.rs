@@ -228,7 +228,17 @@ pub struct EnrollRequest {
     pub agent: String,
     /// The one-time secret printed by `socctl agents enroll`.
     pub secret: String,
+    /// The key the agent chose and saved before asking (32 to 256 printable
+    /// ASCII characters, no spaces); the collector keeps only its hash. An
+    /// agent whose answer was lost (crash, cut link) asks again with the
+    /// same key and gets the same answer, although the secret is spent.
+    /// Without it the collector chooses the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
+
+/// Shortest and longest key an agent may choose ([`EnrollRequest::key`]).
+pub const AGENT_KEY_LEN: std::ops::RangeInclusive<usize> = 32..=256;
 
 /// The agent's own key, returned once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -153,3 +153,53 @@ fn kill_9_of_the_agent_in_a_loop_while_logrotate_rotates_loses_and_duplicates_no
     assert_eq!(got_hash, want_hash);
     Ok(())
 }
+
+/// The agent chose its key and asked the collector, which said yes, but the
+/// answer never arrived (the agent killed, the link cut): the secret is
+/// spent. The restarted agent asks again with the key it saved before
+/// asking, gets it back, and ships.
+#[test]
+fn an_enrolment_answer_lost_is_asked_again_with_the_pending_key() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let collector = Collector::start(&tmp.path().join("collector"), "127.0.0.1:0", &[])?;
+    let secret = collector.enroll("web-01")?;
+    let log = tmp.path().join("ufw.log");
+    soc_e2e::append_lines(&log, &["first".into(), "second".into()])?;
+    let cfg = soc_e2e::write_agent_config(
+        &tmp.path().join("agent"),
+        "web-01",
+        &collector,
+        &secret,
+        &[soc_e2e::SourceSpec {
+            name: "ufw",
+            source_type: "iptables",
+            include: &log,
+        }],
+    )?;
+    let state = tmp.path().join("agent/state");
+    let key = format!("soc_ak_{}", "7e".repeat(32));
+    std::fs::write(state.join("agent.key.pending"), format!("{key}\n"))?;
+    // The first attempt, whose answer is lost.
+    let body = format!(r#"{{"version":1,"agent":"web-01","secret":"{secret}","key":"{key}"}}"#);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&collector.ca_file)
+        .args(["-H", "content-type: application/json", "-d", &body])
+        .arg(format!("{}/v1/enroll", collector.https))
+        .output()?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+
+    let mut agent = Agent::start(&cfg)?;
+    wait_for("both lines journalled", Duration::from_secs(60), || {
+        (collector.journal_len() >= 2).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", agent.log_text()))?;
+    agent.stop()?;
+    assert_eq!(
+        std::fs::read_to_string(state.join("agent.key"))?.trim(),
+        key,
+        "the key the agent chose is its key"
+    );
+    assert!(!state.join("agent.key.pending").exists());
+    Ok(())
+}
