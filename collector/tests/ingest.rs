@@ -32,7 +32,7 @@ fn fixture() -> Fixture {
     let secret = app.auth.enroll_agent("web-01", 60_000, 0).expect("enroll");
     let key = app
         .auth
-        .exchange_enrollment("web-01", &secret, 1)
+        .exchange_enrollment("web-01", &secret, None, 1)
         .expect("exchange");
     Fixture {
         _dir: dir,
@@ -206,7 +206,7 @@ async fn detection_far_behind_makes_agents_back_off_with_retry_after() {
     let secret = app.auth.enroll_agent("web-01", 60_000, 0).expect("enroll");
     let key = app
         .auth
-        .exchange_enrollment("web-01", &secret, 1)
+        .exchange_enrollment("web-01", &secret, None, 1)
         .expect("exchange");
     let f = Fixture {
         _dir: dir,
