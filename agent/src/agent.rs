@@ -1,10 +1,13 @@
 //! The agent's main loop: read, batch, send, checkpoint.
 //!
 //! One task owns the files, the batch being built and the checkpoints; only
-//! the HTTP requests run in their own tasks. At most one batch is in flight.
-//! While it is, reading goes on only until the next batch is full, so memory
-//! is bounded however long the collector is away. Checkpoints move only
-//! when the collector acknowledged a batch.
+//! the HTTP requests run in their own tasks. At most one batch is in flight,
+//! so the collector sees each stream's lines in order. While it is, the next
+//! batch is taken and encoded on another thread (sent the moment the
+//! previous one is acknowledged), and reading goes on only until the batch
+//! after it is full, so memory is bounded (three batches) however long the
+//! collector is away. Checkpoints move only when the collector acknowledged
+//! a batch.
 //!
 //! Shutdown: the in-flight request gets [`SHUTDOWN_GRACE`] to finish (a
 //! batch still waiting to retry is abandoned at once), the checkpoints are
@@ -49,6 +52,14 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Enroll(#[from] EnrollError),
+}
+
+/// The next batch, taken from the building one and encoded on a blocking
+/// thread while the previous batch is in flight.
+struct Preparing {
+    task: JoinHandle<(Batch, Result<Vec<u8>, ProtocolError>)>,
+    marks: Vec<Mark>,
+    batch_id: u64,
 }
 
 /// The batch being sent.
@@ -146,6 +157,7 @@ impl Loop<'_> {
         let s = &self.cfg.shipping;
         let mut building = Building::new(s.batch_max_lines, s.batch_max_bytes);
         let mut in_flight: Option<InFlight> = None;
+        let mut preparing: Option<Preparing> = None;
         let mut heartbeat_task: Option<JoinHandle<()>> = None;
         let poll = self
             .cfg
@@ -177,10 +189,14 @@ impl Loop<'_> {
                     in_flight = self.start_send(&mut building, next_batch_id, now);
                 }
                 self.files.release_drained(now);
-                if now.duration_since(self.last_save) >= CHECKPOINT_EVERY {
-                    self.save();
-                    self.last_save = now;
-                }
+            } else if preparing.is_none() && building.ready(now, s.flush_interval) {
+                next_batch_id += 1;
+                preparing = Some(self.prepare(&mut building, next_batch_id));
+                self.files.fill(&mut building, now);
+            }
+            if now.duration_since(self.last_save) >= CHECKPOINT_EVERY {
+                self.save();
+                self.last_save = now;
             }
             let flush_at = match in_flight {
                 None => building.deadline(s.flush_interval),
@@ -199,7 +215,20 @@ impl Loop<'_> {
                 }
                 done = join(in_flight.as_mut().map(|f| &mut f.task)) => {
                     if let Some(f) = in_flight.take() {
+                        let ok = matches!(done, Ok(Some(_)));
+                        // The next batch leaves first; the acknowledgement
+                        // is recorded while it travels.
+                        if ok && let Some(p) = preparing.take() {
+                            in_flight = self.send_prepared(p, &mut building, Instant::now()).await;
+                        }
                         self.finish_send(f, done, &mut building);
+                        if let Some(p) = preparing.take() {
+                            // Its files were read again from their
+                            // acknowledged offsets: so are its lines.
+                            let marks = p.finish().await;
+                            let files = self.files.rewind(&marks);
+                            building.retain(|m| !files.contains(&m.file));
+                        }
                     }
                 }
                 _ = sleep_until(flush_at) => {}
@@ -214,6 +243,9 @@ impl Loop<'_> {
         }
 
         tracing::info!("Shutting down.");
+        if let Some(p) = preparing.take() {
+            p.task.abort(); // never sent: read again at the next start
+        }
         if let Some(mut f) = in_flight.take() {
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut f.task).await {
                 Ok(done) => self.finish_send(f, done, &mut building),
@@ -247,6 +279,84 @@ impl Loop<'_> {
         }
     }
 
+    /// Takes the front of the batch and encodes it on a blocking thread.
+    fn prepare(&mut self, building: &mut Building, batch_id: u64) -> Preparing {
+        let (records, marks): (Vec<Record>, Vec<Mark>) = building
+            .take(building.len())
+            .into_iter()
+            .map(|p| (p.record, p.mark))
+            .unzip();
+        let batch = Batch {
+            version: PROTOCOL_VERSION,
+            agent: self.cfg.agent.name.clone(),
+            batch_id,
+            labels: self.cfg.agent.labels.clone(),
+            records,
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let r = encode_batch(&batch, &Limits::V1);
+            (batch, r)
+        });
+        Preparing {
+            task,
+            marks,
+            batch_id,
+        }
+    }
+
+    /// Sends a prepared batch; one that did not encode (too big, or a line
+    /// the collector would refuse) goes back to the front of the building
+    /// batch, for [`Loop::start_send`] to halve or skip.
+    async fn send_prepared(
+        &mut self,
+        p: Preparing,
+        building: &mut Building,
+        now: Instant,
+    ) -> Option<InFlight> {
+        let batch_id = p.batch_id;
+        let (batch, body) = match p.task.await {
+            Ok((batch, Ok(body))) => (batch, body),
+            Ok((batch, Err(_))) => {
+                building.restore(
+                    batch
+                        .records
+                        .into_iter()
+                        .zip(p.marks)
+                        .map(|(record, mark)| crate::batch::Pending { record, mark })
+                        .collect(),
+                );
+                return self.start_send(building, batch_id, now);
+            }
+            Err(e) => {
+                // The encoding thread died (a bug): read its lines again.
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(batch_id, error = %e, "Encoding a batch failed; its lines are read again.");
+                let files = self.files.rewind(&p.marks);
+                building.retain(|m| !files.contains(&m.file));
+                return None;
+            }
+        };
+        Some(self.deliver(body, p.marks, batch_id, batch.records.len()))
+    }
+
+    /// Starts the request that delivers an encoded batch.
+    fn deliver(&self, body: Vec<u8>, marks: Vec<Mark>, batch_id: u64, lines: usize) -> InFlight {
+        let shipper = self.shipper.clone();
+        let stats = self.stats.clone();
+        let shutdown = self.shutdown.clone();
+        tracing::debug!(batch_id, lines, bytes = body.len(), "Sending batch.");
+        let task = tokio::spawn(async move {
+            shipper
+                .deliver(body, batch_id, lines, &stats, shutdown)
+                .await
+        });
+        InFlight {
+            task,
+            marks,
+            batch_id,
+        }
+    }
+
     /// Encodes the front of the batch and starts sending it. A batch too
     /// big once encoded is halved until it fits.
     fn start_send(
@@ -271,21 +381,8 @@ impl Loop<'_> {
             };
             match encode_batch(&batch, &Limits::V1) {
                 Ok(body) => {
-                    let shipper = self.shipper.clone();
-                    let stats = self.stats.clone();
-                    let shutdown = self.shutdown.clone();
                     let lines = marks.len();
-                    tracing::debug!(batch_id, lines, bytes = body.len(), "Sending batch.");
-                    let task = tokio::spawn(async move {
-                        shipper
-                            .deliver(body, batch_id, lines, &stats, shutdown)
-                            .await
-                    });
-                    return Some(InFlight {
-                        task,
-                        marks,
-                        batch_id,
-                    });
+                    return Some(self.deliver(body, marks, batch_id, lines));
                 }
                 Err(
                     ProtocolError::PayloadTooLarge { .. }
@@ -333,10 +430,8 @@ impl Loop<'_> {
                     duplicates = ack.duplicates,
                     "Batch acknowledged."
                 );
-                if let Err(e) = self.files.commit(&f.marks, Instant::now()) {
-                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, "Cannot save checkpoints; will try again.");
-                }
+                // Saved with the next periodic save (CHECKPOINT_EVERY).
+                self.files.acknowledge(&f.marks, Instant::now());
             }
             Ok(None) => {} // abandoned at shutdown
             Err(e) => {
@@ -348,6 +443,14 @@ impl Loop<'_> {
                 building.retain(|m| !files.contains(&m.file));
             }
         }
+    }
+}
+
+impl Preparing {
+    /// Waits for the encoding to end; the marks of its lines.
+    async fn finish(self) -> Vec<Mark> {
+        let _ = self.task.await;
+        self.marks
     }
 }
 

@@ -307,9 +307,16 @@ impl Files {
         }
     }
 
-    /// Records that the collector acknowledged `sent`: moves the acked
-    /// offsets, releases drained orphans, and saves the checkpoints.
+    /// [`Files::acknowledge`], then saves the checkpoints.
     pub fn commit(&mut self, sent: &[Mark], now: Instant) -> Result<(), CheckpointError> {
+        self.acknowledge(sent, now);
+        self.save()
+    }
+
+    /// Records that the collector acknowledged `sent`: moves the acked
+    /// offsets and releases drained orphans. The checkpoints are saved by
+    /// the next [`Files::save`].
+    pub fn acknowledge(&mut self, sent: &[Mark], now: Instant) {
         let mut moved = Vec::new();
         for p in sent {
             let Some(w) = self.watched.get_mut(&p.file) else {
@@ -328,7 +335,6 @@ impl Files {
             self.store(id);
         }
         self.release_drained(now);
-        self.save()
     }
 
     /// Rewinds the files of lines that were taken but will never be
