@@ -171,7 +171,7 @@ fn generated_rule(i: usize) -> String {
             1 + (v * 7919 + 13) % 10_000,
             1 + (v * 104_729 + 101) % 10_000
         ),
-        4 if v % 2 == 0 => format!(
+        4 if v.is_multiple_of(2) => format!(
             "    match: {{ all: [ {{ field: event.module, equals: iptables }}, {{ field: event.action, equals: deny }}, {{ field: destination.port, equals: {port} }} ] }}\n    threshold: {{ count: {}, window: {}s, group_by: [source.ip] }}\n",
             3 + v % 10,
             30 + (v * 30) % 600
@@ -186,7 +186,7 @@ fn generated_rule(i: usize) -> String {
             1 + (v * 89) % 223,
             PORTS[(v + 5) % PORTS.len()]
         ),
-        6 if v % 2 == 0 => format!(
+        6 if v.is_multiple_of(2) => format!(
             "    match: {{ all: [ {{ field: event.module, equals: clamav }}, {{ field: event.action, equals: malware_detected }}, {{ field: malware.name, contains: [\"{family}\", \"{}-{v}\"], case_insensitive: true }} ] }}\n",
             FAMILIES[(v + 3) % FAMILIES.len()]
         ),
@@ -221,7 +221,7 @@ fn generated_rule(i: usize) -> String {
                     format!(r"[a-z]{{{d},}}\.service: Deactivated"),
                 ),
             };
-            let test = if v % 3 == 0 {
+            let test = if v.is_multiple_of(3) {
                 format!("regex: '{pattern}'")
             } else {
                 format!("contains: \"{word}\"")
