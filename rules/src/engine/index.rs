@@ -193,20 +193,23 @@ impl RuleIndex {
                 continue;
             };
             let mut add = |v: &Value| {
-                let text: std::borrow::Cow<'_, str> = match v {
-                    Value::String(s) => s.as_str().into(),
-                    Value::Number(n) => n.to_string().into(),
-                    Value::Bool(b) => if *b { "true" } else { "false" }.into(),
-                    _ => return,
-                };
-                if let Some(list) = fi.text.get(text.as_ref()) {
-                    out.extend_from_slice(list);
-                    sources += 1;
+                if !fi.text.is_empty() {
+                    let text: std::borrow::Cow<'_, str> = match v {
+                        Value::String(s) => s.as_str().into(),
+                        Value::Number(n) => n.to_string().into(),
+                        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+                        _ => return,
+                    };
+                    if let Some(list) = fi.text.get(text.as_ref()) {
+                        out.extend_from_slice(list);
+                        sources += 1;
+                    }
                 }
                 if !fi.num.is_empty() {
                     let n = match v {
                         Value::Number(n) => n.as_f64(),
-                        _ => text.trim().parse::<f64>().ok(),
+                        Value::String(s) => s.trim().parse::<f64>().ok(),
+                        _ => None,
                     };
                     if let Some(list) = n.and_then(|n| fi.num.get(&num_key(n))) {
                         out.extend_from_slice(list);
