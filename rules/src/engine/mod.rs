@@ -18,13 +18,15 @@
 //! bounded by [`EngineOptions`]; at a bound the least recently touched group
 //! is evicted and counted in [`EngineStats::evicted`].
 //!
-//! **Speed.** Rules whose condition requires a value of `event.module` are
-//! indexed by it, so an event is only tested against the rules of its module
-//! and the rules without one. Conditions and key fields are resolved to field
+//! **Speed.** Rules are indexed by a value their condition requires
+//! (`index.rs`: `event.action: deny`, `user.name: [admin, root]`, ...), so an
+//! event is only tested against the rules filed under its own values and
+//! the rules without such a requirement. Conditions and key fields are resolved to field
 //! slots when the engine is built (`view.rs`), so each field of an event is
 //! looked up once however many rules test it; a group that exists is touched
 //! without allocating.
 
+mod index;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -37,6 +39,7 @@ use serde_json::Value;
 
 use crate::event::Event;
 use crate::rule::{Rule, RuleKind, RuleSet, Severity};
+use index::RuleIndex;
 pub use state::{
     ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, PendingEvent, RuleState,
     StateFormatError, Suppression,
@@ -106,11 +109,8 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     options: EngineOptions,
     fingerprint: u64,
-    /// Enabled rule indexes per `event.module` value (with the module-less
-    /// rules merged in, in rule order).
-    by_module: HashMap<String, Vec<usize>>,
-    /// Enabled rules without a required module.
-    any_module: Vec<usize>,
+    /// Enabled rules by the values they require (the prefilter).
+    index: RuleIndex,
     /// Enabled silence rules (checked on every event).
     silences: Vec<usize>,
     /// Per rule, its conditions and key fields resolved to field slots.
@@ -146,7 +146,7 @@ impl Engine {
     /// An engine over `rules`.
     pub fn with_options(rules: Arc<RuleSet>, options: EngineOptions) -> Engine {
         let mut fingerprint: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut modules: Vec<(usize, Option<String>)> = Vec::new();
+        let mut requirements = Vec::new();
         let mut silences = Vec::new();
         for (i, r) in rules.rules().iter().enumerate() {
             for b in r.id.bytes() {
@@ -157,27 +157,22 @@ impl Engine {
             if !r.enabled {
                 continue;
             }
-            if matches!(r.kind, RuleKind::Silence(_)) {
-                silences.push(i);
+            let mut reqs = index::requirements(&r.condition);
+            match &r.kind {
+                RuleKind::Silence(_) => silences.push(i),
+                // A sequence's events match one of its steps.
+                RuleKind::Sequence(s) => reqs.extend(index::any_of(
+                    s.steps
+                        .iter()
+                        .map(|st| index::requirements(&st.condition))
+                        .collect(),
+                )),
+                _ => {}
             }
-            modules.push((i, r.condition.required_equals("event.module")));
-        }
-        let any_module: Vec<usize> = modules
-            .iter()
-            .filter(|(_, m)| m.is_none())
-            .map(|(i, _)| *i)
-            .collect();
-        let mut by_module: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, m) in &modules {
-            if let Some(m) = m {
-                by_module.entry(m.clone()).or_default().push(*i);
-            }
-        }
-        for list in by_module.values_mut() {
-            list.extend(&any_module);
-            list.sort_unstable();
+            requirements.push((i, reqs));
         }
         let mut slots = Slots::default();
+        let index = RuleIndex::new(&requirements, &mut slots);
         let compiled = rules
             .rules()
             .iter()
@@ -203,8 +198,7 @@ impl Engine {
             rules,
             options,
             fingerprint,
-            by_module,
-            any_module,
+            index,
             silences,
             compiled,
             slots,
@@ -319,13 +313,12 @@ impl Engine {
 
     /// Runs every candidate rule over one event, in rule order.
     fn handle(&self, state: &mut EngineState, ev: &Event, out: &mut Vec<Detection>) {
-        let candidates = ev
-            .get_str("event.module")
-            .and_then(|m| self.by_module.get(m))
-            .unwrap_or(&self.any_module);
         let rules = self.rules.rules();
         let mut view = FieldView::new(&ev.fields, self.slots.names());
-        for &i in candidates {
+        let mut candidates = std::mem::take(&mut state.candidates.0);
+        self.index.candidates(&mut view, &mut candidates);
+        for &i in &candidates {
+            let i = i as usize;
             let rule = &rules[i];
             let compiled = &self.compiled[i];
             if !compiled.condition.eval(&mut view) {
@@ -391,6 +384,7 @@ impl Engine {
                 }
             }
         }
+        state.candidates.0 = candidates;
         for &i in &self.silences {
             self.check_silence(state, &rules[i], ev.timestamp_ms, out);
         }

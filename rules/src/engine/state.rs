@@ -35,6 +35,34 @@ pub struct EngineState {
     pub stats: EngineStats,
     /// Fingerprint of the rule set the state was last reconciled with.
     pub rules_fingerprint: u64,
+    /// Working memory of the engine, reused from event to event so that the
+    /// common path does not allocate; not part of the state's value.
+    #[serde(skip)]
+    pub(crate) candidates: Scratch<u32>,
+}
+
+/// A buffer that holds nothing of value between calls: it is not saved, and
+/// two states are equal whatever their buffers hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scratch<T>(pub(crate) Vec<T>);
+
+impl<T> PartialEq for Scratch<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> std::ops::Deref for Scratch<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.0
+    }
 }
 
 impl Default for EngineState {
@@ -48,6 +76,7 @@ impl Default for EngineState {
             total_groups: 0,
             stats: EngineStats::default(),
             rules_fingerprint: 0,
+            candidates: Scratch::default(),
         }
     }
 }

@@ -95,6 +95,18 @@ pub(crate) struct Scalar {
     num: Option<f64>,
 }
 
+impl Scalar {
+    /// Its text (lower-cased when the test ignores case).
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Its value when it is a number: then it equals numbers of that value.
+    pub(crate) fn num(&self) -> Option<f64> {
+        self.num
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Cmp {
     Gt,
@@ -291,22 +303,6 @@ impl Condition {
             field: field.clone(),
             tests,
         })
-    }
-
-    /// The text a field must equal for the condition to hold, when the
-    /// condition says so at its top (`field: f, equals: x` or an `all:`
-    /// holding one). Used to index rules by `event.module`.
-    pub(crate) fn required_equals(&self, field: &str) -> Option<String> {
-        match self {
-            Condition::Field { field: f, tests } if f == field => {
-                tests.iter().find_map(|t| match t {
-                    Test::Equals(s, false) if s.num.is_none() => Some(s.text.clone()),
-                    _ => None,
-                })
-            }
-            Condition::All(cs) => cs.iter().find_map(|c| c.required_equals(field)),
-            _ => None,
-        }
     }
 
     /// Whether the condition holds for `fields`.

@@ -174,6 +174,46 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     }
 }
 
+/// Lines per decoding batch in `--replay`.
+const BATCH_LINES: usize = 4096;
+/// Batches queued per decoding thread, so that it decodes the next batch
+/// while the engine runs over the previous one.
+const IN_FLIGHT: usize = 2;
+
+/// A file read in batches of whole lines, numbered from 1.
+struct Batches<R> {
+    reader: R,
+    next_id: u64,
+}
+
+impl<R: BufRead> Batches<R> {
+    /// (id of its first line, up to [`BATCH_LINES`] lines with their
+    /// newlines); `None` at the end.
+    fn next_batch(&mut self) -> anyhow::Result<Option<(u64, Vec<u8>)>> {
+        let mut buf = Vec::with_capacity(BATCH_LINES * 160);
+        let mut lines = 0;
+        while lines < BATCH_LINES {
+            let before = buf.len();
+            if self.reader.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            if buf.last() != Some(&b'\n') {
+                // The last line has no newline: give it one so that the
+                // batch splits into whole lines.
+                buf.push(b'\n');
+            }
+            debug_assert!(buf.len() > before);
+            lines += 1;
+        }
+        if lines == 0 {
+            return Ok(None);
+        }
+        let first = self.next_id;
+        self.next_id += lines as u64;
+        Ok(Some((first, buf)))
+    }
+}
+
 fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::Result<i32> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // RFC 3164 lines carry no year: take it from the file's modification time
@@ -196,8 +236,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
     let started = Instant::now();
     let mut n = 0u64;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-    let mut buf = Vec::new();
+    let reader = std::io::BufReader::with_capacity(1 << 20, f);
     let mut print = |d: soc_rules::Detection,
                      fields: Option<&BTreeMap<String, serde_json::Value>>,
                      out: &mut dyn Write|
@@ -232,28 +271,85 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         }
         Ok(())
     };
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
+    let decode = |first_id: u64, batch: &[u8]| -> Vec<soc_rules::Event> {
+        let mut events = Vec::with_capacity(BATCH_LINES);
+        for (i, line) in batch.split_inclusive(|b| *b == b'\n').enumerate() {
+            let raw = line.strip_suffix(b"\n").unwrap_or(line);
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let mut ev = loaded.decoders.decode(&Input {
+                raw,
+                source_type: &args.source_type,
+                agent: "",
+                source: "",
+                path: &path,
+                received_ms,
+            });
+            ev.id = first_id + i as u64;
+            events.push(ev);
         }
-        n += 1;
-        let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let mut ev = loaded.decoders.decode(&Input {
-            raw,
-            source_type: &args.source_type,
-            agent: "",
-            source: "",
-            path: &path,
-            received_ms,
-        });
-        ev.id = n;
-        for d in engine.process(&mut state, &ev) {
-            let fields = d.evidence.last().filter(|id| **id == n).map(|_| &ev.fields);
-            print(d, fields, &mut out)?;
+        events
+    };
+    // Lines are decoded in batches on worker threads (decoding is pure, one
+    // line at a time); the engine takes the batches back in file order, so
+    // the alerts are the same as those of a one-thread run.
+    let result: anyhow::Result<()> = std::thread::scope(|s| {
+        let workers = std::thread::available_parallelism().map_or(1, |p| p.get().min(8));
+        let mut to = Vec::new();
+        let mut from = Vec::new();
+        for _ in 0..workers {
+            // With each batch, the worker gets back the events of its
+            // previous one to free: memory is cheapest freed by the thread
+            // that allocated it.
+            type Job = ((u64, Vec<u8>), Vec<soc_rules::Event>);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
+            let (back_tx, back_rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
+            let decode = &decode;
+            s.spawn(move || {
+                for ((first_id, batch), done) in rx {
+                    drop(done);
+                    let events = decode(first_id, &batch);
+                    if back_tx.send(events).is_err() {
+                        break;
+                    }
+                }
+            });
+            to.push(tx);
+            from.push(back_rx);
         }
-    }
+        let mut batches = Batches { reader, next_id: 1 };
+        let mut in_flight = std::collections::VecDeque::new();
+        // Batch k goes to worker k % workers, and comes back in that order.
+        for (w, tx) in to.iter().enumerate().cycle().take(workers * IN_FLIGHT) {
+            if let Some(b) = batches.next_batch()? {
+                tx.send((b, Vec::new())).context("decoder thread stopped")?;
+                in_flight.push_back(w);
+            }
+        }
+        while let Some(w) = in_flight.pop_front() {
+            let events = from[w].recv().context("decoder thread stopped")?;
+            let next = batches.next_batch()?;
+            for ev in &events {
+                n = ev.id;
+                for d in engine.process(&mut state, ev) {
+                    let fields = d
+                        .evidence
+                        .last()
+                        .filter(|id| **id == ev.id)
+                        .map(|_| &ev.fields);
+                    print(d, fields, &mut out)?;
+                }
+            }
+            match next {
+                Some(b) => {
+                    to[w].send((b, events)).context("decoder thread stopped")?;
+                    in_flight.push_back(w);
+                }
+                None => drop(events),
+            }
+        }
+        Ok(())
+    });
+    result?;
     for d in engine.flush(&mut state) {
         print(d, None, &mut out)?;
     }
