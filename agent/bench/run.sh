@@ -82,19 +82,28 @@ read -r RSY_GOT _ <"$RS/sink.out"
 RSY_S=$(secs "$t0" "$t1")
 
 # ---- soc-collector -----------------------------------------------------
-C=$WORK/collector; mkdir -p "$C"
-# Detection runs behind the journal; the default max_detection_lag (2M
-# entries) would turn this into a detection benchmark past 2M lines.
-printf '[ingest]\nmax_detection_lag = 1000000000\n' >"$C/collector.toml"
-"$BIN/soc-collector" --config "$C/collector.toml" --data-dir "$C/data" --listen 127.0.0.1:0 \
-    --metrics-listen "" --ready-file "$C/ready.json" 2>"$C/collector.log" &
-COL=$!
-trap 'kill $COL 2>/dev/null; kill ${AG:-} 2>/dev/null; kill ${WR:-} 2>/dev/null' EXIT
-for _ in $(seq 600); do [ -s "$C/ready.json" ] && break; sleep 0.1; done
-eval "$(python3 -c '
+# Each measured part gets a fresh collector (empty journal, detection not
+# behind), so one run's backlog does not slow the next.
+# start_collector NAME: starts it, sets COL and the socctl environment.
+start_collector() {
+    local c=$WORK/collector-$1; mkdir -p "$c"
+    # Detection runs behind the journal; the default max_detection_lag (2M
+    # entries) would turn this into a detection benchmark past 2M lines.
+    printf '[ingest]\nmax_detection_lag = 1000000000\n' >"$c/collector.toml"
+    "$BIN/soc-collector" --config "$c/collector.toml" --data-dir "$c/data" --listen 127.0.0.1:0 \
+        --metrics-listen "" --ready-file "$c/ready.json" 2>"$c/collector.log" &
+    COL=$!
+    for _ in $(seq 600); do [ -s "$c/ready.json" ] && break; sleep 0.1; done
+    eval "$(python3 -c '
 import json,sys; r=json.load(open(sys.argv[1]))
 print("export SOC_SERVER=https://%s SOC_CA_CERT=%s SOC_TOKEN_FILE=%s" % (r["https"], r["ca_file"], r["admin_token_file"]))
-' "$C/ready.json")"
+' "$c/ready.json")"
+}
+stop_collector() {
+    COL_HWM=$(status_kb "$COL" VmHWM)
+    kill "$COL"; wait "$COL" 2>/dev/null || true
+}
+trap 'kill ${COL:-} ${AG:-} ${WR:-} 2>/dev/null || true' EXIT
 journal() { "$BIN/socctl" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_last_seq"])'; }
 
 agent_config() { # NAME FILE-GLOB
@@ -119,6 +128,7 @@ EOF
 # ---- (a) throughput, with (b) memory under full load --------------------
 # throughput NAME [SHIPPING-TOML]: sets SOC_S GOT AG_HWM AG_CPU peak_rss.
 throughput() {
+    start_collector "$1"
     CFG=$(agent_config "$1" "$CORPUS")
     [ -n "${2:-}" ] && printf '[shipping]\n%s\n' "$2" >>"$CFG"
     base=$(journal)
@@ -139,14 +149,17 @@ throughput() {
     kill "$AG"; wait "$AG" 2>/dev/null || true
     SOC_S=$(secs "$t0" "$t1")
     GOT=$(( $(journal) - base ))
+    stop_collector
 }
 throughput throughput $'batch_max_lines = 1000\nbatch_max_bytes = 1048576'
-COL_HWM=$(status_kb "$COL" VmHWM)
+COL_HWM1=$COL_HWM
 # The same with the default shipping settings, the largest batches the
 # configuration allows: fewer round trips and fsyncs per line.
 SOC_S1=$SOC_S GOT1=$GOT AG_HWM1=$AG_HWM AG_CPU1=$AG_CPU PEAK1=$peak_rss
 throughput bigbatch $'batch_max_lines = 10000\nbatch_max_bytes = 4194304'
 SOC_S2=$SOC_S GOT2=$GOT AG_HWM2=$AG_HWM AG_CPU2=$AG_CPU PEAK2=$peak_rss
+COL_HWM2=$COL_HWM
+start_collector rest
 
 # ---- (b) idle with 50 watched files -------------------------------------
 IDLE=$WORK/idle; mkdir -p "$IDLE"
@@ -196,7 +209,7 @@ wait "$WR" || true
 kill "$AG"; wait "$AG" 2>/dev/null || true
 STEADY_S=$(secs "$t0" "$t1")
 STEADY_CPU=$(awk -v t=$((c1 - c0)) -v k="$TCK" -v s="$STEADY_S" 'BEGIN{printf "%.2f", 100*t/k/s}')
-kill "$COL"; wait "$COL" 2>/dev/null || true
+stop_collector
 
 # ---- report ---------------------------------------------------------------
 kib_mib() { awk -v k="$1" 'BEGIN{printf "%.1f MiB", k/1024}'; }
@@ -211,7 +224,7 @@ corpus: $LINES lines, $MB MiB (gen_corpus.py 1M lines, concatenated), page cache
   soc-agent -> soc-collector      ${SOC_S1} s   $(rate "$GOT1" "$SOC_S1") lines/s   $(mbps "$BYTES" "$SOC_S1") MB/s   (1,000-line batches, 1 MiB; journalled $GOT1 of $LINES, durable and acknowledged)
     default shipping (10,000 lines) ${SOC_S2} s   $(rate "$GOT2" "$SOC_S2") lines/s   $(mbps "$BYTES" "$SOC_S2") MB/s   (batch_max_lines 10000, batch_max_bytes 4 MiB; journalled $GOT2 of $LINES)
   soc / rsyslog                   $(awk -v a="$RSY_S" -v b="$SOC_S1" 'BEGIN{printf "%.2f", a/b}')x with 1,000-line batches, $(awk -v a="$RSY_S" -v b="$SOC_S2" 'BEGIN{printf "%.2f", a/b}')x with the defaults     soc / cat  $(awk -v a="$CAT_S" -v b="$SOC_S1" 'BEGIN{printf "%.4f", a/b}')x
-  agent CPU for the run           ${AG_CPU1} s / ${AG_CPU2} s (user+sys, 1,000-line batches / defaults); collector VmHWM $(kib_mib "$COL_HWM")
+  agent CPU for the run           ${AG_CPU1} s / ${AG_CPU2} s (user+sys, 1,000-line batches / defaults); collector VmHWM $(kib_mib "$COL_HWM1") / $(kib_mib "$COL_HWM2")
 
 (b) agent memory
   idle, 50 watched files          VmRSS $(kib_mib "$IDLE_RSS")  VmHWM $(kib_mib "$IDLE_HWM")  open fds $IDLE_FDS  CPU ${IDLE_CPU}% of a core over 30 s   (target < 15 MiB)
