@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # soc-agent benchmarks (issue 3). Prints a report; asserts nothing.
 #
-#   bash agent/bench/run.sh            # 1 GiB corpus
-#   SIZE_MB=136 bash agent/bench/run.sh   # one 1M-line corpus (the unit)
+#   bash agent/bench/run.sh            # 1 GiB corpus, 3 runs of each
+#   SIZE_MB=136 RUNS=1 bash agent/bench/run.sh   # one 1M-line corpus, once
 #
 # (a) throughput: a pre-written mixed log file (../shared/bench/gen_corpus.py,
 #     concatenated to SIZE_MB) from soc-agent to soc-collector on this
@@ -18,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 SIZE_MB="${SIZE_MB:-1024}"
+RUNS="${RUNS:-3}"
 CPU_SECS="${CPU_SECS:-60}"
 WORK="${WORK:-/tmp/soc-agent-bench}"
 SHARED="${SHARED:-$ROOT/../shared/bench}"
@@ -60,7 +61,7 @@ CAT_S=$(secs "$t0" "$t1")
 # ---- rsyslog imfile -> omfwd -> sink ---------------------------------
 RS=$WORK/rsyslog; mkdir -p "$RS"
 cat >"$RS/rsyslog.conf" <<EOF
-global(workDirectory="$RS")
+global(workDirectory="$RS/work")
 module(load="imfile" mode="inotify")
 template(name="raw" type="string" string="%rawmsg%")
 ruleset(name="fwd") {
@@ -68,18 +69,24 @@ ruleset(name="fwd") {
 }
 input(type="imfile" File="$CORPUS" Tag="bench" ruleset="fwd" freshStartTail="off")
 EOF
-python3 "$WORK/shared/sink.py" "$PORT" "$LINES" 900 >"$RS/sink.out" &
-SINK=$!
-sleep 0.5
-t0=$(now)
-rsyslogd -n -f "$RS/rsyslog.conf" -i "$RS/rsyslogd.pid" 2>"$RS/rsyslogd.err" &
-RSY=$!
-wait "$SINK"
-t1=$(now)
-RSY_RSS=$(status_kb "$RSY" VmHWM || echo NA)
-kill "$RSY"; wait "$RSY" 2>/dev/null || true
-read -r RSY_GOT _ <"$RS/sink.out"
-RSY_S=$(secs "$t0" "$t1")
+# rsyslog_run: sets RSY_S RSY_GOT RSY_RSS.
+rsyslog_run() {
+    rm -rf "$RS/work"; mkdir -p "$RS/work"
+    python3 "$WORK/shared/sink.py" "$PORT" "$LINES" 900 >"$RS/sink.out" &
+    SINK=$!
+    sleep 0.5
+    t0=$(now)
+    rsyslogd -n -f "$RS/rsyslog.conf" -i "$RS/rsyslogd.pid" 2>"$RS/rsyslogd.err" &
+    RSY=$!
+    wait "$SINK"
+    t1=$(now)
+    RSY_RSS=$(status_kb "$RSY" VmHWM || echo NA)
+    kill "$RSY"; wait "$RSY" 2>/dev/null || true
+    read -r RSY_GOT _ <"$RS/sink.out"
+    RSY_S=$(secs "$t0" "$t1")
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+maxof() { printf '%s\n' "$@" | sort -g | tail -1; }
 
 # ---- soc-collector -----------------------------------------------------
 # Each measured part gets a fresh collector (empty journal, detection not
@@ -128,6 +135,7 @@ EOF
 # ---- (a) throughput, with (b) memory under full load --------------------
 # throughput NAME [SHIPPING-TOML]: sets SOC_S GOT AG_HWM AG_CPU peak_rss.
 throughput() {
+    rm -rf "$WORK/agent-$1"
     start_collector "$1"
     CFG=$(agent_config "$1" "$CORPUS")
     [ -n "${2:-}" ] && printf '[shipping]\n%s\n' "$2" >>"$CFG"
@@ -151,14 +159,25 @@ throughput() {
     GOT=$(( $(journal) - base ))
     stop_collector
 }
-throughput throughput $'batch_max_lines = 1000\nbatch_max_bytes = 1048576'
-COL_HWM1=$COL_HWM
-# The same with the default shipping settings, the largest batches the
-# configuration allows: fewer round trips and fsyncs per line.
-SOC_S1=$SOC_S GOT1=$GOT AG_HWM1=$AG_HWM AG_CPU1=$AG_CPU PEAK1=$peak_rss
-throughput bigbatch $'batch_max_lines = 10000\nbatch_max_bytes = 4194304'
-SOC_S2=$SOC_S GOT2=$GOT AG_HWM2=$AG_HWM AG_CPU2=$AG_CPU PEAK2=$peak_rss
-COL_HWM2=$COL_HWM
+# Interleaved, RUNS times: rsyslog, then soc with 1,000-line batches, then
+# soc with the default shipping settings (the largest batches the
+# configuration allows: fewer round trips and fsyncs per line).
+RSY_ALL=() S1_ALL=() S2_ALL=() C1_ALL=() C2_ALL=() P1_ALL=() P2_ALL=() H1_ALL=() H2_ALL=() CH_ALL=()
+for r in $(seq 1 "$RUNS"); do
+    echo "== run $r of $RUNS" >&2
+    rsyslog_run
+    RSY_ALL+=("$RSY_S")
+    throughput "small-$r" $'batch_max_lines = 1000\nbatch_max_bytes = 1048576'
+    S1_ALL+=("$SOC_S") C1_ALL+=("$AG_CPU") P1_ALL+=("$peak_rss") H1_ALL+=("$AG_HWM") CH_ALL+=("$COL_HWM")
+    GOT1=$GOT
+    throughput "default-$r" $'batch_max_lines = 10000\nbatch_max_bytes = 4194304'
+    S2_ALL+=("$SOC_S") C2_ALL+=("$AG_CPU") P2_ALL+=("$peak_rss") H2_ALL+=("$AG_HWM") CH_ALL+=("$COL_HWM")
+    GOT2=$GOT
+done
+RSY_S=$(median "${RSY_ALL[@]}")
+SOC_S1=$(median "${S1_ALL[@]}") AG_CPU1=$(median "${C1_ALL[@]}") PEAK1=$(maxof "${P1_ALL[@]}") AG_HWM1=$(maxof "${H1_ALL[@]}")
+SOC_S2=$(median "${S2_ALL[@]}") AG_CPU2=$(median "${C2_ALL[@]}") PEAK2=$(maxof "${P2_ALL[@]}") AG_HWM2=$(maxof "${H2_ALL[@]}")
+COL_HWM=$(maxof "${CH_ALL[@]}")
 start_collector rest
 
 # ---- (b) idle with 50 watched files -------------------------------------
@@ -218,13 +237,13 @@ cat <<EOF
 soc-agent benchmark report ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))
 corpus: $LINES lines, $MB MiB (gen_corpus.py 1M lines, concatenated), page cache warm
 
-(a) throughput, same file, same run
+(a) throughput, same file, same run: medians of $RUNS runs (seconds per run: rsyslog ${RSY_ALL[*]}; soc 1,000-line ${S1_ALL[*]}; soc default ${S2_ALL[*]})
   cat > /dev/null                 ${CAT_S} s   $(rate "$LINES" "$CAT_S") lines/s   $(mbps "$BYTES" "$CAT_S") MB/s
   rsyslog imfile->omfwd tcp       ${RSY_S} s   $(rate "$RSY_GOT" "$RSY_S") lines/s   $(mbps "$BYTES" "$RSY_S") MB/s   (sink got $RSY_GOT of $LINES; no delivery guarantee; rsyslogd VmHWM $(kib_mib "${RSY_RSS:-0}"))
   soc-agent -> soc-collector      ${SOC_S1} s   $(rate "$GOT1" "$SOC_S1") lines/s   $(mbps "$BYTES" "$SOC_S1") MB/s   (1,000-line batches, 1 MiB; journalled $GOT1 of $LINES, durable and acknowledged)
     default shipping (10,000 lines) ${SOC_S2} s   $(rate "$GOT2" "$SOC_S2") lines/s   $(mbps "$BYTES" "$SOC_S2") MB/s   (batch_max_lines 10000, batch_max_bytes 4 MiB; journalled $GOT2 of $LINES)
   soc / rsyslog                   $(awk -v a="$RSY_S" -v b="$SOC_S1" 'BEGIN{printf "%.2f", a/b}')x with 1,000-line batches, $(awk -v a="$RSY_S" -v b="$SOC_S2" 'BEGIN{printf "%.2f", a/b}')x with the defaults     soc / cat  $(awk -v a="$CAT_S" -v b="$SOC_S1" 'BEGIN{printf "%.4f", a/b}')x
-  agent CPU for the run           ${AG_CPU1} s / ${AG_CPU2} s (user+sys, 1,000-line batches / defaults); collector VmHWM $(kib_mib "$COL_HWM1") / $(kib_mib "$COL_HWM2")
+  agent CPU for the run           ${AG_CPU1} s / ${AG_CPU2} s (user+sys, 1,000-line batches / defaults); collector VmHWM (max) $(kib_mib "$COL_HWM")
 
 (b) agent memory
   idle, 50 watched files          VmRSS $(kib_mib "$IDLE_RSS")  VmHWM $(kib_mib "$IDLE_HWM")  open fds $IDLE_FDS  CPU ${IDLE_CPU}% of a core over 30 s   (target < 15 MiB)
