@@ -279,10 +279,11 @@ impl Loop<'_> {
         }
     }
 
-    /// Takes the front of the batch and encodes it on a blocking thread.
-    fn prepare(&mut self, building: &mut Building, batch_id: u64) -> Preparing {
+    /// The first `n` lines of the building batch, as a batch to send and
+    /// the marks of its lines.
+    fn take_batch(&self, building: &mut Building, n: usize, batch_id: u64) -> (Batch, Vec<Mark>) {
         let (records, marks): (Vec<Record>, Vec<Mark>) = building
-            .take(building.len())
+            .take(n)
             .into_iter()
             .map(|p| (p.record, p.mark))
             .unzip();
@@ -293,6 +294,12 @@ impl Loop<'_> {
             labels: self.cfg.agent.labels.clone(),
             records,
         };
+        (batch, marks)
+    }
+
+    /// Takes the front of the batch and encodes it on a blocking thread.
+    fn prepare(&mut self, building: &mut Building, batch_id: u64) -> Preparing {
+        let (batch, marks) = self.take_batch(building, building.len(), batch_id);
         let task = tokio::task::spawn_blocking(move || {
             let r = encode_batch(&batch, &Limits::V1);
             (batch, r)
@@ -367,18 +374,7 @@ impl Loop<'_> {
     ) -> Option<InFlight> {
         let mut n = building.len();
         while n > 0 {
-            let (records, marks): (Vec<Record>, Vec<Mark>) = building
-                .take(n)
-                .into_iter()
-                .map(|p| (p.record, p.mark))
-                .unzip();
-            let batch = Batch {
-                version: PROTOCOL_VERSION,
-                agent: self.cfg.agent.name.clone(),
-                batch_id,
-                labels: self.cfg.agent.labels.clone(),
-                records,
-            };
+            let (batch, marks) = self.take_batch(building, n, batch_id);
             match encode_batch(&batch, &Limits::V1) {
                 Ok(body) => {
                     let lines = marks.len();

@@ -232,19 +232,9 @@ impl RuleIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::condition::ConditionConfig;
     use std::collections::BTreeMap;
 
-    fn cond(yaml: &str) -> Condition {
-        let cfg: ConditionConfig =
-            serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
-        let mut problems = Vec::new();
-        let lists = crate::lists::Lists::default();
-        match Condition::compile(&cfg, "match", &lists, &mut problems) {
-            Some(c) if problems.is_empty() => c,
-            _ => panic!("{yaml}: {problems:?}"),
-        }
-    }
+    use crate::rule::condition::compile_for_test as cond;
 
     /// Every rule whose condition holds is a candidate (the index only
     /// narrows down), and rules whose required values are absent are not.

@@ -170,18 +170,8 @@ pub(crate) fn value_text(v: &Value) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::condition::ConditionConfig;
 
-    fn cond(yaml: &str) -> Condition {
-        let cfg: ConditionConfig =
-            serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
-        let mut problems = Vec::new();
-        let lists = crate::lists::Lists::default();
-        match Condition::compile(&cfg, "match", &lists, &mut problems) {
-            Some(c) if problems.is_empty() => c,
-            _ => panic!("{yaml}: {problems:?}"),
-        }
-    }
+    use crate::rule::condition::compile_for_test as cond;
 
     /// The slot form answers exactly like the by-name form, with the cached
     /// lookups and addresses shared by every condition of one event.

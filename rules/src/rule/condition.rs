@@ -393,6 +393,19 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
     }
 }
 
+/// A condition compiled from YAML, for tests; panics on any problem.
+#[cfg(test)]
+pub(crate) fn compile_for_test(yaml: &str) -> Condition {
+    let cfg: ConditionConfig =
+        serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    let mut problems = Vec::new();
+    let lists = crate::lists::Lists::default();
+    match Condition::compile(&cfg, "match", &lists, &mut problems) {
+        Some(c) if problems.is_empty() => c,
+        _ => panic!("{yaml}: {problems:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
