@@ -504,7 +504,14 @@ fn webhook_delivery_survives_a_receiver_outage_and_a_collector_restart() -> anyh
     )?;
     let mut agent = Agent::start(&acfg)?;
     let lines: Vec<String> = (0..6)
-        .map(|i| ufw("web-01", &format!("203.0.113.{}", 10 + i), 22))
+        // Six firewalls: the rule raises one alert per firewall and port an hour.
+        .map(|i| {
+            ufw(
+                &format!("web-{:02}", i + 1),
+                &format!("203.0.113.{}", 10 + i),
+                22,
+            )
+        })
         .collect();
     append_lines(&fw, &lines)?;
     let alerts = wait_for("six alerts", Duration::from_secs(60), || {
