@@ -83,6 +83,11 @@ struct Watched {
     first_line_pending: bool,
     /// No matching path leads to it any more.
     orphan: bool,
+    /// Renamed, or found as a copy of a stream (`copytruncate`): a rotated
+    /// file, which nobody appends to. Like an orphan, a last line without
+    /// newline is sent as it is once the file stayed unchanged for
+    /// `rotate_wait` (logrotate can copy half a line).
+    rotated: bool,
     /// Length at the last look, and when it last changed.
     len: u64,
     changed_at: Instant,

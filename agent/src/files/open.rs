@@ -38,6 +38,8 @@ struct Candidate<'a> {
 
 /// Where and how reading of a file starts.
 struct Start {
+    /// The file is a copy of a known stream.
+    copy: bool,
     offset: u64,
     stream: String,
     generation: u64,
@@ -79,6 +81,7 @@ impl Files {
             if w.path != path {
                 tracing::info!(source = %self.sources[si].name, from = %w.path.display(), to = %path.display(), "File was renamed; following it.");
                 w.path = path;
+                w.rotated = true;
                 self.store(&id);
             }
             if let Some(w) = self.watched.get_mut(&id) {
@@ -172,6 +175,7 @@ impl Files {
                 marks: Marks::default(),
                 first_line_pending: false,
                 orphan: false,
+                rotated: start.copy,
                 len,
                 changed_at: now,
                 checked_len: len,
@@ -208,6 +212,7 @@ impl Files {
             };
             if e.offset <= len && holds {
                 return Ok(Start {
+                    copy: false,
                     offset: e.offset,
                     stream,
                     generation: e.generation,
@@ -272,6 +277,7 @@ impl Files {
         // reused with the same first line is the same identity).
         self.dirty = true;
         Ok(Start {
+            copy: false,
             offset,
             stream: self.checkpoints.new_stream(&id.to_string()),
             generation,
@@ -378,6 +384,7 @@ impl Files {
                 None
             };
             best = Some(Start {
+                copy: true,
                 offset,
                 stream: c.stream.to_owned(),
                 generation: 0,

@@ -259,7 +259,7 @@ impl Files {
         // A rotated-away file that stayed unchanged: its last line will
         // never get a newline, so send it as it is.
         if matches!(result, Ok(Stop::Eof))
-            && w.orphan
+            && (w.orphan || w.rotated)
             && w.tail.has_partial(len)
             && now.duration_since(w.changed_at) >= src.rotate_wait
         {

@@ -165,6 +165,39 @@ fn a_copy_shorter_than_what_was_read_is_still_known_as_a_copy() -> std::io::Resu
 }
 
 #[test]
+fn half_a_line_copied_by_copytruncate_is_sent_once_the_copy_stays_unchanged() -> std::io::Result<()>
+{
+    let mut h = Harness::new(StartAt::Beginning)?;
+    let mut c = Collector::default();
+    h.append("ufw.log", b"hdr\na1\na2\n")?;
+    c.take(h.ship());
+    // logrotate copied while the writer was half-way through a line.
+    h.append("ufw.log", b"a3-half")?;
+    std::fs::copy(h.log("ufw.log"), h.log("ufw.log.1"))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(h.log("ufw.log"))?
+        .set_len(0)?;
+    h.append("ufw.log", b"rest\nhdr2\n")?;
+    c.take(h.ship());
+    assert!(
+        !c.lines.iter().any(|l| l == "a3-half"),
+        "held while it may grow"
+    );
+    h.advance(Duration::from_secs(10)); // past rotate_wait, the copy unchanged
+    c.take(h.ship());
+    h.advance(Duration::from_secs(10));
+    c.take(h.ship());
+    assert_eq!(
+        c.lines.iter().filter(|l| *l == "a3-half").count(),
+        1,
+        "{:?}",
+        c.lines
+    );
+    Ok(())
+}
+
+#[test]
 fn truncation_in_place_with_the_same_first_line_is_not_deduplicated() -> std::io::Result<()> {
     let mut h = Harness::new(StartAt::Beginning)?;
     let mut c = Collector::default();
