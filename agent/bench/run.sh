@@ -177,7 +177,7 @@ done
 RSY_S=$(median "${RSY_ALL[@]}")
 SOC_S1=$(median "${S1_ALL[@]}") AG_CPU1=$(median "${C1_ALL[@]}") PEAK1=$(maxof "${P1_ALL[@]}") AG_HWM1=$(maxof "${H1_ALL[@]}")
 SOC_S2=$(median "${S2_ALL[@]}") AG_CPU2=$(median "${C2_ALL[@]}") PEAK2=$(maxof "${P2_ALL[@]}") AG_HWM2=$(maxof "${H2_ALL[@]}")
-COL_HWM=$(maxof "${CH_ALL[@]}")
+COL_HWM_MAX=$(maxof "${CH_ALL[@]}")
 start_collector rest
 
 # ---- (b) idle with 50 watched files -------------------------------------
@@ -243,7 +243,7 @@ corpus: $LINES lines, $MB MiB (gen_corpus.py 1M lines, concatenated), page cache
   soc-agent -> soc-collector      ${SOC_S1} s   $(rate "$GOT1" "$SOC_S1") lines/s   $(mbps "$BYTES" "$SOC_S1") MB/s   (1,000-line batches, 1 MiB; journalled $GOT1 of $LINES, durable and acknowledged)
     default shipping (10,000 lines) ${SOC_S2} s   $(rate "$GOT2" "$SOC_S2") lines/s   $(mbps "$BYTES" "$SOC_S2") MB/s   (batch_max_lines 10000, batch_max_bytes 4 MiB; journalled $GOT2 of $LINES)
   soc / rsyslog                   $(awk -v a="$RSY_S" -v b="$SOC_S1" 'BEGIN{printf "%.2f", a/b}')x with 1,000-line batches, $(awk -v a="$RSY_S" -v b="$SOC_S2" 'BEGIN{printf "%.2f", a/b}')x with the defaults     soc / cat  $(awk -v a="$CAT_S" -v b="$SOC_S1" 'BEGIN{printf "%.4f", a/b}')x
-  agent CPU for the run           ${AG_CPU1} s / ${AG_CPU2} s (user+sys, 1,000-line batches / defaults); collector VmHWM (max) $(kib_mib "$COL_HWM")
+  agent CPU for the run           ${AG_CPU1} s / ${AG_CPU2} s (user+sys, 1,000-line batches / defaults); collector VmHWM (max over the throughput runs) $(kib_mib "$COL_HWM_MAX")
 
 (b) agent memory
   idle, 50 watched files          VmRSS $(kib_mib "$IDLE_RSS")  VmHWM $(kib_mib "$IDLE_HWM")  open fds $IDLE_FDS  CPU ${IDLE_CPU}% of a core over 30 s   (target < 15 MiB)
