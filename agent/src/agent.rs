@@ -226,8 +226,7 @@ impl Loop<'_> {
                             // Its files were read again from their
                             // acknowledged offsets: so are its lines.
                             let marks = p.finish().await;
-                            let files = self.files.rewind(&marks);
-                            building.retain(|m| !files.contains(&m.file));
+                            self.read_again(&marks, &mut building);
                         }
                     }
                 }
@@ -279,6 +278,14 @@ impl Loop<'_> {
         }
     }
 
+    /// Lines taken but never to be acknowledged: their files are read again
+    /// from their acknowledged offsets, and what was read of those files
+    /// after them leaves the building batch.
+    fn read_again(&mut self, marks: &[Mark], building: &mut Building) {
+        let files = self.files.rewind(marks);
+        building.retain(|m| !files.contains(&m.file));
+    }
+
     /// The first `n` lines of the building batch, as a batch to send and
     /// the marks of its lines.
     fn take_batch(&self, building: &mut Building, n: usize, batch_id: u64) -> (Batch, Vec<Mark>) {
@@ -324,22 +331,14 @@ impl Loop<'_> {
         let (batch, body) = match p.task.await {
             Ok((batch, Ok(body))) => (batch, body),
             Ok((batch, Err(_))) => {
-                building.restore(
-                    batch
-                        .records
-                        .into_iter()
-                        .zip(p.marks)
-                        .map(|(record, mark)| crate::batch::Pending { record, mark })
-                        .collect(),
-                );
+                restore(building, batch, p.marks);
                 return self.start_send(building, batch_id, now);
             }
             Err(e) => {
                 // The encoding thread died (a bug): read its lines again.
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(batch_id, error = %e, "Encoding a batch failed; its lines are read again.");
-                let files = self.files.rewind(&p.marks);
-                building.retain(|m| !files.contains(&m.file));
+                self.read_again(&p.marks, building);
                 return None;
             }
         };
@@ -385,14 +384,7 @@ impl Loop<'_> {
                     | ProtocolError::DecompressedTooLarge { .. }
                     | ProtocolError::TooManyRecords { .. },
                 ) if n > 1 => {
-                    building.restore(
-                        batch
-                            .records
-                            .into_iter()
-                            .zip(marks)
-                            .map(|(record, mark)| crate::batch::Pending { record, mark })
-                            .collect(),
-                    );
+                    restore(building, batch, marks);
                     n /= 2;
                 }
                 Err(e) => {
@@ -435,8 +427,7 @@ impl Loop<'_> {
                 // its files are read again from their acknowledged offsets.
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(batch_id = f.batch_id, error = %e, "Send task failed; its lines are read again.");
-                let files = self.files.rewind(&f.marks);
-                building.retain(|m| !files.contains(&m.file));
+                self.read_again(&f.marks, building);
             }
         }
     }
@@ -448,6 +439,18 @@ impl Preparing {
         let _ = self.task.await;
         self.marks
     }
+}
+
+/// Puts a batch that was not sent back in front of the building one.
+fn restore(building: &mut Building, batch: Batch, marks: Vec<Mark>) {
+    building.restore(
+        batch
+            .records
+            .into_iter()
+            .zip(marks)
+            .map(|(record, mark)| crate::batch::Pending { record, mark })
+            .collect(),
+    );
 }
 
 async fn join<T>(task: Option<&mut JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
