@@ -412,6 +412,23 @@ pub fn write_agent_config(
     Ok(path)
 }
 
+/// The usual agency machine: a firewall log (`ufw`, iptables) and a ClamAV
+/// log (`clamav`).
+pub fn firewall_and_antivirus<'a>(fw: &'a Path, av: &'a Path) -> [SourceSpec<'a>; 2] {
+    [
+        SourceSpec {
+            name: "ufw",
+            source_type: "iptables",
+            include: fw,
+        },
+        SourceSpec {
+            name: "clamav",
+            source_type: "clamav",
+            include: av,
+        },
+    ]
+}
+
 /// Appends lines to a file, creating it if needed.
 pub fn append_lines(path: &Path, lines: &[String]) -> anyhow::Result<()> {
     use std::io::Write as _;

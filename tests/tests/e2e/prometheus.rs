@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use soc_e2e::{
-    Agent, Collector, SourceSpec, append_lines, wait_for, workspace_root, write_agent_config,
-};
+use soc_e2e::{Agent, Collector, append_lines, wait_for, workspace_root, write_agent_config};
 
 use crate::skeleton::{UFW_BLOCK_SSH, clamd_found};
 
@@ -150,18 +148,7 @@ fn every_dashboard_panel_returns_data_from_a_real_prometheus() -> anyhow::Result
         "web-01",
         &collector,
         &secret,
-        &[
-            SourceSpec {
-                name: "ufw",
-                source_type: "iptables",
-                include: &fw,
-            },
-            SourceSpec {
-                name: "clamav",
-                source_type: "clamav",
-                include: &av,
-            },
-        ],
+        &soc_e2e::firewall_and_antivirus(&fw, &av),
     )?;
     let _agent = Agent::start(&cfg)?;
     wait_for("alerts", Duration::from_secs(60), || {

@@ -106,18 +106,7 @@ fn responders_filter_follow_handle_and_audit_alerts_with_roles() -> anyhow::Resu
         "web-01",
         &collector,
         &secret,
-        &[
-            SourceSpec {
-                name: "ufw",
-                source_type: "iptables",
-                include: &fw,
-            },
-            SourceSpec {
-                name: "clamav",
-                source_type: "clamav",
-                include: &av,
-            },
-        ],
+        &soc_e2e::firewall_and_antivirus(&fw, &av),
     )?;
     let mut agent = Agent::start(&cfg)?;
     append_lines(

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use soc_e2e::{
-    Agent, Collector, SourceSpec, append_lines, metric_value, wait_for, write_agent_config,
-};
+use soc_e2e::{Agent, Collector, append_lines, metric_value, wait_for, write_agent_config};
 
 pub const UFW_BLOCK_SSH: &str = "Nov 28 08:01:12 web-01 kernel: [81234.100201] [UFW BLOCK] IN=eth0 OUT= \
     MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=203.0.113.45 DST=192.0.2.10 LEN=60 TOS=0x00 PREC=0x00 \
@@ -36,18 +34,7 @@ fn a_line_appended_to_a_watched_file_becomes_an_alert_a_responder_can_acknowledg
         "web-01",
         &collector,
         &secret,
-        &[
-            SourceSpec {
-                name: "ufw",
-                source_type: "iptables",
-                include: &fw,
-            },
-            SourceSpec {
-                name: "clamav",
-                source_type: "clamav",
-                include: &av,
-            },
-        ],
+        &soc_e2e::firewall_and_antivirus(&fw, &av),
     )?;
     let mut agent = Agent::start(&cfg)?;
 

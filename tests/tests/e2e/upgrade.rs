@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use soc_e2e::{Agent, Collector, SourceSpec, append_lines, wait_for, workspace_root};
+use soc_e2e::{Agent, Collector, append_lines, wait_for, workspace_root};
 
 use crate::skeleton::{UFW_BLOCK_SSH, clamd_found};
 
@@ -292,18 +292,7 @@ fn write_state_v1_fixture() -> anyhow::Result<()> {
         "web-01",
         &collector,
         &secret,
-        &[
-            SourceSpec {
-                name: "ufw",
-                source_type: "iptables",
-                include: &fw,
-            },
-            SourceSpec {
-                name: "clamav",
-                source_type: "clamav",
-                include: &av,
-            },
-        ],
+        &soc_e2e::firewall_and_antivirus(&fw, &av),
     )?;
     let mut agent = Agent::start(&cfg)?;
     wait_for(
