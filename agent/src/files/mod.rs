@@ -363,32 +363,27 @@ impl Files {
         // The length is otherwise refreshed only when the file gets a turn
         // to read; with the batch full (collector away) a stale length
         // would let an orphan go with lines never read.
-        let mut unchecked = std::collections::HashSet::new();
+        let sources = &self.sources;
+        let mut done: Vec<FileId> = Vec::new();
         for (id, w) in self.watched.iter_mut().filter(|(_, w)| w.orphan) {
+            // Truncated or rewritten since its last read (possible while the
+            // batch was full): the next read sees it first.
+            let mut unchecked = false;
             if let Ok(m) = w.file.metadata() {
                 if m.len() != w.len {
                     w.len = m.len();
                     w.changed_at = now;
                 }
-                // Truncated or rewritten since its last read (possible
-                // while the batch was full): the next read sees it first.
-                if m.len() != w.checked_len || m.modified().ok() != w.checked_mtime {
-                    unchecked.insert(*id);
-                }
+                unchecked = m.len() != w.checked_len || m.modified().ok() != w.checked_mtime;
+            }
+            if !unchecked
+                && w.acked.max(w.tail.format().bom_len) == w.tail.offset()
+                && w.len == w.tail.offset()
+                && now.duration_since(w.changed_at) >= sources[w.source].rotate_wait
+            {
+                done.push(*id);
             }
         }
-        let done: Vec<FileId> = self
-            .watched
-            .iter()
-            .filter(|(id, w)| {
-                w.orphan
-                    && !unchecked.contains(*id)
-                    && w.acked.max(w.tail.format().bom_len) == w.tail.offset()
-                    && w.len == w.tail.offset()
-                    && now.duration_since(w.changed_at) >= self.sources[w.source].rotate_wait
-            })
-            .map(|(id, _)| *id)
-            .collect();
         for id in done {
             if let Some(w) = self.drop_file(id) {
                 tracing::info!(source = %self.sources[w.source].name, path = %w.path.display(), stream = %w.stream, offset = w.acked, "Rotated file fully shipped; released.");
