@@ -12,13 +12,20 @@ use std::time::{Duration, Instant};
 
 use sled::Transactional;
 use sled::transaction::ConflictableTransactionError;
-use soc_rules::{Detection, Engine, EngineState, Event, Input};
+use soc_rules::{Detection, Engine, EngineState, EngineStats, Event, Input};
 use tokio::sync::watch;
 
 use crate::app::{App, now_ms};
 use crate::db::{DbError, meta_keys};
 use crate::journal::JournalEntry;
 use crate::model::{Alert, AlertStatus, Evidence, HistoryEntry};
+
+/// How long one detection step may read before it commits.
+const STEP_BUDGET: Duration = Duration::from_millis(250);
+/// Most journal entries one step processes before it commits.
+const STEP_MAX_ENTRIES: usize = 200_000;
+/// Most alerts one step holds before it commits.
+const STEP_MAX_ALERTS: usize = 10_000;
 
 /// The worker's committed position.
 pub struct Detector {
@@ -89,41 +96,64 @@ impl Detector {
                 "detection continues from a restored position"
             );
         }
-        let entries = app
-            .journal
-            .read_after(self.cursor, app.settings.detection_batch_size)?;
-        let Some(&(last_seq, _)) = entries.last() else {
-            return Ok(0);
-        };
+        // One step commits once. Under load it reads batch after batch
+        // until STEP_BUDGET has passed, so the cost of writing the rule
+        // state (which grows with open windows) is paid a few times a
+        // second, not once per batch; a quiet journal is committed at once.
         let started = Instant::now();
         let content = app.content();
         let engine = Engine::with_options(content.rules.clone(), app.engine_options());
-        let mut state = self.state.clone();
+        // The state is changed in place: a step that fails is not
+        // committed, and the caller then opens a new detector from the
+        // committed position. Only the counters are kept to count growth.
+        let stats_before = self.state.stats.clone();
         let mut alerts = Vec::new();
         let mut next_id = self.next_alert_id;
         let mut newest_received = 0i64;
+        let mut last_seq = self.cursor;
+        let mut processed = 0usize;
         let now = now_ms();
-        for (seq, entry) in &entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(reason) => {
-                    app.metrics
-                        .events_failed
-                        .with_label_values(&["journal", "corrupt_entry"])
-                        .inc();
-                    tracing::error!(seq, %reason, "skipped a journal entry that cannot be read");
-                    continue;
-                }
+        loop {
+            let entries = app
+                .journal
+                .read_after(last_seq, app.settings.detection_batch_size)?;
+            let Some(&(last, _)) = entries.last() else {
+                break;
             };
-            newest_received = newest_received.max(entry.received_ms);
-            let event = decode(&content.decoders, *seq, entry);
-            count_decoded(&app, &event);
-            for d in engine.process(&mut state, &event) {
-                alerts.push(self.alert(next_id, d, &event, entry, now));
-                next_id += 1;
+            last_seq = last;
+            processed += entries.len();
+            for (seq, entry) in &entries {
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(reason) => {
+                        app.metrics
+                            .events_failed
+                            .with_label_values(&["journal", "corrupt_entry"])
+                            .inc();
+                        tracing::error!(seq, %reason, "skipped a journal entry that cannot be read");
+                        continue;
+                    }
+                };
+                newest_received = newest_received.max(entry.received_ms);
+                let event = decode(&content.decoders, *seq, entry);
+                count_decoded(&app, &event);
+                for d in engine.process(&mut self.state, &event) {
+                    alerts.push(self.alert(next_id, d, &event, entry, now));
+                    next_id += 1;
+                }
+            }
+            if entries.len() < app.settings.detection_batch_size
+                || started.elapsed() >= STEP_BUDGET
+                || processed >= STEP_MAX_ENTRIES
+                || alerts.len() >= STEP_MAX_ALERTS
+            {
+                break;
             }
         }
-        let state_bytes = state.to_bytes();
+        if processed == 0 {
+            return Ok(0);
+        }
+        let state_bytes = self.state.to_bytes();
         (&app.db.alerts, &app.db.meta, app.alerts.index_tree()).transaction(|(a, m, ix)| {
             for alert in &alerts {
                 crate::alerts::insert_in(a, ix, alert)?;
@@ -136,8 +166,7 @@ impl Detector {
         // Committed: only now does the in-memory position move.
         self.cursor = last_seq;
         self.next_alert_id = next_id;
-        count_state(&app, &self.state, &state);
-        self.state = state;
+        count_state(&app, &stats_before, &self.state);
         app.detection_cursor.store(last_seq, Ordering::Release);
 
         let m = &app.metrics;
@@ -166,7 +195,7 @@ impl Detector {
             (newest - newest_received).max(0) / 1000
         };
         m.ingest_lag_seconds.set(lag);
-        Ok(entries.len())
+        Ok(processed)
     }
 
     fn alert(&self, id: u64, d: Detection, event: &Event, entry: &JournalEntry, now: i64) -> Alert {
@@ -235,11 +264,11 @@ fn decode(decoders: &soc_rules::Decoders, seq: u64, e: &JournalEntry) -> Event {
 }
 
 /// Turns the growth of the engine's counters over one step into metrics.
-fn count_state(app: &App, before: &EngineState, after: &EngineState) {
+fn count_state(app: &App, before: &EngineStats, after: &EngineState) {
     let m = &app.metrics;
     m.rule_state_entries.set(after.group_count() as i64);
     for (rule, n) in &after.stats.evicted {
-        let was = before.stats.evicted.get(rule).copied().unwrap_or(0);
+        let was = before.evicted.get(rule).copied().unwrap_or(0);
         if *n > was {
             m.rule_state_evicted
                 .with_label_values(&[m.bounded(rule)])
@@ -247,19 +276,15 @@ fn count_state(app: &App, before: &EngineState, after: &EngineState) {
         }
     }
     for (rule, n) in &after.stats.suppressed {
-        let was = before.stats.suppressed.get(rule).copied().unwrap_or(0);
+        let was = before.suppressed.get(rule).copied().unwrap_or(0);
         if *n > was {
             m.alerts_suppressed
                 .with_label_values(&[m.bounded(rule)])
                 .inc_by(n - was);
         }
     }
-    m.late_events.inc_by(
-        after
-            .stats
-            .late_events
-            .saturating_sub(before.stats.late_events),
-    );
+    m.late_events
+        .inc_by(after.stats.late_events.saturating_sub(before.late_events));
 }
 
 fn count_decoded(app: &App, event: &Event) {

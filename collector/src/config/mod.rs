@@ -175,8 +175,9 @@ pub struct IngestConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectionConfig {
-    /// Journal entries the detection worker takes per step; the step's alerts,
-    /// cursor and rule state are committed together. Default 2048.
+    /// Journal entries the detection worker reads at a time. A step reads
+    /// batch after batch for up to 250 ms while the journal has more, then
+    /// commits its alerts, cursor and rule state together. Default 2048.
     pub batch_size: Option<usize>,
     /// Raw lines kept on an alert as evidence. Default 20.
     pub max_evidence: Option<usize>,
