@@ -683,17 +683,9 @@ impl Engine {
                     if rs.suppress.len() >= limit {
                         rs.suppress.retain(|_, s| s.until_ms > timestamp_ms);
                     }
-                    while rs.suppress.len() >= limit {
-                        let oldest = rs
-                            .suppress
-                            .iter()
-                            .min_by_key(|(k, s)| (s.until_ms, (*k).clone()))
-                            .map(|(k, _)| k.clone());
-                        match oldest {
-                            Some(k) => rs.suppress.remove(&k),
-                            None => break,
-                        };
-                        *state.stats.evicted.entry(rule.id.clone()).or_default() += 1;
+                    if rs.suppress.len() >= limit {
+                        let evicted = evict_oldest_windows(&mut rs.suppress, limit);
+                        *state.stats.evicted.entry(rule.id.clone()).or_default() += evicted;
                     }
                     rs.suppress.insert(
                         skey,
@@ -760,4 +752,24 @@ fn display_key(pairs: &[(String, String)]) -> String {
         s.push_str(v);
     }
     s
+}
+
+/// Makes room in a full suppression map: drops the windows that end first
+/// (ties broken by key, so a replay drops the same ones), a sixteenth of
+/// `limit` at a time, so a map kept full by many keys costs one pass per
+/// sixteenth of its size rather than one pass per new key. Returns how many
+/// it dropped.
+fn evict_oldest_windows(map: &mut BTreeMap<String, Suppression>, limit: usize) -> u64 {
+    let target = limit.saturating_sub((limit / 16).max(1));
+    let excess = map.len().saturating_sub(target);
+    if excess == 0 {
+        return 0;
+    }
+    let mut ends: Vec<(i64, &String)> = map.iter().map(|(k, s)| (s.until_ms, k)).collect();
+    ends.select_nth_unstable(excess - 1);
+    let drop: Vec<String> = ends[..excess].iter().map(|(_, k)| (*k).clone()).collect();
+    for k in &drop {
+        map.remove(k);
+    }
+    excess as u64
 }

@@ -606,3 +606,38 @@ fn shuffles_within_the_lateness_give_the_same_detections() {
         );
     }
 }
+
+#[test]
+fn a_full_suppression_map_drops_the_windows_that_end_first() {
+    let engine = Engine::with_options(
+        rules(SUP),
+        EngineOptions {
+            max_groups_per_rule: 32,
+            ..EngineOptions::default()
+        },
+    );
+    let mut state = EngineState::default();
+    let mut raised = 0;
+    // 100 hosts within one hour: every one raises once and opens a window.
+    for i in 0..100u64 {
+        let host = format!("h{i:03}");
+        let e = ev(
+            i + 1,
+            1_000 + i as i64,
+            &[("action", "malware"), ("host", host.as_str())],
+        );
+        raised += engine.process(&mut state, &e).len();
+    }
+    assert_eq!(raised, 100);
+    let windows = state.rules.get("sup").map_or(0, |r| r.suppress.len());
+    assert!(windows <= 32, "{windows} windows kept with a bound of 32");
+    // Every window dropped was counted.
+    let evicted = state.stats.evicted.get("sup").copied().unwrap_or(0);
+    assert_eq!(evicted + windows as u64, 100);
+    // The newest host is still suppressed; the oldest window was dropped,
+    // so that host raises again.
+    let newest = ev(200, 2_000, &[("action", "malware"), ("host", "h099")]);
+    assert!(engine.process(&mut state, &newest).is_empty());
+    let oldest = ev(201, 2_001, &[("action", "malware"), ("host", "h000")]);
+    assert_eq!(engine.process(&mut state, &oldest).len(), 1);
+}
