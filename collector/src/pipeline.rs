@@ -82,7 +82,9 @@ impl Detector {
         Ok(())
     }
 
-    /// Processes up to one batch of journal entries. Returns how many.
+    /// Processes journal entries for up to [`STEP_BUDGET`] and commits
+    /// them. Returns how many. After an error the in-memory rule state may
+    /// be ahead of what was committed: drop the detector and open a new one.
     pub fn step(&mut self) -> Result<usize, DbError> {
         let app = self.app.clone();
         // Backups and restores wait for the step to finish.
