@@ -354,8 +354,8 @@ impl Journal {
     /// `key`. Values are consecutive, so walking the journal asks for the key
     /// after the previous value and a point lookup finds it; a range is only
     /// opened at a gap (after a restore moved the numbering, or at the end).
-    /// Walking by range alone would keep every value read resident: sled
-    /// 0.34's iterators bypass its cache bound (1 GiB read with 8 KiB values
+    /// Walking by range alone keeps most of what it read resident: sled
+    /// 0.34's iterators escape its cache bound (1 GiB read with 8 KiB values
     /// and a 64 MiB cache: 717 MiB resident by ranges of 100 values, 155 MiB
     /// by point lookups).
     fn value_at_or_after(&self, key: u64) -> Result<Option<(u64, sled::IVec)>, DbError> {
