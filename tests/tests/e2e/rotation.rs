@@ -157,12 +157,26 @@ fn run(mode: Mode) -> anyhow::Result<()> {
         }],
     )?;
     let agent = Agent::start(&cfg)?;
+    let checkpoints = tmp.path().join("agent/state/checkpoints.json");
     let fail = |e: anyhow::Error| {
+        // What the agent holds and what is on disk, for a run that stalls.
+        let files: Vec<String> = [&logs, &old]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let m = e.metadata().ok()?;
+                Some(format!("{} {} bytes", e.path().display(), m.len()))
+            })
+            .collect();
         anyhow::anyhow!(
-            "{}: {e}\nagent log:\n{}\ncollector log:\n{}",
+            "{}: {e}\nagent log:\n{}\ncollector log:\n{}\nfiles:\n{}\nagent checkpoints:\n{}",
             mode.name(),
             tail(&agent.log_text()),
-            tail(&collector.log_text())
+            tail(&collector.log_text()),
+            files.join("\n"),
+            std::fs::read_to_string(&checkpoints).unwrap_or_else(|e| e.to_string())
         )
     };
 
