@@ -50,8 +50,8 @@ now() { echo "$EPOCHREALTIME"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b-a}'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN{printf "%d", n/s}'; }
 mbps() { awk -v n="$1" -v s="$2" 'BEGIN{printf "%.1f", n/1048576/s}'; }
-status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# shellcheck source=agent/bench/lib.sh
+. "$ROOT/agent/bench/lib.sh"
 
 # ---- cat -------------------------------------------------------------
 cat "$CORPUS" >/dev/null # same page-cache state for everyone
@@ -97,14 +97,7 @@ start_collector() {
     # Detection runs behind the journal; the default max_detection_lag (2M
     # entries) would turn this into a detection benchmark past 2M lines.
     printf '[ingest]\nmax_detection_lag = 1000000000\n' >"$c/collector.toml"
-    "$BIN/soc-collector" --config "$c/collector.toml" --data-dir "$c/data" --listen 127.0.0.1:0 \
-        --metrics-listen "" --ready-file "$c/ready.json" 2>"$c/collector.log" &
-    COL=$!
-    for _ in $(seq 600); do [ -s "$c/ready.json" ] && break; sleep 0.1; done
-    eval "$(python3 -c '
-import json,sys; r=json.load(open(sys.argv[1]))
-print("export SOC_SERVER=https://%s SOC_CA_CERT=%s SOC_TOKEN_FILE=%s" % (r["https"], r["ca_file"], r["admin_token_file"]))
-' "$c/ready.json")"
+    start_collector_in "$c"
 }
 stop_collector() {
     COL_HWM=$(status_kb "$COL" VmHWM)
@@ -113,24 +106,7 @@ stop_collector() {
 trap 'kill ${COL:-} ${AG:-} ${WR:-} 2>/dev/null || true' EXIT
 journal() { "$BIN/socctl" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_last_seq"])'; }
 
-agent_config() { # NAME FILE-GLOB
-    local dir=$WORK/agent-$1; mkdir -p "$dir"
-    local secret; secret=$("$BIN/socctl" agents enroll "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-    cat >"$dir/agent.toml" <<EOF
-[agent]
-name = "$1"
-data_dir = "$dir/state"
-[collector]
-url = "$SOC_SERVER"
-ca_file = "$SOC_CA_CERT"
-enrollment_secret = "$secret"
-[[sources]]
-name = "bench"
-include = ["$2"]
-start_at = "beginning"
-EOF
-    echo "$dir/agent.toml"
-}
+agent_config() { agent_config_in "$WORK/agent-$1" "$1" "$2"; } # NAME FILE-GLOB
 
 # ---- (a) throughput, with (b) memory under full load --------------------
 # throughput NAME [SHIPPING-TOML]: sets SOC_S GOT AG_HWM AG_CPU peak_rss.

@@ -34,41 +34,22 @@ rm -f "$WORK/one.log"
 LINES=$(wc -l <"$CORPUS")
 BYTES=$(stat -c %s "$CORPUS")
 
-status_kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
-cpu_s() { awk -v k="$(getconf CLK_TCK)" '{printf "%.1f", ($14+$15)/k}' "/proc/$1/stat"; }
+# shellcheck source=agent/bench/lib.sh
+. "$ROOT/agent/bench/lib.sh"
+cpu_s() { awk -v t="$(cpu_ticks "$1")" -v k="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", t/k}'; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.0f", k/1024}'; }
 
 C=$WORK/collector; mkdir -p "$C"
 : >"$C/collector.toml"
-"$BIN/soc-collector" --config "$C/collector.toml" --data-dir "$C/data" --listen 127.0.0.1:0 \
-    --metrics-listen "" --ready-file "$C/ready.json" 2>"$C/collector.log" &
-COL=$!
+start_collector_in "$C"
 trap 'kill ${COL:-} ${AG:-} 2>/dev/null || true' EXIT
-for _ in $(seq 600); do [ -s "$C/ready.json" ] && break; sleep 0.1; done
-eval "$(python3 -c '
-import json,sys; r=json.load(open(sys.argv[1]))
-print("export SOC_SERVER=https://%s SOC_CA_CERT=%s SOC_TOKEN_FILE=%s" % (r["https"], r["ca_file"], r["admin_token_file"]))
-' "$C/ready.json")"
 status() { "$BIN/socctl" status --json; }
 field() { status | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
-secret=$("$BIN/socctl" agents enroll bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-cat >"$WORK/agent.toml" <<EOF
-[agent]
-name = "bench"
-data_dir = "$WORK/agent-state"
-[collector]
-url = "$SOC_SERVER"
-ca_file = "$SOC_CA_CERT"
-enrollment_secret = "$secret"
-[[sources]]
-name = "bench"
-include = ["$CORPUS"]
-start_at = "beginning"
-EOF
+CFG=$(agent_config_in "$WORK/agent" bench "$CORPUS")
 
 t0=$EPOCHREALTIME
-"$BIN/soc-agent" --config "$WORK/agent.toml" 2>"$WORK/agent.log" &
+"$BIN/soc-agent" --config "$CFG" 2>"$WORK/agent.log" &
 AG=$!
 peak=0 next_mark=1 marks=""
 while :; do
