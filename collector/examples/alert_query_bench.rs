@@ -84,7 +84,7 @@ fn make(rng: &mut StdRng, id: u64, t0: i64, span_ms: i64, n: u64) -> Alert {
                 "Nov 28 08:01:12 web kernel: [UFW BLOCK] IN=eth0 SRC={src} DST=10.1.0.1 PROTO=TCP SPT=51514 DPT=22"
             ),
             line_b64: None,
-            fields,
+            fields: fields.into(),
         }],
         evidence_omitted: 0,
         history: vec![HistoryEntry {

@@ -412,7 +412,7 @@ mod tests {
                 offset: 0,
                 line: "x".into(),
                 line_b64: None,
-                fields,
+                fields: fields.into(),
             }],
             evidence_omitted: 0,
             history: vec![],

@@ -138,7 +138,7 @@ pub struct Evidence {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line_b64: Option<String>,
     /// Decoded fields.
-    pub fields: BTreeMap<String, serde_json::Value>,
+    pub fields: soc_rules::Fields,
 }
 
 /// One change to an alert.

@@ -55,7 +55,7 @@ fn alert(rng: &mut StdRng, id: u64) -> Alert {
             offset: 0,
             line: "l".into(),
             line_b64: None,
-            fields,
+            fields: fields.into(),
         }],
         evidence_omitted: 0,
         history: vec![HistoryEntry {

@@ -1,6 +1,9 @@
 //! What goes into the decoders and what comes out of them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
 
 /// The text of one decoder or rule file, read by the caller.
 ///
@@ -56,7 +59,7 @@ pub struct Event {
     /// Named fields (see `rules/FIELDS.md`). Always holds `message` and
     /// `event.module` (`unknown` when no decoder recognised the line), and
     /// `decode.error` when a decoder recognised the line but could not decode it.
-    pub fields: BTreeMap<String, serde_json::Value>,
+    pub fields: Fields,
 }
 
 impl Event {
@@ -68,5 +71,211 @@ impl Event {
     /// A field as an integer, if it is a number.
     pub fn get_i64(&self, field: &str) -> Option<i64> {
         self.fields.get(field).and_then(serde_json::Value::as_i64)
+    }
+}
+
+/// The named fields of an [`Event`]: a map from field name to value, kept as
+/// one vector sorted by name.
+///
+/// Events hold a few dozen fields at most and are built once, read a few
+/// times and dropped, so a sorted vector beats a tree: one allocation
+/// instead of several nodes, and no rebalancing. Lookups are binary
+/// searches; iteration, `Debug` and serialisation go in name order, exactly
+/// as a `BTreeMap` would. Names are shared (`Arc<str>`): the decoders hand
+/// out their own copy of each name, so building an event allocates no name.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// Sorted by name, names unique.
+    entries: Vec<(Arc<str>, Value)>,
+}
+
+impl Fields {
+    /// An empty set of fields.
+    pub fn new() -> Fields {
+        Fields::default()
+    }
+
+    /// Fields set in order: when a name appears more than once the last value
+    /// wins, as if each were inserted in turn.
+    pub fn from_ordered(mut pairs: Vec<(Arc<str>, Value)>) -> Fields {
+        // Stable: equal names keep their order, so the last one is the latest.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut entries: Vec<(Arc<str>, Value)> = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            match entries.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => entries.push((k, v)),
+            }
+        }
+        Fields { entries }
+    }
+
+    /// Fields already sorted by name, each name once (checked in debug builds).
+    pub(crate) fn from_sorted_unique(entries: Vec<(Arc<str>, Value)>) -> Fields {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        Fields { entries }
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| (**k).cmp(name))
+    }
+
+    /// The value of a field.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.find(name).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// The value of a field, to change it in place.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.find(name).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    /// Whether the field is set.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    /// Sets a field; returns the value it replaced.
+    pub fn insert(&mut self, name: &str, value: Value) -> Option<Value> {
+        match self.find(name) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (Arc::from(name), value));
+                None
+            }
+        }
+    }
+
+    /// Removes a field; returns its value.
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        self.find(name).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Name and value of every field, in name order.
+    pub fn iter(&self) -> FieldsIter<'_> {
+        self.entries.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// Every field name, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| &**k)
+    }
+}
+
+/// The iterator of [`Fields::iter`].
+pub type FieldsIter<'a> = std::iter::Map<
+    std::slice::Iter<'a, (Arc<str>, Value)>,
+    fn(&'a (Arc<str>, Value)) -> (&'a str, &'a Value),
+>;
+
+impl<'a> IntoIterator for &'a Fields {
+    type Item = (&'a str, &'a Value);
+    type IntoIter = FieldsIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl IntoIterator for Fields {
+    type Item = (Arc<str>, Value);
+    type IntoIter = std::vec::IntoIter<(Arc<str>, Value)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<K: Into<Arc<str>>> FromIterator<(K, Value)> for Fields {
+    fn from_iter<I: IntoIterator<Item = (K, Value)>>(iter: I) -> Fields {
+        Fields::from_ordered(iter.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Fields {
+    fn from(map: BTreeMap<String, Value>) -> Fields {
+        // Already sorted and unique.
+        Fields {
+            entries: map.into_iter().map(|(k, v)| (Arc::from(k), v)).collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl serde::Serialize for Fields {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Fields, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of field names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(256));
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    pairs.push((Arc::from(entry.0), entry.1));
+                }
+                Ok(Fields::from_ordered(pairs))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_behave_like_a_sorted_map_where_the_last_value_set_wins() {
+        let mut f = Fields::from_ordered(vec![
+            ("source.ip".into(), Value::from("10.0.0.1")),
+            ("event.module".into(), Value::from("a")),
+            ("source.ip".into(), Value::from("10.0.0.2")),
+        ]);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f.get("source.ip"), Some(&Value::from("10.0.0.2")));
+        assert_eq!(
+            f.insert("event.module", Value::from("b")),
+            Some(Value::from("a"))
+        );
+        assert_eq!(f.insert("agent.name", Value::from("x")), None);
+        assert!(!f.contains_key("missing"));
+        let names: Vec<&str> = f.keys().collect();
+        assert_eq!(names, ["agent.name", "event.module", "source.ip"]);
+        assert_eq!(f.remove("agent.name"), Some(Value::from("x")));
+        assert_eq!(f.get("agent.name"), None);
+
+        let json = serde_json::to_string(&f).expect("serialises");
+        assert_eq!(json, r#"{"event.module":"b","source.ip":"10.0.0.2"}"#);
+        let back: Fields = serde_json::from_str(r#"{"z":1,"a":2,"z":3}"#).expect("a map");
+        assert_eq!(
+            serde_json::to_string(&back).expect("serialises"),
+            r#"{"a":2,"z":3}"#
+        );
+        let map: BTreeMap<String, Value> = serde_json::from_str(&json).expect("a map");
+        assert_eq!(Fields::from(map), f);
     }
 }

@@ -344,7 +344,7 @@ fn elastic(d: &Decoders, dir: &Path, row: &mut Row) {
                     continue;
                 };
                 let want = text(want);
-                let got = ev.fields.get(*field).map(text).unwrap_or_default();
+                let got = ev.fields.get(field).map(text).unwrap_or_default();
                 let ok = same(field, &got, &want)
                     || (*field == "@timestamp" && same_wall_clock(&got, &want, tz));
                 row.field(ok, || {

@@ -231,7 +231,8 @@ pub(crate) struct Decoder {
     pub when: When,
     pub steps: Vec<Step>,
     pub fields: Vec<FieldMap>,
-    pub set: Vec<(String, Value)>,
+    /// Constant fields: name, id in [`super::Decoders`]'s name table, value.
+    pub set: Vec<(String, u32, Value)>,
     pub tests: Vec<DecoderTest>,
     /// Every capture name this decoder reads (field sources, step sources,
     /// `body`), sorted: formats with open-ended keys read from owned text
@@ -353,6 +354,9 @@ impl Step {
 #[derive(Debug)]
 pub(crate) struct FieldMap {
     pub target: String,
+    /// `target` in [`super::Decoders`]'s name table, set once all decoders
+    /// are loaded.
+    pub id: u32,
     /// One capture, or several joined with a space.
     pub from: Vec<String>,
     /// Single captures tried in order when `from` is missing.
@@ -651,6 +655,7 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
         {
             Ok(convert) => fields.push(FieldMap {
                 target: target.clone(),
+                id: 0,
                 from: f.from.0.clone(),
                 fallback,
                 join: f.join.clone().unwrap_or_else(|| " ".into()),
@@ -755,7 +760,7 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
         set: cfg
             .set
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), 0, v.clone()))
             .collect(),
         tests,
     })

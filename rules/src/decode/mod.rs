@@ -25,12 +25,13 @@ pub(crate) mod netfilter;
 pub(crate) mod syslog;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::error::{LoadError, LoadErrors};
-use crate::event::{Event, Input, SourceFile};
+use crate::event::{Event, Fields, Input, SourceFile};
 use crate::yaml::load_items;
 use config::{Decoder, DecoderConfig, Step};
 
@@ -48,6 +49,57 @@ pub struct Decoders {
     roots: Level,
     /// For each decoder, the decoders that read its output.
     children: Vec<Level>,
+    /// Every field name a decoding can set, sorted: a field is handled by
+    /// its index here until the event is built, so ordering fields compares
+    /// integers, and every event shares these names instead of copying them.
+    names: Vec<Arc<str>>,
+    /// The ids of [`KNOWN`], in its order.
+    known: [u32; KNOWN.len()],
+}
+
+/// Field names set by the decoding itself rather than by a decoder's
+/// `fields`; [`Known`] indexes them.
+const KNOWN: [&str; 17] = [
+    "@timestamp",
+    "log.syslog.priority",
+    "log.syslog.facility.code",
+    "log.syslog.severity.code",
+    "host.name",
+    "process.name",
+    "process.pid",
+    "log.syslog.msgid",
+    "event.module",
+    "decoder.name",
+    "decode.reason",
+    "decode.error",
+    "agent.name",
+    "log.source",
+    "log.file.path",
+    "log.source_type",
+    "message",
+];
+
+/// Indexes of [`KNOWN`].
+#[derive(Clone, Copy)]
+enum Known {
+    Timestamp,
+    SyslogPriority,
+    SyslogFacility,
+    SyslogSeverity,
+    HostName,
+    ProcessName,
+    ProcessPid,
+    SyslogMsgid,
+    EventModule,
+    DecoderName,
+    DecodeReason,
+    DecodeError,
+    AgentName,
+    LogSource,
+    LogFilePath,
+    LogSourceType,
+    /// The raw line.
+    Message,
 }
 
 /// The candidate decoders of one level of the tree (indexes, in load
@@ -143,7 +195,8 @@ struct Failure<'d> {
 /// What one decoding accumulates across the decoder tree.
 #[derive(Default)]
 struct Output<'d> {
-    fields: BTreeMap<String, Value>,
+    /// Fields by name id, sorted; setting a field again replaces its value.
+    fields: SortedFields,
     timestamp_ms: Option<i64>,
     errors: Vec<Failure<'d>>,
     /// Decoders that applied, outermost first.
@@ -224,10 +277,34 @@ impl Decoders {
             .into_iter()
             .map(|c| Level::new(c, &decoders))
             .collect();
+        let mut names: Vec<&str> = KNOWN.to_vec();
+        for d in &decoders {
+            names.extend(d.fields.iter().map(|f| f.target.as_str()));
+            names.extend(d.set.iter().map(|(k, _, _)| k.as_str()));
+        }
+        names.sort_unstable();
+        names.dedup();
+        let names: Vec<Arc<str>> = names.into_iter().map(Arc::from).collect();
+        let id = |name: &str| -> u32 {
+            let at = names.binary_search_by(|n| (**n).cmp(name));
+            // Every name was put in the table just above.
+            at.map_or(0, |i| i as u32)
+        };
+        let known = KNOWN.map(id);
+        for d in &mut decoders {
+            for f in &mut d.fields {
+                f.id = id(&f.target);
+            }
+            for (k, i, _) in &mut d.set {
+                *i = id(k);
+            }
+        }
         Ok(Decoders {
             decoders,
             roots,
             children,
+            known,
+            names,
         })
     }
 
@@ -258,41 +335,43 @@ impl Decoders {
         let mut out = Output::default();
         self.run_level(&self.roots, text, input, &mut out);
 
+        let known = |k: Known| self.known[k as usize];
         let mut fields = out.fields;
-        if !fields.contains_key("event.module") {
-            fields.insert("event.module".into(), Value::from(UNKNOWN_MODULE));
+        if fields.get(known(Known::EventModule)).is_none() {
+            fields.set(known(Known::EventModule), Value::from(UNKNOWN_MODULE));
         }
         if let Some(first) = out.errors.first() {
             // On failure `decoder.name` names the decoder that failed, so the
             // collector's failure metric is labelled by it.
-            fields.insert("decoder.name".into(), Value::from(first.decoder));
-            fields.insert("decode.reason".into(), Value::from(first.reason.as_str()));
+            fields.set(known(Known::DecoderName), Value::from(first.decoder));
+            fields.set(
+                known(Known::DecodeReason),
+                Value::from(first.reason.as_str()),
+            );
             let text: Vec<String> = out
                 .errors
                 .iter()
                 .map(|f| format!("{}: {}", f.decoder, f.text))
                 .collect();
-            fields.insert("decode.error".into(), Value::from(text.join("; ")));
+            fields.set(known(Known::DecodeError), Value::from(text.join("; ")));
         } else if let Some(last) = out.chain.last() {
-            fields.insert("decoder.name".into(), Value::from(*last));
+            fields.set(known(Known::DecoderName), Value::from(*last));
         }
         for (name, value) in [
-            ("agent.name", input.agent),
-            ("log.source", input.source),
-            ("log.file.path", input.path),
+            (Known::AgentName, input.agent),
+            (Known::LogSource, input.source),
+            (Known::LogFilePath, input.path),
+            (Known::LogSourceType, input.source_type),
         ] {
             if !value.is_empty() {
-                fields.insert(name.into(), Value::from(value));
+                fields.set(known(name), Value::from(value));
             }
         }
-        if !input.source_type.is_empty() {
-            fields.insert("log.source_type".into(), Value::from(input.source_type));
-        }
-        fields.insert("message".into(), Value::String(message.into_owned()));
+        fields.set(known(Known::Message), Value::String(message.into_owned()));
         let event = Event {
             id: 0,
             timestamp_ms: out.timestamp_ms.unwrap_or(input.received_ms),
-            fields,
+            fields: fields.into_fields(&self.names),
         };
         (event, out.chain)
     }
@@ -309,10 +388,13 @@ impl Decoders {
         let mut first_error: Option<Failure<'d>> = None;
         // The program is set by a parent, so it is the same for every
         // candidate of this level: look it up once.
-        let program = out.fields.get("process.name").and_then(Value::as_str);
+        let program = out
+            .fields
+            .get(self.known[Known::ProcessName as usize])
+            .and_then(Value::as_str);
         // Reused by the candidates (one allocation per level and line).
         let mut caps: Captures<'_> = Vec::new();
-        let mut staged: Vec<(&'d str, Value)> = Vec::new();
+        let mut staged: Vec<(u32, Value)> = Vec::new();
         for &id in level.candidates(program) {
             let d = &self.decoders[id];
             if !d.when.accepts(text, input.source_type, program) {
@@ -321,7 +403,7 @@ impl Decoders {
             caps.clear();
             staged.clear();
             let mut ts = None;
-            match run_steps(d, text, input, &mut caps, &mut staged, &mut ts) {
+            match run_steps(d, &self.known, text, input, &mut caps, &mut staged, &mut ts) {
                 StepsResult::NotApplicable => continue,
                 StepsResult::Failed(reason, text) => {
                     // The decoder recognised the line but could not decode it.
@@ -351,10 +433,10 @@ impl Decoders {
                 let tz = f.timezone_from.as_deref().and_then(|n| get(&caps, n));
                 match f.convert.apply_tz(v, tz) {
                     Ok(value) => {
-                        if f.target == "@timestamp" {
+                        if f.id == self.known[Known::Timestamp as usize] {
                             ts = value.as_str().and_then(convert::parse_ms);
                         }
-                        staged.push((&f.target, value));
+                        staged.push((f.id, value));
                     }
                     Err(e) => errors.push(Failure {
                         decoder: &d.name,
@@ -364,11 +446,11 @@ impl Decoders {
                 }
             }
             // Constants first, so a field decoded from the line can refine one.
-            for (k, v) in &d.set {
-                out.fields.insert(k.clone(), v.clone());
+            for (_, id, v) in &d.set {
+                out.fields.set(*id, v.clone());
             }
             for (k, v) in staged.drain(..) {
-                out.fields.insert(k.to_string(), v);
+                out.fields.set(k, v);
             }
             if ts.is_some() {
                 out.timestamp_ms = ts;
@@ -386,6 +468,39 @@ impl Decoders {
             out.errors.push(e);
         }
         false
+    }
+}
+
+/// The fields of a line being decoded by name id (see [`Decoders`]'s
+/// `names`), kept sorted as they are set (a few dozen at most: a binary
+/// search over integers and a short move each), so the event's [`Fields`]
+/// are built without sorting or copying a name.
+#[derive(Default)]
+struct SortedFields(Vec<(u32, Value)>);
+
+impl SortedFields {
+    fn get(&self, id: u32) -> Option<&Value> {
+        self.0
+            .binary_search_by_key(&id, |(k, _)| *k)
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    fn set(&mut self, id: u32, value: Value) {
+        match self.0.binary_search_by_key(&id, |(k, _)| *k) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (id, value)),
+        }
+    }
+
+    /// Ids are indexes of `names`, which is sorted: id order is name order.
+    fn into_fields(self, names: &[Arc<str>]) -> Fields {
+        Fields::from_sorted_unique(
+            self.0
+                .into_iter()
+                .map(|(id, v)| (Arc::clone(&names[id as usize]), v))
+                .collect(),
+        )
     }
 }
 
@@ -447,12 +562,14 @@ fn step_input<'c>(caps: &Captures<'c>, text: &'c str, from: Option<&str>) -> Opt
 /// Runs the parse steps of `d` on `text`.
 fn run_steps<'c, 'd: 'c>(
     d: &'d Decoder,
+    known: &[u32; KNOWN.len()],
     text: &'c str,
     input: &Input<'_>,
     caps: &mut Captures<'c>,
-    staged: &mut Vec<(&'d str, Value)>,
+    staged: &mut Vec<(u32, Value)>,
     ts: &mut Option<i64>,
 ) -> StepsResult {
+    let known = |k: Known| known[k as usize];
     for (i, step) in d.steps.iter().enumerate() {
         let first = i == 0;
         let Some(src) = step_input(caps, text, step.from()) else {
@@ -474,24 +591,24 @@ fn run_steps<'c, 'd: 'c>(
                 Ok(env) => {
                     if let Some(t) = env.timestamp_ms {
                         *ts = Some(t);
-                        staged.push(("@timestamp", Value::from(convert::format_ms(t))));
+                        staged.push((known(Known::Timestamp), Value::from(convert::format_ms(t))));
                     }
                     if let Some(p) = env.priority {
-                        staged.push(("log.syslog.priority", Value::from(p)));
-                        staged.push(("log.syslog.facility.code", Value::from(p / 8)));
-                        staged.push(("log.syslog.severity.code", Value::from(p % 8)));
+                        staged.push((known(Known::SyslogPriority), Value::from(p)));
+                        staged.push((known(Known::SyslogFacility), Value::from(p / 8)));
+                        staged.push((known(Known::SyslogSeverity), Value::from(p % 8)));
                     }
                     if let Some(h) = env.host {
-                        staged.push(("host.name", Value::from(h)));
+                        staged.push((known(Known::HostName), Value::from(h)));
                     }
                     if let Some(p) = env.program {
-                        staged.push(("process.name", Value::from(p)));
+                        staged.push((known(Known::ProcessName), Value::from(p)));
                     }
                     if let Some(p) = env.pid {
-                        staged.push(("process.pid", Value::from(p)));
+                        staged.push((known(Known::ProcessPid), Value::from(p)));
                     }
                     if let Some(m) = env.msgid {
-                        staged.push(("log.syslog.msgid", Value::from(m)));
+                        staged.push((known(Known::SyslogMsgid), Value::from(m)));
                     }
                     let start = src.len() - env.body.len();
                     push_sub(caps, &src, "body", start..src.len());

@@ -232,7 +232,7 @@ impl RuleIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::Fields;
 
     use crate::rule::condition::compile_for_test as cond;
 
@@ -265,7 +265,7 @@ mod tests {
             .iter()
             .map(|c| super::super::view::Fast::new(c, &mut slots))
             .collect();
-        let events: Vec<BTreeMap<String, Value>> = [
+        let events: Vec<Fields> = [
             serde_json::json!({"event.action": "deny", "destination.port": 3389, "x": 1}),
             serde_json::json!({"event.module": "sshd", "user.name": "root", "destination.port": "22.0"}),
             serde_json::json!({"user.name": "Root", "destination.port": 80, "flags": ["DF", "SYN"]}),

@@ -32,6 +32,7 @@ mod state;
 mod tests;
 mod view;
 
+use crate::Fields;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -362,11 +363,11 @@ impl Engine {
                     }
                     if let Some((last_ms, last_id)) = resumed {
                         let pairs = key_pairs(&s.by, &ev.fields).unwrap_or_default();
-                        let mut fields: BTreeMap<String, Value> = pairs
+                        let mut fields: Fields = pairs
                             .iter()
                             .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                             .collect();
-                        fields.insert("silence.last_seen_ms".into(), Value::from(last_ms));
+                        fields.insert("silence.last_seen_ms", Value::from(last_ms));
                         let at = last_ms.saturating_add(s.after_ms);
                         self.emit(state, rule, key, at, vec![last_id], &fields, out);
                     }
@@ -463,7 +464,7 @@ impl Engine {
         if let Some((count, evidence)) = fired {
             state.remove_group(&rule.id, &key);
             let mut fields = ev.fields.clone();
-            fields.insert("threshold.count".into(), Value::from(count));
+            fields.insert("threshold.count", Value::from(count));
             self.emit(state, rule, key, ev.timestamp_ms, evidence, &fields, out);
         }
     }
@@ -567,11 +568,11 @@ impl Engine {
                 return;
             }
             let (key, at, id) = (key.clone(), last_ms.saturating_add(s.after_ms), *last_id);
-            let mut fields: BTreeMap<String, Value> = pairs
+            let mut fields: Fields = pairs
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                 .collect();
-            fields.insert("silence.last_seen_ms".into(), Value::from(*last_ms));
+            fields.insert("silence.last_seen_ms", Value::from(*last_ms));
             state.remove_group(&rule.id, &key);
             self.emit(state, rule, key, at, vec![id], &fields, out);
         }
@@ -649,7 +650,7 @@ impl Engine {
         group_key: String,
         timestamp_ms: i64,
         mut evidence: Vec<u64>,
-        fields: &BTreeMap<String, Value>,
+        fields: &Fields,
         out: &mut Vec<Detection>,
     ) {
         let mut suppressed = 0;
@@ -734,7 +735,7 @@ fn value_text(v: &Value) -> Option<String> {
 }
 
 /// (field, value) for every key field; `None` when one is missing.
-fn key_pairs(by: &[String], fields: &BTreeMap<String, Value>) -> Option<Vec<(String, String)>> {
+fn key_pairs(by: &[String], fields: &Fields) -> Option<Vec<(String, String)>> {
     by.iter()
         .map(|f| fields.get(f).and_then(value_text).map(|v| (f.clone(), v)))
         .collect()

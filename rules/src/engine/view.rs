@@ -8,8 +8,9 @@
 //! caches the value of each number for one event, and the parsed address for
 //! `cidr:` tests.
 
+use crate::Fields;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde_json::Value;
@@ -89,7 +90,7 @@ impl Fast {
 
 /// One event's fields by slot, each looked up once.
 pub(crate) struct FieldView<'e> {
-    fields: &'e BTreeMap<String, Value>,
+    fields: &'e Fields,
     names: &'e [String],
     /// `None`: not looked up yet.
     values: Vec<Option<Option<&'e Value>>>,
@@ -98,7 +99,7 @@ pub(crate) struct FieldView<'e> {
 }
 
 impl<'e> FieldView<'e> {
-    pub(crate) fn new(fields: &'e BTreeMap<String, Value>, names: &'e [String]) -> FieldView<'e> {
+    pub(crate) fn new(fields: &'e Fields, names: &'e [String]) -> FieldView<'e> {
         FieldView {
             fields,
             names,
@@ -177,7 +178,7 @@ mod tests {
     /// lookups and addresses shared by every condition of one event.
     #[test]
     fn fast_conditions_agree_with_named_ones() {
-        let events: Vec<BTreeMap<String, Value>> = vec![
+        let events: Vec<Fields> = vec![
             serde_json::from_value(serde_json::json!({
                 "source.ip": "10.1.2.3", "destination.port": 3389, "port_text": "22",
                 "flags": ["DF", "SYN"], "ips": ["192.0.2.1", "10.9.9.9"], "ok": true,
@@ -189,7 +190,7 @@ mod tests {
                 "event.action": "allow", "n": 3232235777u64
             }))
             .unwrap_or_default(),
-            BTreeMap::new(),
+            Fields::new(),
         ];
         let table = [
             "{field: source.ip, cidr: [10.0.0.0/8]}",
@@ -228,7 +229,7 @@ mod tests {
 
     #[test]
     fn keys_match_the_engine_format() {
-        let ev: BTreeMap<String, Value> = serde_json::from_value(serde_json::json!({
+        let ev: Fields = serde_json::from_value(serde_json::json!({
             "source.ip": "203.0.113.7", "destination.port": 22, "flags": ["DF", "SYN"]
         }))
         .unwrap_or_default();

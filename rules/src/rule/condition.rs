@@ -306,7 +306,7 @@ impl Condition {
     }
 
     /// Whether the condition holds for `fields`.
-    pub(crate) fn eval(&self, fields: &std::collections::BTreeMap<String, Value>) -> bool {
+    pub(crate) fn eval(&self, fields: &crate::Fields) -> bool {
         match self {
             Condition::All(cs) => cs.iter().all(|c| c.eval(fields)),
             Condition::Any(cs) => cs.iter().any(|c| c.eval(fields)),
@@ -409,7 +409,7 @@ pub(crate) fn compile_for_test(yaml: &str) -> Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::Fields;
 
     fn cond(yaml: &str) -> Result<Condition, Vec<CondProblem>> {
         let cfg: ConditionConfig = serde_yaml_ng::from_str(yaml)
@@ -426,7 +426,7 @@ mod tests {
         }
     }
 
-    fn fields(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+    fn fields(pairs: &[(&str, Value)]) -> Fields {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))

@@ -3,7 +3,7 @@
 //! Parsed once at load. `{{` and `}}` write literal braces; an absent field
 //! renders as `-`; a list renders as its elements joined by `, `.
 
-use std::collections::BTreeMap;
+use crate::Fields;
 
 use serde_json::Value;
 
@@ -70,7 +70,7 @@ impl Template {
     }
 
     /// Fills the placeholders from `fields`.
-    pub(crate) fn render(&self, fields: &BTreeMap<String, Value>) -> String {
+    pub(crate) fn render(&self, fields: &Fields) -> String {
         let mut out = String::new();
         for p in &self.0 {
             match p {
@@ -108,7 +108,7 @@ mod tests {
     fn renders_fields_escapes_and_missing() {
         let t = Template::parse("Blocked {network.transport} from {source.ip} to port {destination.port} {{raw}} {flags} {nope}")
             .expect("valid");
-        let fields: BTreeMap<String, Value> = [
+        let fields: Fields = [
             ("network.transport", Value::from("tcp")),
             ("source.ip", Value::from("203.0.113.9")),
             ("destination.port", Value::from(22)),
@@ -130,7 +130,7 @@ mod tests {
         assert!(Template::parse("a {} b").is_err());
         assert!(Template::parse("a {x y} b").is_err());
         assert_eq!(
-            Template::parse("").map(|t| t.render(&BTreeMap::new())),
+            Template::parse("").map(|t| t.render(&crate::Fields::new())),
             Ok(String::new())
         );
     }

@@ -306,7 +306,7 @@ impl Output {
                 e.seq, e.agent, e.path, e.offset, e.source
             );
             println!("    {}", e.line);
-            let width = e.fields.keys().map(String::len).max().unwrap_or(0);
+            let width = e.fields.keys().map(str::len).max().unwrap_or(0);
             for (k, v) in &e.fields {
                 if k == "message" || k == "event.original" {
                     continue;

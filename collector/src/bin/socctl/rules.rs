@@ -238,7 +238,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
     let mut n = 0u64;
     let reader = std::io::BufReader::with_capacity(1 << 20, f);
     let mut print = |d: soc_rules::Detection,
-                     fields: Option<&BTreeMap<String, serde_json::Value>>,
+                     fields: Option<&soc_rules::Fields>,
                      out: &mut dyn Write|
      -> anyhow::Result<()> {
         *by_rule.entry(d.rule_id.clone()).or_default() += 1;
