@@ -3,9 +3,13 @@
 //!
 //! For every format folder this test decodes every sample line and prints
 //! one row: how many lines were decoded (a product decoder applied and no
-//! `decode.error`), and — where the sample's own project ships expected
-//! fields — how many of the compared fields agree with ours. It fails when a
-//! format drops below the level recorded in `tests/corpus-levels.txt`.
+//! `decode.error`), how many no product decoder recognised at all (left
+//! `unknown`), and — where the sample's own project ships expected fields —
+//! how many of the compared fields agree with ours. The lines between the
+//! two (a product decoder took the line but a value in it could not be read,
+//! for example an anonymised `a.b.c.d` address) are listed under the table.
+//! It fails when a format drops below the level recorded in
+//! `tests/corpus-levels.txt`, and when any sample line is left `unknown`.
 //!
 //! # The documented mapping
 //!
@@ -228,10 +232,13 @@ fn crowdsec_field(name: &str) -> Option<&'static str> {
 struct Row {
     lines: usize,
     decoded: usize,
+    /// Lines no product decoder recognised (`event.module: unknown`).
+    unknown: usize,
     compared: usize,
     agreed: usize,
     misses: Vec<String>,
-    /// Sample lines no product decoder decoded (first few).
+    /// Sample lines not decoded cleanly (first few): unknown, or taken by a
+    /// product decoder with a `decode.error`.
     undecoded: Vec<String>,
     /// Lines the sample's own project asserts no parser accepts (crowdsec
     /// `Success == false` from every `s01-parse` parser that saw the line).
@@ -247,11 +254,25 @@ impl Row {
         self.lines += 1;
         if decoded(ev) {
             self.decoded += 1;
-        } else if self.undecoded.len() < max_misses() {
+            return;
+        }
+        let unknown = ev.get_str("event.module") == Some(UNKNOWN_MODULE);
+        if unknown {
+            self.unknown += 1;
+        }
+        if self.undecoded.len() < max_misses() {
             let msg = ev.get_str("message").unwrap_or_default();
             let why = ev.get_str("decode.error").unwrap_or("no decoder");
+            let how = if unknown {
+                "unknown".to_string()
+            } else {
+                format!(
+                    "decoded by {} with an error",
+                    ev.get_str("event.module").unwrap_or_default()
+                )
+            };
             self.undecoded.push(format!(
-                "{why}: {}",
+                "{how}: {why}: {}",
                 msg.chars().take(160).collect::<String>()
             ));
         }
@@ -578,8 +599,9 @@ fn corpus_agreement_table() {
         }
     }
 
-    let mut table =
-        String::from("format                  lines  decoded%  fields  agree%  rejected\n");
+    let mut table = String::from(
+        "format                  lines  decoded%  unknown  fields  agree%  rejected\n",
+    );
     for (fmt, r) in &rows {
         let agree = r.field_pct().map_or("-".to_string(), |p| format!("{p:.1}"));
         // A format without sample lines proves nothing: say so.
@@ -595,8 +617,8 @@ fn corpus_agreement_table() {
         };
         let _ = writeln!(
             table,
-            "{fmt:<22} {:>6}  {decoded:>8}  {:>6}  {agree:>6}  {rejected:>8}",
-            r.lines, r.compared
+            "{fmt:<22} {:>6}  {decoded:>8}  {:>7}  {:>6}  {agree:>6}  {rejected:>8}",
+            r.lines, r.unknown, r.compared
         );
     }
     println!("{table}");
@@ -605,7 +627,7 @@ fn corpus_agreement_table() {
             println!("  {fmt}: {m}");
         }
         for u in &r.undecoded {
-            println!("  {fmt}: undecoded: {u}");
+            println!("  {fmt}: not decoded cleanly: {u}");
         }
         for u in &r.accepted_negatives {
             println!("  {fmt}: decoded a line its project rejects: {u}");
@@ -622,6 +644,12 @@ fn corpus_agreement_table() {
             )
         })
         .collect();
+    failures.extend(rows.iter().filter(|(_, r)| r.unknown > 0).map(|(fmt, r)| {
+        format!(
+            "{fmt}: {} sample line(s) left unknown (no product decoder recognised them)",
+            r.unknown
+        )
+    }));
     for (fmt, (dec, field)) in levels() {
         let Some(r) = rows.get(&fmt) else {
             failures.push(format!("{fmt}: recorded but not in the corpus"));

@@ -394,7 +394,7 @@ impl Decoders {
             .and_then(Value::as_str);
         // Reused by the candidates (one allocation per level and line).
         let mut caps: Captures<'_> = Vec::new();
-        let mut staged: Vec<(u32, Value)> = Vec::new();
+        let mut staged = Staged::default();
         for &id in level.candidates(program) {
             let d = &self.decoders[id];
             if !d.when.accepts(text, input.source_type, program) {
@@ -402,8 +402,7 @@ impl Decoders {
             }
             caps.clear();
             staged.clear();
-            let mut ts = None;
-            match run_steps(d, &self.known, text, input, &mut caps, &mut staged, &mut ts) {
+            match run_steps(d, &self.known, text, input, &mut caps, &mut staged) {
                 StepsResult::NotApplicable => continue,
                 StepsResult::Failed(reason, text) => {
                     // The decoder recognised the line but could not decode it.
@@ -417,7 +416,6 @@ impl Decoders {
                 }
                 StepsResult::Ok => {}
             }
-            let mut errors = Vec::new();
             for f in &d.fields {
                 let Some(raw) = field_source(&caps, &f.from, &f.join).or_else(|| {
                     f.fallback
@@ -434,11 +432,11 @@ impl Decoders {
                 match f.convert.apply_tz(v, tz) {
                     Ok(value) => {
                         if f.id == self.known[Known::Timestamp as usize] {
-                            ts = value.as_str().and_then(convert::parse_ms);
+                            staged.ts = value.as_str().and_then(convert::parse_ms);
                         }
-                        staged.push((f.id, value));
+                        staged.fields.push((f.id, value));
                     }
-                    Err(e) => errors.push(Failure {
+                    Err(e) => staged.errors.push(Failure {
                         decoder: &d.name,
                         reason: FailReason::Conversion,
                         text: format!("field {}: {e}", f.target),
@@ -449,13 +447,13 @@ impl Decoders {
             for (_, id, v) in &d.set {
                 out.fields.set(*id, v.clone());
             }
-            for (k, v) in staged.drain(..) {
+            for (k, v) in staged.fields.drain(..) {
                 out.fields.set(k, v);
             }
-            if ts.is_some() {
-                out.timestamp_ms = ts;
+            if staged.ts.is_some() {
+                out.timestamp_ms = staged.ts;
             }
-            out.errors.extend(errors);
+            out.errors.append(&mut staged.errors);
             out.chain.push(&d.name);
             let kids = &self.children[id];
             if !kids.is_empty() {
@@ -501,6 +499,25 @@ impl SortedFields {
                 .map(|(id, v)| (Arc::clone(&names[id as usize]), v))
                 .collect(),
         )
+    }
+}
+
+/// What one decoder made of a line before it is merged into the event.
+#[derive(Default)]
+struct Staged<'d> {
+    /// Fields by name id, in the order they were made.
+    fields: Vec<(u32, Value)>,
+    /// The event time, when a step or field gave one.
+    ts: Option<i64>,
+    /// Values that could not be read; the decoder still applies.
+    errors: Vec<Failure<'d>>,
+}
+
+impl Staged<'_> {
+    fn clear(&mut self) {
+        self.fields.clear();
+        self.ts = None;
+        self.errors.clear();
     }
 }
 
@@ -566,8 +583,7 @@ fn run_steps<'c, 'd: 'c>(
     text: &'c str,
     input: &Input<'_>,
     caps: &mut Captures<'c>,
-    staged: &mut Vec<(u32, Value)>,
-    ts: &mut Option<i64>,
+    staged: &mut Staged<'d>,
 ) -> StepsResult {
     let known = |k: Known| known[k as usize];
     for (i, step) in d.steps.iter().enumerate() {
@@ -590,25 +606,47 @@ fn run_steps<'c, 'd: 'c>(
             Step::Syslog { .. } => match syslog::parse(&src, input.received_ms) {
                 Ok(env) => {
                     if let Some(t) = env.timestamp_ms {
-                        *ts = Some(t);
-                        staged.push((known(Known::Timestamp), Value::from(convert::format_ms(t))));
+                        staged.ts = Some(t);
+                        staged
+                            .fields
+                            .push((known(Known::Timestamp), Value::from(convert::format_ms(t))));
                     }
                     if let Some(p) = env.priority {
-                        staged.push((known(Known::SyslogPriority), Value::from(p)));
-                        staged.push((known(Known::SyslogFacility), Value::from(p / 8)));
-                        staged.push((known(Known::SyslogSeverity), Value::from(p % 8)));
+                        staged
+                            .fields
+                            .push((known(Known::SyslogPriority), Value::from(p)));
+                        staged
+                            .fields
+                            .push((known(Known::SyslogFacility), Value::from(p / 8)));
+                        staged
+                            .fields
+                            .push((known(Known::SyslogSeverity), Value::from(p % 8)));
                     }
                     if let Some(h) = env.host {
-                        staged.push((known(Known::HostName), Value::from(h)));
+                        staged.fields.push((known(Known::HostName), Value::from(h)));
                     }
                     if let Some(p) = env.program {
-                        staged.push((known(Known::ProcessName), Value::from(p)));
+                        staged
+                            .fields
+                            .push((known(Known::ProcessName), Value::from(p)));
                     }
                     if let Some(p) = env.pid {
-                        staged.push((known(Known::ProcessPid), Value::from(p)));
+                        staged
+                            .fields
+                            .push((known(Known::ProcessPid), Value::from(p)));
                     }
                     if let Some(m) = env.msgid {
-                        staged.push((known(Known::SyslogMsgid), Value::from(m)));
+                        staged
+                            .fields
+                            .push((known(Known::SyslogMsgid), Value::from(m)));
+                    }
+                    if let Some(e) = env.date_error {
+                        // The rest of the line is still decoded.
+                        staged.errors.push(Failure {
+                            decoder: &d.name,
+                            reason: FailReason::Malformed,
+                            text: e,
+                        });
                     }
                     let start = src.len() - env.body.len();
                     push_sub(caps, &src, "body", start..src.len());

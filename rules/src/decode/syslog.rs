@@ -13,8 +13,10 @@
 //!   absent values.
 //!
 //! A line that does not have one of these shapes is "not syslog" (the decoder
-//! does not apply); a line that has the shape but an impossible date is a
-//! decode error.
+//! does not apply). A line that has the shape but an impossible date (a
+//! device with a broken clock, an anonymised sample) is still read: the
+//! envelope has no time and says why in `date_error`, so the body is decoded
+//! and the line reported, not lost to `unknown`.
 
 use chrono::{DateTime, Datelike, NaiveDate};
 
@@ -28,6 +30,8 @@ pub(crate) struct Envelope<'t> {
     pub pid: Option<i64>,
     pub msgid: Option<&'t str>,
     pub body: &'t str,
+    /// The envelope's date could not be read (why); `timestamp_ms` is `None`.
+    pub date_error: Option<String>,
 }
 
 /// Why an envelope could not be read.
@@ -63,9 +67,9 @@ pub(crate) fn parse(line: &str, received_ms: i64) -> Result<Envelope<'_>, Syslog
     if let (Some(_), Some(r)) = (priority, rest.strip_prefix("1 ")) {
         return parse_5424(priority, r);
     }
-    let (timestamp_ms, rest) = if let Some(r) = parse_3164_time(rest, received_ms)? {
+    let (timestamp, rest) = if let Some(r) = parse_3164_time(rest, received_ms) {
         r
-    } else if let Some(r) = parse_iso_time(rest)? {
+    } else if let Some(r) = parse_iso_time(rest) {
         r
     } else {
         return Err(SyslogError::NotSyslog);
@@ -73,10 +77,13 @@ pub(crate) fn parse(line: &str, received_ms: i64) -> Result<Envelope<'_>, Syslog
     let rest = rest.strip_prefix(' ').ok_or(SyslogError::NotSyslog)?;
     let mut env = Envelope {
         priority,
-        timestamp_ms: Some(timestamp_ms),
         body: rest,
         ..Envelope::default()
     };
+    match timestamp {
+        Ok(t) => env.timestamp_ms = Some(t),
+        Err(e) => env.date_error = Some(e),
+    }
     // host, unless the first token already is the tag ("prog[pid]:") or is
     // part of the message: a `key=value` pair (a FortiGate writing
     // `date=... time=...` right after the time) or a CEF/LEEF marker.
@@ -137,19 +144,21 @@ fn split_tag(tag: &str) -> Option<(&str, Option<i64>)> {
     ok.then_some((program, pid))
 }
 
+/// A timestamp read from the front of a line (or why it is impossible), and
+/// the rest of the line.
+type Stamped<'s> = (Result<i64, String>, &'s str);
+
 /// `Mmm dd hh:mm:ss` at the start of `s`.
-fn parse_3164_time(s: &str, received_ms: i64) -> Result<Option<(i64, &str)>, SyslogError> {
+fn parse_3164_time(s: &str, received_ms: i64) -> Option<Stamped<'_>> {
     let b = s.as_bytes();
     if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
-        return Ok(None);
+        return None;
     }
-    let Some(month) = MONTHS.iter().position(|m| m.as_bytes() == &b[..3]) else {
-        return Ok(None);
-    };
+    let month = MONTHS.iter().position(|m| m.as_bytes() == &b[..3])?;
     let num = |i: usize, j: usize| -> Option<u32> { s.get(i..j)?.trim_start().parse().ok() };
     let (Some(day), Some(h), Some(mi), Some(se)) = (num(4, 6), num(7, 9), num(10, 12), num(13, 15))
     else {
-        return Ok(None);
+        return None;
     };
     let received = DateTime::from_timestamp_millis(received_ms).unwrap_or_default();
     let at = |year: i32| -> Option<i64> {
@@ -166,29 +175,21 @@ fn parse_3164_time(s: &str, received_ms: i64) -> Result<Option<(i64, &str)>, Sys
         Some(t) => Some(t),
         None => at(year - 1),
     };
-    match ts {
-        Some(t) => Ok(Some((t, &s[15..]))),
-        None => Err(SyslogError::Invalid(format!(
-            "impossible date `{}`",
-            &s[..15]
-        ))),
-    }
+    let ts = ts.ok_or_else(|| format!("impossible date `{}`", &s[..15]));
+    Some((ts, &s[15..]))
 }
 
 /// An RFC 3339 timestamp at the start of `s`, up to the first space.
-fn parse_iso_time(s: &str) -> Result<Option<(i64, &str)>, SyslogError> {
+fn parse_iso_time(s: &str) -> Option<Stamped<'_>> {
     let b = s.as_bytes();
     if b.len() < 20 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' || b[10] != b'T' {
-        return Ok(None);
+        return None;
     }
     let end = s.find(' ').unwrap_or(s.len());
-    match DateTime::parse_from_rfc3339(&s[..end]) {
-        Ok(t) => Ok(Some((t.timestamp_millis(), &s[end..]))),
-        Err(e) => Err(SyslogError::Invalid(format!(
-            "timestamp `{}`: {e}",
-            &s[..end]
-        ))),
-    }
+    let ts = DateTime::parse_from_rfc3339(&s[..end])
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("timestamp `{}`: {e}", &s[..end]));
+    Some((ts, &s[end..]))
 }
 
 fn nil(s: &str) -> Option<&str> {
@@ -208,13 +209,10 @@ fn parse_5424(priority: Option<u16>, s: &str) -> Result<Envelope<'_>, SyslogErro
         return Err(SyslogError::Invalid("RFC 5424 header is incomplete".into()));
     };
     let rest = parts.next().unwrap_or("");
-    let timestamp_ms = match nil(ts) {
-        Some(ts) => Some(
-            DateTime::parse_from_rfc3339(ts)
-                .map_err(|e| SyslogError::Invalid(format!("timestamp `{ts}`: {e}")))?
-                .timestamp_millis(),
-        ),
-        None => None,
+    let (timestamp_ms, date_error) = match nil(ts).map(DateTime::parse_from_rfc3339) {
+        Some(Ok(t)) => (Some(t.timestamp_millis()), None),
+        Some(Err(e)) => (None, Some(format!("timestamp `{ts}`: {e}"))),
+        None => (None, None),
     };
     let body = skip_structured_data(rest)?;
     let body = body.strip_prefix('\u{feff}').unwrap_or(body);
@@ -233,6 +231,7 @@ fn parse_5424(priority: Option<u16>, s: &str) -> Result<Envelope<'_>, SyslogErro
         pid: nil(procid).and_then(|p| p.parse().ok()),
         msgid: nil(msgid),
         body,
+        date_error,
     })
 }
 
@@ -297,6 +296,7 @@ mod tests {
                 pid: None,
                 msgid: None,
                 body: "[5.0] IN=x",
+                date_error: None,
             })
         );
         let e = parse(
@@ -413,10 +413,20 @@ mod tests {
             Err(SyslogError::NotSyslog)
         );
         assert_eq!(parse("", RECEIVED), Err(SyslogError::NotSyslog));
-        assert!(matches!(
-            parse("Feb 30 10:00:00 h p: x", RECEIVED),
-            Err(SyslogError::Invalid(_))
-        ));
+        // An impossible date: read, without a time, and said why.
+        let e = parse("Feb 30 10:00:00 h p[7]: x", RECEIVED).expect("an envelope");
+        assert_eq!(
+            (e.timestamp_ms, e.host, e.program, e.pid, e.body),
+            (None, Some("h"), Some("p"), Some(7), "x")
+        );
+        assert_eq!(
+            e.date_error.as_deref(),
+            Some("impossible date `Feb 30 10:00:00`")
+        );
+        let e = parse("2024-13-45T10:00:00Z h p: x", RECEIVED).expect("an envelope");
+        assert!(e.timestamp_ms.is_none() && e.date_error.is_some() && e.body == "x");
+        let e = parse("<14>1 2024-02-30T10:00:00Z h p - - - x", RECEIVED).expect("an envelope");
+        assert!(e.timestamp_ms.is_none() && e.date_error.is_some() && e.body == "x");
         assert!(matches!(
             parse("<1000>Jun  8 14:34:33 h p: x", RECEIVED),
             Err(SyslogError::NotSyslog)
