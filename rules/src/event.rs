@@ -83,10 +83,44 @@ impl Event {
 /// searches; iteration, `Debug` and serialisation go in name order, exactly
 /// as a `BTreeMap` would. Names are shared (`Arc<str>`): the decoders hand
 /// out their own copy of each name, so building an event allocates no name.
+/// Each entry keeps the first 16 bytes of its name as an integer, so a
+/// lookup compares integers and reads the names only on a tie (names like
+/// `destination.port` and `destination.ip` differ within 16 bytes).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Fields {
     /// Sorted by name, names unique.
-    entries: Vec<(Arc<str>, Value)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct Entry {
+    /// [`prefix`] of `name`.
+    prefix: u128,
+    name: Arc<str>,
+    value: Value,
+}
+
+impl Entry {
+    fn new(name: Arc<str>, value: Value) -> Entry {
+        Entry {
+            prefix: prefix(&name),
+            name,
+            value,
+        }
+    }
+}
+
+/// The first 16 bytes of a name, big-endian, zero-padded. Ordering by it and
+/// then by the whole name is the same as ordering by the name: where two
+/// prefixes differ, they differ at the first byte where the names differ (or
+/// where the shorter one ends, which pads with 0, below every other byte).
+#[inline]
+fn prefix(name: &str) -> u128 {
+    let b = name.as_bytes();
+    let mut buf = [0u8; 16];
+    let n = b.len().min(16);
+    buf[..n].copy_from_slice(&b[..n]);
+    u128::from_be_bytes(buf)
 }
 
 impl Fields {
@@ -100,34 +134,39 @@ impl Fields {
     pub fn from_ordered(mut pairs: Vec<(Arc<str>, Value)>) -> Fields {
         // Stable: equal names keep their order, so the last one is the latest.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut entries: Vec<(Arc<str>, Value)> = Vec::with_capacity(pairs.len());
+        let mut entries: Vec<Entry> = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
             match entries.last_mut() {
-                Some(last) if last.0 == k => last.1 = v,
-                _ => entries.push((k, v)),
+                Some(last) if last.name == k => last.value = v,
+                _ => entries.push(Entry::new(k, v)),
             }
         }
         Fields { entries }
     }
 
     /// Fields already sorted by name, each name once (checked in debug builds).
-    pub(crate) fn from_sorted_unique(entries: Vec<(Arc<str>, Value)>) -> Fields {
-        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+    pub(crate) fn from_sorted_unique(pairs: impl Iterator<Item = (Arc<str>, Value)>) -> Fields {
+        let entries: Vec<Entry> = pairs.map(|(k, v)| Entry::new(k, v)).collect();
+        debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
         Fields { entries }
     }
 
+    #[inline]
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| (**k).cmp(name))
+        let p = prefix(name);
+        self.entries
+            .binary_search_by(|e| e.prefix.cmp(&p).then_with(|| (*e.name).cmp(name)))
     }
 
     /// The value of a field.
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.find(name).ok().map(|i| &self.entries[i].1)
+        self.find(name).ok().map(|i| &self.entries[i].value)
     }
 
     /// The value of a field, to change it in place.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.find(name).ok().map(|i| &mut self.entries[i].1)
+        self.find(name).ok().map(|i| &mut self.entries[i].value)
     }
 
     /// Whether the field is set.
@@ -138,9 +177,9 @@ impl Fields {
     /// Sets a field; returns the value it replaced.
     pub fn insert(&mut self, name: &str, value: Value) -> Option<Value> {
         match self.find(name) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].value, value)),
             Err(i) => {
-                self.entries.insert(i, (Arc::from(name), value));
+                self.entries.insert(i, Entry::new(Arc::from(name), value));
                 None
             }
         }
@@ -148,7 +187,7 @@ impl Fields {
 
     /// Removes a field; returns its value.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        self.find(name).ok().map(|i| self.entries.remove(i).1)
+        self.find(name).ok().map(|i| self.entries.remove(i).value)
     }
 
     /// The number of fields.
@@ -163,20 +202,42 @@ impl Fields {
 
     /// Name and value of every field, in name order.
     pub fn iter(&self) -> FieldsIter<'_> {
-        self.entries.iter().map(|(k, v)| (&**k, v))
+        FieldsIter(self.entries.iter())
     }
 
     /// Every field name, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(k, _)| &**k)
+        self.entries.iter().map(|e| &*e.name)
     }
 }
 
 /// The iterator of [`Fields::iter`].
-pub type FieldsIter<'a> = std::iter::Map<
-    std::slice::Iter<'a, (Arc<str>, Value)>,
-    fn(&'a (Arc<str>, Value)) -> (&'a str, &'a Value),
->;
+pub struct FieldsIter<'a>(std::slice::Iter<'a, Entry>);
+
+impl<'a> Iterator for FieldsIter<'a> {
+    type Item = (&'a str, &'a Value);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|e| (&*e.name, &e.value))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for FieldsIter<'_> {}
+
+/// The iterator of `Fields::into_iter`.
+pub struct FieldsIntoIter(std::vec::IntoIter<Entry>);
+
+impl Iterator for FieldsIntoIter {
+    type Item = (Arc<str>, Value);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|e| (e.name, e.value))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
 
 impl<'a> IntoIterator for &'a Fields {
     type Item = (&'a str, &'a Value);
@@ -188,9 +249,9 @@ impl<'a> IntoIterator for &'a Fields {
 
 impl IntoIterator for Fields {
     type Item = (Arc<str>, Value);
-    type IntoIter = std::vec::IntoIter<(Arc<str>, Value)>;
+    type IntoIter = FieldsIntoIter;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        FieldsIntoIter(self.entries.into_iter())
     }
 }
 
@@ -203,9 +264,7 @@ impl<K: Into<Arc<str>>> FromIterator<(K, Value)> for Fields {
 impl From<BTreeMap<String, Value>> for Fields {
     fn from(map: BTreeMap<String, Value>) -> Fields {
         // Already sorted and unique.
-        Fields {
-            entries: map.into_iter().map(|(k, v)| (Arc::from(k), v)).collect(),
-        }
+        Fields::from_sorted_unique(map.into_iter().map(|(k, v)| (Arc::from(k), v)))
     }
 }
 

@@ -64,7 +64,7 @@ pub use engine::{
     GroupData, PendingEvent, RuleState, StateFormatError, Suppression,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
-pub use event::{Event, Fields, FieldsIter, Input, SourceFile};
+pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};
 pub use inline_tests::run_inline_tests;
 pub use lists::{List, Lists};
 pub use rule::{

@@ -496,8 +496,7 @@ impl SortedFields {
         Fields::from_sorted_unique(
             self.0
                 .into_iter()
-                .map(|(id, v)| (Arc::clone(&names[id as usize]), v))
-                .collect(),
+                .map(|(id, v)| (Arc::clone(&names[id as usize]), v)),
         )
     }
 }
