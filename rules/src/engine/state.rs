@@ -38,13 +38,13 @@ pub struct EngineState {
     /// Working memory of the engine, reused from event to event so that the
     /// common path does not allocate; not part of the state's value.
     #[serde(skip)]
-    pub(crate) candidates: Scratch<u32>,
+    pub(crate) candidates: Scratch<Vec<u32>>,
 }
 
-/// A buffer that holds nothing of value between calls: it is not saved, and
-/// two states are equal whatever their buffers hold.
+/// A buffer or cache that holds nothing of value between calls: it is not
+/// saved, and two states are equal whatever their scratch holds.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Scratch<T>(pub(crate) Vec<T>);
+pub(crate) struct Scratch<T>(pub(crate) T);
 
 impl<T> PartialEq for Scratch<T> {
     fn eq(&self, _: &Self) -> bool {
@@ -53,14 +53,14 @@ impl<T> PartialEq for Scratch<T> {
 }
 
 impl<T> std::ops::Deref for Scratch<T> {
-    type Target = Vec<T>;
-    fn deref(&self) -> &Vec<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
         &self.0
     }
 }
 
 impl<T> std::ops::DerefMut for Scratch<T> {
-    fn deref_mut(&mut self) -> &mut Vec<T> {
+    fn deref_mut(&mut self) -> &mut T {
         &mut self.0
     }
 }
@@ -119,6 +119,13 @@ pub struct RuleState {
     pub order: BTreeMap<u64, String>,
     /// Suppression windows by suppression key.
     pub suppress: BTreeMap<String, Suppression>,
+    /// The touch time and newest event time of the least recently touched
+    /// group when [`RuleState::expire_idle`] last found it young, so that
+    /// the next call need not look the group up by its key. A group's times
+    /// only change when it is touched, which gives it a new, never reused
+    /// touch time: a stale entry cannot match.
+    #[serde(skip)]
+    pub(crate) oldest: Scratch<Option<(u64, i64)>>,
 }
 
 impl RuleState {
@@ -128,11 +135,15 @@ impl RuleState {
     pub(crate) fn expire_idle(&mut self, before: i64) -> u64 {
         let mut removed = 0;
         while let Some(entry) = self.order.first_entry() {
-            if self
-                .groups
-                .get(entry.get())
-                .is_some_and(|g| g.last_ms > before)
+            let touched = *entry.key();
+            let last_ms = match *self.oldest {
+                Some((t, ms)) if t == touched => Some(ms),
+                _ => self.groups.get(entry.get()).map(|g| g.last_ms),
+            };
+            if let Some(ms) = last_ms
+                && ms > before
             {
+                *self.oldest = Some((touched, ms));
                 break;
             }
             let key = entry.remove();

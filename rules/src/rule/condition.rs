@@ -365,7 +365,18 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
     };
     match t {
         Test::Equals(s, ci) => eq(s, *ci),
-        Test::In(list, ci) => list.iter().any(|s| eq(s, *ci)),
+        Test::In(list, ci) => {
+            // Fold and parse the value once, not once per list entry.
+            let hay = folded(*ci);
+            let mut parsed = None;
+            list.iter().any(|s| match s.num {
+                Some(a) => match *parsed.get_or_insert_with(num) {
+                    Some(b) => a == b,
+                    None => hay == s.text.as_str(),
+                },
+                None => hay == s.text.as_str(),
+            })
+        }
         Test::Contains(needles, ci) => {
             let hay = folded(*ci);
             needles.iter().any(|n| hay.contains(n.as_str()))
