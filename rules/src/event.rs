@@ -154,8 +154,18 @@ impl Fields {
     #[inline]
     fn find(&self, name: &str) -> Result<usize, usize> {
         let p = prefix(name);
-        self.entries
-            .binary_search_by(|e| e.prefix.cmp(&p).then_with(|| (*e.name).cmp(name)))
+        self.entries.binary_search_by(|e| {
+            e.prefix.cmp(&p).then_with(|| {
+                // Equal prefixes: names of 16 bytes or fewer are all in the
+                // prefix, so they differ only by trailing NULs, and the
+                // shorter is first. Only longer names need their rest read.
+                if e.name.len() <= 16 && name.len() <= 16 {
+                    e.name.len().cmp(&name.len())
+                } else {
+                    (*e.name).cmp(name)
+                }
+            })
+        })
     }
 
     /// The value of a field.
@@ -329,6 +339,35 @@ mod tests {
 
         let json = serde_json::to_string(&f).expect("serialises");
         assert_eq!(json, r#"{"event.module":"b","source.ip":"10.0.0.2"}"#);
+        // Names that share their first 16 bytes, or differ by trailing NULs.
+        let long: Fields = [
+            ("destination.port.x", Value::from(1)),
+            ("destination.port", Value::from(2)),
+            ("destination.port\0", Value::from(3)),
+            ("a", Value::from(4)),
+            ("a\0", Value::from(5)),
+            ("destination.portal", Value::from(6)),
+        ]
+        .into_iter()
+        .collect();
+        let names: Vec<&str> = long.keys().collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        for (name, want) in [
+            ("destination.port.x", 1),
+            ("destination.port", 2),
+            ("destination.port\0", 3),
+            ("a", 4),
+            ("a\0", 5),
+            ("destination.portal", 6),
+        ] {
+            assert_eq!(long.get(name), Some(&Value::from(want)), "{name:?}");
+        }
+        assert_eq!(long.get("destination.por"), None);
+        assert_eq!(long.get("a\0\0"), None);
+        assert_eq!(long.get("destination.port.y"), None);
+
         let back: Fields = serde_json::from_str(r#"{"z":1,"a":2,"z":3}"#).expect("a map");
         assert_eq!(
             serde_json::to_string(&back).expect("serialises"),
