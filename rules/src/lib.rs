@@ -170,6 +170,10 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
         ),
         SourceFile::new("decoders/panda.yml", include_str!("../decoders/panda.yml")),
         SourceFile::new("decoders/sshd.yml", include_str!("../decoders/sshd.yml")),
+        SourceFile::new(
+            "decoders/windows_security.yml",
+            include_str!("../decoders/windows_security.yml"),
+        ),
     ]
 }
 
