@@ -174,6 +174,10 @@ pub fn builtin_decoder_sources() -> Vec<SourceFile> {
             "decoders/windows_security.yml",
             include_str!("../decoders/windows_security.yml"),
         ),
+        SourceFile::new(
+            "decoders/web_access.yml",
+            include_str!("../decoders/web_access.yml"),
+        ),
     ]
 }
 
