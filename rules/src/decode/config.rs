@@ -177,8 +177,9 @@ pub(crate) struct FieldConfig {
     pub join: Option<String>,
     /// Type conversion, applied after `map`.
     pub convert: Option<ConvertName>,
-    /// Timestamp format for `convert: timestamp`.
-    pub format: Option<String>,
+    /// Timestamp format for `convert: timestamp`; a list is tried in order
+    /// (a source that writes the time in more than one way).
+    pub format: Option<OneOrMany>,
     /// Replace known values (keys compared case-insensitively; a key ending
     /// in `*` matches every value that starts with the rest, exact keys
     /// first, then the longest prefix).
@@ -650,8 +651,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
                 "`timezone` is only used with `convert: timestamp`".into(),
             );
         }
-        match Convert::new(f.convert, f.format.as_deref())
-            .and_then(|c| c.with_timezone(f.timezone.as_deref()))
+        let formats: Vec<&str> = f
+            .format
+            .iter()
+            .flat_map(|f| &f.0)
+            .map(String::as_str)
+            .collect();
+        match Convert::new(f.convert, &formats).and_then(|c| c.with_timezone(f.timezone.as_deref()))
         {
             Ok(convert) => fields.push(FieldMap {
                 target: target.clone(),

@@ -60,13 +60,17 @@ pub(crate) enum TimeFormat {
     /// `timezone`). The spec's year-less forms are an error: the year would
     /// be a guess.
     Cef,
+    /// Several formats, tried in order; the first that reads the value
+    /// wins (`format: [rfc3339, unix_ms]` for a source that writes either).
+    FirstOf(Vec<TimeFormat>),
 }
 
 impl Convert {
-    /// Builds a conversion; `format` is only for timestamps.
-    pub(crate) fn new(name: Option<ConvertName>, format: Option<&str>) -> Result<Convert, String> {
+    /// Builds a conversion; `formats` are only for timestamps, which need at
+    /// least one (several are tried in order).
+    pub(crate) fn new(name: Option<ConvertName>, formats: &[&str]) -> Result<Convert, String> {
         let name = name.unwrap_or(ConvertName::String);
-        if format.is_some() && name != ConvertName::Timestamp {
+        if !formats.is_empty() && name != ConvertName::Timestamp {
             return Err("`format` is only used with `convert: timestamp`".into());
         }
         Ok(match name {
@@ -77,35 +81,23 @@ impl Convert {
             ConvertName::Lowercase => Convert::Lowercase,
             ConvertName::Uppercase => Convert::Uppercase,
             ConvertName::List => Convert::List,
-            ConvertName::Timestamp => Convert::Timestamp(
-                match format {
-                    None => {
+            ConvertName::Timestamp => {
+                let mut parsed = formats
+                    .iter()
+                    .map(|f| time_format(f))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let format = match parsed.len() {
+                    0 => {
                         return Err(
                             "`convert: timestamp` needs a `format` (chrono syntax or `rfc3339`)"
                                 .into(),
                         );
                     }
-                    Some("rfc3339") => TimeFormat::Rfc3339,
-                    Some("unix") => TimeFormat::Unix(0),
-                    Some("unix_ms") => TimeFormat::Unix(3),
-                    Some("unix_us") => TimeFormat::Unix(6),
-                    Some("unix_ns") => TimeFormat::Unix(9),
-                    Some("cef") => TimeFormat::Cef,
-                    Some(f) if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => {
-                        TimeFormat::WithOffset(f.to_string())
-                    }
-                    Some(f) => {
-                        // Catch format typos at load time rather than per line.
-                        if chrono::format::StrftimeItems::new(f)
-                            .any(|i| matches!(i, chrono::format::Item::Error))
-                        {
-                            return Err(format!("invalid timestamp format `{f}`"));
-                        }
-                        TimeFormat::Naive(f.to_string())
-                    }
-                },
-                0,
-            ),
+                    1 => parsed.remove(0),
+                    _ => TimeFormat::FirstOf(parsed),
+                };
+                Convert::Timestamp(format, 0)
+            }
         })
     }
 
@@ -171,6 +163,30 @@ impl Convert {
     }
 }
 
+/// One `format:` name or chrono pattern.
+fn time_format(f: &str) -> Result<TimeFormat, String> {
+    Ok(match f {
+        "rfc3339" => TimeFormat::Rfc3339,
+        "unix" => TimeFormat::Unix(0),
+        "unix_ms" => TimeFormat::Unix(3),
+        "unix_us" => TimeFormat::Unix(6),
+        "unix_ns" => TimeFormat::Unix(9),
+        "cef" => TimeFormat::Cef,
+        f if f.contains("%z") || f.contains("%:z") || f.contains("%#z") => {
+            TimeFormat::WithOffset(f.to_string())
+        }
+        f => {
+            // Catch format typos at load time rather than per line.
+            if chrono::format::StrftimeItems::new(f)
+                .any(|i| matches!(i, chrono::format::Item::Error))
+            {
+                return Err(format!("invalid timestamp format `{f}`"));
+            }
+            TimeFormat::Naive(f.to_string())
+        }
+    })
+}
+
 /// `+07:00`, `-0700`, `+7`, `UTC`, `GMT`, `Z` → seconds east of UTC.
 pub(crate) fn parse_offset(tz: &str) -> Option<i32> {
     let tz = tz.trim();
@@ -219,6 +235,17 @@ fn timestamp_ms(v: &str, f: &TimeFormat, offset_s: i32) -> Result<i64, String> {
                 return unix_ms(v, *digits).ok_or_else(|| format!("`{v}` is not a Unix time"));
             }
             TimeFormat::Cef => return cef_ms(v, offset_s),
+            TimeFormat::FirstOf(formats) => {
+                return formats
+                    .iter()
+                    .find_map(|f| timestamp_ms(v, f, offset_s).ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "`{v}` is not a timestamp in any of its {} formats",
+                            formats.len()
+                        )
+                    });
+            }
         };
         parsed.map_err(|e| format!("`{v}` is not a timestamp: {e}"))
     }
@@ -275,7 +302,7 @@ mod tests {
     use super::*;
 
     fn conv(name: ConvertName, v: &str) -> Result<Value, String> {
-        Convert::new(Some(name), None).and_then(|c| c.apply(v))
+        Convert::new(Some(name), &[]).and_then(|c| c.apply(v))
     }
 
     #[test]
@@ -302,8 +329,8 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        let c = Convert::new(Some(ConvertName::Timestamp), Some("%a %b %e %H:%M:%S %Y"))
-            .expect("valid");
+        let c =
+            Convert::new(Some(ConvertName::Timestamp), &["%a %b %e %H:%M:%S %Y"]).expect("valid");
         assert_eq!(
             c.apply("Sat Nov 28 19:47:08 2026"),
             Ok(Value::from("2026-11-28T19:47:08Z"))
@@ -313,15 +340,15 @@ mod tests {
             Ok(Value::from("2026-11-01T09:07:08Z"))
         );
         assert!(c.apply("yesterday").is_err());
-        let c = Convert::new(Some(ConvertName::Timestamp), Some("rfc3339")).expect("valid");
+        let c = Convert::new(Some(ConvertName::Timestamp), &["rfc3339"]).expect("valid");
         assert_eq!(
             c.apply("2024-01-02T03:04:05.5+01:00"),
             Ok(Value::from("2024-01-02T02:04:05.500Z"))
         );
-        assert!(Convert::new(Some(ConvertName::Timestamp), None).is_err());
-        assert!(Convert::new(Some(ConvertName::Int), Some("%Y")).is_err());
-        assert!(Convert::new(Some(ConvertName::Timestamp), Some("%Q")).is_err());
-        let c = Convert::new(Some(ConvertName::Timestamp), Some("%Y-%m-%d %H:%M:%S"))
+        assert!(Convert::new(Some(ConvertName::Timestamp), &[]).is_err());
+        assert!(Convert::new(Some(ConvertName::Int), &["%Y"]).is_err());
+        assert!(Convert::new(Some(ConvertName::Timestamp), &["%Q"]).is_err());
+        let c = Convert::new(Some(ConvertName::Timestamp), &["%Y-%m-%d %H:%M:%S"])
             .and_then(|c| c.with_timezone(Some("+07:00")))
             .expect("valid");
         assert_eq!(
@@ -332,18 +359,18 @@ mod tests {
             c.apply_tz("2024-01-02 10:00:00", Some("-0700")),
             Ok(Value::from("2024-01-02T17:00:00Z"))
         );
-        let c = Convert::new(Some(ConvertName::Timestamp), Some("unix_ns")).expect("valid");
+        let c = Convert::new(Some(ConvertName::Timestamp), &["unix_ns"]).expect("valid");
         assert_eq!(
             c.apply("1775176270239669800"),
             Ok(Value::from("2026-04-03T00:31:10.239Z"))
         );
-        let c = Convert::new(Some(ConvertName::Timestamp), Some("unix")).expect("valid");
+        let c = Convert::new(Some(ConvertName::Timestamp), &["unix"]).expect("valid");
         assert_eq!(
             c.apply("1703859602"),
             Ok(Value::from("2023-12-29T14:20:02Z"))
         );
         assert!(c.apply("1e300").is_err());
-        let c = Convert::new(Some(ConvertName::Timestamp), Some("cef")).expect("valid");
+        let c = Convert::new(Some(ConvertName::Timestamp), &["cef"]).expect("valid");
         for (v, want) in [
             ("1491523810000", "2017-04-07T00:10:10Z"),
             ("Apr 07 2017 00:10:10 GMT", "2017-04-07T00:10:10Z"),
@@ -358,6 +385,24 @@ mod tests {
             "unknown zone name"
         );
         assert!(c.apply("").is_err());
+        // Several formats: the first that reads the value wins.
+        let c = Convert::new(Some(ConvertName::Timestamp), &["rfc3339", "unix_ms"])
+            .and_then(|c| c.with_timezone(Some("+07:00")))
+            .expect("valid");
+        assert_eq!(
+            c.apply("2025-03-12T02:14:07.5318842+07:00"),
+            Ok(Value::from("2025-03-11T19:14:07.531Z"))
+        );
+        assert_eq!(
+            c.apply("1741745647531"),
+            Ok(Value::from("2025-03-12T02:14:07.531Z"))
+        );
+        assert_eq!(
+            c.apply("12/03/2025"),
+            Err("`12/03/2025` is not a timestamp in any of its 2 formats".into())
+        );
+        assert!(Convert::new(Some(ConvertName::Timestamp), &["rfc3339", "%Q"]).is_err());
+        assert!(Convert::new(Some(ConvertName::Int), &["rfc3339", "unix"]).is_err());
         assert_eq!(parse_offset("-0700"), Some(-25200));
         assert_eq!(parse_offset("+05:30"), Some(19800));
         assert_eq!(parse_offset("GMT"), Some(0));
