@@ -110,6 +110,27 @@ impl Entry {
     }
 }
 
+/// A field name made once and shared by many events (the decoders' names),
+/// with its [`prefix`] computed once too.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedName {
+    prefix: u128,
+    name: Arc<str>,
+}
+
+impl SharedName {
+    pub(crate) fn new(name: &str) -> SharedName {
+        SharedName {
+            prefix: prefix(name),
+            name: Arc::from(name),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
 /// The first 16 bytes of a name, big-endian, zero-padded. Ordering by it and
 /// then by the whole name is the same as ordering by the name: where two
 /// prefixes differ, they differ at the first byte where the names differ (or
@@ -147,6 +168,22 @@ impl Fields {
     /// Fields already sorted by name, each name once (checked in debug builds).
     pub(crate) fn from_sorted_unique(pairs: impl Iterator<Item = (Arc<str>, Value)>) -> Fields {
         let entries: Vec<Entry> = pairs.map(|(k, v)| Entry::new(k, v)).collect();
+        debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
+        Fields { entries }
+    }
+
+    /// Fields from shared names already sorted, each once (checked in debug
+    /// builds): no name is copied and no prefix computed.
+    pub(crate) fn from_sorted_names<'n>(
+        pairs: impl Iterator<Item = (&'n SharedName, Value)>,
+    ) -> Fields {
+        let entries: Vec<Entry> = pairs
+            .map(|(n, value)| Entry {
+                prefix: n.prefix,
+                name: Arc::clone(&n.name),
+                value,
+            })
+            .collect();
         debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
         Fields { entries }
     }
