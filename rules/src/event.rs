@@ -83,30 +83,27 @@ impl Event {
 /// searches; iteration, `Debug` and serialisation go in name order, exactly
 /// as a `BTreeMap` would. Names are shared (`Arc<str>`): the decoders hand
 /// out their own copy of each name, so building an event allocates no name.
-/// Each entry keeps the first 16 bytes of its name as an integer, so a
-/// lookup compares integers and reads the names only on a tie (names like
+/// The first 16 bytes of each name are kept as an integer in an array of
+/// their own, so a lookup is a binary search over a few contiguous cache
+/// lines of integers, and reads a name only on a tie (names like
 /// `destination.port` and `destination.ip` differ within 16 bytes).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Fields {
+    /// [`prefix`] of each entry's name, in the same order.
+    prefixes: Vec<u128>,
     /// Sorted by name, names unique.
     entries: Vec<Entry>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
 struct Entry {
-    /// [`prefix`] of `name`.
-    prefix: u128,
     name: Arc<str>,
     value: Value,
 }
 
 impl Entry {
     fn new(name: Arc<str>, value: Value) -> Entry {
-        Entry {
-            prefix: prefix(&name),
-            name,
-            value,
-        }
+        Entry { name, value }
     }
 }
 
@@ -162,14 +159,21 @@ impl Fields {
                 _ => entries.push(Entry::new(k, v)),
             }
         }
-        Fields { entries }
+        Fields::with_entries(entries)
+    }
+
+    fn with_entries(entries: Vec<Entry>) -> Fields {
+        Fields {
+            prefixes: entries.iter().map(|e| prefix(&e.name)).collect(),
+            entries,
+        }
     }
 
     /// Fields already sorted by name, each name once (checked in debug builds).
     pub(crate) fn from_sorted_unique(pairs: impl Iterator<Item = (Arc<str>, Value)>) -> Fields {
         let entries: Vec<Entry> = pairs.map(|(k, v)| Entry::new(k, v)).collect();
         debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
-        Fields { entries }
+        Fields::with_entries(entries)
     }
 
     /// Fields from shared names already sorted, each once (checked in debug
@@ -177,32 +181,45 @@ impl Fields {
     pub(crate) fn from_sorted_names<'n>(
         pairs: impl Iterator<Item = (&'n SharedName, Value)>,
     ) -> Fields {
-        let entries: Vec<Entry> = pairs
-            .map(|(n, value)| Entry {
-                prefix: n.prefix,
+        let (lower, _) = pairs.size_hint();
+        let mut prefixes = Vec::with_capacity(lower);
+        let mut entries = Vec::with_capacity(lower);
+        for (n, value) in pairs {
+            prefixes.push(n.prefix);
+            entries.push(Entry {
                 name: Arc::clone(&n.name),
                 value,
-            })
-            .collect();
+            });
+        }
         debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
-        Fields { entries }
+        Fields { prefixes, entries }
     }
 
     #[inline]
     fn find(&self, name: &str) -> Result<usize, usize> {
         let p = prefix(name);
-        self.entries.binary_search_by(|e| {
-            e.prefix.cmp(&p).then_with(|| {
+        let (mut lo, mut hi) = (0, self.prefixes.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let order = self.prefixes[mid].cmp(&p).then_with(|| {
                 // Equal prefixes: names of 16 bytes or fewer are all in the
                 // prefix, so they differ only by trailing NULs, and the
-                // shorter is first. Only longer names need their rest read.
-                if e.name.len() <= 16 && name.len() <= 16 {
-                    e.name.len().cmp(&name.len())
+                // shorter is first (the length is in the entry, not in the
+                // name's text). Only longer names need their rest read.
+                let have = &self.entries[mid].name;
+                if have.len() <= 16 && name.len() <= 16 {
+                    have.len().cmp(&name.len())
                 } else {
-                    (*e.name).cmp(name)
+                    (**have).cmp(name)
                 }
-            })
-        })
+            });
+            match order {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
     }
 
     /// The value of a field.
@@ -226,6 +243,7 @@ impl Fields {
         match self.find(name) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].value, value)),
             Err(i) => {
+                self.prefixes.insert(i, prefix(name));
                 self.entries.insert(i, Entry::new(Arc::from(name), value));
                 None
             }
@@ -234,7 +252,9 @@ impl Fields {
 
     /// Removes a field; returns its value.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        self.find(name).ok().map(|i| self.entries.remove(i).value)
+        let i = self.find(name).ok()?;
+        self.prefixes.remove(i);
+        Some(self.entries.remove(i).value)
     }
 
     /// The number of fields.

@@ -392,8 +392,13 @@ impl Decoders {
             .get(self.known[Known::ProcessName as usize])
             .and_then(Value::as_str);
         // Reused by the candidates (one allocation per level and line).
-        let mut caps: Captures<'_> = Vec::new();
-        let mut staged = Staged::default();
+        // Sized for most lines (24 × 40 bytes: one small allocation, no
+        // regrowth).
+        let mut caps: Captures<'_> = Vec::with_capacity(24);
+        let mut staged = Staged {
+            fields: Vec::with_capacity(16),
+            ..Staged::default()
+        };
         for &id in level.candidates(program) {
             let d = &self.decoders[id];
             if !d.when.accepts(text, input.source_type, program) {
