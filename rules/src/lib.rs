@@ -266,6 +266,32 @@ mod tests {
         assert_eq!(stateful.rules().len(), 2);
     }
 
+    /// Every shipped decoder has a test of a line it must refuse or flag: a
+    /// broken or cut-short line (`matches: false`, or an expected
+    /// `decode.reason`), so that what a decoder does with bad input is
+    /// written down and checked.
+    #[test]
+    fn every_builtin_decoder_has_a_broken_line_test() {
+        let decoders = Decoders::builtin();
+        let missing: Vec<&str> = decoders
+            .decoders
+            .iter()
+            .filter(|d| {
+                !d.tests.iter().any(|t| {
+                    !t.matches
+                        || t.expect
+                            .iter()
+                            .any(|(k, _)| k == "decode.reason" || k == "decode.error")
+                })
+            })
+            .map(|d| d.name.as_str())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "decoders without a test of a line they must refuse or flag: {missing:?}"
+        );
+    }
+
     #[test]
     fn builtin_inline_tests_pass() {
         let failures = run_inline_tests(&Decoders::builtin(), &RuleSet::builtin());
