@@ -74,12 +74,13 @@ impl Event {
     }
 }
 
-/// The named fields of an [`Event`]: a map from field name to value, kept as
-/// one vector sorted by name.
+/// The named fields of an [`Event`]: a map from field name to value, kept
+/// sorted by name in a vector.
 ///
 /// Events hold a few dozen fields at most and are built once, read a few
-/// times and dropped, so a sorted vector beats a tree: one allocation
-/// instead of several nodes, and no rebalancing. Lookups are binary
+/// times and dropped, so a sorted vector beats a tree: two allocations (the
+/// entries and their name prefixes) instead of several nodes, and no
+/// rebalancing. Lookups are binary
 /// searches; iteration, `Debug` and serialisation go in name order, exactly
 /// as a `BTreeMap` would. Names are shared (`Arc<str>`): the decoders hand
 /// out their own copy of each name, so building an event allocates no name.
