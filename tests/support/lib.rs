@@ -518,7 +518,11 @@ pub fn numbered_line(prefix: &str, n: u64) -> String {
     format!("Nov 28 08:02:44 web-01 app[4242]: {prefix} seq={n:09} {pad}")
 }
 
-/// A thread appending [`numbered_line`]s to a file, 100 to a write, until
+/// Lines [`LineWriter`] appends with one open and write of the file.
+pub const LINES_PER_WRITE: u64 = 100;
+
+/// A thread appending [`numbered_line`]s to a file, [`LINES_PER_WRITE`] to
+/// a write (the file opened anew for each), until
 /// it has written `target` lines (raised with [`LineWriter::allow`]), at
 /// full speed or at `rate` lines per second. Like a program that reopens
 /// its log for every write, it never creates the file: while logrotate has
@@ -556,7 +560,7 @@ impl LineWriter {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 }
-                let end = (n + 100).min(allowed);
+                let end = (n + LINES_PER_WRITE).min(allowed);
                 buf.clear();
                 for i in n..end {
                     buf.push_str(&numbered_line(&p, i));

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use soc_e2e::{
-    Agent, Collector, GlobSource, LineWriter, logrotate, multiset_diff, sorted_sha256, wait_for,
-    write_agent_config_globs,
+    Agent, Collector, GlobSource, LINES_PER_WRITE, LineWriter, logrotate, multiset_diff,
+    sorted_sha256, wait_for, write_agent_config_globs,
 };
 
 /// Rotations per mode.
@@ -191,12 +191,25 @@ fn run(mode: Mode) -> anyhow::Result<()> {
     for _ in 0..ROUNDS {
         writer.allow(SETTLE_LINES);
         writer.wait_written(first_after_rotation + SETTLE_LINES)?;
+        // Proof that the agent follows the new file before the next
+        // rotation. The writer opens the file for each write: the write in
+        // progress while logrotate ran can land in the old file after
+        // logrotate returned, so its lines (numbered from
+        // `first_after_rotation`) prove nothing; the lines of the next write
+        // are in the new file. (Waiting for the first ones let a run rotate
+        // again before the agent had seen the new file; with `olddir`,
+        // outside the globs by design, that file was never read.)
+        let proof = if last_rotation.is_some() {
+            first_after_rotation + LINES_PER_WRITE
+        } else {
+            0
+        };
         wait_for(
             "a line written after the last rotation in the journal",
             Duration::from_secs(120),
             || {
                 journal.poll(&collector).ok()?;
-                journal.has_line_from(first_after_rotation).then_some(())
+                journal.has_line_from(proof).then_some(())
             },
         )
         .map_err(fail)?;
