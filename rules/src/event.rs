@@ -170,13 +170,6 @@ impl Fields {
         }
     }
 
-    /// Fields already sorted by name, each name once (checked in debug builds).
-    pub(crate) fn from_sorted_unique(pairs: impl Iterator<Item = (Arc<str>, Value)>) -> Fields {
-        let entries: Vec<Entry> = pairs.map(|(k, v)| Entry::new(k, v)).collect();
-        debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
-        Fields::with_entries(entries)
-    }
-
     /// Fields from shared names already sorted, each once (checked in debug
     /// builds): no name is copied and no prefix computed.
     pub(crate) fn from_sorted_names<'n>(
@@ -332,7 +325,12 @@ impl<K: Into<Arc<str>>> FromIterator<(K, Value)> for Fields {
 impl From<BTreeMap<String, Value>> for Fields {
     fn from(map: BTreeMap<String, Value>) -> Fields {
         // Already sorted and unique.
-        Fields::from_sorted_unique(map.into_iter().map(|(k, v)| (Arc::from(k), v)))
+        // Already sorted by name, each name once.
+        Fields::with_entries(
+            map.into_iter()
+                .map(|(k, v)| Entry::new(Arc::from(k), v))
+                .collect(),
+        )
     }
 }
 

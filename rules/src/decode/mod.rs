@@ -52,8 +52,8 @@ pub struct Decoders {
     /// its index here until the event is built, so ordering fields compares
     /// integers, and every event shares these names instead of copying them.
     names: Vec<SharedName>,
-    /// The ids of [`KNOWN`], in its order.
-    known: [u32; KNOWN.len()],
+    /// The ids of [`KNOWN`].
+    known: KnownIds,
 }
 
 /// Field names set by the decoding itself rather than by a decoder's
@@ -99,6 +99,17 @@ enum Known {
     LogSourceType,
     /// The raw line.
     Message,
+}
+
+/// The name ids of [`KNOWN`] in the loaded [`Decoders`]' name table.
+#[derive(Debug)]
+struct KnownIds([u32; KNOWN.len()]);
+
+impl KnownIds {
+    #[inline]
+    fn id(&self, k: Known) -> u32 {
+        self.0[k as usize]
+    }
 }
 
 /// The candidate decoders of one level of the tree (indexes, in load
@@ -289,7 +300,7 @@ impl Decoders {
             // Every name was put in the table just above.
             at.map_or(0, |i| i as u32)
         };
-        let known = KNOWN.map(id);
+        let known = KnownIds(KNOWN.map(id));
         for d in &mut decoders {
             for f in &mut d.fields {
                 f.id = id(&f.target);
@@ -334,7 +345,7 @@ impl Decoders {
         let mut out = Output::default();
         self.run_level(&self.roots, text, input, &mut out);
 
-        let known = |k: Known| self.known[k as usize];
+        let known = |k: Known| self.known.id(k);
         let mut fields = out.fields;
         if fields.get(known(Known::EventModule)).is_none() {
             fields.set(known(Known::EventModule), Value::from(UNKNOWN_MODULE));
@@ -389,7 +400,7 @@ impl Decoders {
         // candidate of this level: look it up once.
         let program = out
             .fields
-            .get(self.known[Known::ProcessName as usize])
+            .get(self.known.id(Known::ProcessName))
             .and_then(Value::as_str);
         // Reused by the candidates (one allocation per level and line).
         // Sized for most lines (24 × 40 bytes: one small allocation, no
@@ -435,7 +446,7 @@ impl Decoders {
                 let tz = f.timezone_from.as_deref().and_then(|n| get(&caps, n));
                 match f.convert.apply_tz(v, tz) {
                     Ok(value) => {
-                        if f.id == self.known[Known::Timestamp as usize] {
+                        if f.id == self.known.id(Known::Timestamp) {
                             staged.ts = value.as_str().and_then(convert::parse_ms);
                         }
                         staged.fields.push((f.id, value));
@@ -585,13 +596,13 @@ fn step_input<'c>(caps: &Captures<'c>, text: &'c str, from: Option<&str>) -> Opt
 /// Runs the parse steps of `d` on `text`.
 fn run_steps<'c, 'd: 'c>(
     d: &'d Decoder,
-    known: &[u32; KNOWN.len()],
+    known: &KnownIds,
     text: &'c str,
     input: &Input<'_>,
     caps: &mut Captures<'c>,
     staged: &mut Staged<'d>,
 ) -> StepsResult {
-    let known = |k: Known| known[k as usize];
+    let known = |k: Known| known.id(k);
     for (i, step) in d.steps.iter().enumerate() {
         let first = i == 0;
         let Some(src) = step_input(caps, text, step.from()) else {
