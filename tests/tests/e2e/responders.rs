@@ -538,11 +538,17 @@ fn webhook_delivery_survives_a_receiver_outage_and_a_collector_restart() -> anyh
     assert_eq!(d, ids(&alerts), "nothing lost");
     let first = &delivered[0];
     assert!(first["rule_id"].is_string() && first["evidence"][0]["line"].is_string());
-    let m = collector.metrics_text()?;
-    assert_eq!(
-        metric_value(&m, "soc_forward_backlog", "sink=\"webhook\""),
-        0.0
-    );
+    // The backlog gauge is set once the page's last delivery has returned,
+    // a moment after the receiver got it: wait for it rather than read it
+    // at once.
+    wait_for(
+        "the webhook backlog back to 0",
+        Duration::from_secs(10),
+        || {
+            let m = collector.metrics_text().ok()?;
+            (metric_value(&m, "soc_forward_backlog", "sink=\"webhook\"") == 0.0).then_some(())
+        },
+    )?;
     Ok(())
 }
 
