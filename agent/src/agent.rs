@@ -1,20 +1,24 @@
 //! The agent's main loop: read, batch, send, checkpoint.
 //!
 //! One task owns the files, the batch being built and the checkpoints; only
-//! the HTTP requests run in their own tasks. At most one batch is in flight,
-//! so the collector sees each stream's lines in order. While it is, the next
-//! batch is taken and encoded on another thread (sent the moment the
-//! previous one is acknowledged), and reading goes on only until the batch
-//! after it is full, so memory is bounded (three batches) however long the
-//! collector is away. Checkpoints move only when the collector acknowledged
-//! a batch.
+//! the HTTP requests and the encoding of batches run in their own tasks.
+//! Up to `shipping.max_in_flight` batches are in flight at once, so the
+//! collector journals one while the next travels; each names the batch
+//! before it while that one is unacknowledged ([`soc_protocol::AFTER_HEADER`]),
+//! so the collector journals each stream's lines in order. One more batch is
+//! taken and encoded on another thread while they are, and reading goes on
+//! only until the batch after it is full, so memory is bounded
+//! (`max_in_flight` + 2 batches) however long the collector is away.
+//! Acknowledgements are applied in the order the batches were sent, and
+//! checkpoints move only past acknowledged lines.
 //!
-//! Shutdown: the in-flight request gets [`SHUTDOWN_GRACE`] to finish (a
-//! batch still waiting to retry is abandoned at once), the checkpoints are
-//! saved, and [`run`] returns.
+//! Shutdown: the in-flight requests get [`SHUTDOWN_GRACE`] to finish (a
+//! batch still waiting to retry is abandoned at once, and so are those sent
+//! after it), the checkpoints are saved, and [`run`] returns.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use soc_protocol::{
@@ -30,7 +34,7 @@ use crate::discover::Waker;
 use crate::enroll::{self, EnrollError};
 use crate::files::Files;
 use crate::heartbeat;
-use crate::ship::{self, Shipper, TlsError};
+use crate::ship::{self, Predecessor, Shipper, TlsError};
 use crate::stats::Stats;
 
 /// How long an in-flight request may take to finish at shutdown.
@@ -55,18 +59,23 @@ pub enum StartError {
 }
 
 /// The next batch, taken from the building one and encoded on a blocking
-/// thread while the previous batch is in flight.
+/// thread.
 struct Preparing {
-    task: JoinHandle<(Batch, Result<Vec<u8>, ProtocolError>)>,
+    task: JoinHandle<Encoded>,
     marks: Vec<Mark>,
     batch_id: u64,
 }
 
-/// The batch being sent.
+/// A batch and its encoding (or why it could not be encoded).
+type Encoded = (Batch, Result<Vec<u8>, ProtocolError>);
+
+/// A batch being sent.
 struct InFlight {
     task: JoinHandle<Option<BatchAck>>,
     marks: Vec<Mark>,
     batch_id: u64,
+    /// Set by the sending task once the collector acknowledged the batch.
+    acked: Arc<AtomicBool>,
 }
 
 /// Runs the agent until `shutdown` becomes true.
@@ -156,7 +165,7 @@ impl Loop<'_> {
     async fn run(mut self) {
         let s = &self.cfg.shipping;
         let mut building = Building::new(s.batch_max_lines, s.batch_max_bytes);
-        let mut in_flight: Option<InFlight> = None;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut preparing: Option<Preparing> = None;
         let mut heartbeat_task: Option<JoinHandle<()>> = None;
         let poll = self
@@ -183,22 +192,20 @@ impl Loop<'_> {
         loop {
             let now = Instant::now();
             self.files.fill(&mut building, now);
-            if in_flight.is_none() {
-                if building.ready(now, s.flush_interval) {
-                    next_batch_id += 1;
-                    in_flight = self.start_send(&mut building, next_batch_id, now);
-                }
-                self.files.release_drained(now);
-            } else if preparing.is_none() && building.ready(now, s.flush_interval) {
+            if preparing.is_none() && building.ready(now, s.flush_interval) {
                 next_batch_id += 1;
                 preparing = Some(self.prepare(&mut building, next_batch_id));
                 self.files.fill(&mut building, now);
+            }
+            if in_flight.is_empty() {
+                self.files.release_drained(now);
             }
             if now.duration_since(self.last_save) >= CHECKPOINT_EVERY {
                 self.save();
                 self.last_save = now;
             }
-            let flush_at = match in_flight {
+            let room = in_flight.len() < s.max_in_flight;
+            let flush_at = match preparing {
                 None => building.deadline(s.flush_interval),
                 Some(_) => None,
             };
@@ -213,20 +220,22 @@ impl Loop<'_> {
                         self.files.scan(last_wake_scan, true);
                     }
                 }
-                done = join(in_flight.as_mut().map(|f| &mut f.task)) => {
-                    if let Some(f) = in_flight.take() {
-                        let ok = matches!(done, Ok(Some(_)));
-                        // The next batch leaves first; the acknowledgement
-                        // is recorded while it travels.
-                        if ok && let Some(p) = preparing.take() {
-                            in_flight = self.send_prepared(p, &mut building, Instant::now()).await;
-                        }
-                        self.finish_send(f, done, &mut building);
-                        if let Some(p) = preparing.take() {
-                            // Its files were read again from their
-                            // acknowledged offsets: so are its lines.
-                            let marks = p.finish().await;
-                            self.read_again(&marks, &mut building);
+                encoded = join(preparing.as_mut().map(|p| &mut p.task)), if room => {
+                    if let Some(p) = preparing.take()
+                        && let Some(f) = self.send_prepared(p, encoded, &mut building, in_flight.back(), Instant::now())
+                    {
+                        in_flight.push_back(f);
+                    }
+                }
+                done = join(in_flight.front_mut().map(|f| &mut f.task)) => {
+                    if let Some(f) = in_flight.pop_front() {
+                        match done {
+                            Ok(Some(ack)) => self.finish_send(f, ack),
+                            Ok(None) => {} // abandoned at shutdown
+                            Err(e) => {
+                                let later = in_flight.drain(..).collect();
+                                self.send_task_died(f, e, later, preparing.take(), &mut building).await;
+                            }
                         }
                     }
                 }
@@ -245,18 +254,30 @@ impl Loop<'_> {
         if let Some(p) = preparing.take() {
             p.task.abort(); // never sent: read again at the next start
         }
-        if let Some(mut f) = in_flight.take() {
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut f.task).await {
-                Ok(done) => self.finish_send(f, done, &mut building),
-                Err(_) => {
-                    f.task.abort();
-                    tracing::info!(
-                        batch_id = f.batch_id,
-                        lines = f.marks.len(),
-                        "In-flight batch abandoned; it is sent again at the next start."
-                    );
+        // In order: once one batch is abandoned, later acknowledgements
+        // are not applied (their lines are sent again, and dropped by the
+        // collector as duplicates).
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let mut abandoned = false;
+        for mut f in in_flight.drain(..) {
+            if !abandoned {
+                match tokio::time::timeout_at(deadline, &mut f.task).await {
+                    Ok(Ok(Some(ack))) => {
+                        self.finish_send(f, ack);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(_) => f.task.abort(),
                 }
+                abandoned = true;
+            } else {
+                f.task.abort();
             }
+            tracing::info!(
+                batch_id = f.batch_id,
+                lines = f.marks.len(),
+                "In-flight batch abandoned; it is sent again at the next start."
+            );
         }
         if let Some(t) = heartbeat_task {
             t.abort();
@@ -318,21 +339,24 @@ impl Loop<'_> {
         }
     }
 
-    /// Sends a prepared batch; one that did not encode (too big, or a line
-    /// the collector would refuse) goes back to the front of the building
+    /// Sends a prepared batch after `before` (the batch sent last, if one
+    /// is still in flight); one that did not encode (too big, or a line the
+    /// collector would refuse) goes back to the front of the building
     /// batch, for [`Loop::start_send`] to halve or skip.
-    async fn send_prepared(
+    fn send_prepared(
         &mut self,
         p: Preparing,
+        encoded: Result<Encoded, tokio::task::JoinError>,
         building: &mut Building,
+        before: Option<&InFlight>,
         now: Instant,
     ) -> Option<InFlight> {
         let batch_id = p.batch_id;
-        let (batch, body) = match p.task.await {
+        let (batch, body) = match encoded {
             Ok((batch, Ok(body))) => (batch, body),
             Ok((batch, Err(_))) => {
                 restore(building, batch, p.marks);
-                return self.start_send(building, batch_id, now);
+                return self.start_send(building, batch_id, before, now);
             }
             Err(e) => {
                 // The encoding thread died (a bug): read its lines again.
@@ -342,24 +366,42 @@ impl Loop<'_> {
                 return None;
             }
         };
-        Some(self.deliver(body, p.marks, batch_id, batch.records.len()))
+        Some(self.deliver(body, p.marks, batch_id, batch.records.len(), before))
     }
 
-    /// Starts the request that delivers an encoded batch.
-    fn deliver(&self, body: Vec<u8>, marks: Vec<Mark>, batch_id: u64, lines: usize) -> InFlight {
+    /// Starts the request that delivers an encoded batch after `before`.
+    fn deliver(
+        &self,
+        body: Vec<u8>,
+        marks: Vec<Mark>,
+        batch_id: u64,
+        lines: usize,
+        before: Option<&InFlight>,
+    ) -> InFlight {
         let shipper = self.shipper.clone();
         let stats = self.stats.clone();
         let shutdown = self.shutdown.clone();
-        tracing::debug!(batch_id, lines, bytes = body.len(), "Sending batch.");
+        let acked = Arc::new(AtomicBool::new(false));
+        let after = before.map(|b| Predecessor {
+            batch_id: b.batch_id,
+            acked: b.acked.clone(),
+        });
+        tracing::debug!(batch_id, lines, bytes = body.len(), after = ?after.as_ref().map(|a| a.batch_id), "Sending batch.");
+        let done = acked.clone();
         let task = tokio::spawn(async move {
-            shipper
-                .deliver(body, batch_id, lines, &stats, shutdown)
-                .await
+            let ack = shipper
+                .deliver(body, batch_id, lines, after, &stats, shutdown)
+                .await;
+            if ack.is_some() {
+                done.store(true, Ordering::Release);
+            }
+            ack
         });
         InFlight {
             task,
             marks,
             batch_id,
+            acked,
         }
     }
 
@@ -369,6 +411,7 @@ impl Loop<'_> {
         &mut self,
         building: &mut Building,
         batch_id: u64,
+        before: Option<&InFlight>,
         now: Instant,
     ) -> Option<InFlight> {
         let mut n = building.len();
@@ -377,7 +420,7 @@ impl Loop<'_> {
             match encode_batch(&batch, &Limits::V1) {
                 Ok(body) => {
                     let lines = marks.len();
-                    return Some(self.deliver(body, marks, batch_id, lines));
+                    return Some(self.deliver(body, marks, batch_id, lines, before));
                 }
                 Err(
                     ProtocolError::PayloadTooLarge { .. }
@@ -401,35 +444,43 @@ impl Loop<'_> {
         None
     }
 
-    fn finish_send(
+    /// The task sending the oldest batch in flight died (a bug): nothing
+    /// after it may be acknowledged before it, so every batch taken since is
+    /// dropped and their lines are read again.
+    async fn send_task_died(
         &mut self,
         f: InFlight,
-        done: Result<Option<BatchAck>, tokio::task::JoinError>,
+        error: tokio::task::JoinError,
+        later: Vec<InFlight>,
+        preparing: Option<Preparing>,
         building: &mut Building,
     ) {
-        match done {
-            Ok(Some(ack)) => {
-                self.stats
-                    .lines_sent
-                    .fetch_add(f.marks.len() as u64, Ordering::Relaxed);
-                tracing::debug!(
-                    batch_id = f.batch_id,
-                    accepted = ack.accepted,
-                    duplicates = ack.duplicates,
-                    "Batch acknowledged."
-                );
-                // Saved with the next periodic save (CHECKPOINT_EVERY).
-                self.files.acknowledge(&f.marks, Instant::now());
-            }
-            Ok(None) => {} // abandoned at shutdown
-            Err(e) => {
-                // The send task died (a bug): nothing was acknowledged, so
-                // its files are read again from their acknowledged offsets.
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(batch_id = f.batch_id, error = %e, "Send task failed; its lines are read again.");
-                self.read_again(&f.marks, building);
-            }
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(batch_id = f.batch_id, %error, "Send task failed; its lines and those taken after them are read again.");
+        let mut marks = f.marks;
+        for l in later {
+            l.task.abort();
+            marks.extend(l.marks);
         }
+        if let Some(p) = preparing {
+            marks.extend(p.finish().await);
+        }
+        self.read_again(&marks, building);
+    }
+
+    /// Applies the acknowledgement of the oldest batch in flight.
+    fn finish_send(&mut self, f: InFlight, ack: BatchAck) {
+        self.stats
+            .lines_sent
+            .fetch_add(f.marks.len() as u64, Ordering::Relaxed);
+        tracing::debug!(
+            batch_id = f.batch_id,
+            accepted = ack.accepted,
+            duplicates = ack.duplicates,
+            "Batch acknowledged."
+        );
+        // Saved with the next periodic save (CHECKPOINT_EVERY).
+        self.files.acknowledge(&f.marks, Instant::now());
     }
 }
 

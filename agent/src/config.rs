@@ -104,6 +104,8 @@ pub struct ShippingSection {
     pub heartbeat_interval: Option<Spanned<String>>,
     /// Give up on one HTTP request after this long. Default `30s`.
     pub request_timeout: Option<Spanned<String>>,
+    /// Batches sent before the first is acknowledged (1..=16). Default 2.
+    pub max_in_flight: Option<Spanned<usize>>,
 }
 
 /// Where to start a file found at the first start of a source.
@@ -211,6 +213,10 @@ pub struct Collector {
     pub secret: Option<Secret>,
 }
 
+/// Most batches one agent may have in flight (the collector remembers the
+/// last 64 journalled batch ids of each agent for their ordering).
+pub const MAX_IN_FLIGHT: usize = 16;
+
 /// Validated `[shipping]`.
 #[derive(Debug, Clone)]
 pub struct Shipping {
@@ -221,6 +227,7 @@ pub struct Shipping {
     pub retry_max: Duration,
     pub heartbeat_interval: Duration,
     pub request_timeout: Duration,
+    pub max_in_flight: usize,
 }
 
 /// Validated `[[sources]]` entry.
@@ -466,6 +473,12 @@ impl ConfigFile {
                 &s.request_timeout,
                 "shipping.request_timeout",
                 Duration::from_secs(30),
+            )?,
+            max_in_flight: cx.range(
+                &s.max_in_flight,
+                "shipping.max_in_flight",
+                2,
+                1..=MAX_IN_FLIGHT,
             )?,
         };
 

@@ -37,6 +37,7 @@ fn good_config_gets_defaults() -> Result<(), ConfigError> {
     assert!(c.collector.secret.is_none());
     assert_eq!(c.shipping.flush_interval, Duration::from_secs(2));
     assert_eq!(c.shipping.retry_max, Duration::from_secs(60));
+    assert_eq!(c.shipping.max_in_flight, 2);
     let s = &c.sources[0];
     assert_eq!(s.source_type, "iptables");
     assert_eq!(s.start_at, StartAt::End);
@@ -85,6 +86,16 @@ fn refusals() {
         (
             "flush_interval = \"2s\"",
             "batch_max_lines = 0",
+            "out of range",
+        ),
+        (
+            "flush_interval = \"2s\"",
+            "max_in_flight = 0",
+            "shipping.max_in_flight",
+        ),
+        (
+            "flush_interval = \"2s\"",
+            "max_in_flight = 17",
             "out of range",
         ),
         (

@@ -6,11 +6,13 @@
 //! exponential backoff with jitter while the collector is unreachable, the
 //! collector's `Retry-After` when it says it is overloaded, and the longest
 //! backoff after a refusal (logged as an error naming the code). It never
-//! gives up on a batch: lines are never dropped.
+//! gives up on a batch: lines are never dropped. A batch sent while the one
+//! before it is unacknowledged names that one in [`AFTER_HEADER`], at each
+//! attempt until it is acknowledged.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
@@ -18,8 +20,8 @@ use rustls::pki_types::pem::PemObject as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use soc_protocol::{
-    AGENT_HEADER, BATCH_CONTENT_ENCODING, BATCH_CONTENT_TYPE, BATCH_PATH, BatchAck, ErrorBody,
-    ErrorCode,
+    AFTER_HEADER, AGENT_HEADER, BATCH_CONTENT_ENCODING, BATCH_CONTENT_TYPE, BATCH_PATH, BatchAck,
+    ErrorBody, ErrorCode,
 };
 use tokio::sync::watch;
 
@@ -132,6 +134,15 @@ impl Backoff {
     }
 }
 
+/// The batch sent just before another one, which the collector must
+/// journal first.
+#[derive(Debug, Clone)]
+pub struct Predecessor {
+    pub batch_id: u64,
+    /// Set once the collector acknowledged it; from then on it need not be named.
+    pub acked: Arc<AtomicBool>,
+}
+
 /// Everything needed to send to one collector as one agent.
 #[derive(Debug, Clone)]
 pub struct Shipper {
@@ -179,31 +190,42 @@ impl Shipper {
         answer(req).await
     }
 
-    /// POSTs one encoded batch once.
-    pub async fn post_batch(&self, body: Vec<u8>) -> Result<BatchAck, SendError> {
-        let req = self
+    /// POSTs one encoded batch once, to be journalled after batch `after`.
+    pub async fn post_batch(
+        &self,
+        body: Vec<u8>,
+        after: Option<u64>,
+    ) -> Result<BatchAck, SendError> {
+        let mut req = self
             .request(BATCH_PATH)?
             .header(reqwest::header::CONTENT_TYPE, BATCH_CONTENT_TYPE)
-            .header(reqwest::header::CONTENT_ENCODING, BATCH_CONTENT_ENCODING)
-            .body(body);
-        answer(req).await
+            .header(reqwest::header::CONTENT_ENCODING, BATCH_CONTENT_ENCODING);
+        if let Some(after) = after {
+            req = req.header(AFTER_HEADER, after);
+        }
+        answer(req.body(body)).await
     }
 
-    /// Sends one batch until it is acknowledged. Returns `None` only when
-    /// `shutdown` fires first (the batch is then abandoned: it is re-read
-    /// from the checkpoint at the next start).
+    /// Sends one batch until it is acknowledged, after `before` while that
+    /// one is not. Returns `None` only when `shutdown` fires first (the batch
+    /// is then abandoned: it is re-read from the checkpoint at the next start).
     pub async fn deliver(
         &self,
         body: Vec<u8>,
         batch_id: u64,
         lines: usize,
+        before: Option<Predecessor>,
         stats: &Stats,
         mut shutdown: watch::Receiver<bool>,
     ) -> Option<BatchAck> {
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max);
         loop {
+            let after = before
+                .as_ref()
+                .filter(|b| !b.acked.load(Ordering::Acquire))
+                .map(|b| b.batch_id);
             let sent = tokio::select! {
-                r = self.post_batch(body.clone()) => r,
+                r = self.post_batch(body.clone(), after) => r,
                 _ = shutdown.wait_for(|s| *s) => return None,
             };
             let err = match sent {

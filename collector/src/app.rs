@@ -159,6 +159,8 @@ pub struct App {
     content: RwLock<Arc<Content>>,
     /// Permits to append a batch; bounds batches held in memory.
     pub ingest_slots: tokio::sync::Semaphore,
+    /// Batches each agent had journalled lately, for [`soc_protocol::AFTER_HEADER`].
+    pub batch_order: crate::ingest::BatchOrder,
     /// Last journal sequence processed by detection, for backpressure.
     pub detection_cursor: AtomicU64,
     /// Receive time of the newest journalled line, for the ingest lag gauge.
@@ -182,6 +184,7 @@ impl App {
         let cursor = db.meta_u64(crate::db::meta_keys::DETECTION_CURSOR)?;
         Ok(App {
             ingest_slots: tokio::sync::Semaphore::new(settings.max_concurrent_batches),
+            batch_order: crate::ingest::BatchOrder::default(),
             alerts: AlertStore::open(db.clone())?,
             auth: Auth::new(db.clone()),
             metrics: Metrics::new(),

@@ -2,9 +2,11 @@
 //!
 //! A batch is answered 200 only once it is durable in the journal; every
 //! refusal is a JSON [`soc_protocol::ErrorBody`] whose code tells the agent
-//! whether to retry.
+//! whether to retry. A batch carrying [`AFTER_HEADER`] is journalled only
+//! after the batch it names ([`BatchOrder`]).
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -13,14 +15,83 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use soc_protocol::{
-    AGENT_HEADER, BATCH_CONTENT_ENCODING, BATCH_CONTENT_TYPE, BatchAck, EnrollRequest,
-    EnrollResponse, ErrorCode, Heartbeat, Limits, PROTOCOL_VERSION,
+    AFTER_HEADER, AGENT_HEADER, BATCH_CONTENT_ENCODING, BATCH_CONTENT_TYPE, BatchAck,
+    EnrollRequest, EnrollResponse, ErrorCode, Heartbeat, Limits, PROTOCOL_VERSION,
 };
 
 use crate::app::{App, now_ms};
 use crate::http::{ApiError, Peer, bearer};
 use crate::journal::JournalEntry;
 use std::net::SocketAddr;
+use tokio::sync::{SemaphorePermit, watch};
+
+/// Journalled batch ids remembered per agent. An agent names a predecessor
+/// only while that batch is unacknowledged, and has at most
+/// `shipping.max_in_flight` (16 at most) batches in flight, so the last few
+/// ids are all a waiting batch can need.
+const RECENT_BATCHES: usize = 64;
+
+/// The batch ids each agent had journalled lately, so that a batch sent
+/// with [`AFTER_HEADER`] waits until the batch it follows is journalled.
+/// One entry per agent that sent a batch since the collector started (only
+/// enrolled agents get this far, so it is as long as the enrolment list),
+/// each holding at most [`RECENT_BATCHES`] ids. It lives in memory only: after
+/// a restart a batch whose predecessor was journalled before it waits out
+/// `ingest.queue_timeout` and is refused with 503; by then the agent has
+/// the predecessor's acknowledgement (or has sent it again, a duplicate that
+/// is journalled at once), and sends the batch again without the header.
+#[derive(Debug, Default)]
+pub struct BatchOrder {
+    agents: Mutex<HashMap<String, Arc<watch::Sender<VecDeque<u64>>>>>,
+}
+
+impl BatchOrder {
+    fn of(&self, agent: &str) -> Arc<watch::Sender<VecDeque<u64>>> {
+        let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = agents.get(agent) {
+            return tx.clone();
+        }
+        let tx = Arc::new(watch::channel(VecDeque::new()).0);
+        agents.insert(agent.to_owned(), tx.clone());
+        tx
+    }
+
+    /// Waits up to `timeout` for `agent`'s batch `after` to be journalled;
+    /// whether it was.
+    pub async fn wait_for(&self, agent: &str, after: u64, timeout: Duration) -> bool {
+        let mut rx = self.of(agent).subscribe();
+        matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|recent| recent.contains(&after))).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Records that `agent`'s batch `batch_id` is journalled.
+    pub fn journalled(&self, agent: &str, batch_id: u64) {
+        self.of(agent).send_modify(|recent| {
+            if recent.len() >= RECENT_BATCHES {
+                recent.pop_front();
+            }
+            recent.push_back(batch_id);
+        });
+    }
+}
+
+/// A permit to journal a batch, or 429 when none comes within `queue_timeout`.
+async fn ingest_slot(app: &App) -> Result<SemaphorePermit<'_>, ApiError> {
+    match tokio::time::timeout(app.settings.queue_timeout, app.ingest_slots.acquire()).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(reject(
+            app,
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::Overloaded,
+                "all journal writers are busy; retry later",
+            )
+            .retry(app.settings.retry_after_secs),
+        )),
+    }
+}
 
 fn reject(app: &App, err: ApiError) -> ApiError {
     app.metrics
@@ -112,21 +183,25 @@ pub async fn post_batch(
             .retry(app.settings.retry_after_secs),
         ));
     }
-    let permit =
-        match tokio::time::timeout(app.settings.queue_timeout, app.ingest_slots.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return Err(reject(
-                    &app,
-                    ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        ErrorCode::Overloaded,
-                        "all journal writers are busy; retry later",
+    let after = match headers.get(AFTER_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    reject(
+                        &app,
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            ErrorCode::BadRequest,
+                            format!("agent {agent}: {AFTER_HEADER} must be a batch id"),
+                        ),
                     )
-                    .retry(app.settings.retry_after_secs),
-                ));
-            }
-        };
+                })?,
+        ),
+    };
+    let mut permit = ingest_slot(&app).await?;
 
     let decoded = tokio::task::spawn_blocking(move || soc_protocol::decode_batch(&body, &limits))
         .await
@@ -158,6 +233,31 @@ pub async fn post_batch(
             ),
         ));
     }
+    if let Some(after) = after {
+        // Decoded while the batch before it was being journalled; the
+        // permit goes back while it waits, so waiting batches cannot hold
+        // every writer.
+        drop(permit);
+        if !app
+            .batch_order
+            .wait_for(&agent, after, app.settings.queue_timeout)
+            .await
+        {
+            return Err(reject(
+                &app,
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    format!(
+                        "agent {agent}: batch {} follows batch {after}, which is not journalled; send them again in order",
+                        batch.batch_id
+                    ),
+                )
+                .retry(app.settings.retry_after_secs),
+            ));
+        }
+        permit = ingest_slot(&app).await?;
+    }
     let received_ms = now_ms();
     let mut entries = Vec::with_capacity(batch.records.len());
     for r in batch.records {
@@ -188,7 +288,14 @@ pub async fn post_batch(
     let n = entries.len() as u64;
     let outcome = app
         .journal
-        .append(&agent, entries, received_ms)
+        .write(&agent, entries, received_ms)
+        .await
+        .map_err(ApiError::internal)?;
+    // The next batch may be written now; it is acknowledged only after its
+    // own flush, which makes this one durable too.
+    app.batch_order.journalled(&agent, batch.batch_id);
+    app.journal
+        .make_durable(&outcome)
         .await
         .map_err(ApiError::internal)?;
     drop(permit);

@@ -222,6 +222,20 @@ impl Journal {
         entries: Vec<JournalEntry>,
         now_ms: i64,
     ) -> Result<AppendOutcome, DbError> {
+        let outcome = self.write(agent, entries, now_ms).await?;
+        self.make_durable(&outcome).await?;
+        Ok(outcome)
+    }
+
+    /// [`Journal::append`] up to the point where the entries are written
+    /// and the next append may start, but not yet durable: the caller must
+    /// call [`Journal::make_durable`] before telling anyone they are stored.
+    pub async fn write(
+        &self,
+        agent: &str,
+        entries: Vec<JournalEntry>,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, DbError> {
         let outcome;
         {
             let mut next = self.next_seq.lock().await;
@@ -304,12 +318,17 @@ impl Journal {
                 duplicates,
             };
         }
-        // Flushing outside the writer lock lets concurrent batches share one fsync.
+        Ok(outcome)
+    }
+
+    /// Makes what [`Journal::write`] wrote durable and wakes the readers.
+    /// Flushing outside the writer lock lets concurrent batches share one fsync.
+    pub async fn make_durable(&self, outcome: &AppendOutcome) -> Result<(), DbError> {
         self.db.flush().await?;
         if outcome.accepted > 0 {
             self.appended.notify_waiters();
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// Reads up to `max` entries after sequence `after`, in order. Entries

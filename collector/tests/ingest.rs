@@ -9,8 +9,8 @@ use soc_collector::app::{App, Content};
 use soc_collector::config::CollectorConfig;
 use soc_collector::db::Db;
 use soc_protocol::{
-    AGENT_HEADER, BATCH_CONTENT_ENCODING, BATCH_CONTENT_TYPE, BATCH_PATH, Batch, BatchAck,
-    ErrorBody, ErrorCode, Limits, PROTOCOL_VERSION, Record,
+    AFTER_HEADER, AGENT_HEADER, BATCH_CONTENT_ENCODING, BATCH_CONTENT_TYPE, BATCH_PATH, Batch,
+    BatchAck, ErrorBody, ErrorCode, Limits, PROTOCOL_VERSION, Record,
 };
 use tower::ServiceExt as _;
 
@@ -21,9 +21,14 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with("")
+}
+
+fn fixture_with(config: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = std::path::Path::new("test.toml");
-    let settings = CollectorConfig::default()
+    let settings = CollectorConfig::parse(p, config)
+        .expect("parse")
         .build(p, dir.path())
         .expect("settings");
     let content = Content::load(&settings).expect("builtin content");
@@ -58,10 +63,14 @@ fn record(offset: u64, line: &str) -> Record {
 }
 
 fn batch(records: Vec<Record>) -> Batch {
+    batch_numbered(1, records)
+}
+
+fn batch_numbered(batch_id: u64, records: Vec<Record>) -> Batch {
     Batch {
         version: PROTOCOL_VERSION,
         agent: "web-01".into(),
-        batch_id: 1,
+        batch_id,
         labels: Default::default(),
         records,
     }
@@ -226,4 +235,83 @@ async fn detection_far_behind_makes_agents_back_off_with_retry_after() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(&resp), ErrorCode::Unavailable);
     assert_eq!(retry.as_deref(), Some("7"));
+}
+
+/// The encoded batch `batch_id` of the given lines of one file, with
+/// `after` in [`AFTER_HEADER`].
+fn ordered_request(
+    f: &Fixture,
+    batch_id: u64,
+    after: Option<u64>,
+    lines: &[(u64, &str)],
+) -> Request<Body> {
+    let records = lines.iter().map(|(o, l)| record(*o, l)).collect();
+    let body = soc_protocol::encode_batch(&batch_numbered(batch_id, records), &Limits::V1)
+        .expect("encode");
+    let mut req = request(body, "web-01", &f.key);
+    if let Some(after) = after {
+        req.headers_mut().insert(
+            AFTER_HEADER,
+            after.to_string().parse().expect("header value"),
+        );
+    }
+    req
+}
+
+fn ack(status: StatusCode, body: &[u8]) -> BatchAck {
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(body));
+    serde_json::from_slice(body).expect("ack")
+}
+
+#[tokio::test]
+async fn a_batch_that_overtakes_the_one_it_follows_waits_for_it() {
+    let f = fixture();
+    // Batch 8 (lines 20 and 30 of the file) arrives first; it names batch 7
+    // (lines 0 and 10), which arrives later. Stored first, it would make
+    // batch 7 look like a resend and its lines would be dropped.
+    let second = send(&f, ordered_request(&f, 8, Some(7), &[(20, "c"), (30, "d")]));
+    let first = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        send(&f, ordered_request(&f, 7, None, &[(0, "a"), (10, "b")])).await
+    };
+    let ((s2, b2, _), (s1, b1, _)) = tokio::join!(second, first);
+    assert_eq!(ack(s1, &b1).accepted, 2);
+    assert_eq!(ack(s2, &b2).accepted, 2);
+    let offsets: Vec<u64> = f
+        .app
+        .journal
+        .read_after(0, 10)
+        .expect("read")
+        .into_iter()
+        .map(|(_, e)| e.expect("decodes").offset)
+        .collect();
+    assert_eq!(offsets, vec![0, 10, 20, 30]);
+
+    // A resend of batch 8 (its acknowledgement lost) still names batch 7,
+    // which is journalled: it goes through at once, as duplicates.
+    let (s, b, _) = send(&f, ordered_request(&f, 8, Some(7), &[(20, "c"), (30, "d")])).await;
+    assert_eq!(ack(s, &b).duplicates, 2);
+}
+
+#[tokio::test]
+async fn a_batch_whose_predecessor_never_comes_is_refused_and_not_journalled() {
+    let f = fixture_with("[ingest]\nqueue_timeout = \"300ms\"\nretry_after_secs = 3\n");
+    let (status, resp, retry) = send(&f, ordered_request(&f, 9, Some(8), &[(40, "e")])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&resp), ErrorCode::Unavailable);
+    assert_eq!(retry.as_deref(), Some("3"));
+    let msg = String::from_utf8_lossy(&resp).into_owned();
+    assert!(msg.contains("batch 9 follows batch 8"), "{msg}");
+    assert_eq!(f.app.journal.last_seq().await, 0);
+
+    // Once the agent has batch 8's acknowledgement it sends 9 without the
+    // header; an unreadable header is a 400.
+    let mut req = ordered_request(&f, 9, None, &[(40, "e")]);
+    req.headers_mut()
+        .insert(AFTER_HEADER, "eight".parse().expect("header value"));
+    let (status, resp, _) = send(&f, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&resp), ErrorCode::BadRequest);
+    let (s, b, _) = send(&f, ordered_request(&f, 9, None, &[(40, "e")])).await;
+    assert_eq!(ack(s, &b).accepted, 1);
 }

@@ -20,6 +20,8 @@
 //!   in the content type, and in the body. A collector that learns v2 keeps
 //!   serving `/v1` so deployed agents go on working; an agent talking to an old
 //!   collector gets a clear 404/415 instead of a silent misparse.
+//! * An agent may have several batches in flight; [`AFTER_HEADER`] keeps them
+//!   journalled in the order they were sent.
 //! * Limits are part of the contract so both sides agree what is too big, and
 //!   the collector can refuse a decompression bomb before it inflates.
 //!
@@ -52,6 +54,15 @@ pub const BATCH_CONTENT_TYPE: &str = "application/vnd.soc.batch.v1+json";
 pub const BATCH_CONTENT_ENCODING: &str = "zstd";
 /// Header naming the agent; the `Authorization: Bearer <key>` header proves it.
 pub const AGENT_HEADER: &str = "x-soc-agent";
+/// Header an agent with several batches in flight puts on a batch sent
+/// while the batch before it is not yet acknowledged: the decimal
+/// `batch_id` of that batch. The collector journals a batch carrying it only
+/// after that batch, so the lines of one file reach the journal in file
+/// order (its duplicate check keeps, per file, the offset already held, and a
+/// later batch stored first would make the earlier one look like a resend).
+/// A batch whose predecessor does not arrive in time is refused with 503 and
+/// `Retry-After`.
+pub const AFTER_HEADER: &str = "x-soc-after";
 
 /// Sizes both sides agree on. The collector enforces them; the agent stays
 /// below them so it never builds a batch that will be refused.
