@@ -6,9 +6,11 @@
 
 use std::path::Path;
 
-/// The on-disk format this binary writes. A newer binary reads older formats;
-/// an older binary refuses a newer one instead of misreading it.
-pub const FORMAT_VERSION: u64 = 1;
+/// The on-disk format this binary writes. A newer binary reads older formats
+/// (and marks the database with its own format, as it writes that from then
+/// on); an older binary refuses a newer one instead of misreading it.
+/// Format 2: journal segments are zstd-compressed.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Tree names.
 pub mod trees {
@@ -116,6 +118,11 @@ impl Db {
                 if found > FORMAT_VERSION {
                     return Err(DbError::TooNew { path, found });
                 }
+                if found < FORMAT_VERSION {
+                    tracing::info!(database = %path, from = found, to = FORMAT_VERSION, "database format upgraded");
+                    d.meta
+                        .insert(meta_keys::FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+                }
             }
         }
         d.db.flush()?;
@@ -138,4 +145,48 @@ impl Db {
 pub fn be_u64(v: &[u8]) -> Option<u64> {
     let arr: [u8; 8] = v.try_into().ok()?;
     Some(u64::from_be_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn format_of(dir: &Path) -> u64 {
+        let db = sled::open(dir).expect("open");
+        let v = db
+            .open_tree(trees::META)
+            .expect("meta")
+            .get(meta_keys::FORMAT)
+            .expect("get")
+            .expect("format set");
+        be_u64(&v).expect("8 bytes")
+    }
+
+    fn set_format(dir: &Path, format: u64) {
+        let db = sled::open(dir).expect("open");
+        db.open_tree(trees::META)
+            .expect("meta")
+            .insert(meta_keys::FORMAT, &format.to_be_bytes())
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+
+    #[test]
+    fn an_older_format_is_taken_over_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Db::open(dir.path()).expect("create"));
+        assert_eq!(format_of(dir.path()), FORMAT_VERSION);
+
+        set_format(dir.path(), 1);
+        drop(Db::open(dir.path()).expect("open format 1"));
+        assert_eq!(format_of(dir.path()), FORMAT_VERSION);
+
+        set_format(dir.path(), FORMAT_VERSION + 1);
+        let err = Db::open(dir.path()).err().expect("refused");
+        assert!(
+            err.to_string()
+                .contains(&format!("has format {}", FORMAT_VERSION + 1)),
+            "{err}"
+        );
+    }
 }

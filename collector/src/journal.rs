@@ -24,17 +24,30 @@ const ENTRY_FORMAT: u8 = 1;
 /// Format tag of a value holding a segment: consecutive entries whose first
 /// sequence number is the key. Layout: tag, entry count (u32 LE), postcard
 /// list of entries. One sled insert per segment instead of one per line is
-/// what makes appends cheap.
+/// what makes appends cheap. Read, no longer written.
 const SEGMENT_FORMAT: u8 = 2;
+/// Format tag of a compressed segment, the one written: tag, entry count
+/// (u32 LE), length of the postcard list (u32 LE), the list compressed as
+/// one zstd frame. Log lines compress four to six times: the journal
+/// writes and stores that much less, and a batch takes that many fewer
+/// sled inserts.
+const ZSTD_SEGMENT_FORMAT: u8 = 3;
+/// zstd level of segments: the fastest, as appends wait for it.
+const SEGMENT_ZSTD_LEVEL: i32 = 1;
 /// Most entries in one segment.
 const SEGMENT_MAX_ENTRIES: usize = 1000;
-/// Most bytes in one segment, estimated before encoding (a segment may pass
-/// it by one entry). Kept small on purpose: sled 0.34 holds large values in
-/// memory whatever its cache capacity. Measured with 2 GiB written, one
-/// insert per value: 4 KiB and 8 KiB values stay near 60 and 78 MiB of
-/// resident memory, 16 KiB values reach 124 MiB after 1 GiB and 1 MiB
-/// values keep all of it resident (1 GiB after 1 GiB).
-const SEGMENT_MAX_BYTES: usize = 6 * 1024;
+/// Most bytes in one segment before compression, estimated before encoding
+/// (a segment may pass it by one entry). Compressed, a segment of log lines
+/// stays near 6 KiB, which is the value size kept on purpose: sled 0.34
+/// holds large values in memory whatever its cache capacity. Measured with
+/// 2 GiB written, one insert per value: 4 KiB and 8 KiB values stay near 60
+/// and 78 MiB of resident memory, 16 KiB values reach 124 MiB after 1 GiB
+/// and 1 MiB values keep all of it resident (1 GiB after 1 GiB).
+const SEGMENT_MAX_BYTES: usize = 32 * 1024;
+/// Largest decompressed segment read back: one entry over
+/// [`SEGMENT_MAX_BYTES`] with the longest line an agent may send, with room
+/// to spare. A corrupt length cannot make a read allocate more.
+const SEGMENT_MAX_DECODED: usize = 16 * 1024 * 1024;
 
 /// Roughly how many bytes an entry takes in a segment.
 fn encoded_size(e: &JournalEntry) -> usize {
@@ -78,22 +91,30 @@ pub struct JournalEntry {
 
 impl JournalEntry {}
 
-/// Encodes consecutive entries as one segment value.
-fn encode_segment(entries: &[&JournalEntry]) -> Result<Vec<u8>, postcard::Error> {
-    let mut out = vec![SEGMENT_FORMAT];
+/// Encodes consecutive entries as one compressed segment value.
+fn encode_segment(entries: &[&JournalEntry]) -> Result<Vec<u8>, String> {
+    let list = postcard::to_stdvec(entries).map_err(|e| e.to_string())?;
+    let packed = zstd::bulk::compress(&list, SEGMENT_ZSTD_LEVEL).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(9 + packed.len());
+    out.push(ZSTD_SEGMENT_FORMAT);
     out.extend((entries.len() as u32).to_le_bytes());
-    out.extend(postcard::to_stdvec(entries)?);
+    out.extend((list.len() as u32).to_le_bytes());
+    out.extend(packed);
     Ok(out)
+}
+
+/// The little-endian u32 at `at` in `v`.
+fn u32_at(v: &[u8], at: usize) -> Option<u32> {
+    v.get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)
 }
 
 /// How many entries a stored value holds (0 when its header is unreadable).
 fn value_len(v: &[u8]) -> u64 {
-    match v.split_first() {
-        Some((&ENTRY_FORMAT, _)) => 1,
-        Some((&SEGMENT_FORMAT, rest)) => rest
-            .get(..4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map_or(0, |b| u64::from(u32::from_le_bytes(b))),
+    match v.first() {
+        Some(&ENTRY_FORMAT) => 1,
+        Some(&SEGMENT_FORMAT | &ZSTD_SEGMENT_FORMAT) => u32_at(v, 1).map_or(0, u64::from),
         _ => 0,
     }
 }
@@ -107,21 +128,36 @@ fn decode_value(first: u64, v: &[u8]) -> Vec<(u64, EntryResult)> {
             .map(|i| (first + i, Err(reason.clone())))
             .collect()
     };
+    let segment = |list: &[u8]| match postcard::from_bytes::<Vec<JournalEntry>>(list) {
+        Ok(list) if list.len() as u64 == value_len(v) => {
+            (first..).zip(list).map(|(seq, e)| (seq, Ok(e))).collect()
+        }
+        Ok(list) => fail(format!(
+            "segment claims {} entries but holds {}",
+            value_len(v),
+            list.len()
+        )),
+        Err(e) => fail(e.to_string()),
+    };
     match v.split_first() {
         Some((&ENTRY_FORMAT, rest)) => {
             vec![(first, postcard::from_bytes(rest).map_err(|e| e.to_string()))]
         }
-        Some((&SEGMENT_FORMAT, rest)) if rest.len() >= 4 => {
-            match postcard::from_bytes::<Vec<JournalEntry>>(&rest[4..]) {
-                Ok(list) if list.len() as u64 == value_len(v) => {
-                    (first..).zip(list).map(|(seq, e)| (seq, Ok(e))).collect()
-                }
+        Some((&SEGMENT_FORMAT, rest)) if rest.len() >= 4 => segment(&rest[4..]),
+        Some((&ZSTD_SEGMENT_FORMAT, rest)) if rest.len() >= 8 => {
+            let len = u32_at(v, 5).map_or(usize::MAX, |n| n as usize);
+            if len > SEGMENT_MAX_DECODED {
+                return fail(format!(
+                    "segment claims {len} bytes, over the limit of {SEGMENT_MAX_DECODED}"
+                ));
+            }
+            match zstd::bulk::decompress(&rest[8..], len) {
+                Ok(list) if list.len() == len => segment(&list),
                 Ok(list) => fail(format!(
-                    "segment claims {} entries but holds {}",
-                    value_len(v),
+                    "segment claims {len} bytes but holds {}",
                     list.len()
                 )),
-                Err(e) => fail(e.to_string()),
+                Err(e) => fail(format!("segment does not decompress: {e}")),
             }
         }
         Some((tag, _)) => fail(format!("unknown entry format {tag}")),
@@ -545,6 +581,77 @@ mod tests {
             vec![10, 11, 12]
         );
         assert!(out.iter().all(|(_, e)| e.is_err()));
+
+        // Compressed: a damaged frame, a length that lies, a length over
+        // the limit (no allocation of it is attempted).
+        let e = [entry("s", 0), entry("s", 10), entry("s", 20)];
+        let good = encode_segment(&e.iter().collect::<Vec<_>>()).expect("encode");
+        let mut damaged = good.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        let mut short = good.clone();
+        short[5..9].copy_from_slice(&4u32.to_le_bytes());
+        let mut huge = good.clone();
+        huge[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+        for (what, v) in [("damaged", damaged), ("short", short), ("huge", huge)] {
+            let out = decode_value(10, &v);
+            assert_eq!(out.len(), 3, "{what}");
+            assert!(out.iter().all(|(_, e)| e.is_err()), "{what}: {out:?}");
+        }
+        let err = decode_value(10, &{
+            let mut v = good.clone();
+            v[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+            v
+        });
+        assert!(
+            matches!(&err[0].1, Err(m) if m.contains("over the limit")),
+            "{err:?}"
+        );
+        let out = decode_value(10, &good);
+        assert_eq!(
+            out.into_iter()
+                .map(|(s, e)| (s, e.expect("decodes").offset))
+                .collect::<Vec<_>>(),
+            vec![(10, 0), (11, 10), (12, 20)]
+        );
+    }
+
+    #[test]
+    fn segments_are_compressed_and_uncompressed_ones_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).expect("open");
+        // A segment as format-2 databases wrote it: postcard, not compressed.
+        let old: Vec<JournalEntry> = (0..3).map(|i| entry("old", i * 10)).collect();
+        let mut v = vec![SEGMENT_FORMAT];
+        v.extend(3u32.to_le_bytes());
+        v.extend(postcard::to_stdvec(&old).expect("encode"));
+        db.journal.insert(1u64.to_be_bytes(), v).expect("insert");
+        let j = Journal::open(db.clone()).expect("journal");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        assert_eq!(rt.block_on(j.last_seq()), 3);
+        let batch: Vec<JournalEntry> = (0..1000).map(|i| entry("new", i * 10)).collect();
+        let plain = postcard::to_stdvec(&batch).expect("encode").len();
+        rt.block_on(j.append("a1", batch, 1)).expect("append");
+        let stored: Vec<(u8, usize)> = db
+            .journal
+            .range(4u64.to_be_bytes()..)
+            .map(|kv| kv.map(|(_, v)| (v[0], v.len())).expect("read"))
+            .collect();
+        assert!(stored.iter().all(|(tag, _)| *tag == ZSTD_SEGMENT_FORMAT));
+        let bytes: usize = stored.iter().map(|(_, n)| n).sum();
+        assert!(
+            bytes < plain / 3,
+            "{bytes} bytes stored for {plain} bytes of entries"
+        );
+        let all = j.read_after(0, 2000).expect("read");
+        assert_eq!(all.len(), 1003);
+        let streams: Vec<&str> = all
+            .iter()
+            .map(|(_, e)| e.as_ref().expect("decodes").stream.as_str())
+            .collect();
+        assert_eq!(&streams[..4], &["old", "old", "old", "new"]);
     }
 
     #[tokio::test]
