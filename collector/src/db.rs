@@ -147,12 +147,44 @@ pub fn be_u64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(arr))
 }
 
+/// Opens the database in `dir` for a test that just dropped another handle
+/// on it: sled's background thread may hold its file lock a moment longer.
+#[cfg(test)]
+pub(crate) fn reopen(dir: &Path) -> Result<Db, DbError> {
+    let mut tries = 0;
+    loop {
+        match Db::open(dir) {
+            Err(DbError::Open { source, .. })
+                if tries < 100 && source.to_string().contains("could not acquire lock") =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A raw sled handle on `dir`, once the last one let go of its lock.
+    fn raw(dir: &Path) -> sled::Db {
+        let mut tries = 0;
+        loop {
+            match sled::open(dir) {
+                Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => return r.expect("open"),
+            }
+        }
+    }
+
     fn format_of(dir: &Path) -> u64 {
-        let db = sled::open(dir).expect("open");
+        let db = raw(dir);
         let v = db
             .open_tree(trees::META)
             .expect("meta")
@@ -163,7 +195,7 @@ mod tests {
     }
 
     fn set_format(dir: &Path, format: u64) {
-        let db = sled::open(dir).expect("open");
+        let db = raw(dir);
         db.open_tree(trees::META)
             .expect("meta")
             .insert(meta_keys::FORMAT, &format.to_be_bytes())
@@ -178,11 +210,11 @@ mod tests {
         assert_eq!(format_of(dir.path()), FORMAT_VERSION);
 
         set_format(dir.path(), 1);
-        drop(Db::open(dir.path()).expect("open format 1"));
+        drop(reopen(dir.path()).expect("open format 1"));
         assert_eq!(format_of(dir.path()), FORMAT_VERSION);
 
         set_format(dir.path(), FORMAT_VERSION + 1);
-        let err = Db::open(dir.path()).err().expect("refused");
+        let err = reopen(dir.path()).err().expect("refused");
         assert!(
             err.to_string()
                 .contains(&format!("has format {}", FORMAT_VERSION + 1)),

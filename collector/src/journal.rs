@@ -704,7 +704,7 @@ mod tests {
             assert_eq!(out.accepted, 1);
             assert_eq!(j.last_seq().await, 5);
         }
-        let db = Db::open(dir.path()).expect("reopen");
+        let db = crate::db::reopen(dir.path()).expect("reopen");
         let j = Journal::open(db).expect("journal");
         assert_eq!(j.last_seq().await, 5);
         let out = j
