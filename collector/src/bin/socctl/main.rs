@@ -24,6 +24,11 @@ use soc_collector::model::{
     JournalQuery, NoteRequest, Severity, SortOrder, StatusView, TokenView,
 };
 
+/// The collector's allocator: `socctl decode` and `socctl rules test
+/// --replay` run the same decoders and engine, and should cost the same.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Query, inspect and handle alerts; manage agents, tokens; read the audit log.
 #[derive(Debug, Parser)]
 #[command(name = "socctl", version)]
