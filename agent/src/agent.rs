@@ -21,13 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use soc_protocol::{
-    Batch, BatchAck, Limits, PROTOCOL_VERSION, ProtocolError, Record, encode_batch,
-};
+use soc_protocol::{Batch, BatchAck, Limits, PROTOCOL_VERSION, ProtocolError, encode_batch};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::batch::{Building, Mark};
+use crate::batch::{Building, Line, Mark};
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::config::Config;
 use crate::discover::Waker;
@@ -66,8 +64,10 @@ struct Preparing {
     batch_id: u64,
 }
 
-/// A batch and its encoding (or why it could not be encoded).
-type Encoded = (Batch, Result<Vec<u8>, ProtocolError>);
+/// A batch's encoding, or the batch and why it could not be encoded.
+/// The lines are dropped once encoded, on the encoding thread: a batch
+/// waiting for room to be sent holds only its (compressed) body.
+type Encoded = Result<Vec<u8>, (Batch<Arc<str>>, ProtocolError)>;
 
 /// A batch being sent.
 struct InFlight {
@@ -309,8 +309,13 @@ impl Loop<'_> {
 
     /// The first `n` lines of the building batch, as a batch to send and
     /// the marks of its lines.
-    fn take_batch(&self, building: &mut Building, n: usize, batch_id: u64) -> (Batch, Vec<Mark>) {
-        let (records, marks): (Vec<Record>, Vec<Mark>) = building
+    fn take_batch(
+        &self,
+        building: &mut Building,
+        n: usize,
+        batch_id: u64,
+    ) -> (Batch<Arc<str>>, Vec<Mark>) {
+        let (records, marks): (Vec<Line>, Vec<Mark>) = building
             .take(n)
             .into_iter()
             .map(|p| (p.record, p.mark))
@@ -329,8 +334,7 @@ impl Loop<'_> {
     fn prepare(&mut self, building: &mut Building, batch_id: u64) -> Preparing {
         let (batch, marks) = self.take_batch(building, building.len(), batch_id);
         let task = tokio::task::spawn_blocking(move || {
-            let r = encode_batch(&batch, &Limits::V1);
-            (batch, r)
+            encode_batch(&batch, &Limits::V1).map_err(|e| (batch, e))
         });
         Preparing {
             task,
@@ -352,9 +356,9 @@ impl Loop<'_> {
         now: Instant,
     ) -> Option<InFlight> {
         let batch_id = p.batch_id;
-        let (batch, body) = match encoded {
-            Ok((batch, Ok(body))) => (batch, body),
-            Ok((batch, Err(_))) => {
+        let body = match encoded {
+            Ok(Ok(body)) => body,
+            Ok(Err((batch, _))) => {
                 restore(building, batch, p.marks);
                 return self.start_send(building, batch_id, before, now);
             }
@@ -366,7 +370,8 @@ impl Loop<'_> {
                 return None;
             }
         };
-        Some(self.deliver(body, p.marks, batch_id, batch.records.len(), before))
+        let lines = p.marks.len();
+        Some(self.deliver(body, p.marks, batch_id, lines, before))
     }
 
     /// Starts the request that delivers an encoded batch after `before`.
@@ -433,7 +438,7 @@ impl Loop<'_> {
                 Err(e) => {
                     // Cannot happen with lines cut by the tailer; never loop on it.
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, path = %batch.records.first().map_or("", |r| r.path.as_str()), "Cannot encode a line for the collector; it is skipped.");
+                    tracing::error!(error = %e, path = %batch.records.first().map_or("", |r| &*r.path), "Cannot encode a line for the collector; it is skipped.");
                     if let Err(e) = self.files.commit(&marks, now) {
                         tracing::error!(error = %e, "Cannot save checkpoints; will try again.");
                     }
@@ -493,7 +498,7 @@ impl Preparing {
 }
 
 /// Puts a batch that was not sent back in front of the building one.
-fn restore(building: &mut Building, batch: Batch, marks: Vec<Mark>) {
+fn restore(building: &mut Building, batch: Batch<Arc<str>>, marks: Vec<Mark>) {
     building.restore(
         batch
             .records

@@ -6,17 +6,22 @@
 //! however long the collector is away.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use soc_protocol::Record;
 
 use crate::identity::{FileId, Guard};
 
+/// A record as the agent builds it: the texts every line of a file repeats
+/// are shared by the file's lines.
+pub type Line = Record<Arc<str>>;
+
 /// One line waiting to be sent, with what is needed to checkpoint it.
 #[derive(Debug, Clone)]
 pub struct Pending {
     /// The record as it will travel.
-    pub record: Record,
+    pub record: Line,
     /// Where it came from.
     pub mark: Mark,
 }
@@ -125,8 +130,8 @@ mod tests {
             record: Record {
                 stream: "s".into(),
                 source: "x".into(),
-                source_type: String::new(),
-                path: String::new(),
+                source_type: "".into(),
+                path: "".into(),
                 offset: 0,
                 read_time_ms: 0,
                 line: Some("x".repeat(len)),

@@ -95,10 +95,17 @@ impl Default for Limits {
     }
 }
 
-/// A batch of lines from one agent.
+/// A batch of lines from one agent. `S` is the type of the text every line
+/// of a file repeats (stream, source, source type, path): the collector
+/// reads `String`s; the agent builds batches with `Arc<str>`, one copy per
+/// file instead of one per line. Both travel the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Batch {
+#[serde(bound(
+    serialize = "S: Serialize + AsRef<str>",
+    deserialize = "S: Deserialize<'de> + Default"
+))]
+pub struct Batch<S = String> {
     /// Always [`PROTOCOL_VERSION`] for this crate.
     pub version: u16,
     /// The agent's name; must equal the authenticated agent.
@@ -110,25 +117,29 @@ pub struct Batch {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// The lines, in file order within each stream.
-    pub records: Vec<Record>,
+    pub records: Vec<Record<S>>,
 }
 
-/// One line read from one file.
+/// One line read from one file (`S`: see [`Batch`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Record {
+#[serde(bound(
+    serialize = "S: Serialize + AsRef<str>",
+    deserialize = "S: Deserialize<'de> + Default"
+))]
+pub struct Record<S = String> {
     /// Identity of the file the line came from, stable across renames
     /// (device, inode and a checksum of the first line). Together with the
     /// agent and `offset` it names the line uniquely.
-    pub stream: String,
+    pub stream: S,
     /// The configured source this file belongs to (for example `ufw`).
-    pub source: String,
+    pub source: S,
     /// Decoder hint from the agent's configuration (for example `iptables`,
     /// `clamav`); empty when the collector should detect the format.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub source_type: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub source_type: S,
     /// Path the file had when the line was read; for people, never for identity.
-    pub path: String,
+    pub path: S,
     /// Byte offset of the first byte of the line in the file.
     pub offset: u64,
     /// When the agent read the line, milliseconds since the Unix epoch.
@@ -148,7 +159,11 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-impl Record {
+fn is_empty<S: AsRef<str>>(s: &S) -> bool {
+    s.as_ref().is_empty()
+}
+
+impl<S> Record<S> {
     /// Sets the raw line, choosing `line` or `line_b64` so the bytes survive
     /// the trip exactly.
     pub fn set_raw(&mut self, raw: &[u8]) {
@@ -368,7 +383,10 @@ impl ProtocolError {
 
 /// Serialises and compresses a batch. Checks the limits the collector will
 /// check, so an agent learns before sending.
-pub fn encode_batch(batch: &Batch, limits: &Limits) -> Result<Vec<u8>, ProtocolError> {
+pub fn encode_batch<S: Serialize + AsRef<str>>(
+    batch: &Batch<S>,
+    limits: &Limits,
+) -> Result<Vec<u8>, ProtocolError> {
     check_batch(batch, limits)?;
     let json = serde_json::to_vec(batch).map_err(|e| ProtocolError::Json(e.to_string()))?;
     if json.len() > limits.max_decompressed_bytes {
@@ -425,7 +443,7 @@ fn inflate_bounded(body: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> 
     Ok(out)
 }
 
-fn check_batch(batch: &Batch, limits: &Limits) -> Result<(), ProtocolError> {
+fn check_batch<S: AsRef<str>>(batch: &Batch<S>, limits: &Limits) -> Result<(), ProtocolError> {
     if batch.records.len() > limits.max_records {
         return Err(ProtocolError::TooManyRecords {
             count: batch.records.len(),
@@ -450,7 +468,7 @@ fn check_batch(batch: &Batch, limits: &Limits) -> Result<(), ProtocolError> {
                 limit: limits.max_line_bytes,
             });
         }
-        if r.stream.is_empty() {
+        if r.stream.as_ref().is_empty() {
             return Err(ProtocolError::InvalidRecord {
                 offset: r.offset,
                 reason: "stream is empty".into(),

@@ -41,7 +41,7 @@ impl Sim {
             && let Some(batch) = self.in_flight.take()
         {
             for p in &batch {
-                let key = (p.record.stream.clone(), p.record.offset);
+                let key = (p.record.stream.to_string(), p.record.offset);
                 if self.seen.insert(key) {
                     self.delivered
                         .push(p.record.line.clone().unwrap_or_default());

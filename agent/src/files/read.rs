@@ -7,6 +7,7 @@
 //! with `max_lines_per_second` reads no more than its token bucket allows;
 //! the rest waits in the file, not in memory.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -218,15 +219,19 @@ impl Files {
         let read_time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let path = w.path.to_string_lossy().into_owned();
+        // One copy of each per turn, shared by the lines it reads.
+        let path: Arc<str> = w.path.to_string_lossy().into();
+        let stream: Arc<str> = w.stream.as_str().into();
+        let source: Arc<str> = src.name.as_str().into();
+        let source_type: Arc<str> = src.source_type.as_str().into();
         let tracking = w.tracking;
         let (mut truncated_lines, mut pieces, mut count) = (0u64, 0u64, 0usize);
         let mut last_guard = None;
         let mut emit = |line: crate::tail::Line| {
             let mut record = Record {
-                stream: w.stream.clone(),
-                source: src.name.clone(),
-                source_type: src.source_type.clone(),
+                stream: stream.clone(),
+                source: source.clone(),
+                source_type: source_type.clone(),
                 path: path.clone(),
                 offset: line.offset,
                 read_time_ms,

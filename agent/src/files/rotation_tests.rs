@@ -486,7 +486,7 @@ fn a_new_file_sharing_only_the_header_of_a_renamed_one_is_not_its_copy() -> std:
             .map(|p| {
                 let r = &p.record;
                 (
-                    r.stream.clone(),
+                    r.stream.to_string(),
                     r.offset,
                     r.line.clone().unwrap_or_default(),
                 )

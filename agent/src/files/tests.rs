@@ -91,7 +91,7 @@ impl Harness {
             let marks: Vec<Mark> = items.iter().map(|p| p.mark).collect();
             for p in items {
                 out.push((
-                    p.record.stream.clone(),
+                    p.record.stream.to_string(),
                     p.record.offset,
                     p.record.line.clone().unwrap_or_default(),
                 ));
