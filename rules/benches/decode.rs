@@ -18,6 +18,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// The allocator `soc-collector` and `socctl` run the engine with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use regex::Regex;
 use soc_rules::{Decoders, Input};
 

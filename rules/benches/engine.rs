@@ -15,6 +15,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// The allocator `soc-collector` and `socctl` run the engine with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use soc_rules::{
     Decoders, Engine, EngineState, Event, Input, RuleKind, RuleSet, SourceFile,
     builtin_list_sources, builtin_rule_sources,
