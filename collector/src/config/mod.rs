@@ -160,7 +160,8 @@ pub struct IngestConfig {
     /// all are busy waits up to `queue_timeout`, then gets 429 with Retry-After.
     /// Default 4.
     pub max_concurrent_batches: Option<usize>,
-    /// How long a batch may wait for a journal writer. Default `5s`.
+    /// How long a batch may wait for a journal writer, and for the batch
+    /// it follows (`x-soc-after`). Default `5s`.
     pub queue_timeout: Option<String>,
     /// Journal entries not yet processed by detection past which agents get
     /// 503 with Retry-After, so a slow detection cannot make the journal grow
