@@ -61,7 +61,7 @@ mod yaml;
 pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
 pub use engine::{
     Detection, ENGINE_STATE_FORMAT, Engine, EngineOptions, EngineState, EngineStats, Group,
-    GroupData, PendingEvent, RuleState, StateFormatError, Suppression,
+    GroupData, PendingEvent, RuleState, RuleStates, StateFormatError, Suppression,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};

@@ -3,17 +3,21 @@
 //!
 //! Most rules require a field to hold one of a few values (`event.action:
 //! deny`, `user.name: [admin, root]`, `destination.port: 3389`). When the
-//! engine is built, each rule is filed under one such requirement (see
-//! [`requirements`]); an event then looks up its own values of the indexed
-//! fields and gets the rules filed under them, plus the rules that have no
-//! requirement. The index only ever narrows down: every candidate is still
+//! engine is built, each rule is filed under one such requirement, or under
+//! the combination of two on different fields (see [`requirements`]); an
+//! event then looks up its own values of the indexed fields, alone and in
+//! those pairs, and gets the rules filed under them, plus the rules that have
+//! no requirement. A sequence is filed once per step, under that step's
+//! requirements. The index only ever narrows down: every candidate is still
 //! tested with its full condition, so a rule matches exactly the events it
 //! matched without the index.
 //!
-//! Which requirement a rule is filed under: the one whose field has the most
-//! distinct required values over the whole rule set (on real rule sets,
-//! `user.name` or `event.action` rather than `event.module`), so that an
-//! event's lookups hit short lists.
+//! What a rule is filed under: the requirement, or pair, that lets the
+//! smallest share of events through, estimated from the rule set alone (a
+//! value that many rules ask for, like `event.module: sshd`, is taken to be
+//! common; one that few ask for, like `user.name: oracle`, rare). A pair is
+//! taken as the product of its parts: `event.action: ssh_login` with
+//! `host.name: web01` narrows far more than either alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -70,7 +74,7 @@ pub(crate) fn requirements(c: &Condition) -> Vec<Requirement> {
 }
 
 /// What every one of `branches` requires, per field (values joined).
-pub(crate) fn any_of(branches: Vec<Vec<Requirement>>) -> Vec<Requirement> {
+fn any_of(branches: Vec<Vec<Requirement>>) -> Vec<Requirement> {
     let mut branches = branches.into_iter();
     let Some(first) = branches.next() else {
         return Vec::new();
@@ -92,134 +96,289 @@ pub(crate) fn any_of(branches: Vec<Vec<Requirement>>) -> Vec<Requirement> {
     common.into_iter().collect()
 }
 
-/// FNV-1a: the index maps are built from the rules and only looked up with
-/// event values, so a keyed hash buys nothing and costs time.
-#[derive(Default)]
-struct Fnv(u64);
+/// FNV-1a over `tag` and `bytes`.
+fn fnv(tag: u8, bytes: &[u8]) -> u64 {
+    let mut h: u64 = (0xcbf2_9ce4_8422_2325 ^ u64::from(tag)).wrapping_mul(0x0100_0000_01b3);
+    for b in bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
-impl Hasher for Fnv {
+fn text_hash(s: &str) -> u64 {
+    fnv(b'T', s.as_bytes())
+}
+
+fn num_hash(n: f64) -> u64 {
+    fnv(b'N', &num_key(n).to_le_bytes())
+}
+
+fn key_hash(k: &Key) -> u64 {
+    match k {
+        Key::Text(t) => text_hash(t),
+        Key::Num(n) => fnv(b'N', &n.to_le_bytes()),
+    }
+}
+
+/// The table key of a combination of field keys (in the table's field
+/// order).
+fn combine(hashes: &[u64]) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for x in hashes {
+        h = (h.rotate_left(23) ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h ^ (h >> 29)
+}
+
+/// The table keys are hashes already: hashing them again buys nothing.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
         for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+            self.0 = (self.0 << 8) | u64::from(*b);
         }
-        self.0 = h;
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
-type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
-
-/// The rules filed under one field.
+/// A field some table reads, and which kinds of keys rules require of it.
 #[derive(Debug, Clone)]
-struct FieldIndex {
+struct IndexedField {
     slot: usize,
-    text: FnvMap<String, Vec<u32>>,
-    num: FnvMap<u64, Vec<u32>>,
+    text: bool,
+    num: bool,
+}
+
+/// The rules filed under one combination of one or two fields, by the
+/// hash of their required values. A hash collision only adds a candidate,
+/// which its full condition then rejects.
+#[derive(Debug, Clone)]
+struct Table {
+    /// Positions in [`RuleIndex::fields`].
+    fields: Vec<usize>,
+    rules: HashMap<u64, Vec<u32>, BuildHasherDefault<Identity>>,
 }
 
 /// Rules by required value, see the module documentation.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleIndex {
-    fields: Vec<FieldIndex>,
+    fields: Vec<IndexedField>,
+    tables: Vec<Table>,
     /// Rules with no requirement: candidates for every event.
     always: Vec<u32>,
 }
 
+/// At most this many key combinations per filing of a rule under two
+/// fields (`in:` lists of 20 and 20 values would make 400).
+const MAX_COMBINATIONS: usize = 64;
+
+/// Per-event working memory of [`RuleIndex::candidates`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IndexScratch {
+    /// The key hashes of every indexed field's value, field after field.
+    hashes: Vec<u64>,
+    /// Where each field's hashes start and end in `hashes`.
+    spans: Vec<(u32, u32)>,
+}
+
 impl RuleIndex {
-    /// Files each of `rules` (rule index, its requirements) under one of
-    /// its requirements.
-    pub(crate) fn new(rules: &[(usize, Vec<Requirement>)], slots: &mut Slots) -> RuleIndex {
-        let mut distinct: BTreeMap<&str, BTreeSet<&Key>> = BTreeMap::new();
-        for (_, reqs) in rules {
-            for (f, keys) in reqs {
-                distinct.entry(f).or_default().extend(keys);
+    /// Files each of `rules` (rule index; the alternatives it can match
+    /// by, each a list of requirements: one for most rules, one per step
+    /// for a sequence) under the most selective one or two requirements of
+    /// each alternative. A rule with an alternative that requires nothing
+    /// is a candidate for every event.
+    pub(crate) fn new(rules: &[(usize, Vec<Vec<Requirement>>)], slots: &mut Slots) -> RuleIndex {
+        // How often the rule set asks for each value of each field.
+        let mut asked: BTreeMap<&str, (usize, BTreeMap<&Key, usize>)> = BTreeMap::new();
+        for (_, alternatives) in rules {
+            for (f, keys) in alternatives.iter().flatten() {
+                let (total, by_key) = asked.entry(f).or_default();
+                for k in keys {
+                    *total += 1;
+                    *by_key.entry(k).or_default() += 1;
+                }
             }
         }
+        // The share of events a requirement lets through, estimated from
+        // the rule set alone: how often rules ask for its values, out of
+        // how often they ask anything of its field. A value many rules ask
+        // for is a common one (`event.module: sshd`), one few ask for is
+        // rarer (`user.name: oracle`, `destination.port: 3389`); a field
+        // only one rule reads tells little, hence the one added below.
+        let share = |(f, keys): &Requirement| {
+            let (total, by_key) = &asked[f.as_str()];
+            let mine: usize = keys
+                .iter()
+                .map(|k| by_key.get(k).copied().unwrap_or(0))
+                .sum();
+            (mine + 1) as f64 / (total + 2) as f64
+        };
         let mut index = RuleIndex::default();
-        let mut by_field: BTreeMap<&str, usize> = BTreeMap::new();
-        for (rule, reqs) in rules {
-            let best = reqs.iter().max_by(|(fa, ka), (fb, kb)| {
-                (
-                    distinct[fa.as_str()].len(),
-                    std::cmp::Reverse(ka.len()),
-                    std::cmp::Reverse(fa),
-                )
-                    .cmp(&(
-                        distinct[fb.as_str()].len(),
-                        std::cmp::Reverse(kb.len()),
-                        std::cmp::Reverse(fb),
-                    ))
-            });
+        let mut field_at: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut table_at: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
+        for (rule, alternatives) in rules {
             let rule = *rule as u32;
-            let Some((field, keys)) = best else {
+            let mut filed = Vec::new();
+            for reqs in alternatives {
+                // The best single requirement, or pair of requirements on
+                // two different fields; a pair only when it lets fewer
+                // events through.
+                let mut options: Vec<(f64, Vec<&Requirement>)> = Vec::new();
+                for (i, a) in reqs.iter().enumerate() {
+                    options.push((share(a), vec![a]));
+                    for b in &reqs[i + 1..] {
+                        if a.0 != b.0 && a.1.len() * b.1.len() <= MAX_COMBINATIONS {
+                            options.push((share(a) * share(b), vec![a, b]));
+                        }
+                    }
+                }
+                // The first of the cheapest: singles come before the pairs
+                // they start, so a pair must be strictly better.
+                let best = options
+                    .into_iter()
+                    .reduce(|best, o| if o.0 < best.0 { o } else { best });
+                match best {
+                    Some((_, mut pick)) => {
+                        pick.sort_by(|a, b| a.0.cmp(&b.0));
+                        filed.push(pick);
+                    }
+                    None => {
+                        filed.clear();
+                        break;
+                    }
+                }
+            }
+            if filed.is_empty() {
                 index.always.push(rule);
                 continue;
-            };
-            let at = *by_field.entry(field).or_insert_with(|| {
-                index.fields.push(FieldIndex {
-                    slot: slots.id(field),
-                    text: FnvMap::default(),
-                    num: FnvMap::default(),
+            }
+            for pick in filed {
+                let mut positions = Vec::new();
+                for (field, keys) in &pick {
+                    let at = *field_at.entry(field).or_insert_with(|| {
+                        index.fields.push(IndexedField {
+                            slot: slots.id(field),
+                            text: false,
+                            num: false,
+                        });
+                        index.fields.len() - 1
+                    });
+                    let f = &mut index.fields[at];
+                    for k in keys.iter() {
+                        match k {
+                            Key::Text(_) => f.text = true,
+                            Key::Num(_) => f.num = true,
+                        }
+                    }
+                    positions.push(at);
+                }
+                let t = *table_at.entry(positions.clone()).or_insert_with(|| {
+                    index.tables.push(Table {
+                        fields: positions,
+                        rules: HashMap::default(),
+                    });
+                    index.tables.len() - 1
                 });
-                index.fields.len() - 1
-            });
-            let fi = &mut index.fields[at];
-            for k in keys {
-                let list = match k {
-                    Key::Text(t) => fi.text.entry(t.clone()).or_default(),
-                    Key::Num(n) => fi.num.entry(*n).or_default(),
-                };
-                list.push(rule);
+                let table = &mut index.tables[t];
+                let mut combos: Vec<Vec<u64>> = vec![Vec::new()];
+                for (_, keys) in &pick {
+                    combos = combos
+                        .iter()
+                        .flat_map(|c| {
+                            keys.iter().map(move |k| {
+                                let mut c = c.clone();
+                                c.push(key_hash(k));
+                                c
+                            })
+                        })
+                        .collect();
+                }
+                for c in combos {
+                    let list = table.rules.entry(combine(&c)).or_default();
+                    if list.last() != Some(&rule) {
+                        list.push(rule);
+                    }
+                }
             }
         }
         index
     }
 
     /// The rules `view`'s event may match, in rule order, into `out`.
-    pub(crate) fn candidates(&self, view: &mut FieldView<'_>, out: &mut Vec<u32>) {
+    pub(crate) fn candidates(
+        &self,
+        view: &mut FieldView<'_>,
+        scratch: &mut IndexScratch,
+        out: &mut Vec<u32>,
+    ) {
         out.clear();
         out.extend_from_slice(&self.always);
         let mut sources = usize::from(!self.always.is_empty());
-        for fi in &self.fields {
-            let Some(v) = view.get(fi.slot) else {
-                continue;
+        let IndexScratch { hashes, spans } = scratch;
+        hashes.clear();
+        spans.clear();
+        for f in &self.fields {
+            let start = hashes.len() as u32;
+            if let Some(v) = view.get(f.slot) {
+                let mut add = |v: &Value| {
+                    if f.text {
+                        match v {
+                            Value::String(s) => hashes.push(text_hash(s)),
+                            Value::Number(n) => hashes.push(text_hash(&n.to_string())),
+                            Value::Bool(b) => {
+                                hashes.push(text_hash(if *b { "true" } else { "false" }))
+                            }
+                            _ => {}
+                        }
+                    }
+                    if f.num {
+                        let n = match v {
+                            Value::Number(n) => n.as_f64(),
+                            Value::String(s) => s.trim().parse::<f64>().ok(),
+                            _ => None,
+                        };
+                        if let Some(n) = n {
+                            hashes.push(num_hash(n));
+                        }
+                    }
+                };
+                match v {
+                    Value::Array(items) => items.iter().for_each(&mut add),
+                    v => add(v),
+                }
+            }
+            spans.push((start, hashes.len() as u32));
+        }
+        let of = |at: usize| {
+            let (a, b) = spans[at];
+            &hashes[a as usize..b as usize]
+        };
+        for t in &self.tables {
+            let mut hit = |key: u64| {
+                if let Some(list) = t.rules.get(&key) {
+                    out.extend_from_slice(list);
+                    sources += 1;
+                }
             };
-            let mut add = |v: &Value| {
-                if !fi.text.is_empty() {
-                    let text: std::borrow::Cow<'_, str> = match v {
-                        Value::String(s) => s.as_str().into(),
-                        Value::Number(n) => n.to_string().into(),
-                        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
-                        _ => return,
-                    };
-                    if let Some(list) = fi.text.get(text.as_ref()) {
-                        out.extend_from_slice(list);
-                        sources += 1;
+            match t.fields[..] {
+                [a] => of(a).iter().for_each(|&h| hit(combine(&[h]))),
+                [a, b] => {
+                    for &ha in of(a) {
+                        for &hb in of(b) {
+                            hit(combine(&[ha, hb]));
+                        }
                     }
                 }
-                if !fi.num.is_empty() {
-                    let n = match v {
-                        Value::Number(n) => n.as_f64(),
-                        Value::String(s) => s.trim().parse::<f64>().ok(),
-                        _ => None,
-                    };
-                    if let Some(list) = n.and_then(|n| fi.num.get(&num_key(n))) {
-                        out.extend_from_slice(list);
-                        sources += 1;
-                    }
-                }
-            };
-            match v {
-                Value::Array(items) => items.iter().for_each(&mut add),
-                v => add(v),
+                _ => {}
             }
         }
         if sources > 1 {
@@ -255,10 +414,10 @@ mod tests {
         ];
         let conds: Vec<Condition> = table.iter().map(|y| cond(y)).collect();
         let mut slots = Slots::default();
-        let reqs: Vec<(usize, Vec<Requirement>)> = conds
+        let reqs: Vec<(usize, Vec<Vec<Requirement>>)> = conds
             .iter()
             .enumerate()
-            .map(|(i, c)| (i, requirements(c)))
+            .map(|(i, c)| (i, vec![requirements(c)]))
             .collect();
         let index = RuleIndex::new(&reqs, &mut slots);
         let fast: Vec<super::super::view::Fast> = conds
@@ -277,9 +436,10 @@ mod tests {
         .map(|v| serde_json::from_value(v).unwrap_or_default())
         .collect();
         let mut got = Vec::new();
+        let mut scratch = IndexScratch::default();
         for ev in &events {
             let mut view = FieldView::new(ev, slots.names());
-            index.candidates(&mut view, &mut got);
+            index.candidates(&mut view, &mut scratch, &mut got);
             for (i, (c, f)) in conds.iter().zip(&fast).enumerate() {
                 let matches = c.eval(ev);
                 assert_eq!(f.eval(&mut view), matches);
@@ -294,7 +454,7 @@ mod tests {
         }
         // Without a user.name, the rule that requires one is not a candidate.
         let mut view = FieldView::new(&events[0], slots.names());
-        index.candidates(&mut view, &mut got);
+        index.candidates(&mut view, &mut scratch, &mut got);
         assert!(!got.contains(&1));
     }
 }

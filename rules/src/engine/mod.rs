@@ -18,13 +18,15 @@
 //! bounded by [`EngineOptions`]; at a bound the least recently touched group
 //! is evicted and counted in [`EngineStats::evicted`].
 //!
-//! **Speed.** Rules are indexed by a value their condition requires
-//! (`index.rs`: `event.action: deny`, `user.name: [admin, root]`, ...), so an
-//! event is only tested against the rules filed under its own values and
-//! the rules without such a requirement. Conditions and key fields are resolved to field
-//! slots when the engine is built (`view.rs`), so each field of an event is
-//! looked up once however many rules test it; a group that exists is touched
-//! without allocating.
+//! **Speed.** Rules are indexed by one or two values their condition
+//! requires (`index.rs`: `event.action: deny`, `user.name: [admin, root]`,
+//! ...), so an event is only tested against the rules filed under its own
+//! values and the rules without such a requirement. Conditions and key
+//! fields are resolved to field slots when the engine is built (`view.rs`),
+//! so each field of an event is looked up once however many rules test it.
+//! A rule's state is found by the rule's position (the state is kept in rule
+//! order, see [`RuleStates`]), and a group that exists is touched without
+//! allocating.
 
 mod index;
 mod state;
@@ -39,11 +41,11 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::event::Event;
-use crate::rule::{Rule, RuleKind, RuleSet, Severity};
+use crate::rule::{RuleKind, RuleSet, Severity};
 use index::RuleIndex;
 pub use state::{
     ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, PendingEvent, RuleState,
-    StateFormatError, Suppression,
+    RuleStates, StateFormatError, Suppression,
 };
 use view::{Fast, FieldView, Slots};
 
@@ -158,19 +160,25 @@ impl Engine {
             if !r.enabled {
                 continue;
             }
-            let mut reqs = index::requirements(&r.condition);
-            match &r.kind {
-                RuleKind::Silence(_) => silences.push(i),
+            let reqs = index::requirements(&r.condition);
+            let alternatives = match &r.kind {
                 // A sequence's events match one of its steps.
-                RuleKind::Sequence(s) => reqs.extend(index::any_of(
-                    s.steps
-                        .iter()
-                        .map(|st| index::requirements(&st.condition))
-                        .collect(),
-                )),
-                _ => {}
-            }
-            requirements.push((i, reqs));
+                RuleKind::Sequence(s) => s
+                    .steps
+                    .iter()
+                    .map(|st| {
+                        let mut step = reqs.clone();
+                        step.extend(index::requirements(&st.condition));
+                        step
+                    })
+                    .collect(),
+                RuleKind::Silence(_) => {
+                    silences.push(i);
+                    vec![reqs]
+                }
+                _ => vec![reqs],
+            };
+            requirements.push((i, alternatives));
         }
         let mut slots = Slots::default();
         let index = RuleIndex::new(&requirements, &mut slots);
@@ -220,33 +228,34 @@ impl Engine {
     /// (different fingerprint) is dropped, unchanged rules keep theirs. Runs
     /// by itself on the first event after a reload.
     pub fn reconcile(&self, state: &mut EngineState) {
-        if state.rules_fingerprint == self.fingerprint {
+        if state.rules_fingerprint == self.fingerprint && *state.rules.aligned == self.fingerprint {
             return;
         }
-        let wanted: HashMap<&str, u64> = self
+        // Also after loading a snapshot of this same rule set: the states
+        // are then in id order and must be put in rule order.
+        let mut had: HashMap<String, RuleState> = state.rules.take().into_iter().collect();
+        let mut dropped = 0u64;
+        let entries = self
             .rules
             .rules()
             .iter()
-            .map(|r| (r.id.as_str(), r.fingerprint))
+            .map(|r| {
+                let rs = match had.remove(&r.id) {
+                    Some(rs) if rs.fingerprint == r.fingerprint => rs,
+                    other => {
+                        dropped += other.map_or(0, |rs| rs.groups.len() as u64);
+                        RuleState {
+                            fingerprint: r.fingerprint,
+                            ..RuleState::default()
+                        }
+                    }
+                };
+                (r.id.clone(), rs)
+            })
             .collect();
-        let mut dropped = 0u64;
-        state.rules.retain(|id, rs| {
-            let keep = wanted.get(id.as_str()) == Some(&rs.fingerprint);
-            if !keep {
-                dropped += rs.groups.len() as u64;
-            }
-            keep
-        });
+        dropped += had.values().map(|rs| rs.groups.len() as u64).sum::<u64>();
         state.total_groups = state.total_groups.saturating_sub(dropped);
-        for r in self.rules.rules() {
-            state
-                .rules
-                .entry(r.id.clone())
-                .or_insert_with(|| RuleState {
-                    fingerprint: r.fingerprint,
-                    ..RuleState::default()
-                });
-        }
+        state.rules.set_aligned(entries, self.fingerprint);
         state.rules_fingerprint = self.fingerprint;
     }
 
@@ -317,7 +326,8 @@ impl Engine {
         let rules = self.rules.rules();
         let mut view = FieldView::new(&ev.fields, self.slots.names());
         let mut candidates = std::mem::take(&mut state.candidates.0);
-        self.index.candidates(&mut view, &mut candidates);
+        self.index
+            .candidates(&mut view, &mut state.index_scratch, &mut candidates);
         for &i in &candidates {
             let i = i as usize;
             let rule = &rules[i];
@@ -327,24 +337,22 @@ impl Engine {
             }
             match (&rule.kind, &compiled.kind) {
                 (RuleKind::Threshold(t), CompiledKind::Threshold(by, distinct)) => {
-                    self.threshold(state, rule, t, (by, *distinct), ev, &mut view, out);
+                    self.threshold(state, i, t, (by, *distinct), ev, &mut view, out);
                 }
                 (RuleKind::Sequence(s), CompiledKind::Sequence(steps)) => {
-                    self.sequence(state, rule, s, steps, ev, &mut view, out);
+                    self.sequence(state, i, s, steps, ev, &mut view, out);
                 }
                 (RuleKind::Silence(s), CompiledKind::Silence(by)) => {
                     let Some(key) = view.key(&s.by, by) else {
                         continue;
                     };
-                    let Some(g) =
-                        self.touch_group(state, &rule.id, &key, ev.timestamp_ms, None, || {
-                            GroupData::Seen {
-                                last_ms: ev.timestamp_ms,
-                                last_id: ev.id,
-                                key: key_pairs(&s.by, &ev.fields).unwrap_or_default(),
-                            }
-                        })
-                    else {
+                    let Some(g) = self.touch_group(state, i, &key, ev.timestamp_ms, None, || {
+                        GroupData::Seen {
+                            last_ms: ev.timestamp_ms,
+                            last_id: ev.id,
+                            key: key_pairs(&s.by, &ev.fields).unwrap_or_default(),
+                        }
+                    }) else {
                         continue;
                     };
                     let mut resumed = None;
@@ -369,13 +377,13 @@ impl Engine {
                             .collect();
                         fields.insert("silence.last_seen_ms", Value::from(last_ms));
                         let at = last_ms.saturating_add(s.after_ms);
-                        self.emit(state, rule, key, at, vec![last_id], &fields, out);
+                        self.emit(state, i, key, at, vec![last_id], &fields, out);
                     }
                 }
                 _ => {
                     self.emit(
                         state,
-                        rule,
+                        i,
                         String::new(),
                         ev.timestamp_ms,
                         vec![ev.id],
@@ -387,7 +395,7 @@ impl Engine {
         }
         state.candidates.0 = candidates;
         for &i in &self.silences {
-            self.check_silence(state, &rules[i], ev.timestamp_ms, out);
+            self.check_silence(state, i, ev.timestamp_ms, out);
         }
     }
 
@@ -395,7 +403,7 @@ impl Engine {
     fn threshold(
         &self,
         state: &mut EngineState,
-        rule: &Rule,
+        at: usize,
         t: &crate::rule::Threshold,
         (by, distinct): (&[usize], Option<usize>),
         ev: &Event,
@@ -410,11 +418,9 @@ impl Engine {
         match distinct {
             None => {
                 let now = ev.timestamp_ms;
-                let Some(g) =
-                    self.touch_group(state, &rule.id, &key, now, Some(t.window_ms), || {
-                        GroupData::Count(VecDeque::new())
-                    })
-                else {
+                let Some(g) = self.touch_group(state, at, &key, now, Some(t.window_ms), || {
+                    GroupData::Count(VecDeque::new())
+                }) else {
                     return;
                 };
                 if let GroupData::Count(q) = &mut g.data {
@@ -432,11 +438,9 @@ impl Engine {
                     return;
                 };
                 let now = ev.timestamp_ms;
-                let Some(g) =
-                    self.touch_group(state, &rule.id, &key, now, Some(t.window_ms), || {
-                        GroupData::Distinct(BTreeMap::new())
-                    })
-                else {
+                let Some(g) = self.touch_group(state, at, &key, now, Some(t.window_ms), || {
+                    GroupData::Distinct(BTreeMap::new())
+                }) else {
                     return;
                 };
                 if let GroupData::Distinct(m) = &mut g.data {
@@ -462,10 +466,10 @@ impl Engine {
             }
         }
         if let Some((count, evidence)) = fired {
-            state.remove_group(&rule.id, &key);
+            state.remove_group(at, &key);
             let mut fields = ev.fields.clone();
             fields.insert("threshold.count", Value::from(count));
-            self.emit(state, rule, key, ev.timestamp_ms, evidence, &fields, out);
+            self.emit(state, at, key, ev.timestamp_ms, evidence, &fields, out);
         }
     }
 
@@ -473,7 +477,7 @@ impl Engine {
     fn sequence(
         &self,
         state: &mut EngineState,
-        rule: &Rule,
+        at: usize,
         s: &crate::rule::Sequence,
         steps: &[(Fast, Vec<usize>)],
         ev: &Event,
@@ -492,8 +496,8 @@ impl Engine {
             };
             let current = state
                 .rules
-                .get(&rule.id)
-                .and_then(|rs| rs.groups.get(&key))
+                .at(at)
+                .and_then(|(_, rs)| rs.groups.get(&key))
                 .and_then(|g| match &g.data {
                     GroupData::Sequence { next, start_ms, .. } => Some((*next, *start_ms)),
                     _ => None,
@@ -503,7 +507,7 @@ impl Engine {
                 Some((next, _)) if next == i && i > 0 => {
                     let now = ev.timestamp_ms;
                     let within = Some(s.within_ms);
-                    let Some(g) = self.touch_group(state, &rule.id, &key, now, within, || {
+                    let Some(g) = self.touch_group(state, at, &key, now, within, || {
                         GroupData::Count(VecDeque::new())
                     }) else {
                         return;
@@ -517,23 +521,23 @@ impl Engine {
                         }
                     }
                     if let Some(evidence) = done {
-                        state.remove_group(&rule.id, &key);
-                        self.emit(state, rule, key, ev.timestamp_ms, evidence, &ev.fields, out);
+                        state.remove_group(at, &key);
+                        self.emit(state, at, key, ev.timestamp_ms, evidence, &ev.fields, out);
                     }
                     return;
                 }
                 // A newer first step replaces one that has not advanced.
                 None | Some((1, _)) if i == 0 => {
-                    state.remove_group(&rule.id, &key);
+                    state.remove_group(at, &key);
                     let (now, within) = (ev.timestamp_ms, Some(s.within_ms));
-                    self.touch_group(state, &rule.id, &key, now, within, || GroupData::Sequence {
+                    self.touch_group(state, at, &key, now, within, || GroupData::Sequence {
                         next: 1,
                         start_ms: ev.timestamp_ms,
                         evidence: vec![ev.id],
                     });
                     return;
                 }
-                None if current.is_some() => state.remove_group(&rule.id, &key),
+                None if current.is_some() => state.remove_group(at, &key),
                 _ => {}
             }
         }
@@ -542,15 +546,15 @@ impl Engine {
     fn check_silence(
         &self,
         state: &mut EngineState,
-        rule: &Rule,
+        at: usize,
         now: i64,
         out: &mut Vec<Detection>,
     ) {
-        let RuleKind::Silence(s) = &rule.kind else {
+        let RuleKind::Silence(s) = &self.rules.rules()[at].kind else {
             return;
         };
         loop {
-            let Some(rs) = state.rules.get(&rule.id) else {
+            let Some((_, rs)) = state.rules.at(at) else {
                 return;
             };
             let Some((_, key)) = rs.order.first_key_value() else {
@@ -567,18 +571,18 @@ impl Engine {
             if now.saturating_sub(*last_ms) <= s.after_ms {
                 return;
             }
-            let (key, at, id) = (key.clone(), last_ms.saturating_add(s.after_ms), *last_id);
+            let (key, when, id) = (key.clone(), last_ms.saturating_add(s.after_ms), *last_id);
             let mut fields: Fields = pairs
                 .iter()
                 .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
                 .collect();
             fields.insert("silence.last_seen_ms", Value::from(*last_ms));
-            state.remove_group(&rule.id, &key);
-            self.emit(state, rule, key, at, vec![id], &fields, out);
+            state.remove_group(at, &key);
+            self.emit(state, at, key, when, vec![id], &fields, out);
         }
     }
 
-    /// The group `key` of `rule_id`, created with `init` (evicting the oldest
+    /// The group `key` of the rule at `at`, created with `init` (evicting the oldest
     /// at a bound) when absent, and marked as touched at `now`. With
     /// `idle_ms`, groups untouched for that long (in event time) are dropped
     /// first, oldest first, so windows that can no longer fire do not pile up.
@@ -586,7 +590,7 @@ impl Engine {
     fn touch_group<'s>(
         &self,
         state: &'s mut EngineState,
-        rule_id: &str,
+        at: usize,
         key: &str,
         now: i64,
         idle_ms: Option<i64>,
@@ -595,10 +599,7 @@ impl Engine {
         // One lookup of the rule for the common case: expiry, then whether
         // the group exists and how many there are.
         let (exists, len, expired) = {
-            let rs = match state.rules.get_mut(rule_id) {
-                Some(rs) => rs,
-                None => state.rules.entry(rule_id.to_string()).or_default(),
-            };
+            let rs = state.rules.at_mut(at)?;
             let expired = match idle_ms {
                 Some(idle) => rs.expire_idle(now.saturating_sub(idle)),
                 None => 0,
@@ -609,7 +610,7 @@ impl Engine {
         let per_rule = self.options.max_groups_per_rule.max(1);
         if !exists {
             if len >= per_rule {
-                while state.groups_of(rule_id) >= per_rule && state.evict_oldest_of(rule_id) {}
+                while state.groups_at(at) >= per_rule && state.evict_oldest_of(at) {}
             }
             while state.total_groups >= self.options.max_total_groups.max(1) as u64
                 && state.evict_oldest()
@@ -617,7 +618,7 @@ impl Engine {
             state.total_groups += 1;
         }
         let t = state.next_touch();
-        let RuleState { groups, order, .. } = state.rules.get_mut(rule_id)?;
+        let RuleState { groups, order, .. } = state.rules.at_mut(at)?;
         if exists {
             let g = groups.get_mut(key)?;
             // The order entry holds a copy of the key: move it, do not
@@ -646,13 +647,14 @@ impl Engine {
     fn emit(
         &self,
         state: &mut EngineState,
-        rule: &Rule,
+        at: usize,
         group_key: String,
         timestamp_ms: i64,
         mut evidence: Vec<u64>,
         fields: &Fields,
         out: &mut Vec<Detection>,
     ) {
+        let rule = &self.rules.rules()[at];
         let mut suppressed = 0;
         if let Some(sup) = &rule.suppress {
             let skey = match &sup.by {
@@ -669,7 +671,9 @@ impl Engine {
                 None => group_key.clone(),
             };
             let limit = self.options.max_groups_per_rule.max(1);
-            let rs = state.rules.entry(rule.id.clone()).or_default();
+            let Some(rs) = state.rules.at_mut(at) else {
+                return;
+            };
             match rs.suppress.get_mut(&skey) {
                 Some(s) if timestamp_ms < s.until_ms => {
                     s.count += 1;

@@ -20,7 +20,7 @@ pub struct EngineState {
     pub format: u32,
     /// State by rule id.
     #[serde(default)]
-    pub rules: BTreeMap<String, RuleState>,
+    pub rules: RuleStates,
     /// The newest event time seen (ms); `i64::MIN` before the first event.
     /// Events older than this minus the allowed lateness are late.
     pub watermark_ms: i64,
@@ -39,6 +39,9 @@ pub struct EngineState {
     /// common path does not allocate; not part of the state's value.
     #[serde(skip)]
     pub(crate) candidates: Scratch<Vec<u32>>,
+    /// Working memory of the prefilter, likewise.
+    #[serde(skip)]
+    pub(crate) index_scratch: Scratch<super::index::IndexScratch>,
 }
 
 /// A buffer or cache that holds nothing of value between calls: it is not
@@ -69,7 +72,7 @@ impl Default for EngineState {
     fn default() -> Self {
         EngineState {
             format: ENGINE_STATE_FORMAT,
-            rules: BTreeMap::new(),
+            rules: RuleStates::default(),
             watermark_ms: i64::MIN,
             pending: Vec::new(),
             touch: 0,
@@ -77,7 +80,104 @@ impl Default for EngineState {
             stats: EngineStats::default(),
             rules_fingerprint: 0,
             candidates: Scratch::default(),
+            index_scratch: Scratch::default(),
         }
+    }
+}
+
+/// The state of every rule, by rule id. Saved as a map from id to
+/// [`RuleState`]; in memory, once an engine has reconciled it, in the order
+/// of that engine's rules, so that the engine finds a rule's state by the
+/// rule's position rather than by comparing ids.
+#[derive(Debug, Clone, Default)]
+pub struct RuleStates {
+    entries: Vec<(String, RuleState)>,
+    /// The fingerprint of the rule set whose order `entries` follow; 0 when
+    /// they follow no engine's order (new, or just loaded).
+    pub(crate) aligned: Scratch<u64>,
+}
+
+impl RuleStates {
+    /// The state of rule `id`.
+    pub fn get(&self, id: &str) -> Option<&RuleState> {
+        self.entries.iter().find(|(i, _)| i == id).map(|(_, rs)| rs)
+    }
+
+    /// Whether rule `id` has a state.
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Rule ids and their states.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &RuleState)> {
+        self.entries.iter().map(|(id, rs)| (id.as_str(), rs))
+    }
+
+    /// How many rules have a state.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no rule has a state.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The id and state at `at` (the engine's rule position once aligned).
+    pub(crate) fn at(&self, at: usize) -> Option<&(String, RuleState)> {
+        self.entries.get(at)
+    }
+
+    pub(crate) fn at_mut(&mut self, at: usize) -> Option<&mut RuleState> {
+        self.entries.get_mut(at).map(|(_, rs)| rs)
+    }
+
+    /// Takes every entry out, for re-ordering.
+    pub(crate) fn take(&mut self) -> Vec<(String, RuleState)> {
+        *self.aligned = 0;
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Sets the entries, in the order of the rule set `fingerprint`.
+    pub(crate) fn set_aligned(&mut self, entries: Vec<(String, RuleState)>, fingerprint: u64) {
+        self.entries = entries;
+        *self.aligned = fingerprint;
+    }
+
+    fn sorted(&self) -> Vec<&(String, RuleState)> {
+        let mut v: Vec<_> = self.entries.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// Equal when the same ids have equal states, whatever the order.
+impl PartialEq for RuleStates {
+    fn eq(&self, other: &Self) -> bool {
+        self.sorted() == other.sorted()
+    }
+}
+
+/// A map from id to state, ids in order, as the format has always been.
+impl serde::Serialize for RuleStates {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let sorted = self.sorted();
+        let mut map = serializer.serialize_map(Some(sorted.len()))?;
+        for (id, rs) in sorted {
+            map.serialize_entry(id, rs)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RuleStates {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, RuleState>::deserialize(deserializer)?;
+        Ok(RuleStates {
+            entries: map.into_iter().collect(),
+            aligned: Scratch::default(),
+        })
     }
 }
 
@@ -256,14 +356,23 @@ impl EngineState {
         self.rules.get(rule_id).map_or(0, |r| r.groups.len())
     }
 
+    /// Open groups of the rule at `at`.
+    pub(crate) fn groups_at(&self, at: usize) -> usize {
+        self.rules.at(at).map_or(0, |(_, r)| r.groups.len())
+    }
+
     pub(crate) fn next_touch(&mut self) -> u64 {
         self.touch += 1;
         self.touch
     }
 
-    /// Evicts the least recently touched group of `rule_id`.
-    pub(crate) fn evict_oldest_of(&mut self, rule_id: &str) -> bool {
-        let Some(rs) = self.rules.get_mut(rule_id) else {
+    /// Evicts the least recently touched group of the rule at `at`.
+    pub(crate) fn evict_oldest_of(&mut self, at: usize) -> bool {
+        let Some((rule_id, _)) = self.rules.at(at) else {
+            return false;
+        };
+        let rule_id = rule_id.clone();
+        let Some(rs) = self.rules.at_mut(at) else {
             return false;
         };
         let Some((_, key)) = rs.order.pop_first() else {
@@ -271,7 +380,7 @@ impl EngineState {
         };
         rs.groups.remove(&key);
         self.total_groups = self.total_groups.saturating_sub(1);
-        *self.stats.evicted.entry(rule_id.to_string()).or_default() += 1;
+        *self.stats.evicted.entry(rule_id).or_default() += 1;
         true
     }
 
@@ -280,17 +389,18 @@ impl EngineState {
         let oldest = self
             .rules
             .iter()
-            .filter_map(|(id, rs)| rs.order.first_key_value().map(|(t, _)| (*t, id.clone())))
+            .enumerate()
+            .filter_map(|(at, (_, rs))| rs.order.first_key_value().map(|(t, _)| (*t, at)))
             .min();
         match oldest {
-            Some((_, id)) => self.evict_oldest_of(&id),
+            Some((_, at)) => self.evict_oldest_of(at),
             None => false,
         }
     }
 
-    /// Removes a group (it fired or expired).
-    pub(crate) fn remove_group(&mut self, rule_id: &str, key: &str) {
-        if let Some(rs) = self.rules.get_mut(rule_id)
+    /// Removes a group of the rule at `at` (it fired or expired).
+    pub(crate) fn remove_group(&mut self, at: usize, key: &str) {
+        if let Some(rs) = self.rules.at_mut(at)
             && let Some(g) = rs.groups.remove(key)
         {
             rs.order.remove(&g.touched);

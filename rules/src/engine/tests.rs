@@ -511,6 +511,54 @@ fn state_round_trips_through_bytes_and_checks_format() {
     assert_eq!(da.len(), 1);
 }
 
+/// A snapshot keeps rule states by id; the engine keeps them in rule order.
+/// Rules whose ids sort the other way round from their order still find
+/// their own state after a round trip, and only their own.
+#[test]
+fn a_restored_state_finds_each_rule_its_own_groups() {
+    let engine = Engine::new(rules(
+        r#"
+rules:
+  - id: zz-three-failures
+    title: Z
+    severity: low
+    match: { field: outcome, equals: failure }
+    threshold: { count: 3, window: 60s, group_by: [ip] }
+    summary: z
+  - id: aa-two-denies
+    title: A
+    severity: low
+    match: { field: action, equals: deny }
+    threshold: { count: 2, window: 60s, group_by: [ip] }
+    summary: a
+"#,
+    ));
+    let mut state = EngineState::default();
+    for (id, kv) in [
+        (1, [("outcome", "failure"), ("ip", "x")]),
+        (2, [("outcome", "failure"), ("ip", "x")]),
+        (3, [("action", "deny"), ("ip", "x")]),
+    ] {
+        assert!(
+            engine
+                .process(&mut state, &ev(id, id as i64, &kv))
+                .is_empty()
+        );
+    }
+    let back = EngineState::from_bytes(&state.to_bytes()).unwrap_or_default();
+    let order: Vec<&str> = back.rules.iter().map(|(id, _)| id).collect();
+    assert_eq!(order, ["aa-two-denies", "zz-three-failures"], "id order");
+    for mut s in [state, back] {
+        let fired =
+            |d: Vec<Detection>| -> Vec<String> { d.into_iter().map(|d| d.rule_id).collect() };
+        let deny = ev(4, 4, &[("action", "deny"), ("ip", "x")]);
+        assert_eq!(fired(engine.process(&mut s, &deny)), ["aa-two-denies"]);
+        let fail = ev(5, 5, &[("outcome", "failure"), ("ip", "x")]);
+        assert_eq!(fired(engine.process(&mut s, &fail)), ["zz-three-failures"]);
+        assert_eq!(s.group_count(), 0);
+    }
+}
+
 #[test]
 fn late_events_are_counted_and_still_processed() {
     let engine = Engine::with_options(
