@@ -438,7 +438,7 @@ mod tests {
         let mut got = Vec::new();
         let mut scratch = IndexScratch::default();
         for ev in &events {
-            let mut view = FieldView::new(ev, slots.names());
+            let mut view = FieldView::new(ev, &slots);
             index.candidates(&mut view, &mut scratch, &mut got);
             for (i, (c, f)) in conds.iter().zip(&fast).enumerate() {
                 let matches = c.eval(ev);
@@ -453,7 +453,7 @@ mod tests {
             );
         }
         // Without a user.name, the rule that requires one is not a candidate.
-        let mut view = FieldView::new(&events[0], slots.names());
+        let mut view = FieldView::new(&events[0], &slots);
         index.candidates(&mut view, &mut scratch, &mut got);
         assert!(!got.contains(&1));
     }

@@ -47,7 +47,7 @@ pub use state::{
     ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, PendingEvent, RuleState,
     RuleStates, StateFormatError, Suppression,
 };
-use view::{Fast, FieldView, Slots};
+use view::{Fast, FieldView, KeySpec, Slots};
 
 /// What the engine raises; the collector turns it into a stored alert.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -132,12 +132,13 @@ struct Compiled {
 #[derive(Debug, Clone)]
 enum CompiledKind {
     Single,
-    /// Slots of `group_by`, and of `distinct`.
-    Threshold(Vec<usize>, Option<usize>),
-    /// Per step: its condition and the slots of its `by`.
-    Sequence(Vec<(Fast, Vec<usize>)>),
-    /// Slots of `by`.
-    Silence(Vec<usize>),
+    /// The key of `group_by`, and the slot of `distinct`.
+    Threshold(KeySpec, Option<usize>),
+    /// Per step: its condition and its key (its `by`, shown under the
+    /// first step's names).
+    Sequence(Vec<(Fast, KeySpec)>),
+    /// The key of `by`.
+    Silence(KeySpec),
 }
 
 impl Engine {
@@ -190,16 +191,19 @@ impl Engine {
                 kind: match &r.kind {
                     RuleKind::Single => CompiledKind::Single,
                     RuleKind::Threshold(t) => CompiledKind::Threshold(
-                        slots.ids(&t.group_by),
+                        slots.key(&t.group_by, &t.group_by),
                         t.distinct.as_deref().map(|d| slots.id(d)),
                     ),
                     RuleKind::Sequence(seq) => CompiledKind::Sequence(
                         seq.steps
                             .iter()
-                            .map(|st| (Fast::new(&st.condition, &mut slots), slots.ids(&st.by)))
+                            .map(|st| {
+                                let condition = Fast::new(&st.condition, &mut slots);
+                                (condition, slots.key(&seq.steps[0].by, &st.by))
+                            })
                             .collect(),
                     ),
-                    RuleKind::Silence(si) => CompiledKind::Silence(slots.ids(&si.by)),
+                    RuleKind::Silence(si) => CompiledKind::Silence(slots.key(&si.by, &si.by)),
                 },
             })
             .collect();
@@ -324,7 +328,7 @@ impl Engine {
     /// Runs every candidate rule over one event, in rule order.
     fn handle(&self, state: &mut EngineState, ev: &Event, out: &mut Vec<Detection>) {
         let rules = self.rules.rules();
-        let mut view = FieldView::new(&ev.fields, self.slots.names());
+        let mut view = FieldView::new(&ev.fields, &self.slots);
         let mut candidates = std::mem::take(&mut state.candidates.0);
         self.index
             .candidates(&mut view, &mut state.index_scratch, &mut candidates);
@@ -343,7 +347,7 @@ impl Engine {
                     self.sequence(state, i, s, steps, ev, &mut view, out);
                 }
                 (RuleKind::Silence(s), CompiledKind::Silence(by)) => {
-                    let Some(key) = view.key(&s.by, by) else {
+                    let Some(key) = view.shared_key(by) else {
                         continue;
                     };
                     let Some(g) = self.touch_group(state, i, &key, ev.timestamp_ms, None, || {
@@ -377,7 +381,7 @@ impl Engine {
                             .collect();
                         fields.insert("silence.last_seen_ms", Value::from(last_ms));
                         let at = last_ms.saturating_add(s.after_ms);
-                        self.emit(state, i, key, at, vec![last_id], &fields, out);
+                        self.emit(state, i, key.to_string(), at, vec![last_id], &fields, out);
                     }
                 }
                 _ => {
@@ -405,12 +409,12 @@ impl Engine {
         state: &mut EngineState,
         at: usize,
         t: &crate::rule::Threshold,
-        (by, distinct): (&[usize], Option<usize>),
+        (by, distinct): (&KeySpec, Option<usize>),
         ev: &Event,
         view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
     ) {
-        let Some(key) = view.key(&t.group_by, by) else {
+        let Some(key) = view.shared_key(by) else {
             return;
         };
         let since = ev.timestamp_ms.saturating_sub(t.window_ms);
@@ -469,7 +473,7 @@ impl Engine {
             state.remove_group(at, &key);
             let mut fields = ev.fields.clone();
             fields.insert("threshold.count", Value::from(count));
-            self.emit(state, at, key, ev.timestamp_ms, evidence, &fields, out);
+            self.emit(state, at, key.to_string(), ev.timestamp_ms, evidence, &fields, out);
         }
     }
 
@@ -479,7 +483,7 @@ impl Engine {
         state: &mut EngineState,
         at: usize,
         s: &crate::rule::Sequence,
-        steps: &[(Fast, Vec<usize>)],
+        steps: &[(Fast, KeySpec)],
         ev: &Event,
         view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
@@ -491,13 +495,13 @@ impl Engine {
             }
             // Steps may name the key differently; the group is the values
             // under the first step's names.
-            let Some(key) = view.key(&s.steps[0].by, by) else {
+            let Some(key) = view.shared_key(by) else {
                 continue;
             };
             let current = state
                 .rules
                 .at(at)
-                .and_then(|(_, rs)| rs.groups.get(&key))
+                .and_then(|(_, rs)| rs.groups.get(&*key))
                 .and_then(|g| match &g.data {
                     GroupData::Sequence { next, start_ms, .. } => Some((*next, *start_ms)),
                     _ => None,
@@ -522,19 +526,24 @@ impl Engine {
                     }
                     if let Some(evidence) = done {
                         state.remove_group(at, &key);
+                        let key = key.to_string();
                         self.emit(state, at, key, ev.timestamp_ms, evidence, &ev.fields, out);
                     }
                     return;
                 }
-                // A newer first step replaces one that has not advanced.
+                // A newer first step replaces one that has not advanced
+                // (in place: the same as removing it and starting anew).
                 None | Some((1, _)) if i == 0 => {
-                    state.remove_group(at, &key);
                     let (now, within) = (ev.timestamp_ms, Some(s.within_ms));
-                    self.touch_group(state, at, &key, now, within, || GroupData::Sequence {
+                    let fresh = || GroupData::Sequence {
                         next: 1,
-                        start_ms: ev.timestamp_ms,
+                        start_ms: now,
                         evidence: vec![ev.id],
-                    });
+                    };
+                    if let Some(g) = self.touch_group(state, at, &key, now, within, fresh) {
+                        g.last_ms = now;
+                        g.data = fresh();
+                    }
                     return;
                 }
                 None if current.is_some() => state.remove_group(at, &key),
@@ -578,7 +587,7 @@ impl Engine {
                 .collect();
             fields.insert("silence.last_seen_ms", Value::from(*last_ms));
             state.remove_group(at, &key);
-            self.emit(state, at, key, when, vec![id], &fields, out);
+            self.emit(state, at, key.to_string(), when, vec![id], &fields, out);
         }
     }
 
@@ -591,7 +600,7 @@ impl Engine {
         &self,
         state: &'s mut EngineState,
         at: usize,
-        key: &str,
+        key: &Arc<str>,
         now: i64,
         idle_ms: Option<i64>,
         init: impl FnOnce() -> GroupData,
@@ -604,7 +613,7 @@ impl Engine {
                 Some(idle) => rs.expire_idle(now.saturating_sub(idle)),
                 None => 0,
             };
-            (rs.groups.contains_key(key), rs.groups.len(), expired)
+            (rs.groups.contains_key(&**key), rs.groups.len(), expired)
         };
         state.total_groups = state.total_groups.saturating_sub(expired);
         let per_rule = self.options.max_groups_per_rule.max(1);
@@ -620,7 +629,7 @@ impl Engine {
         let t = state.next_touch();
         let RuleState { groups, order, .. } = state.rules.at_mut(at)?;
         if exists {
-            let g = groups.get_mut(key)?;
+            let g = groups.get_mut(&**key)?;
             // The order entry holds a copy of the key: move it, do not
             // allocate another.
             let k = match g.touched {
@@ -629,11 +638,11 @@ impl Engine {
             };
             g.touched = t;
             g.last_ms = g.last_ms.max(now);
-            order.insert(t, k.unwrap_or_else(|| key.to_string()));
+            order.insert(t, k.unwrap_or_else(|| key.clone()));
             Some(g)
         } else {
-            order.insert(t, key.to_string());
-            let g = groups.entry(key.to_string()).or_insert(Group {
+            order.insert(t, key.clone());
+            let g = groups.entry(key.clone()).or_insert(Group {
                 touched: t,
                 last_ms: now,
                 data: init(),

@@ -7,6 +7,7 @@
 //! [`EngineStats`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// The format version written by this build.
 pub const ENGINE_STATE_FORMAT: u32 = 2;
@@ -213,10 +214,12 @@ pub struct RuleState {
     /// The rule's fingerprint when this state was built; a changed rule
     /// starts from an empty state.
     pub fingerprint: u64,
-    /// Open groups by group key.
-    pub groups: BTreeMap<String, Group>,
+    /// Open groups by group key. A key is shared with its `order` entry
+    /// (and, while one event is handled, with the other rules that group
+    /// by the same fields); saved as text.
+    pub groups: BTreeMap<Arc<str>, Group>,
     /// Touch time → group key, oldest first (eviction order).
-    pub order: BTreeMap<u64, String>,
+    pub order: BTreeMap<u64, Arc<str>>,
     /// Suppression windows by suppression key.
     pub suppress: BTreeMap<String, Suppression>,
     /// The touch time and newest event time of the least recently touched

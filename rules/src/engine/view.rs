@@ -12,16 +12,29 @@ use crate::Fields;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::rule::condition::{Condition, Test, test_value};
 
-/// Field names numbered in first-seen order.
+/// Field names numbered in first-seen order, and the distinct group keys
+/// rules build from them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Slots {
     names: Vec<String>,
     index: HashMap<String, usize>,
+    keys: HashMap<(Vec<String>, Vec<usize>), usize>,
+}
+
+/// How a stateful rule (or a sequence step) builds its group key: the
+/// names it shows and the slots it reads. Numbered, so that the rules that
+/// group alike (`group_by: [source.ip]`) share the key one event builds.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySpec {
+    id: usize,
+    names: Vec<String>,
+    slots: Vec<usize>,
 }
 
 impl Slots {
@@ -42,6 +55,27 @@ impl Slots {
 
     pub(crate) fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The key shown as `names`, read from the fields `read` (the same
+    /// fields, but for the later steps of a sequence).
+    pub(crate) fn key(&mut self, names: &[String], read: &[String]) -> KeySpec {
+        let slots = self.ids(read);
+        let next = self.keys.len();
+        let id = *self
+            .keys
+            .entry((names.to_vec(), slots.clone()))
+            .or_insert(next);
+        KeySpec {
+            id,
+            names: names.to_vec(),
+            slots,
+        }
+    }
+
+    /// How many distinct keys [`Slots::key`] numbered.
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
     }
 }
 
@@ -96,15 +130,19 @@ pub(crate) struct FieldView<'e> {
     values: Vec<Option<Option<&'e Value>>>,
     /// `None`: not parsed yet; only for string values.
     ips: Vec<Option<Option<IpAddr>>>,
+    /// Group keys by [`KeySpec`] number; `None`: not built yet.
+    keys: Vec<Option<Option<Arc<str>>>>,
 }
 
 impl<'e> FieldView<'e> {
-    pub(crate) fn new(fields: &'e Fields, names: &'e [String]) -> FieldView<'e> {
+    pub(crate) fn new(fields: &'e Fields, slots: &'e Slots) -> FieldView<'e> {
+        let names = slots.names();
         FieldView {
             fields,
             names,
             values: vec![None; names.len()],
             ips: vec![None; names.len()],
+            keys: vec![None; slots.key_count()],
         }
     }
 
@@ -131,6 +169,16 @@ impl<'e> FieldView<'e> {
             .and_then(|s| s.parse::<IpAddr>().ok());
         self.ips[slot] = Some(ip);
         ip
+    }
+
+    /// The group key of `spec`, built once per event.
+    pub(crate) fn shared_key(&mut self, spec: &KeySpec) -> Option<Arc<str>> {
+        if let Some(k) = &self.keys[spec.id] {
+            return k.clone();
+        }
+        let k = self.key(&spec.names, &spec.slots).map(Arc::from);
+        self.keys[spec.id] = Some(k.clone());
+        k
     }
 
     /// `name=value name=value` for the key fields `names` read from
@@ -220,7 +268,7 @@ mod tests {
             .collect();
         for ev in &events {
             // One view per event, as the engine does.
-            let mut view = FieldView::new(ev, slots.names());
+            let mut view = FieldView::new(ev, &slots);
             for ((c, f), yaml) in compiled.iter().zip(table) {
                 assert_eq!(f.eval(&mut view), c.eval(ev), "{yaml} on {ev:?}");
             }
@@ -241,7 +289,7 @@ mod tests {
         ];
         let ids = slots.ids(&names);
         let missing = slots.ids(&["nope".to_string()]);
-        let mut view = FieldView::new(&ev, slots.names());
+        let mut view = FieldView::new(&ev, &slots);
         assert_eq!(
             view.key(&names, &ids).as_deref(),
             Some("source.ip=203.0.113.7 destination.port=22 flags=DF,SYN")
