@@ -381,7 +381,8 @@ impl Engine {
                             .collect();
                         fields.insert("silence.last_seen_ms", Value::from(last_ms));
                         let at = last_ms.saturating_add(s.after_ms);
-                        self.emit(state, i, key.to_string(), at, vec![last_id], &fields, out);
+                        let fields = Facts::of(&fields);
+                        self.emit(state, i, key.to_string(), at, vec![last_id], fields, out);
                     }
                 }
                 _ => {
@@ -391,7 +392,7 @@ impl Engine {
                         String::new(),
                         ev.timestamp_ms,
                         vec![ev.id],
-                        &ev.fields,
+                        Facts::of(&ev.fields),
                         out,
                     );
                 }
@@ -471,9 +472,12 @@ impl Engine {
         }
         if let Some((count, evidence)) = fired {
             state.remove_group(at, &key);
-            let mut fields = ev.fields.clone();
-            fields.insert("threshold.count", Value::from(count));
-            self.emit(state, at, key.to_string(), ev.timestamp_ms, evidence, &fields, out);
+            let count = Value::from(count);
+            let fields = Facts {
+                fields: &ev.fields,
+                extra: Some(("threshold.count", &count)),
+            };
+            self.emit(state, at, key.to_string(), ev.timestamp_ms, evidence, fields, out);
         }
     }
 
@@ -527,7 +531,8 @@ impl Engine {
                     if let Some(evidence) = done {
                         state.remove_group(at, &key);
                         let key = key.to_string();
-                        self.emit(state, at, key, ev.timestamp_ms, evidence, &ev.fields, out);
+                        let fields = Facts::of(&ev.fields);
+                        self.emit(state, at, key, ev.timestamp_ms, evidence, fields, out);
                     }
                     return;
                 }
@@ -587,7 +592,8 @@ impl Engine {
                 .collect();
             fields.insert("silence.last_seen_ms", Value::from(*last_ms));
             state.remove_group(at, &key);
-            self.emit(state, at, key.to_string(), when, vec![id], &fields, out);
+            let fields = Facts::of(&fields);
+            self.emit(state, at, key.to_string(), when, vec![id], fields, out);
         }
     }
 
@@ -660,7 +666,7 @@ impl Engine {
         group_key: String,
         timestamp_ms: i64,
         mut evidence: Vec<u64>,
-        fields: &Fields,
+        fields: Facts<'_>,
         out: &mut Vec<Detection>,
     ) {
         let rule = &self.rules.rules()[at];
@@ -724,9 +730,34 @@ impl Engine {
             group_key,
             timestamp_ms,
             evidence,
-            summary: rule.summary.render(fields),
+            summary: rule.summary.render_with(|f| fields.get(f)),
             suppressed,
         });
+    }
+}
+
+/// What a detection's summary and suppression key read: the event's fields
+/// (or the key fields of a silence), and one more the rule kind adds
+/// (`threshold.count`), without copying the fields to add it.
+#[derive(Clone, Copy)]
+struct Facts<'a> {
+    fields: &'a Fields,
+    extra: Option<(&'a str, &'a Value)>,
+}
+
+impl<'a> Facts<'a> {
+    fn of(fields: &'a Fields) -> Facts<'a> {
+        Facts {
+            fields,
+            extra: None,
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        match self.extra {
+            Some((k, v)) if k == name => Some(v),
+            _ => self.fields.get(name),
+        }
     }
 }
 

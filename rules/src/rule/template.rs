@@ -71,11 +71,16 @@ impl Template {
 
     /// Fills the placeholders from `fields`.
     pub(crate) fn render(&self, fields: &Fields) -> String {
+        self.render_with(|f| fields.get(f))
+    }
+
+    /// Fills the placeholders with what `get` returns for their names.
+    pub(crate) fn render_with<'v>(&self, get: impl Fn(&str) -> Option<&'v Value>) -> String {
         let mut out = String::new();
         for p in &self.0 {
             match p {
                 Part::Text(t) => out.push_str(t),
-                Part::Field(f) => match fields.get(f) {
+                Part::Field(f) => match get(f) {
                     None | Some(Value::Null) => out.push('-'),
                     Some(v) => push_value(&mut out, v),
                 },
