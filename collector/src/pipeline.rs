@@ -223,13 +223,13 @@ impl Detector {
             .to_owned();
         Alert {
             id,
-            rule_id: d.rule_id,
-            rule_title: d.rule_title,
+            rule_id: d.rule_id.to_string(),
+            rule_title: d.rule_title.to_string(),
             rule_version: d.rule_version,
             severity: d.severity,
-            tags: d.tags,
+            tags: d.tags.to_vec(),
             summary: d.summary,
-            group_key: d.group_key,
+            group_key: d.group_key.to_string(),
             status: AlertStatus::Open,
             created_ms: now,
             event_time_ms: d.timestamp_ms,

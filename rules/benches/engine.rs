@@ -266,7 +266,7 @@ fn describe(set: &RuleSet, events: &[Event]) {
     for e in events {
         for d in engine.process(&mut state, e) {
             detections += 1;
-            if let Some(i) = rules.iter().position(|r| r.id == d.rule_id) {
+            if let Some(i) = rules.iter().position(|r| *r.id == *d.rule_id) {
                 matched[i] = true;
             }
         }

@@ -103,11 +103,16 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
                     engine
                         .process(&mut state, &event)
                         .into_iter()
-                        .map(|d| d.rule_id),
+                        .map(|d| d.rule_id.to_string()),
                 );
             }
             own += alone.flush(&mut own_state).len();
-            fired.extend(engine.flush(&mut state).into_iter().map(|d| d.rule_id));
+            fired.extend(
+                engine
+                    .flush(&mut state)
+                    .into_iter()
+                    .map(|d| d.rule_id.to_string()),
+            );
             if let Some(want) = t.alerts.filter(|w| *w != own) {
                 failures.push(fail(format!(
                     "expected {want} alert(s) from `{}`, got {own}",

@@ -362,7 +362,7 @@ fn sample_logs_raise_the_shipped_alerts() {
                     assert!(!det.evidence.is_empty() && det.evidence.iter().all(|e| *e <= id));
                 }
                 assert!(!det.summary.contains("{"), "{}", det.summary);
-                *fired.entry(det.rule_id).or_insert(0) += 1;
+                *fired.entry(det.rule_id.to_string()).or_insert(0) += 1;
             }
         }
     }
@@ -424,7 +424,7 @@ fn benchmark_generator_lines_decode_and_alert() {
     );
     let det = engine.process(&mut EngineState::default(), &ev);
     assert_eq!(
-        det.iter().map(|d| d.rule_id.as_str()).collect::<Vec<_>>(),
+        det.iter().map(|d| &*d.rule_id).collect::<Vec<_>>(),
         ["clamav-malware-detected"]
     );
     assert_eq!(

@@ -53,18 +53,18 @@ use view::{Fast, FieldView, KeySpec, Slots};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Detection {
     /// The rule that fired.
-    pub rule_id: String,
+    pub rule_id: Arc<str>,
     /// Its title at the time.
-    pub rule_title: String,
+    pub rule_title: Arc<str>,
     /// Its version at the time.
     pub rule_version: u32,
     /// Its severity.
     pub severity: Severity,
     /// Its tags (ATT&CK ids).
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     /// The grouping key of stateful rules (`source.ip=…`); `""` for
     /// single-event rules.
-    pub group_key: String,
+    pub group_key: Arc<str>,
     /// Event time of the event that completed the detection.
     pub timestamp_ms: i64,
     /// [`Event::id`] of the events behind the detection, oldest first, at
@@ -120,6 +120,8 @@ pub struct Engine {
     compiled: Vec<Compiled>,
     /// The field name of every slot.
     slots: Slots,
+    /// The group key of single-event rules' detections.
+    no_key: Arc<str>,
 }
 
 /// One rule with its field names resolved to [`Slots`].
@@ -127,6 +129,10 @@ pub struct Engine {
 struct Compiled {
     condition: Fast,
     kind: CompiledKind,
+    /// What its detections carry, shared by all of them.
+    id: Arc<str>,
+    title: Arc<str>,
+    tags: Arc<[String]>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +193,9 @@ impl Engine {
             .rules()
             .iter()
             .map(|r| Compiled {
+                id: Arc::from(r.id.as_str()),
+                title: Arc::from(r.title.as_str()),
+                tags: Arc::from(r.tags.as_slice()),
                 condition: Fast::new(&r.condition, &mut slots),
                 kind: match &r.kind {
                     RuleKind::Single => CompiledKind::Single,
@@ -208,6 +217,7 @@ impl Engine {
             })
             .collect();
         Engine {
+            no_key: Arc::from(""),
             rules,
             options,
             fingerprint,
@@ -382,14 +392,14 @@ impl Engine {
                         fields.insert("silence.last_seen_ms", Value::from(last_ms));
                         let at = last_ms.saturating_add(s.after_ms);
                         let fields = Facts::of(&fields);
-                        self.emit(state, i, key.to_string(), at, vec![last_id], fields, out);
+                        self.emit(state, i, key.clone(), at, vec![last_id], fields, out);
                     }
                 }
                 _ => {
                     self.emit(
                         state,
                         i,
-                        String::new(),
+                        self.no_key.clone(),
                         ev.timestamp_ms,
                         vec![ev.id],
                         Facts::of(&ev.fields),
@@ -477,7 +487,15 @@ impl Engine {
                 fields: &ev.fields,
                 extra: Some(("threshold.count", &count)),
             };
-            self.emit(state, at, key.to_string(), ev.timestamp_ms, evidence, fields, out);
+            self.emit(
+                state,
+                at,
+                key.clone(),
+                ev.timestamp_ms,
+                evidence,
+                fields,
+                out,
+            );
         }
     }
 
@@ -530,7 +548,6 @@ impl Engine {
                     }
                     if let Some(evidence) = done {
                         state.remove_group(at, &key);
-                        let key = key.to_string();
                         let fields = Facts::of(&ev.fields);
                         self.emit(state, at, key, ev.timestamp_ms, evidence, fields, out);
                     }
@@ -593,7 +610,7 @@ impl Engine {
             fields.insert("silence.last_seen_ms", Value::from(*last_ms));
             state.remove_group(at, &key);
             let fields = Facts::of(&fields);
-            self.emit(state, at, key.to_string(), when, vec![id], fields, out);
+            self.emit(state, at, key.clone(), when, vec![id], fields, out);
         }
     }
 
@@ -663,7 +680,7 @@ impl Engine {
         &self,
         state: &mut EngineState,
         at: usize,
-        group_key: String,
+        group_key: Arc<str>,
         timestamp_ms: i64,
         mut evidence: Vec<u64>,
         fields: Facts<'_>,
@@ -683,7 +700,7 @@ impl Engine {
                         })
                         .collect::<Vec<_>>(),
                 ),
-                None => group_key.clone(),
+                None => group_key.to_string(),
             };
             let limit = self.options.max_groups_per_rule.max(1);
             let Some(rs) = state.rules.at_mut(at) else {
@@ -721,12 +738,13 @@ impl Engine {
         if evidence.len() > max {
             evidence.drain(..evidence.len() - max);
         }
+        let meta = &self.compiled[at];
         out.push(Detection {
-            rule_id: rule.id.clone(),
-            rule_title: rule.title.clone(),
+            rule_id: meta.id.clone(),
+            rule_title: meta.title.clone(),
             rule_version: rule.version,
             severity: rule.severity,
-            tags: rule.tags.clone(),
+            tags: meta.tags.clone(),
             group_key,
             timestamp_ms,
             evidence,

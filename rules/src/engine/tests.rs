@@ -45,7 +45,14 @@ fn run(engine: &Engine, events: &[Event]) -> (Got, EngineState) {
     out.extend(engine.flush(&mut state));
     let got = out
         .into_iter()
-        .map(|d| (d.rule_id, d.group_key, d.evidence, d.suppressed))
+        .map(|d| {
+            (
+                d.rule_id.to_string(),
+                d.group_key.to_string(),
+                d.evidence,
+                d.suppressed,
+            )
+        })
         .collect();
     (got, state)
 }
@@ -272,7 +279,7 @@ fn detection_carries_metadata_summary_and_time() {
             rule_title: "Brute force".into(),
             rule_version: 1,
             severity: Severity::High,
-            tags: vec![],
+            tags: Vec::new().into(),
             group_key: "ip=203.0.113.7".into(),
             timestamp_ms: 103_000,
             evidence: vec![1, 2, 3],
@@ -445,7 +452,7 @@ fn reload_keeps_state_of_unchanged_rules_only() {
             &ev(3, 3, &[("outcome", "failure"), ("ip", "a")]),
         )
         .into_iter()
-        .map(|d| d.rule_id)
+        .map(|d| d.rule_id.to_string())
         .collect();
     assert_eq!(got, ["bf"]);
     assert_eq!(
@@ -549,8 +556,9 @@ rules:
     let order: Vec<&str> = back.rules.iter().map(|(id, _)| id).collect();
     assert_eq!(order, ["aa-two-denies", "zz-three-failures"], "id order");
     for mut s in [state, back] {
-        let fired =
-            |d: Vec<Detection>| -> Vec<String> { d.into_iter().map(|d| d.rule_id).collect() };
+        let fired = |d: Vec<Detection>| -> Vec<String> {
+            d.into_iter().map(|d| d.rule_id.to_string()).collect()
+        };
         let deny = ev(4, 4, &[("action", "deny"), ("ip", "x")]);
         assert_eq!(fired(engine.process(&mut s, &deny)), ["aa-two-denies"]);
         let fail = ev(5, 5, &[("outcome", "failure"), ("ip", "x")]);

@@ -233,7 +233,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
     let path = file.display().to_string();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_rule: BTreeMap<std::sync::Arc<str>, u64> = BTreeMap::new();
     let started = Instant::now();
     let mut n = 0u64;
     let reader = std::io::BufReader::with_capacity(1 << 20, f);
