@@ -96,27 +96,45 @@ fn any_of(branches: Vec<Vec<Requirement>>) -> Vec<Requirement> {
     common.into_iter().collect()
 }
 
-/// FNV-1a over `tag` and `bytes`.
-fn fnv(tag: u8, bytes: &[u8]) -> u64 {
-    let mut h: u64 = (0xcbf2_9ce4_8422_2325 ^ u64::from(tag)).wrapping_mul(0x0100_0000_01b3);
-    for b in bytes {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+fn mix(h: u64, word: u64) -> u64 {
+    (h ^ word)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(29)
+}
+
+/// A hash of `tag` and `bytes`, eight bytes at a time. Not keyed: the
+/// tables are built from the rules and never grow, so a value an attacker
+/// makes collide with a rule's can only add a candidate that its condition
+/// then rejects.
+fn hash_bytes(tag: u8, bytes: &[u8]) -> u64 {
+    let mut h = mix(u64::from(tag), bytes.len() as u64);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        h = mix(h, u64::from_le_bytes(b));
     }
-    h
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        b[..rest.len()].copy_from_slice(rest);
+        h = mix(h, u64::from_le_bytes(b));
+    }
+    h ^ (h >> 32)
 }
 
 fn text_hash(s: &str) -> u64 {
-    fnv(b'T', s.as_bytes())
+    hash_bytes(b'T', s.as_bytes())
 }
 
 fn num_hash(n: f64) -> u64 {
-    fnv(b'N', &num_key(n).to_le_bytes())
+    hash_bytes(b'N', &num_key(n).to_le_bytes())
 }
 
 fn key_hash(k: &Key) -> u64 {
     match k {
         Key::Text(t) => text_hash(t),
-        Key::Num(n) => fnv(b'N', &n.to_le_bytes()),
+        Key::Num(n) => hash_bytes(b'N', &n.to_le_bytes()),
     }
 }
 

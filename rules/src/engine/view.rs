@@ -112,6 +112,16 @@ impl Fast {
                 tests.iter().all(|t| match (t, value) {
                     (Test::Exists(want), v) => v.is_some() == *want,
                     (_, None) => false,
+                    // The common tests on text, without `test_value`'s
+                    // general path (same answers).
+                    (Test::Equals(s, false), Some(Value::String(v))) if s.num().is_none() => {
+                        v == s.text()
+                    }
+                    (Test::In(list, false), Some(Value::String(v)))
+                        if list.iter().all(|s| s.num().is_none()) =>
+                    {
+                        list.iter().any(|s| v == s.text())
+                    }
                     (Test::Cidr(nets), Some(Value::String(_))) => view
                         .ip(*slot)
                         .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
