@@ -35,6 +35,7 @@ mod tests;
 mod view;
 
 use crate::Fields;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -628,49 +629,56 @@ impl Engine {
         idle_ms: Option<i64>,
         init: impl FnOnce() -> GroupData,
     ) -> Option<&'s mut Group> {
-        // One lookup of the rule for the common case: expiry, then whether
-        // the group exists and how many there are.
-        let (exists, len, expired) = {
+        let per_rule = self.options.max_groups_per_rule.max(1);
+        let max_total = self.options.max_total_groups.max(1) as u64;
+        let full = {
             let rs = state.rules.at_mut(at)?;
             let expired = match idle_ms {
                 Some(idle) => rs.expire_idle(now.saturating_sub(idle)),
                 None => 0,
             };
-            (rs.groups.contains_key(&**key), rs.groups.len(), expired)
+            state.total_groups = state.total_groups.saturating_sub(expired);
+            let len = state.rules.at(at)?.1.groups.len();
+            len >= per_rule || state.total_groups >= max_total
         };
-        state.total_groups = state.total_groups.saturating_sub(expired);
-        let per_rule = self.options.max_groups_per_rule.max(1);
-        if !exists {
-            if len >= per_rule {
-                while state.groups_at(at) >= per_rule && state.evict_oldest_of(at) {}
-            }
-            while state.total_groups >= self.options.max_total_groups.max(1) as u64
-                && state.evict_oldest()
-            {}
-            state.total_groups += 1;
+        // At a bound, a new group first makes room.
+        if full && !state.rules.at(at)?.1.groups.contains_key(&**key) {
+            while state.groups_at(at) >= per_rule && state.evict_oldest_of(at) {}
+            while state.total_groups >= max_total && state.evict_oldest() {}
         }
-        let t = state.next_touch();
-        let RuleState { groups, order, .. } = state.rules.at_mut(at)?;
-        if exists {
-            let g = groups.get_mut(&**key)?;
-            // The order entry holds a copy of the key: move it, do not
-            // allocate another.
-            let k = match g.touched {
-                0 => None,
-                touched => order.remove(&touched),
-            };
-            g.touched = t;
-            g.last_ms = g.last_ms.max(now);
-            order.insert(t, k.unwrap_or_else(|| key.clone()));
-            Some(g)
-        } else {
-            order.insert(t, key.clone());
-            let g = groups.entry(key.clone()).or_insert(Group {
-                touched: t,
-                last_ms: now,
-                data: init(),
-            });
-            Some(g)
+        let EngineState {
+            rules,
+            touch,
+            total_groups,
+            ..
+        } = state;
+        let RuleState { groups, order, .. } = rules.at_mut(at)?;
+        *touch += 1;
+        let t = *touch;
+        // One lookup, whether the group exists or not.
+        match groups.entry(key.clone()) {
+            Entry::Occupied(e) => {
+                let g = e.into_mut();
+                // The order entry holds a copy of the key: move it, do not
+                // make another.
+                let k = match g.touched {
+                    0 => None,
+                    touched => order.remove(&touched),
+                };
+                g.touched = t;
+                g.last_ms = g.last_ms.max(now);
+                order.insert(t, k.unwrap_or_else(|| key.clone()));
+                Some(g)
+            }
+            Entry::Vacant(e) => {
+                *total_groups += 1;
+                order.insert(t, key.clone());
+                Some(e.insert(Group {
+                    touched: t,
+                    last_ms: now,
+                    data: init(),
+                }))
+            }
         }
     }
 

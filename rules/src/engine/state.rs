@@ -383,11 +383,6 @@ impl EngineState {
         self.rules.at(at).map_or(0, |(_, r)| r.groups.len())
     }
 
-    pub(crate) fn next_touch(&mut self) -> u64 {
-        self.touch += 1;
-        self.touch
-    }
-
     /// Evicts the least recently touched group of the rule at `at`.
     pub(crate) fn evict_oldest_of(&mut self, at: usize) -> bool {
         let Some((rule_id, _)) = self.rules.at(at) else {
