@@ -567,6 +567,75 @@ rules:
     }
 }
 
+/// Snapshots written before rule states were kept in rule order, groups in
+/// a hash map and keys shared (plain maps of strings, same format number)
+/// still load, and the state continues from them.
+#[test]
+fn snapshots_in_the_earlier_layout_still_load() {
+    use std::collections::BTreeMap;
+    #[derive(serde::Serialize)]
+    struct OldRuleState {
+        fingerprint: u64,
+        groups: BTreeMap<String, Group>,
+        order: BTreeMap<u64, String>,
+        suppress: BTreeMap<String, Suppression>,
+    }
+    #[derive(serde::Serialize)]
+    struct OldEngineState {
+        format: u32,
+        rules: BTreeMap<String, OldRuleState>,
+        watermark_ms: i64,
+        pending: Vec<PendingEvent>,
+        touch: u64,
+        total_groups: u64,
+        stats: EngineStats,
+        rules_fingerprint: u64,
+    }
+    let engine = Engine::new(rules(BRUTE));
+    let fingerprint = engine.rules().rules()[0].fingerprint;
+    let group = |id: u64| Group {
+        touched: id,
+        last_ms: id as i64 * 1000,
+        data: GroupData::Count(VecDeque::from([(id as i64 * 1000, id)])),
+    };
+    let old = OldEngineState {
+        format: ENGINE_STATE_FORMAT,
+        rules: BTreeMap::from([(
+            "bf".to_string(),
+            OldRuleState {
+                fingerprint,
+                groups: BTreeMap::from([
+                    ("ip=a".to_string(), group(1)),
+                    ("ip=b".to_string(), group(2)),
+                ]),
+                order: BTreeMap::from([(1, "ip=a".to_string()), (2, "ip=b".to_string())]),
+                suppress: BTreeMap::new(),
+            },
+        )]),
+        watermark_ms: 2000,
+        pending: Vec::new(),
+        touch: 2,
+        total_groups: 2,
+        stats: EngineStats::default(),
+        rules_fingerprint: 0,
+    };
+    let bytes = postcard::to_stdvec(&old).unwrap_or_default();
+    let mut state = EngineState::from_bytes(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.groups_of("bf"), 2);
+    assert_eq!(state.to_bytes(), bytes, "saved again, byte for byte");
+    // Two more failures from `a` complete its threshold of three.
+    let mut fired = Vec::new();
+    for (id, t) in [(3, 3), (4, 4)] {
+        fired.extend(engine.process(
+            &mut state,
+            &ev(id, t, &[("outcome", "failure"), ("ip", "a")]),
+        ));
+    }
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].evidence, [1, 3, 4]);
+    assert_eq!(state.groups_of("bf"), 1, "b is still open");
+}
+
 #[test]
 fn late_events_are_counted_and_still_processed() {
     let engine = Engine::with_options(
