@@ -475,4 +475,62 @@ mod tests {
         index.candidates(&mut view, &mut scratch, &mut got);
         assert!(!got.contains(&1));
     }
+
+    /// Pairs and steps narrow down: a rule that needs two values is not a
+    /// candidate for an event that has only one of them, and a sequence is
+    /// a candidate for the events of each of its steps only.
+    #[test]
+    fn pairs_and_sequence_steps_narrow_the_candidates() {
+        let step_one = cond(
+            "{all: [{field: event.action, equals: ssh_invalid_user}, {field: event.module, equals: sshd}]}",
+        );
+        let step_two = cond(
+            "{all: [{field: event.action, equals: ssh_login}, {field: user.name, equals: root}]}",
+        );
+        let on_host = cond(
+            "{all: [{field: event.action, equals: ssh_login}, {field: host.name, equals: web01}]}",
+        );
+        // Other rules, so that the values above look specific.
+        let others: Vec<Condition> = (0..6)
+            .map(|i| cond(&format!("{{all: [{{field: event.action, equals: a{i}}}, {{field: host.name, equals: h{i}}}]}}")))
+            .collect();
+        let mut rules: Vec<(usize, Vec<Vec<Requirement>>)> = vec![
+            (0, vec![requirements(&step_one), requirements(&step_two)]),
+            (1, vec![requirements(&on_host)]),
+        ];
+        rules.extend(
+            others
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i + 2, vec![requirements(c)])),
+        );
+        let mut slots = Slots::default();
+        let index = RuleIndex::new(&rules, &mut slots);
+        let cases = [
+            (
+                serde_json::json!({"event.action": "ssh_invalid_user", "event.module": "sshd", "host.name": "web01"}),
+                vec![0],
+            ),
+            (
+                serde_json::json!({"event.action": "ssh_login", "user.name": "root", "host.name": "web01"}),
+                vec![0, 1],
+            ),
+            (
+                serde_json::json!({"event.action": "ssh_login", "user.name": "alice", "host.name": "web02"}),
+                vec![],
+            ),
+            (
+                serde_json::json!({"event.action": "deny", "host.name": "web01"}),
+                vec![],
+            ),
+        ];
+        let mut got = Vec::new();
+        let mut scratch = IndexScratch::default();
+        for (fields, want) in cases {
+            let ev: Fields = serde_json::from_value(fields.clone()).unwrap_or_default();
+            let mut view = FieldView::new(&ev, &slots);
+            index.candidates(&mut view, &mut scratch, &mut got);
+            assert_eq!(got, want, "{fields}");
+        }
+    }
 }
