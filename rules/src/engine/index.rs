@@ -533,4 +533,114 @@ mod tests {
             assert_eq!(got, want, "{fields}");
         }
     }
+
+    /// Property, over random rules and events: every rule (or sequence
+    /// step) whose condition holds for an event is among its candidates,
+    /// whatever requirements, pairs and alternatives it was filed under.
+    #[test]
+    fn random_rules_never_lose_a_matching_event() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        // A few fields and values, numbers among them, so that rules and
+        // events often meet.
+        const VALUES: [&str; 6] = ["a", "b", "c", "22", "22.0", "3389"];
+        fn leaf(next: &mut impl FnMut(u64) -> u64) -> String {
+            let field = format!("f{}", next(4));
+            match next(4) {
+                0 => format!("{{field: {field}, equals: '{}'}}", VALUES[next(6) as usize]),
+                1 => format!(
+                    "{{field: {field}, in: ['{}', '{}']}}",
+                    VALUES[next(6) as usize],
+                    VALUES[next(6) as usize]
+                ),
+                2 => format!(
+                    "{{field: {field}, contains: '{}'}}",
+                    VALUES[next(3) as usize]
+                ),
+                _ => format!("{{field: {field}, exists: true}}"),
+            }
+        }
+        fn condition(next: &mut impl FnMut(u64) -> u64, depth: u32) -> String {
+            if depth == 0 || next(3) == 0 {
+                return leaf(next);
+            }
+            let parts: Vec<String> = (0..1 + next(3))
+                .map(|_| condition(next, depth - 1))
+                .collect();
+            match next(5) {
+                0 => format!("{{any: [{}]}}", parts.join(", ")),
+                1 => format!("{{not: {}}}", parts[0]),
+                _ => format!("{{all: [{}]}}", parts.join(", ")),
+            }
+        }
+        let mut rules: Vec<(usize, Vec<Condition>)> = Vec::new();
+        for i in 0..60 {
+            // Every fourth is a sequence of two or three steps.
+            let steps = if i % 4 == 0 { 2 + next(2) } else { 1 };
+            let conds = (0..steps).map(|_| cond(&condition(&mut next, 3))).collect();
+            rules.push((i, conds));
+        }
+        let filed: Vec<(usize, Vec<Vec<Requirement>>)> = rules
+            .iter()
+            .map(|(i, cs)| (*i, cs.iter().map(requirements).collect()))
+            .collect();
+        let mut slots = Slots::default();
+        let index = RuleIndex::new(&filed, &mut slots);
+        let fast: Vec<Vec<super::super::view::Fast>> = rules
+            .iter()
+            .map(|(_, cs)| {
+                cs.iter()
+                    .map(|c| super::super::view::Fast::new(c, &mut slots))
+                    .collect()
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut scratch = IndexScratch::default();
+        let mut matched = 0;
+        for _ in 0..3000 {
+            let mut ev = Fields::new();
+            for f in 0..4 {
+                let value = |next: &mut dyn FnMut(u64) -> u64| -> Value {
+                    match VALUES[next(6) as usize] {
+                        v if next(3) == 0 => v
+                            .parse::<f64>()
+                            .map_or_else(|_| Value::from(v), Value::from),
+                        v => Value::from(v),
+                    }
+                };
+                match next(4) {
+                    0 => {}
+                    1 => {
+                        let items = vec![value(&mut next), value(&mut next)];
+                        ev.insert(&format!("f{f}"), Value::Array(items));
+                    }
+                    _ => {
+                        let v = value(&mut next);
+                        ev.insert(&format!("f{f}"), v);
+                    }
+                }
+            }
+            let mut view = FieldView::new(&ev, &slots);
+            index.candidates(&mut view, &mut scratch, &mut got);
+            for ((i, cs), fs) in rules.iter().zip(&fast) {
+                for (c, f) in cs.iter().zip(fs) {
+                    let holds = c.eval(&ev);
+                    assert_eq!(f.eval(&mut view), holds);
+                    if holds {
+                        matched += 1;
+                        assert!(got.contains(&(*i as u32)), "rule {i} on {ev:?}");
+                    }
+                }
+            }
+        }
+        assert!(
+            matched > 1000,
+            "the rules must match often to prove anything: {matched}"
+        );
+    }
 }
