@@ -586,17 +586,17 @@ impl Engine {
             return;
         };
         loop {
-            let Some((_, rs)) = state.rules.at(at) else {
+            let Some(rs) = state.rules.at_mut(at) else {
                 return;
             };
-            let Some((_, key)) = rs.order.first_key_value() else {
+            let Some((_, key)) = rs.first_live().cloned() else {
                 return;
             };
             let Some(GroupData::Seen {
                 last_ms,
                 last_id,
                 key: pairs,
-            }) = rs.groups.get(key).map(|g| &g.data)
+            }) = rs.groups.get(&key).map(|g| &g.data)
             else {
                 return;
             };
@@ -652,27 +652,26 @@ impl Engine {
             total_groups,
             ..
         } = state;
-        let RuleState { groups, order, .. } = rules.at_mut(at)?;
+        let rs = rules.at_mut(at)?;
         *touch += 1;
         let t = *touch;
+        // The group's entry goes to the back of the order; an entry it had
+        // is left behind, stale.
+        rs.push_order(t, key.clone());
+        let RuleState { groups, oldest, .. } = rs;
         // One lookup, whether the group exists or not.
         match groups.entry(key.clone()) {
             Entry::Occupied(e) => {
                 let g = e.into_mut();
-                // The order entry holds a copy of the key: move it, do not
-                // make another.
-                let k = match g.touched {
-                    0 => None,
-                    touched => order.remove(&touched),
-                };
+                if matches!(**oldest, Some((old, _)) if old == g.touched) {
+                    **oldest = None;
+                }
                 g.touched = t;
                 g.last_ms = g.last_ms.max(now);
-                order.insert(t, k.unwrap_or_else(|| key.clone()));
                 Some(g)
             }
             Entry::Vacant(e) => {
                 *total_groups += 1;
-                order.insert(t, key.clone());
                 Some(e.insert(Group {
                     touched: t,
                     last_ms: now,

@@ -209,7 +209,7 @@ pub struct PendingEvent {
 }
 
 /// The state of one rule.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct RuleState {
     /// The rule's fingerprint when this state was built; a changed rule
     /// starts from an empty state.
@@ -223,43 +223,148 @@ pub struct RuleState {
     /// process: sorting a rule's 100,000 groups at every commit would more
     /// than double the time a commit spends encoding the state.
     pub groups: HashMap<Arc<str>, Group>,
-    /// Touch time → group key, oldest first (eviction order).
-    pub order: BTreeMap<u64, Arc<str>>,
+    /// (touch time, group key), least recently touched first: the eviction
+    /// and expiry order. Touching a group appends an entry and leaves its
+    /// old one behind, stale (its touch time is no longer the group's);
+    /// stale entries are skipped when they reach the front, and dropped all
+    /// at once when they outnumber the groups. Saved as a map from touch
+    /// time to key of the live entries only, as the format has always been.
+    pub(crate) order: VecDeque<(u64, Arc<str>)>,
     /// Suppression windows by suppression key.
     pub suppress: BTreeMap<String, Suppression>,
     /// The touch time and newest event time of the least recently touched
-    /// group when [`RuleState::expire_idle`] last found it young, so that
-    /// the next call need not look the group up by its key. A group's times
-    /// only change when it is touched, which gives it a new, never reused
-    /// touch time: a stale entry cannot match.
-    #[serde(skip)]
+    /// group, when [`RuleState::expire_idle`] last found it young and it
+    /// has neither moved nor gone since, so that the next call need not
+    /// look at the groups at all.
     pub(crate) oldest: Scratch<Option<(u64, i64)>>,
 }
 
 impl RuleState {
+    fn live(&self, (touched, key): &(u64, Arc<str>)) -> bool {
+        self.groups.get(key).is_some_and(|g| g.touched == *touched)
+    }
+
+    /// The live order entries, least recently touched first.
+    pub fn order(&self) -> impl Iterator<Item = (u64, &Arc<str>)> {
+        self.order
+            .iter()
+            .filter(|e| self.live(e))
+            .map(|(t, k)| (*t, k))
+    }
+
+    /// Drops the stale entries at the front; returns the first live one.
+    pub(crate) fn first_live(&mut self) -> Option<&(u64, Arc<str>)> {
+        while let Some(e) = self.order.front() {
+            if self.live(e) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        self.order.front()
+    }
+
+    /// Appends the entry of a group touched at `touched`; first drops the
+    /// stale entries when they outnumber the groups, so the order stays
+    /// within twice the groups (plus a little).
+    pub(crate) fn push_order(&mut self, touched: u64, key: Arc<str>) {
+        if self.order.len() >= 2 * self.groups.len() + 64 {
+            let order = std::mem::take(&mut self.order);
+            self.order = order.into_iter().filter(|e| self.live(e)).collect();
+        }
+        self.order.push_back((touched, key));
+    }
+
+    /// The group last touched at `touched` was touched again or removed:
+    /// it may no longer be the least recently touched one.
+    pub(crate) fn moved(&mut self, touched: u64) {
+        if matches!(*self.oldest, Some((t, _)) if t == touched) {
+            *self.oldest = None;
+        }
+    }
+
     /// Drops the least recently touched groups whose newest event is at or
     /// before `before`; stops at the first younger one. Returns how many
     /// groups it removed (for [`EngineState::total_groups`]).
     pub(crate) fn expire_idle(&mut self, before: i64) -> u64 {
+        if let Some((_, ms)) = *self.oldest
+            && ms > before
+        {
+            return 0;
+        }
         let mut removed = 0;
-        while let Some(entry) = self.order.first_entry() {
-            let touched = *entry.key();
-            let last_ms = match *self.oldest {
-                Some((t, ms)) if t == touched => Some(ms),
-                _ => self.groups.get(entry.get()).map(|g| g.last_ms),
+        while let Some((touched, key)) = self.first_live().cloned() {
+            let Some(ms) = self.groups.get(&key).map(|g| g.last_ms) else {
+                break;
             };
-            if let Some(ms) = last_ms
-                && ms > before
-            {
+            if ms > before {
                 *self.oldest = Some((touched, ms));
                 break;
             }
-            let key = entry.remove();
+            *self.oldest = None;
+            self.order.pop_front();
             if self.groups.remove(&key).is_some() {
                 removed += 1;
             }
         }
         removed
+    }
+}
+
+/// Equal when the groups, the live order and the suppressions are.
+impl PartialEq for RuleState {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+            && self.groups == other.groups
+            && self.suppress == other.suppress
+            && self.order().eq(other.order())
+    }
+}
+
+/// Fingerprint, groups, the live order as a map from touch time to key,
+/// suppressions: the layout of the format.
+impl serde::Serialize for RuleState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeStruct};
+        struct Order<'a>(&'a RuleState);
+        impl serde::Serialize for Order<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                // Each group's live entry is its own touch time: no need
+                // to sort out the stale ones (a map loads in any order).
+                let groups = &self.0.groups;
+                let mut map = serializer.serialize_map(Some(groups.len()))?;
+                for (k, g) in groups {
+                    map.serialize_entry(&g.touched, k)?;
+                }
+                map.end()
+            }
+        }
+        let mut st = serializer.serialize_struct("RuleState", 4)?;
+        st.serialize_field("fingerprint", &self.fingerprint)?;
+        st.serialize_field("groups", &self.groups)?;
+        st.serialize_field("order", &Order(self))?;
+        st.serialize_field("suppress", &self.suppress)?;
+        st.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RuleState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "RuleState")]
+        struct Saved {
+            fingerprint: u64,
+            groups: HashMap<Arc<str>, Group>,
+            order: BTreeMap<u64, Arc<str>>,
+            suppress: BTreeMap<String, Suppression>,
+        }
+        let s = Saved::deserialize(deserializer)?;
+        Ok(RuleState {
+            fingerprint: s.fingerprint,
+            groups: s.groups,
+            order: s.order.into_iter().collect(),
+            suppress: s.suppress,
+            oldest: Scratch::default(),
+        })
     }
 }
 
@@ -378,9 +483,11 @@ impl EngineState {
         let Some(rs) = self.rules.at_mut(at) else {
             return false;
         };
-        let Some((_, key)) = rs.order.pop_first() else {
+        let Some((touched, key)) = rs.first_live().cloned() else {
             return false;
         };
+        rs.order.pop_front();
+        rs.moved(touched);
         rs.groups.remove(&key);
         self.total_groups = self.total_groups.saturating_sub(1);
         *self.stats.evicted.entry(rule_id).or_default() += 1;
@@ -389,15 +496,26 @@ impl EngineState {
 
     /// Evicts the least recently touched group over all rules.
     pub(crate) fn evict_oldest(&mut self) -> bool {
-        let oldest = self
-            .rules
-            .iter()
-            .enumerate()
-            .filter_map(|(at, (_, rs))| rs.order.first_key_value().map(|(t, _)| (*t, at)))
-            .min();
-        match oldest {
-            Some((_, at)) => self.evict_oldest_of(at),
-            None => false,
+        // The smallest front over all rules is the oldest group if it is
+        // live; if it is stale, drop it and look again. One liveness check
+        // per entry dropped, not one per rule.
+        loop {
+            let oldest = (0..self.rules.len())
+                .filter_map(|at| {
+                    let (_, rs) = self.rules.at(at)?;
+                    rs.order.front().map(|(t, _)| (*t, at))
+                })
+                .min();
+            let Some((_, at)) = oldest else {
+                return false;
+            };
+            let Some(rs) = self.rules.at_mut(at) else {
+                return false;
+            };
+            if rs.order.front().is_some_and(|e| rs.live(e)) {
+                return self.evict_oldest_of(at);
+            }
+            rs.order.pop_front();
         }
     }
 
@@ -406,7 +524,7 @@ impl EngineState {
         if let Some(rs) = self.rules.at_mut(at)
             && let Some(g) = rs.groups.remove(key)
         {
-            rs.order.remove(&g.touched);
+            rs.moved(g.touched);
             self.total_groups = self.total_groups.saturating_sub(1);
         }
     }

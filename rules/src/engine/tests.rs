@@ -428,6 +428,83 @@ fn bounds_evict_the_oldest_group_and_count_it() {
     assert_eq!(s2.stats.evicted.get("bf"), Some(&10));
 }
 
+/// Eviction takes the least recently *touched* group: a group touched
+/// again is younger than one created after it, per rule and over all rules,
+/// and the entries its touches leave behind stay bounded.
+#[test]
+fn eviction_follows_the_last_touch() {
+    let fail = |id: u64, ip: &str| ev(id, id as i64, &[("outcome", "failure"), ("ip", ip)]);
+    let open = |s: &EngineState, rule: &str| -> Vec<String> {
+        let mut keys: Vec<String> = s
+            .rules
+            .get(rule)
+            .map(|r| r.groups.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    // Per rule: a, b, c; a again; d evicts b, not a.
+    let per_rule = Engine::with_options(
+        rules(BRUTE),
+        EngineOptions {
+            max_groups_per_rule: 3,
+            ..EngineOptions::default()
+        },
+    );
+    let mut state = EngineState::default();
+    for (id, ip) in [(1, "a"), (2, "b"), (3, "c"), (4, "a"), (5, "d")] {
+        per_rule.process(&mut state, &fail(id, ip));
+    }
+    assert_eq!(open(&state, "bf"), ["ip=a", "ip=c", "ip=d"]);
+    // A group touched a thousand times (within its window, never reaching
+    // its count) leaves a bounded trail.
+    let slow = Engine::new(rules(&BRUTE.replace("count: 3", "count: 5000")));
+    let mut state = EngineState::default();
+    for id in 1..=1000 {
+        let ip = if id % 100 == 50 { "b" } else { "a" };
+        slow.process(
+            &mut state,
+            &ev(id, 1, &[("outcome", "failure"), ("ip", ip)]),
+        );
+    }
+    let rs = state.rules.get("bf");
+    let trail = rs.map_or(0, |r| r.order.len());
+    assert!(trail <= 2 * 2 + 64, "{trail} order entries for 2 groups");
+    let live: Vec<String> = rs
+        .map(|r| r.order().map(|(_, k)| k.to_string()).collect())
+        .unwrap_or_default();
+    assert_eq!(live, ["ip=b", "ip=a"], "least recently touched first");
+
+    // Over all rules: `bf` opens a, `other` opens x, `bf` touches a again;
+    // the next new group evicts x, the least recently touched.
+    let two = format!(
+        "{}  - id: other\n    title: O\n    severity: low\n    match: {{ field: outcome, equals: failure }}\n    threshold: {{ count: 9, window: 60s, group_by: [host] }}\n    summary: o\n",
+        BRUTE.replace("count: 3", "count: 5000")
+    );
+    let total = Engine::with_options(
+        rules(&two),
+        EngineOptions {
+            max_total_groups: 2,
+            ..EngineOptions::default()
+        },
+    );
+    let mut state = EngineState::default();
+    let with_host = |id: u64, ip: &str, host: &str| {
+        ev(
+            id,
+            id as i64,
+            &[("outcome", "failure"), ("ip", ip), ("host", host)],
+        )
+    };
+    total.process(&mut state, &fail(1, "a"));
+    total.process(&mut state, &with_host(2, "a", "x"));
+    total.process(&mut state, &fail(3, "a"));
+    total.process(&mut state, &fail(4, "b"));
+    assert_eq!(open(&state, "bf"), ["ip=a", "ip=b"]);
+    assert!(open(&state, "other").is_empty());
+    assert_eq!(state.stats.evicted.get("other"), Some(&1));
+}
+
 #[test]
 fn reload_keeps_state_of_unchanged_rules_only() {
     let two = |window: &str| {
