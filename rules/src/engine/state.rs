@@ -292,18 +292,24 @@ impl RuleState {
             return 0;
         }
         let mut removed = 0;
-        while let Some((touched, key)) = self.first_live().cloned() {
-            let Some(ms) = self.groups.get(&key).map(|g| g.last_ms) else {
-                break;
-            };
-            if ms > before {
-                *self.oldest = Some((touched, ms));
-                break;
-            }
-            *self.oldest = None;
-            self.order.pop_front();
-            if self.groups.remove(&key).is_some() {
-                removed += 1;
+        while let Some((touched, key)) = self.order.front() {
+            // One lookup tells whether the entry is live and how old.
+            match self.groups.get(key) {
+                Some(g) if g.touched == *touched => {
+                    if g.last_ms > before {
+                        *self.oldest = Some((*touched, g.last_ms));
+                        break;
+                    }
+                    *self.oldest = None;
+                    if let Some((_, key)) = self.order.pop_front()
+                        && self.groups.remove(&key).is_some()
+                    {
+                        removed += 1;
+                    }
+                }
+                _ => {
+                    self.order.pop_front();
+                }
             }
         }
         removed
