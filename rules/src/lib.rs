@@ -61,7 +61,8 @@ mod yaml;
 pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
 pub use engine::{
     Detection, ENGINE_STATE_FORMAT, Engine, EngineOptions, EngineState, EngineStats, Group,
-    GroupData, PendingEvent, RuleState, RuleStates, StateFormatError, Suppression,
+    GroupData, GroupKey, Groups, KeyHash, PendingEvent, RuleState, RuleStates, StateFormatError,
+    Suppression,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};

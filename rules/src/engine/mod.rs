@@ -45,8 +45,8 @@ use crate::event::Event;
 use crate::rule::{RuleKind, RuleSet, Severity};
 use index::RuleIndex;
 pub use state::{
-    ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, PendingEvent, RuleState,
-    RuleStates, StateFormatError, Suppression,
+    ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, GroupKey, Groups, KeyHash,
+    PendingEvent, RuleState, RuleStates, StateFormatError, Suppression,
 };
 use view::{Fast, FieldView, KeySpec, Slots};
 
@@ -393,7 +393,8 @@ impl Engine {
                         fields.insert("silence.last_seen_ms", Value::from(last_ms));
                         let at = last_ms.saturating_add(s.after_ms);
                         let fields = Facts::of(&fields);
-                        self.emit(state, i, key.clone(), at, vec![last_id], fields, out);
+                        let key = key.text().clone();
+                        self.emit(state, i, key, at, vec![last_id], fields, out);
                     }
                 }
                 _ => {
@@ -491,7 +492,7 @@ impl Engine {
             self.emit(
                 state,
                 at,
-                key.clone(),
+                key.text().clone(),
                 ev.timestamp_ms,
                 evidence,
                 fields,
@@ -524,7 +525,7 @@ impl Engine {
             let current = state
                 .rules
                 .at(at)
-                .and_then(|(_, rs)| rs.groups.get(&*key))
+                .and_then(|(_, rs)| rs.groups.get(&key))
                 .and_then(|g| match &g.data {
                     GroupData::Sequence { next, start_ms, .. } => Some((*next, *start_ms)),
                     _ => None,
@@ -550,6 +551,7 @@ impl Engine {
                     if let Some(evidence) = done {
                         state.remove_group(at, &key);
                         let fields = Facts::of(&ev.fields);
+                        let key = key.text().clone();
                         self.emit(state, at, key, ev.timestamp_ms, evidence, fields, out);
                     }
                     return;
@@ -611,7 +613,7 @@ impl Engine {
             fields.insert("silence.last_seen_ms", Value::from(*last_ms));
             state.remove_group(at, &key);
             let fields = Facts::of(&fields);
-            self.emit(state, at, key.clone(), when, vec![id], fields, out);
+            self.emit(state, at, key.text().clone(), when, vec![id], fields, out);
         }
     }
 
@@ -624,7 +626,7 @@ impl Engine {
         &self,
         state: &'s mut EngineState,
         at: usize,
-        key: &Arc<str>,
+        key: &GroupKey,
         now: i64,
         idle_ms: Option<i64>,
         init: impl FnOnce() -> GroupData,
@@ -642,7 +644,7 @@ impl Engine {
             len >= per_rule || state.total_groups >= max_total
         };
         // At a bound, a new group first makes room.
-        if full && !state.rules.at(at)?.1.groups.contains_key(&**key) {
+        if full && !state.rules.at(at)?.1.groups.contains_key(key) {
             while state.groups_at(at) >= per_rule && state.evict_oldest_of(at) {}
             while state.total_groups >= max_total && state.evict_oldest() {}
         }

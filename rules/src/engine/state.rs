@@ -7,7 +7,8 @@
 //! [`EngineStats`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::sync::{Arc, OnceLock};
 
 /// The format version written by this build.
 pub const ENGINE_STATE_FORMAT: u32 = 2;
@@ -208,6 +209,99 @@ pub struct PendingEvent {
     pub fields_json: String,
 }
 
+/// A group key (`source.ip=203.0.113.7`) with its hash, computed once when
+/// the key is built (for an event, once however many rules group by the
+/// same fields) with std's SipHash under keys chosen at random for the
+/// process: group keys are made of what senders write (addresses, user
+/// names), which must not be able to pick colliding keys. Saved as text.
+#[derive(Debug, Clone)]
+pub struct GroupKey {
+    hash: u64,
+    text: Arc<str>,
+}
+
+fn group_hasher() -> &'static RandomState {
+    static HASHER: OnceLock<RandomState> = OnceLock::new();
+    HASHER.get_or_init(RandomState::new)
+}
+
+impl GroupKey {
+    /// The key `text`, hashed.
+    pub fn new(text: Arc<str>) -> GroupKey {
+        GroupKey {
+            hash: group_hasher().hash_one(&*text),
+            text,
+        }
+    }
+
+    /// Its text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Its text, shared.
+    pub fn text(&self) -> &Arc<str> {
+        &self.text
+    }
+}
+
+impl PartialEq for GroupKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.text == other.text
+    }
+}
+
+impl Eq for GroupKey {}
+
+impl Hash for GroupKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl std::fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl serde::Serialize for GroupKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GroupKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(GroupKey::new(Arc::<str>::deserialize(deserializer)?))
+    }
+}
+
+/// Hands the hash a [`GroupKey`] carries to the map as it is.
+#[derive(Default)]
+pub struct KeyHash(u64);
+
+impl Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `GroupKey`; anything else still
+        // hashes.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Open groups by key.
+pub type Groups = HashMap<GroupKey, Group, BuildHasherDefault<KeyHash>>;
+
 /// The state of one rule.
 #[derive(Debug, Clone, Default)]
 pub struct RuleState {
@@ -216,20 +310,18 @@ pub struct RuleState {
     pub fingerprint: u64,
     /// Open groups by group key. A key is shared with its `order` entry
     /// (and, while one event is handled, with the other rules that group
-    /// by the same fields); saved as text. A hash map with std's
-    /// per-process random keys: group keys are made of what senders write
-    /// (addresses, user names), which must not be able to pick colliding
-    /// keys. Saved in the map's own order, which differs from process to
-    /// process: sorting a rule's 100,000 groups at every commit would more
-    /// than double the time a commit spends encoding the state.
-    pub groups: HashMap<Arc<str>, Group>,
+    /// by the same fields), and hashed once (see [`GroupKey`]). Saved in
+    /// the map's own order, which differs from process to process: sorting
+    /// a rule's 100,000 groups at every commit would more than double the
+    /// time a commit spends encoding the state.
+    pub groups: Groups,
     /// (touch time, group key), least recently touched first: the eviction
     /// and expiry order. Touching a group appends an entry and leaves its
     /// old one behind, stale (its touch time is no longer the group's);
     /// stale entries are skipped when they reach the front, and dropped all
     /// at once when they outnumber the groups. Saved as a map from touch
     /// time to key of the live entries only, as the format has always been.
-    pub(crate) order: VecDeque<(u64, Arc<str>)>,
+    pub(crate) order: VecDeque<(u64, GroupKey)>,
     /// Suppression windows by suppression key.
     pub suppress: BTreeMap<String, Suppression>,
     /// The touch time and newest event time of the least recently touched
@@ -240,12 +332,12 @@ pub struct RuleState {
 }
 
 impl RuleState {
-    fn live(&self, (touched, key): &(u64, Arc<str>)) -> bool {
+    fn live(&self, (touched, key): &(u64, GroupKey)) -> bool {
         self.groups.get(key).is_some_and(|g| g.touched == *touched)
     }
 
     /// The live order entries, least recently touched first.
-    pub fn order(&self) -> impl Iterator<Item = (u64, &Arc<str>)> {
+    pub fn order(&self) -> impl Iterator<Item = (u64, &GroupKey)> {
         self.order
             .iter()
             .filter(|e| self.live(e))
@@ -253,7 +345,7 @@ impl RuleState {
     }
 
     /// Drops the stale entries at the front; returns the first live one.
-    pub(crate) fn first_live(&mut self) -> Option<&(u64, Arc<str>)> {
+    pub(crate) fn first_live(&mut self) -> Option<&(u64, GroupKey)> {
         while let Some(e) = self.order.front() {
             if self.live(e) {
                 break;
@@ -266,7 +358,7 @@ impl RuleState {
     /// Appends the entry of a group touched at `touched`; first drops the
     /// stale entries when they outnumber the groups, so the order stays
     /// within twice the groups (plus a little).
-    pub(crate) fn push_order(&mut self, touched: u64, key: Arc<str>) {
+    pub(crate) fn push_order(&mut self, touched: u64, key: GroupKey) {
         if self.order.len() >= 2 * self.groups.len() + 64 {
             let order = std::mem::take(&mut self.order);
             self.order = order.into_iter().filter(|e| self.live(e)).collect();
@@ -359,8 +451,8 @@ impl<'de> serde::Deserialize<'de> for RuleState {
         #[serde(rename = "RuleState")]
         struct Saved {
             fingerprint: u64,
-            groups: HashMap<Arc<str>, Group>,
-            order: BTreeMap<u64, Arc<str>>,
+            groups: Groups,
+            order: BTreeMap<u64, GroupKey>,
             suppress: BTreeMap<String, Suppression>,
         }
         let s = Saved::deserialize(deserializer)?;
@@ -526,7 +618,7 @@ impl EngineState {
     }
 
     /// Removes a group of the rule at `at` (it fired or expired).
-    pub(crate) fn remove_group(&mut self, at: usize, key: &str) {
+    pub(crate) fn remove_group(&mut self, at: usize, key: &GroupKey) {
         if let Some(rs) = self.rules.at_mut(at)
             && let Some(g) = rs.groups.remove(key)
         {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::state::GroupKey;
 use crate::rule::condition::{Condition, Test, test_value};
 
 /// Field names numbered in first-seen order, and the distinct group keys
@@ -141,7 +142,7 @@ pub(crate) struct FieldView<'e> {
     /// `None`: not parsed yet; only for string values.
     ips: Vec<Option<Option<IpAddr>>>,
     /// Group keys by [`KeySpec`] number; `None`: not built yet.
-    keys: Vec<Option<Option<Arc<str>>>>,
+    keys: Vec<Option<Option<GroupKey>>>,
 }
 
 impl<'e> FieldView<'e> {
@@ -182,11 +183,13 @@ impl<'e> FieldView<'e> {
     }
 
     /// The group key of `spec`, built once per event.
-    pub(crate) fn shared_key(&mut self, spec: &KeySpec) -> Option<Arc<str>> {
+    pub(crate) fn shared_key(&mut self, spec: &KeySpec) -> Option<GroupKey> {
         if let Some(k) = &self.keys[spec.id] {
             return k.clone();
         }
-        let k = self.key(&spec.names, &spec.slots).map(Arc::from);
+        let k = self
+            .key(&spec.names, &spec.slots)
+            .map(|k| GroupKey::new(Arc::from(k)));
         self.keys[spec.id] = Some(k.clone());
         k
     }
