@@ -591,26 +591,37 @@ impl Engine {
             let Some(rs) = state.rules.at_mut(at) else {
                 return;
             };
-            let Some((_, key)) = rs.first_live().cloned() else {
+            let Some((touched, key)) = rs.order.front() else {
                 return;
             };
-            let Some(GroupData::Seen {
-                last_ms,
-                last_id,
-                key: pairs,
-            }) = rs.groups.get(&key).map(|g| &g.data)
-            else {
-                return;
+            // Runs for every event: one lookup tells whether the oldest
+            // entry is live and when its source was last seen.
+            let (key, when, id, fields) = match rs.groups.get(key) {
+                Some(g) if g.touched == *touched => {
+                    let GroupData::Seen {
+                        last_ms,
+                        last_id,
+                        key: pairs,
+                    } = &g.data
+                    else {
+                        return;
+                    };
+                    if now.saturating_sub(*last_ms) <= s.after_ms {
+                        return;
+                    }
+                    let mut fields: Fields = pairs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                        .collect();
+                    fields.insert("silence.last_seen_ms", Value::from(*last_ms));
+                    let when = last_ms.saturating_add(s.after_ms);
+                    (key.clone(), when, *last_id, fields)
+                }
+                _ => {
+                    rs.order.pop_front();
+                    continue;
+                }
             };
-            if now.saturating_sub(*last_ms) <= s.after_ms {
-                return;
-            }
-            let (key, when, id) = (key.clone(), last_ms.saturating_add(s.after_ms), *last_id);
-            let mut fields: Fields = pairs
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                .collect();
-            fields.insert("silence.last_seen_ms", Value::from(*last_ms));
             state.remove_group(at, &key);
             let fields = Facts::of(&fields);
             self.emit(state, at, key.text().clone(), when, vec![id], fields, out);
