@@ -157,7 +157,9 @@ fn intern(name: &str) -> &'static str {
     static TABLE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<&'static str>>> =
         std::sync::LazyLock::new(Default::default);
     // A poisoned lock still holds a valid set: insertion cannot half-happen.
-    let mut table = TABLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut table = TABLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(s) = table.get(name) {
         return s;
     }
