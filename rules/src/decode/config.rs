@@ -293,6 +293,10 @@ pub(crate) enum Step {
         regex: Regex,
         groups: Vec<(usize, String)>,
         optional: bool,
+        /// The pattern is one group around the whole of it, like
+        /// `(?i)(?P<verdict>block|drop)`: the match is the capture, found
+        /// without the slower search for group positions.
+        whole: bool,
     },
     Kv {
         from: Option<String>,
@@ -488,6 +492,7 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
                     }
                     Step::Regex {
                         from: re.from.clone(),
+                        whole: is_one_whole_group(&re.pattern) && groups.len() == 1,
                         regex,
                         groups,
                         optional: re.optional,
@@ -597,7 +602,7 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             }
         } else if let Some(n) = &s.netfilter {
             if let Some(k) = known.as_mut() {
-                k.extend(["prefix".to_string(), "pairs".to_string()]);
+                k.extend(["prefix", "rule_name", "pairs"].map(String::from));
             }
             Step::Netfilter {
                 from: n.from.clone(),
@@ -773,6 +778,19 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
 }
 
 /// A one-character (ASCII) option; `\t` means tab.
+/// Whether `pattern` is a single capture group around the whole pattern
+/// (flags aside), so that its match and its group are the same text.
+fn is_one_whole_group(pattern: &str) -> bool {
+    use regex_syntax::hir::HirKind;
+    match regex_syntax::Parser::new().parse(pattern) {
+        Ok(hir) => match hir.kind() {
+            HirKind::Capture(c) => c.index == 1 && hir.properties().explicit_captures_len() == 1,
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
 fn one_char(v: Option<&str>, default: u8) -> Result<u8, String> {
     match v {
         None => Ok(default),
@@ -793,4 +811,46 @@ fn when_is_empty(w: &When) -> bool {
 /// Regex errors span several lines (with a caret); keep them on one.
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_whole_group_is_told_from_other_patterns() {
+        for yes in [
+            "(?P<v>a|b)",
+            "(?i)(?P<verdict>block|drop|reject)",
+            "(?P<v>x(?:y|z)+)",
+            "(a)",
+        ] {
+            assert!(is_one_whole_group(yes), "{yes}");
+        }
+        for no in [
+            "^(?P<v>a)",
+            "(?P<v>a)b",
+            "(?P<a>(?P<b>x))",
+            "(?P<a>x)|(?P<b>y)",
+            "(?P<v>a)(b)",
+            "(?P<v>a",
+        ] {
+            assert!(!is_one_whole_group(no), "{no}");
+        }
+    }
+
+    /// A whole-group pattern captures through `find` exactly what the
+    /// general path captures.
+    #[test]
+    fn whole_group_capture_equals_the_general_one() {
+        let re = Regex::new("(?i)(?P<v>block|allow)").expect("valid");
+        for text in ["[UFW BLOCK]", "x allow y", "nothing", "", "ALLOWBLOCK"] {
+            let by_find = re.find(text).map(|m| m.as_str());
+            let by_caps = re
+                .captures(text)
+                .and_then(|c| c.name("v"))
+                .map(|m| m.as_str());
+            assert_eq!(by_find, by_caps, "{text}");
+        }
+    }
 }

@@ -136,7 +136,12 @@ impl Convert {
                 let ip: IpAddr = v
                     .parse()
                     .map_err(|_| format!("`{v}` is not an IP address"))?;
-                Value::String(ip.to_string())
+                match ip {
+                    // A dotted quad that parses is already in its one
+                    // written form (the parser refuses leading zeros).
+                    IpAddr::V4(_) => Value::String(v.to_string()),
+                    IpAddr::V6(_) => Value::String(ip.to_string()),
+                }
             }
             Convert::Int => {
                 let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
@@ -316,6 +321,18 @@ mod tests {
             Ok(Value::from("2001:db8::1"))
         );
         assert!(conv(ConvertName::Ip, "999.1.1.1").is_err());
+        // IPv4 text is kept as written, which is only sound because the
+        // parser refuses every other spelling of the address.
+        for odd in [
+            "010.1.1.1",
+            "1.1.1",
+            "1.1.1.1.",
+            " 1.1.1.1",
+            "0x7f.0.0.1",
+            "1.1.1.01",
+        ] {
+            assert!(conv(ConvertName::Ip, odd).is_err(), "{odd}");
+        }
         assert_eq!(conv(ConvertName::Int, "8123"), Ok(Value::from(8123)));
         assert_eq!(conv(ConvertName::Int, "0x10"), Ok(Value::from(16)));
         assert!(conv(ConvertName::Int, "12a").is_err());

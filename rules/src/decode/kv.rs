@@ -23,34 +23,46 @@ pub(crate) fn parse(s: &str) -> impl Iterator<Item = Item<'_>> {
 
 /// Iterates over the pairs and flags of `s`, with `sep` between key and
 /// value and pairs separated by spaces, tabs and `delim`.
+///
+/// `sep` and `delim` are ASCII (the decoder loader checks it), so the text
+/// is scanned byte by byte and every split falls on a character boundary.
 pub(crate) fn parse_with(s: &str, sep: u8, delim: Option<u8>) -> impl Iterator<Item = Item<'_>> {
-    let sep = char::from(sep);
-    let delim = char::from(delim.unwrap_or(b' '));
-    let ends = [' ', '\t', delim];
-    let mut rest = s;
+    debug_assert!(sep.is_ascii() && delim.is_none_or(|d| d.is_ascii()));
+    let delim = delim.unwrap_or(b' ');
+    let is_end = move |b: u8| b == b' ' || b == b'\t' || b == delim;
+    let bytes = s.as_bytes();
+    let mut at = 0;
     std::iter::from_fn(move || {
-        rest = rest.trim_start_matches(ends);
-        if rest.is_empty() {
+        while at < bytes.len() && is_end(bytes[at]) {
+            at += 1;
+        }
+        if at == bytes.len() {
             return None;
         }
-        let token_end = rest.find(ends).unwrap_or(rest.len());
-        match rest[..token_end].find(sep) {
+        let start = at;
+        let token_end = bytes[start..]
+            .iter()
+            .position(|&b| is_end(b))
+            .map_or(bytes.len(), |n| start + n);
+        match bytes[start..token_end].iter().position(|&b| b == sep) {
             Some(0) | None => {
-                let flag = &rest[..token_end];
-                rest = &rest[token_end..];
-                Some(Item::Flag(flag))
+                at = token_end;
+                Some(Item::Flag(&s[start..token_end]))
             }
             Some(eq) => {
-                let key = &rest[..eq];
-                let after = &rest[eq + sep.len_utf8()..];
-                if let Some(quoted) = after.strip_prefix('"') {
-                    let (value, remaining) = read_quoted(quoted);
-                    rest = remaining;
+                let key = &s[start..start + eq];
+                let value_at = start + eq + 1;
+                if bytes.get(value_at) == Some(&b'"') {
+                    let (value, remaining) = read_quoted(&s[value_at + 1..]);
+                    at = s.len() - remaining.len();
                     Some(Item::Pair(key, value))
                 } else {
-                    let end = after.find(ends).unwrap_or(after.len());
-                    rest = &after[end..];
-                    Some(Item::Pair(key, Cow::Borrowed(&after[..end])))
+                    let end = bytes[value_at..]
+                        .iter()
+                        .position(|&b| is_end(b))
+                        .map_or(bytes.len(), |n| value_at + n);
+                    at = end;
+                    Some(Item::Pair(key, Cow::Borrowed(&s[value_at..end])))
                 }
             }
         }

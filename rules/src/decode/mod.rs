@@ -679,6 +679,9 @@ fn run_steps<'c, 'd: 'c>(
             Step::Netfilter { .. } => match netfilter::split(&src) {
                 Some(r) => {
                     push_sub(caps, &src, "prefix", r.prefix);
+                    if let Some(name) = r.rule_name {
+                        push_sub(caps, &src, "rule_name", name);
+                    }
                     push_sub(caps, &src, "pairs", r.pairs);
                 }
                 None if first => return StepsResult::NotApplicable,
@@ -686,6 +689,23 @@ fn run_steps<'c, 'd: 'c>(
                     return StepsResult::Failed(
                         FailReason::NoMatch,
                         format!("parse[{i}] not a netfilter LOG record"),
+                    );
+                }
+            },
+            Step::Regex {
+                regex,
+                groups,
+                optional,
+                whole: true,
+                ..
+            } => match (regex.find(&src), groups.first()) {
+                (Some(m), Some((_, name))) => push_sub(caps, &src, name, m.range()),
+                _ if *optional => continue,
+                _ if first => return StepsResult::NotApplicable,
+                _ => {
+                    return StepsResult::Failed(
+                        FailReason::NoMatch,
+                        format!("parse[{i}] regex did not match"),
                     );
                 }
             },

@@ -2,8 +2,10 @@
 //!
 //! iptables, ip6tables, nftables `log` rules and ufw write
 //! `[uptime] <prefix> IN=<if> OUT=<if> MAC=... SRC=... DST=... ...`. The step
-//! captures the operator's `prefix` (before `IN=`, trailing spaces removed)
-//! and the `pairs` (from `IN=` to the end) for a `kv` step.
+//! captures the operator's `prefix` (before `IN=`, trailing spaces removed),
+//! the `rule_name` it spells (the prefix without its brackets and final
+//! colon: `[UFW BLOCK]` and `IPTABLES-DROP:` name `UFW BLOCK` and
+//! `IPTABLES-DROP`) and the `pairs` (from `IN=` to the end) for a `kv` step.
 //!
 //! Hand-written rather than a regex because it is the busiest firewall
 //! format, and a capturing regex over the whole line was the most expensive
@@ -20,6 +22,9 @@ use regex::Regex;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub prefix: Range<usize>,
+    /// Within `prefix`: what the regex `^\[?(?P<rule_name>.*?)\]?:?$`
+    /// captures of it (nothing when the prefix spans lines).
+    pub rule_name: Option<Range<usize>>,
     pub pairs: Range<usize>,
 }
 
@@ -57,8 +62,16 @@ pub(crate) fn split(s: &str) -> Option<Record> {
         return None;
     }
     let prefix = rest[..pairs_at].trim_end();
+    let name = prefix.strip_prefix('[').unwrap_or(prefix);
+    let name = name
+        .strip_suffix("]:")
+        .or_else(|| name.strip_suffix(']'))
+        .or_else(|| name.strip_suffix(':'))
+        .unwrap_or(name);
+    let name_at = start + (prefix.len() - prefix.strip_prefix('[').unwrap_or(prefix).len());
     Some(Record {
         prefix: start..start + prefix.len(),
+        rule_name: (!prefix.contains('\n')).then_some(name_at..name_at + name.len()),
         pairs: start + pairs_at..s.len(),
     })
 }
@@ -80,6 +93,47 @@ mod tests {
 
     fn by_step(s: &str) -> Option<(String, String)> {
         split(s).map(|r| (s[r.prefix].to_string(), s[r.pairs].to_string()))
+    }
+
+    /// The regex the `rule_name` capture replaces, on the prefix.
+    static RULE_NAME: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\[?(?P<rule_name>.*?)\]?:?$").expect("valid"));
+
+    #[test]
+    fn rule_name_is_what_the_regex_made_of_the_prefix() {
+        let pieces = [
+            "[",
+            "]",
+            ":",
+            "]:",
+            ":]",
+            " ",
+            "UFW BLOCK",
+            "x",
+            "é",
+            "[[",
+            "\n",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut prefix = String::new();
+            for _ in 0..(next() % 6) {
+                prefix.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let line = format!("{prefix} IN=eth0 OUT= SRC=1.2.3.4");
+            let Some(r) = split(&line) else {
+                continue;
+            };
+            let p = &line[r.prefix.clone()];
+            let want = RULE_NAME.captures(p).map(|c| c["rule_name"].to_string());
+            assert_eq!(r.rule_name.map(|n| line[n].to_string()), want, "{line:?}");
+        }
     }
 
     #[test]
