@@ -339,7 +339,12 @@ impl Decoders {
     /// Decodes one line and also returns the names of the decoders that
     /// applied, outermost first (used by the inline tests).
     pub(crate) fn decode_traced<'d>(&'d self, input: &Input<'_>) -> (Event, Vec<&'d str>) {
-        let message = String::from_utf8_lossy(input.raw);
+        // Valid UTF-8 is checked by the vectorised validator; only invalid
+        // lines take the slower repairing path.
+        let message = match std::str::from_utf8(input.raw) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(input.raw),
+        };
         let text = message.trim_end_matches(['\n', '\r']);
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut out = Output::default();
