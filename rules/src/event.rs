@@ -230,25 +230,6 @@ impl Fields {
         }
     }
 
-    /// Fields from shared names already sorted, each once (checked in debug
-    /// builds): no name is copied and no prefix computed.
-    pub(crate) fn from_sorted_names<'n>(
-        pairs: impl Iterator<Item = (&'n SharedName, Value)>,
-    ) -> Fields {
-        let (lower, _) = pairs.size_hint();
-        let mut prefixes = Vec::with_capacity(lower);
-        let mut entries = Vec::with_capacity(lower);
-        for (n, value) in pairs {
-            prefixes.push(n.prefix);
-            entries.push(Entry {
-                name: Name::Interned(n.name),
-                value,
-            });
-        }
-        debug_assert!(entries.windows(2).all(|w| *w[0].name < *w[1].name));
-        Fields { prefixes, entries }
-    }
-
     #[inline]
     fn find(&self, name: &str) -> Result<usize, usize> {
         let p = prefix(name);
@@ -329,6 +310,48 @@ impl Fields {
     /// Every field name, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| &*e.name)
+    }
+}
+
+/// [`Fields`] built in place from shared names, by a caller that keeps
+/// them in name order (the decoders): no name is copied, no prefix computed,
+/// and the finished fields are taken as they are.
+pub(crate) struct FieldsBuilder(Fields);
+
+impl FieldsBuilder {
+    pub(crate) fn with_capacity(n: usize) -> FieldsBuilder {
+        FieldsBuilder(Fields {
+            prefixes: Vec::with_capacity(n),
+            entries: Vec::with_capacity(n),
+        })
+    }
+
+    /// The value at position `i`.
+    pub(crate) fn value(&self, i: usize) -> &Value {
+        &self.0.entries[i].value
+    }
+
+    /// Replaces the value at position `i`.
+    pub(crate) fn replace(&mut self, i: usize, value: Value) {
+        self.0.entries[i].value = value;
+    }
+
+    /// Inserts a field at position `i`, which the caller has found to keep
+    /// the names in order.
+    pub(crate) fn insert(&mut self, i: usize, name: &SharedName, value: Value) {
+        self.0.prefixes.insert(i, name.prefix);
+        self.0.entries.insert(
+            i,
+            Entry {
+                name: Name::Interned(name.name),
+                value,
+            },
+        );
+    }
+
+    pub(crate) fn finish(self) -> Fields {
+        debug_assert!(self.0.entries.windows(2).all(|w| *w[0].name < *w[1].name));
+        self.0
     }
 }
 

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::error::{LoadError, LoadErrors};
-use crate::event::{Event, Fields, Input, SharedName, SourceFile};
+use crate::event::{Event, Fields, FieldsBuilder, Input, SharedName, SourceFile};
 use crate::yaml::load_items;
 use config::{Decoder, DecoderConfig, Step};
 
@@ -203,10 +203,9 @@ struct Failure<'d> {
 }
 
 /// What one decoding accumulates across the decoder tree.
-#[derive(Default)]
 struct Output<'d> {
     /// Fields by name id, sorted; setting a field again replaces its value.
-    fields: SortedFields,
+    fields: SortedFields<'d>,
     timestamp_ms: Option<i64>,
     errors: Vec<Failure<'d>>,
     /// Decoders that applied, outermost first.
@@ -347,7 +346,12 @@ impl Decoders {
         };
         let text = message.trim_end_matches(['\n', '\r']);
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut out = Output::default();
+        let mut out = Output {
+            fields: SortedFields::new(&self.names),
+            timestamp_ms: None,
+            errors: Vec::new(),
+            chain: Vec::new(),
+        };
         self.run_level(&self.roots, text, input, &mut out);
 
         let known = |k: Known| self.known.id(k);
@@ -386,7 +390,7 @@ impl Decoders {
         let event = Event {
             id: 0,
             timestamp_ms: out.timestamp_ms.unwrap_or(input.received_ms),
-            fields: fields.into_fields(&self.names),
+            fields: fields.into_fields(),
         };
         (event, out.chain)
     }
@@ -491,36 +495,44 @@ impl Decoders {
 
 /// The fields of a line being decoded by name id (see [`Decoders`]'s
 /// `names`), kept sorted as they are set (a few dozen at most: a binary
-/// search over integers and a short move each), so the event's [`Fields`]
-/// are built without sorting or copying a name.
-struct SortedFields(Vec<(u32, Value)>);
-
-impl Default for SortedFields {
-    fn default() -> Self {
-        // Room for the fields of most lines at once (24 × 40 bytes, still
-        // a small allocation for the allocator's per-thread cache).
-        SortedFields(Vec::with_capacity(24))
-    }
+/// search over integers and a short move each) and already laid out as the
+/// event's [`Fields`], which are then taken as they are.
+struct SortedFields<'d> {
+    names: &'d [SharedName],
+    ids: Vec<u32>,
+    fields: FieldsBuilder,
 }
 
-impl SortedFields {
+impl<'d> SortedFields<'d> {
+    fn new(names: &'d [SharedName]) -> Self {
+        SortedFields {
+            names,
+            // Room for the fields of most lines at once.
+            ids: Vec::with_capacity(32),
+            fields: FieldsBuilder::with_capacity(32),
+        }
+    }
+
     fn get(&self, id: u32) -> Option<&Value> {
-        self.0
-            .binary_search_by_key(&id, |(k, _)| *k)
+        self.ids
+            .binary_search(&id)
             .ok()
-            .map(|i| &self.0[i].1)
+            .map(|i| self.fields.value(i))
     }
 
     fn set(&mut self, id: u32, value: Value) {
-        match self.0.binary_search_by_key(&id, |(k, _)| *k) {
-            Ok(i) => self.0[i].1 = value,
-            Err(i) => self.0.insert(i, (id, value)),
+        match self.ids.binary_search(&id) {
+            Ok(i) => self.fields.replace(i, value),
+            Err(i) => {
+                self.ids.insert(i, id);
+                self.fields.insert(i, &self.names[id as usize], value);
+            }
         }
     }
 
     /// Ids are indexes of `names`, which is sorted: id order is name order.
-    fn into_fields(self, names: &[SharedName]) -> Fields {
-        Fields::from_sorted_names(self.0.into_iter().map(|(id, v)| (&names[id as usize], v)))
+    fn into_fields(self) -> Fields {
+        self.fields.finish()
     }
 }
 
