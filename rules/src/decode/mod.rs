@@ -440,6 +440,14 @@ impl Decoders {
                 }
                 StepsResult::Ok => {}
             }
+            // The decoder applies. Constants first, so that what its steps
+            // and fields decode from the line can refine one.
+            for (_, id, v) in &d.set {
+                out.fields.set(*id, v.clone());
+            }
+            for (k, v) in staged.fields.drain(..) {
+                out.fields.set(k, v);
+            }
             for f in &d.fields {
                 let Some(raw) = field_source(&caps, &f.from, &f.join).or_else(|| {
                     f.fallback
@@ -458,7 +466,7 @@ impl Decoders {
                         if f.id == self.known.id(Known::Timestamp) {
                             staged.ts = value.as_str().and_then(convert::parse_ms);
                         }
-                        staged.fields.push((f.id, value));
+                        out.fields.set(f.id, value);
                     }
                     Err(e) => staged.errors.push(Failure {
                         decoder: &d.name,
@@ -466,13 +474,6 @@ impl Decoders {
                         text: format!("field {}: {e}", f.target),
                     }),
                 }
-            }
-            // Constants first, so a field decoded from the line can refine one.
-            for (_, id, v) in &d.set {
-                out.fields.set(*id, v.clone());
-            }
-            for (k, v) in staged.fields.drain(..) {
-                out.fields.set(k, v);
             }
             if staged.ts.is_some() {
                 out.timestamp_ms = staged.ts;
@@ -539,7 +540,7 @@ impl<'d> SortedFields<'d> {
 /// What one decoder made of a line before it is merged into the event.
 #[derive(Default)]
 struct Staged<'d> {
-    /// Fields by name id, in the order they were made.
+    /// Fields the parse steps made (the syslog envelope's), by name id, in order.
     fields: Vec<(u32, Value)>,
     /// The event time, when a step or field gave one.
     ts: Option<i64>,
