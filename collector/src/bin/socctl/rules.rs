@@ -192,9 +192,10 @@ struct Batches<R> {
 
 impl<R: BufRead> Batches<R> {
     /// (id of its first line, up to [`BATCH_LINES`] lines with their
-    /// newlines); `None` at the end.
-    fn next_batch(&mut self) -> anyhow::Result<Option<(u64, Vec<u8>)>> {
-        let mut buf = Vec::with_capacity(BATCH_LINES * 160);
+    /// newlines), read into `buf` (emptied first: a batch's buffer is used
+    /// again for a later batch); `None` at the end.
+    fn next_batch(&mut self, mut buf: Vec<u8>) -> anyhow::Result<Option<(u64, Vec<u8>)>> {
+        buf.clear();
         let mut lines = 0;
         while lines < BATCH_LINES {
             let before = buf.len();
@@ -303,20 +304,24 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         for _ in 0..workers {
             // With each batch, the worker gets back the events of its
             // previous one to free: memory is cheapest freed by the thread
-            // that allocated it.
+            // that allocated it. It returns the batch's buffer with the
+            // events, for a later batch to be read into.
             type Job = ((u64, Vec<u8>), Vec<soc_rules::Event>);
             let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
             let (back_tx, back_rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
             let decode = &decode;
-            s.spawn(move || {
-                for ((first_id, batch), done) in rx {
-                    drop(done);
-                    let events = decode(first_id, &batch);
-                    if back_tx.send(events).is_err() {
-                        break;
+            std::thread::Builder::new()
+                .name("decode".into())
+                .spawn_scoped(s, move || {
+                    for ((first_id, batch), done) in rx {
+                        drop(done);
+                        let events = decode(first_id, &batch);
+                        if back_tx.send((events, batch)).is_err() {
+                            break;
+                        }
                     }
-                }
-            });
+                })
+                .context("starting a decoding thread")?;
             to.push(tx);
             from.push(back_rx);
         }
@@ -324,14 +329,14 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         let mut in_flight = std::collections::VecDeque::new();
         // Batch k goes to worker k % workers, and comes back in that order.
         for (w, tx) in to.iter().enumerate().cycle().take(workers * IN_FLIGHT) {
-            if let Some(b) = batches.next_batch()? {
+            if let Some(b) = batches.next_batch(Vec::with_capacity(BATCH_LINES * 256))? {
                 tx.send((b, Vec::new())).context("decoder thread stopped")?;
                 in_flight.push_back(w);
             }
         }
         while let Some(w) = in_flight.pop_front() {
-            let events = from[w].recv().context("decoder thread stopped")?;
-            let next = batches.next_batch()?;
+            let (events, buf) = from[w].recv().context("decoder thread stopped")?;
+            let next = batches.next_batch(buf)?;
             for ev in &events {
                 n = ev.id;
                 for d in engine.process(&mut state, ev) {
