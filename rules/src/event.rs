@@ -257,6 +257,19 @@ impl Fields {
         Err(lo)
     }
 
+    /// Where a field is among the fields in name order (for
+    /// [`Fields::value_at`]).
+    #[inline]
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.find(name).ok()
+    }
+
+    /// The value of the field at `i` (a [`Fields::position`]).
+    #[inline]
+    pub(crate) fn value_at(&self, i: usize) -> &Value {
+        &self.entries[i].value
+    }
+
     /// The value of a field.
     #[inline]
     pub fn get(&self, name: &str) -> Option<&Value> {

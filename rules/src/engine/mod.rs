@@ -339,7 +339,8 @@ impl Engine {
     /// Runs every candidate rule over one event, in rule order.
     fn handle(&self, state: &mut EngineState, ev: &Event, out: &mut Vec<Detection>) {
         let rules = self.rules.rules();
-        let mut view = FieldView::new(&ev.fields, &self.slots);
+        let buffers = std::mem::take(&mut state.view_buffers.0);
+        let mut view = FieldView::with_buffers(&ev.fields, &self.slots, buffers);
         let mut candidates = std::mem::take(&mut state.candidates.0);
         self.index
             .candidates(&mut view, &mut state.index_scratch, &mut candidates);
@@ -411,6 +412,7 @@ impl Engine {
             }
         }
         state.candidates.0 = candidates;
+        state.view_buffers.0 = view.into_buffers();
         for &i in &self.silences {
             self.check_silence(state, i, ev.timestamp_ms, out);
         }

@@ -44,6 +44,9 @@ pub struct EngineState {
     /// Working memory of the prefilter, likewise.
     #[serde(skip)]
     pub(crate) index_scratch: Scratch<super::index::IndexScratch>,
+    /// The vectors of the engine's view of an event, likewise.
+    #[serde(skip)]
+    pub(crate) view_buffers: Scratch<super::view::ViewBuffers>,
 }
 
 /// A buffer or cache that holds nothing of value between calls: it is not
@@ -83,6 +86,7 @@ impl Default for EngineState {
             rules_fingerprint: 0,
             candidates: Scratch::default(),
             index_scratch: Scratch::default(),
+            view_buffers: Scratch::default(),
         }
     }
 }

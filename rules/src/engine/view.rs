@@ -137,36 +137,100 @@ impl Fast {
 pub(crate) struct FieldView<'e> {
     fields: &'e Fields,
     names: &'e [String],
-    /// `None`: not looked up yet.
-    values: Vec<Option<Option<&'e Value>>>,
+    /// Where each slot's field is in `fields`: [`UNREAD`] until looked up,
+    /// [`ABSENT`] when the event lacks it.
+    values: Vec<u32>,
     /// `None`: not parsed yet; only for string values.
     ips: Vec<Option<Option<IpAddr>>>,
     /// Group keys by [`KeySpec`] number; `None`: not built yet.
     keys: Vec<Option<Option<GroupKey>>>,
+    /// Where key texts are written before they are shared.
+    text: String,
+}
+
+/// A slot not looked up yet.
+const UNREAD: u32 = u32::MAX;
+/// A slot whose field the event lacks.
+const ABSENT: u32 = u32::MAX - 1;
+
+/// The vectors of a [`FieldView`], kept from one event to the next so that
+/// viewing an event allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ViewBuffers {
+    values: Vec<u32>,
+    ips: Vec<Option<Option<IpAddr>>>,
+    keys: Vec<Option<Option<GroupKey>>>,
+    text: String,
 }
 
 impl<'e> FieldView<'e> {
+    #[cfg(test)]
     pub(crate) fn new(fields: &'e Fields, slots: &'e Slots) -> FieldView<'e> {
+        FieldView::with_buffers(fields, slots, ViewBuffers::default())
+    }
+
+    /// A view whose vectors are `buffers` (see [`FieldView::into_buffers`]).
+    pub(crate) fn with_buffers(
+        fields: &'e Fields,
+        slots: &'e Slots,
+        buffers: ViewBuffers,
+    ) -> FieldView<'e> {
         let names = slots.names();
+        let ViewBuffers {
+            mut values,
+            mut ips,
+            mut keys,
+            text,
+        } = buffers;
+        values.clear();
+        values.resize(names.len(), UNREAD);
+        ips.clear();
+        ips.resize(names.len(), None);
+        keys.clear();
+        keys.resize(slots.key_count(), None);
         FieldView {
             fields,
             names,
-            values: vec![None; names.len()],
-            ips: vec![None; names.len()],
-            keys: vec![None; slots.key_count()],
+            values,
+            ips,
+            keys,
+            text,
+        }
+    }
+
+    /// Its vectors, for the next event's view.
+    pub(crate) fn into_buffers(self) -> ViewBuffers {
+        let FieldView {
+            values,
+            ips,
+            mut keys,
+            text,
+            ..
+        } = self;
+        // Group keys share their text: let go of it now.
+        keys.clear();
+        ViewBuffers {
+            values,
+            ips,
+            keys,
+            text,
         }
     }
 
     #[inline]
     pub(crate) fn get(&mut self, slot: usize) -> Option<&'e Value> {
-        match self.values[slot] {
-            Some(v) => v,
-            None => {
-                let v = self.fields.get(&self.names[slot]);
-                self.values[slot] = Some(v);
-                v
+        let at = match self.values[slot] {
+            UNREAD => {
+                let at = self
+                    .fields
+                    .position(&self.names[slot])
+                    .map_or(ABSENT, |i| i as u32);
+                self.values[slot] = at;
+                at
             }
-        }
+            at => at,
+        };
+        (at != ABSENT).then(|| self.fields.value_at(at as usize))
     }
 
     /// The field parsed as an address, when it is a string.
@@ -187,27 +251,39 @@ impl<'e> FieldView<'e> {
         if let Some(k) = &self.keys[spec.id] {
             return k.clone();
         }
+        let mut text = std::mem::take(&mut self.text);
         let k = self
-            .key(&spec.names, &spec.slots)
-            .map(|k| GroupKey::new(Arc::from(k)));
+            .write_key(&spec.names, &spec.slots, &mut text)
+            .then(|| GroupKey::new(Arc::from(text.as_str())));
+        self.text = text;
         self.keys[spec.id] = Some(k.clone());
         k
     }
 
     /// `name=value name=value` for the key fields `names` read from
     /// `slots`; `None` when one is missing (see `engine::display_key`).
+    #[cfg(test)]
     pub(crate) fn key(&mut self, names: &[String], slots: &[usize]) -> Option<String> {
         let mut s = String::new();
+        self.write_key(names, slots, &mut s).then_some(s)
+    }
+
+    /// Writes the key of [`FieldView::key`] into `out` (emptied first);
+    /// false when a key field is missing.
+    fn write_key(&mut self, names: &[String], slots: &[usize], out: &mut String) -> bool {
+        out.clear();
         for (i, (name, &slot)) in names.iter().zip(slots).enumerate() {
-            let v = value_text(self.get(slot)?)?;
+            let Some(v) = self.get(slot).and_then(value_text) else {
+                return false;
+            };
             if i > 0 {
-                s.push(' ');
+                out.push(' ');
             }
-            s.push_str(name);
-            s.push('=');
-            s.push_str(&v);
+            out.push_str(name);
+            out.push('=');
+            out.push_str(&v);
         }
-        Some(s)
+        true
     }
 }
 
