@@ -20,7 +20,8 @@
 //! Before measuring, the bench prints how many rules of each set matched at
 //! least one event, how many rule matches an event has on average and how
 //! many detections one pass raises, so the two kinds can be compared and a
-//! change of the generator that makes rules dead shows.
+//! change of the generator that makes rules dead shows. `SOC_BENCH_DESCRIBE=0`
+//! leaves that out, so that a profiler sees only the measured engine.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -395,8 +396,10 @@ fn bench(c: &mut Criterion) {
         ("site_rules", &SITE_VOCAB, 1000),
     ] {
         let set = rule_set(n, vocab);
-        eprint!("{name}: ");
-        describe(&set, &events);
+        if std::env::var("SOC_BENCH_DESCRIBE").as_deref() != Ok("0") {
+            eprint!("{name}: ");
+            describe(&set, &events);
+        }
         let engine = Engine::new(Arc::new(set));
         g.bench_with_input(BenchmarkId::new(name, n), &events, |b, events| {
             b.iter(|| {
