@@ -508,9 +508,12 @@ impl<'d> SortedFields<'d> {
     fn new(names: &'d [SharedName]) -> Self {
         SortedFields {
             names,
-            // Room for the fields of most lines at once.
-            ids: Vec::with_capacity(32),
-            fields: FieldsBuilder::with_capacity(32),
+            // Room for the fields of most lines at once (kernel firewall
+            // lines, with about 30, grow once). The event keeps this room:
+            // at 32 the engine, reading events that are no longer cached,
+            // ran 3-5% slower for 1% faster decoding.
+            ids: Vec::with_capacity(24),
+            fields: FieldsBuilder::with_capacity(24),
         }
     }
 
