@@ -91,6 +91,16 @@ mod tests {
         Some((c["prefix"].to_string(), c["pairs"].to_string()))
     }
 
+    /// A small deterministic generator (xorshift) of piece sequences.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     fn by_step(s: &str) -> Option<(String, String)> {
         split(s).map(|r| (s[r.prefix].to_string(), s[r.pairs].to_string()))
     }
@@ -114,13 +124,7 @@ mod tests {
             "[[",
             "\n",
         ];
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
             let mut prefix = String::new();
             for _ in 0..(next() % 6) {
@@ -190,14 +194,7 @@ mod tests {
             "SRC=1.2.3.4",
             "x",
         ];
-        // A small deterministic generator (xorshift) of piece sequences.
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut matched = 0;
         for _ in 0..50_000 {
             let n = (next() % 9) as usize;
