@@ -168,6 +168,39 @@ fn decode_value(first: u64, v: &[u8]) -> Vec<(u64, EntryResult)> {
 /// A journal entry, or why it could not be read.
 pub type EntryResult = Result<JournalEntry, String>;
 
+/// Stored values decoded for [`Journal::get_cached`]: the most recently
+/// added first, at most [`SegmentCache::MAX`] of them (a segment decodes
+/// to at most `SEGMENT_MAX_DECODED` bytes), the oldest dropped to make
+/// room. Meant to live for one batch of lookups: it does not see later
+/// changes to the journal.
+#[derive(Debug, Default)]
+pub struct SegmentCache(std::collections::VecDeque<CachedValue>);
+
+/// A cached stored value: its first sequence number, how many entries it
+/// holds, and those entries decoded.
+type CachedValue = (u64, u64, Vec<(u64, EntryResult)>);
+
+impl SegmentCache {
+    /// The most values kept.
+    pub const MAX: usize = 4;
+
+    /// Which cached value holds `seq`.
+    fn position(&self, seq: u64) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|(first, len, _)| seq >= *first && seq < first + (*len).max(1))
+    }
+
+    /// Caches the decoded value that starts at `first`; returns where.
+    fn add(&mut self, first: u64, len: u64, entries: Vec<(u64, EntryResult)>) -> usize {
+        if self.0.len() >= Self::MAX {
+            self.0.pop_back();
+        }
+        self.0.push_front((first, len, entries));
+        0
+    }
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AppendOutcome {
@@ -428,18 +461,38 @@ impl Journal {
 
     /// Reads one entry.
     pub fn get(&self, seq: u64) -> Result<Option<JournalEntry>, DbError> {
-        let Some((key, v)) = self.value_holding(seq)? else {
+        self.get_cached(seq, &mut SegmentCache::default())
+    }
+
+    /// [`Journal::get`], reading through `cache`: the entries of a stored
+    /// value (a segment holds many) are decoded once for all the lookups
+    /// that fall in it while it is cached, as an alert's evidence lines
+    /// mostly do.
+    pub fn get_cached(
+        &self,
+        seq: u64,
+        cache: &mut SegmentCache,
+    ) -> Result<Option<JournalEntry>, DbError> {
+        let at = match cache.position(seq) {
+            Some(at) => at,
+            None => {
+                let Some((key, v)) = self.value_holding(seq)? else {
+                    return Ok(None);
+                };
+                cache.add(key, value_len(&v), decode_value(key, &v))
+            }
+        };
+        let entries = &cache.0[at].2;
+        let Some((_, entry)) = entries.iter().find(|(s, _)| *s == seq) else {
             return Ok(None);
         };
-        for (s, entry) in decode_value(key, &v) {
-            if s == seq {
-                return entry.map(Some).map_err(|reason| DbError::Corrupt {
-                    key: format!("journal/{seq}"),
-                    reason,
-                });
-            }
+        match entry {
+            Ok(e) => Ok(Some(e.clone())),
+            Err(reason) => Err(DbError::Corrupt {
+                key: format!("journal/{seq}"),
+                reason: reason.clone(),
+            }),
         }
-        Ok(None)
     }
 
     /// The first and last sequence numbers held, `(0, 0)` when empty.
@@ -564,6 +617,15 @@ mod tests {
         assert_eq!(j.get(2).expect("get").map(|e| e.offset), Some(10));
         assert_eq!(j.get(2502).expect("get").map(|e| e.offset), Some(24_990));
         assert!(j.get(2503).expect("get").is_none());
+        // Lookups through a cache give what lookups without one give, in
+        // any order, and keep at most SegmentCache::MAX values decoded.
+        let mut cache = SegmentCache::default();
+        for seq in (1..=2503).rev().step_by(7).chain([2, 1, 1500, 2502, 9999]) {
+            let cached = j.get_cached(seq, &mut cache).expect("get");
+            assert_eq!(cached, j.get(seq).expect("get"), "seq {seq}");
+            assert!(cache.0.len() <= SegmentCache::MAX);
+        }
+        assert!(j.get_cached(1500, &mut cache).expect("get").is_some());
         // Reopening finds the end after the last segment.
         drop(j);
         let j = Journal::open(db).expect("reopen");

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::app::{App, now_ms};
 use crate::db::{DbError, meta_keys};
-use crate::journal::JournalEntry;
+use crate::journal::{JournalEntry, SegmentCache};
 use crate::model::{Alert, AlertStatus, Evidence, HistoryEntry};
 
 /// How long one detection step may read before it commits.
@@ -104,6 +104,10 @@ impl Detector {
         // second, not once per batch; a quiet journal is committed at once.
         let started = Instant::now();
         let content = app.content();
+        // Alerts' earlier evidence lines are read from the journal through
+        // this, so a segment is decoded once for all of them, not once per
+        // line.
+        let mut segments = SegmentCache::default();
         let engine = Engine::with_options(content.rules.clone(), app.engine_options());
         // The state is changed in place: a step that fails is not
         // committed, and the caller then opens a new detector from the
@@ -140,7 +144,7 @@ impl Detector {
                 let event = decode(&content.decoders, *seq, entry);
                 count_decoded(&app, &event);
                 for d in engine.process(&mut self.state, &event) {
-                    alerts.push(self.alert(next_id, d, &event, entry, now));
+                    alerts.push(self.alert(next_id, d, &event, entry, now, &mut segments));
                     next_id += 1;
                 }
             }
@@ -200,13 +204,21 @@ impl Detector {
         Ok(processed)
     }
 
-    fn alert(&self, id: u64, d: Detection, event: &Event, entry: &JournalEntry, now: i64) -> Alert {
+    fn alert(
+        &self,
+        id: u64,
+        d: Detection,
+        event: &Event,
+        entry: &JournalEntry,
+        now: i64,
+        segments: &mut SegmentCache,
+    ) -> Alert {
         let max = self.app.settings.max_evidence;
         let mut evidence = Vec::new();
         for seq in d.evidence.iter().rev().take(max).rev() {
             if *seq == event.id {
                 evidence.push(evidence_of(*seq, entry, event));
-            } else if let Ok(Some(e)) = self.app.journal.get(*seq) {
+            } else if let Ok(Some(e)) = self.app.journal.get_cached(*seq, segments) {
                 let ev = decode(&self.app.content().decoders, *seq, &e);
                 evidence.push(evidence_of(*seq, &e, &ev));
             }
