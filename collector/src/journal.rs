@@ -617,15 +617,30 @@ mod tests {
         assert_eq!(j.get(2).expect("get").map(|e| e.offset), Some(10));
         assert_eq!(j.get(2502).expect("get").map(|e| e.offset), Some(24_990));
         assert!(j.get(2503).expect("get").is_none());
-        // Lookups through a cache give what lookups without one give, in
-        // any order, and keep at most SegmentCache::MAX values decoded.
+        // Lookups through a cache give what reading in order gives, going
+        // up (across every segment boundary), down and scattered, and keep
+        // at most SegmentCache::MAX values decoded.
+        let by_seq: HashMap<u64, u64> = all
+            .iter()
+            .map(|(s, e)| (*s, e.as_ref().expect("decodes").offset))
+            .collect();
         let mut cache = SegmentCache::default();
-        for seq in (1..=2503).rev().step_by(7).chain([2, 1, 1500, 2502, 9999]) {
+        let up = 1..=2503;
+        let down = (1..=2503).rev();
+        let scattered = [2, 1, 1500, 2502, 9999, 700, 2400, 3];
+        for seq in up.chain(down).chain(scattered) {
             let cached = j.get_cached(seq, &mut cache).expect("get");
-            assert_eq!(cached, j.get(seq).expect("get"), "seq {seq}");
+            assert_eq!(
+                cached.map(|e| e.offset),
+                by_seq.get(&seq).copied(),
+                "seq {seq}"
+            );
             assert!(cache.0.len() <= SegmentCache::MAX);
         }
-        assert!(j.get_cached(1500, &mut cache).expect("get").is_some());
+        assert_eq!(
+            j.get(1500).expect("get").map(|e| e.offset),
+            by_seq.get(&1500).copied()
+        );
         // Reopening finds the end after the last segment.
         drop(j);
         let j = Journal::open(db).expect("reopen");
