@@ -777,7 +777,6 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
     })
 }
 
-/// A one-character (ASCII) option; `\t` means tab.
 /// Whether `pattern` is a single capture group around the whole pattern
 /// (flags aside), so that its match and its group are the same text.
 fn is_one_whole_group(pattern: &str) -> bool {
@@ -791,6 +790,7 @@ fn is_one_whole_group(pattern: &str) -> bool {
     }
 }
 
+/// A one-character (ASCII) option; `\t` means tab.
 fn one_char(v: Option<&str>, default: u8) -> Result<u8, String> {
     match v {
         None => Ok(default),
