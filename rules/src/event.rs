@@ -339,27 +339,15 @@ impl FieldsBuilder {
         })
     }
 
-    /// The value at position `i`.
-    pub(crate) fn value(&self, i: usize) -> &Value {
-        &self.0.entries[i].value
-    }
-
-    /// Replaces the value at position `i`.
-    pub(crate) fn replace(&mut self, i: usize, value: Value) {
-        self.0.entries[i].value = value;
-    }
-
-    /// Inserts a field at position `i`, which the caller has found to keep
-    /// the names in order.
-    pub(crate) fn insert(&mut self, i: usize, name: &SharedName, value: Value) {
-        self.0.prefixes.insert(i, name.prefix);
-        self.0.entries.insert(
-            i,
-            Entry {
-                name: Name::Interned(name.name),
-                value,
-            },
-        );
+    /// Appends a field, whose name the caller keeps after every name
+    /// pushed before.
+    #[inline]
+    pub(crate) fn push(&mut self, name: &SharedName, value: Value) {
+        self.0.prefixes.push(name.prefix);
+        self.0.entries.push(Entry {
+            name: Name::Interned(name.name),
+            value,
+        });
     }
 
     pub(crate) fn finish(self) -> Fields {

@@ -244,3 +244,39 @@ decoders:
         None
     );
 }
+
+/// A decoding thread reuses its field slots from line to line, and from one
+/// decoder set to another: no field of one line may show up in the next.
+#[test]
+fn no_field_carries_over_to_the_next_line() {
+    let tree = load(TREE).unwrap_or_else(|e| panic!("{e}"));
+    let builtin = Decoders::builtin();
+    let lines = [
+        "Feb  3 10:00:01 fw01 kernel: [UFW BLOCK] IN=eth0 OUT= MAC=00:00 SRC=203.0.113.9 DST=10.0.0.5 LEN=60 TTL=50 ID=1 PROTO=TCP SPT=5555 DPT=22 WINDOW=1024 SYN URGP=0",
+        "h1 a 42",
+        "Feb  3 10:00:02 web01 sshd[42]: Failed password for root from 203.0.113.9 port 2222 ssh2",
+        "h2 a word",
+        "",
+        "not syslog at all",
+    ];
+    // Each line decoded alone, on a thread of its own (fresh slots).
+    let alone: Vec<(Event, Event)> = std::thread::scope(|s| {
+        lines
+            .iter()
+            .map(|l| {
+                let one = s.spawn(|| builtin.decode(&input(l)));
+                let two = s.spawn(|| tree.decode(&input(l)));
+                (one.join().expect("decodes"), two.join().expect("decodes"))
+            })
+            .collect()
+    });
+    // Then all of them, in turn and twice over, on this one thread.
+    for _ in 0..2 {
+        for (l, (one, two)) in lines.iter().zip(&alone) {
+            assert_eq!(builtin.decode(&input(l)).fields, one.fields, "{l}");
+            assert_eq!(tree.decode(&input(l)).fields, two.fields, "{l}");
+        }
+    }
+    assert!(alone[0].0.fields.contains_key("destination.port"));
+    assert!(!alone[2].0.fields.contains_key("destination.port"));
+}
