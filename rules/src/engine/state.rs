@@ -531,6 +531,9 @@ pub enum StateFormatError {
     /// The bytes do not decode.
     #[error("engine state does not decode: {0}")]
     Decode(String),
+    /// The bytes decode, but into a state that contradicts itself.
+    #[error("engine state is inconsistent: {0}")]
+    Inconsistent(String),
 }
 
 impl EngineState {
@@ -558,7 +561,50 @@ impl EngineState {
         if format != ENGINE_STATE_FORMAT {
             return Err(StateFormatError::Version { found: format });
         }
-        postcard::from_bytes(bytes).map_err(|e| StateFormatError::Decode(e.to_string()))
+        let mut state: EngineState =
+            postcard::from_bytes(bytes).map_err(|e| StateFormatError::Decode(e.to_string()))?;
+        state.check().map_err(StateFormatError::Inconsistent)?;
+        Ok(state)
+    }
+
+    /// Checks what the saved form says twice: each rule's eviction order
+    /// holds exactly its groups, each under its own last touch; no two
+    /// groups share a touch, and none is after the clock (the engine tells
+    /// live order entries by their touch). The group count, which only
+    /// sums the groups up, is counted again.
+    fn check(&mut self) -> Result<(), String> {
+        let mut touches = std::collections::HashSet::new();
+        let mut total = 0u64;
+        for (id, rs) in self.rules.iter() {
+            if rs.order.len() != rs.groups.len() {
+                return Err(format!(
+                    "rule `{id}` has {} groups but {} entries in its eviction order",
+                    rs.groups.len(),
+                    rs.order.len()
+                ));
+            }
+            for (touched, key) in &rs.order {
+                if rs.groups.get(key).is_none_or(|g| g.touched != *touched) {
+                    return Err(format!(
+                        "rule `{id}`: the eviction order has group `{key}` at touch {touched}, which is not its last touch"
+                    ));
+                }
+                if *touched > self.touch {
+                    return Err(format!(
+                        "rule `{id}`: group `{key}` was touched at {touched}, after the clock ({})",
+                        self.touch
+                    ));
+                }
+                if !touches.insert(*touched) {
+                    return Err(format!(
+                        "rule `{id}`: group `{key}` shares touch {touched} with another group"
+                    ));
+                }
+            }
+            total += rs.groups.len() as u64;
+        }
+        self.total_groups = total;
+        Ok(())
     }
 
     /// Open groups over all rules.

@@ -844,3 +844,74 @@ fn a_full_suppression_map_drops_the_windows_that_end_first() {
     let oldest = ev(201, 2_001, &[("action", "malware"), ("host", "h000")]);
     assert_eq!(engine.process(&mut state, &oldest).len(), 1);
 }
+
+/// Saved state that decodes but contradicts itself is refused, naming what
+/// is wrong: the engine tells live eviction entries by their touch, and a
+/// group missing from its rule's order could never be evicted. The count of
+/// groups, which only sums them up, is counted again.
+#[test]
+fn inconsistent_saved_state_is_refused() {
+    let engine = Engine::new(rules(BRUTE));
+    let mut state = EngineState::default();
+    for (id, ip) in [(1, "a"), (2, "b"), (3, "a")] {
+        engine.process(
+            &mut state,
+            &ev(id, id as i64, &[("outcome", "failure"), ("ip", ip)]),
+        );
+    }
+    assert_eq!(state.group_count(), 2);
+    let good = EngineState::from_bytes(&state.to_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(good, state);
+    let refused = |change: &dyn Fn(&mut EngineState)| {
+        let mut s = good.clone();
+        change(&mut s);
+        match EngineState::from_bytes(&s.to_bytes()) {
+            Err(StateFormatError::Inconsistent(why)) => why,
+            other => panic!("accepted: {other:?}"),
+        }
+    };
+    let group = |s: &mut EngineState, key: &str| -> u64 {
+        let rs = s.rules.at_mut(0).expect("bf has a state");
+        let g = rs.groups.iter_mut().find(|(k, _)| k.as_str() == key);
+        g.map(|(_, g)| g.touched).expect("the group")
+    };
+    // Two groups claim the same touch: the saved order keeps one of them.
+    let why = refused(&|s| {
+        let t = group(s, "ip=b");
+        let rs = s.rules.at_mut(0).expect("bf");
+        rs.groups.values_mut().for_each(|g| g.touched = t);
+    });
+    assert!(
+        why.contains("rule `bf` has 2 groups but 1 entries"),
+        "{why}"
+    );
+    // A group touched after the clock.
+    let why = refused(&|s| s.touch = 1);
+    assert!(why.contains("after the clock (1)"), "{why}");
+    // A touch shared across rules cannot be told apart either.
+    let mut two = good.clone();
+    let (id, rs) = two.rules.at(0).cloned().expect("bf");
+    let mut entries = two.rules.take();
+    entries.push((format!("{id}-copy"), rs));
+    two.rules.set_aligned(entries, 0);
+    two.total_groups = 4;
+    match EngineState::from_bytes(&two.to_bytes()) {
+        Err(StateFormatError::Inconsistent(why)) => assert!(why.contains("shares touch"), "{why}"),
+        other => panic!("accepted: {other:?}"),
+    }
+    // A wrong count of groups is counted again.
+    let mut miscounted = good.clone();
+    miscounted.total_groups = 7;
+    let back = EngineState::from_bytes(&miscounted.to_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.group_count(), 2);
+    // Found by the `engine_state` fuzz target: two groups, no order.
+    let found = [
+        0x02, 0x01, 0x00, 0x20, 0x02, 0x05, 0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x5d, 0x00, 0x06,
+    ];
+    assert!(matches!(
+        EngineState::from_bytes(&found),
+        Err(StateFormatError::Inconsistent(_))
+    ));
+}
