@@ -290,16 +290,41 @@ fn unix_ms(v: &str, digits: u32) -> Option<i64> {
 
 /// Milliseconds since the epoch as RFC 3339 UTC text (`2024-06-08T14:34:33Z`).
 pub(crate) fn format_ms(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    // Lines come mostly in time order, and many share a second: the text of
+    // the thread's last time is kept.
+    LAST_FORMATTED.with_borrow_mut(|last| match last {
+        Some((at, text)) if *at == ms => text.clone(),
+        _ => {
+            let text = DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            *last = Some((ms, text.clone()));
+            text
+        }
+    })
 }
 
 /// Parses what [`format_ms`] writes (and any RFC 3339 text) back to ms.
 pub(crate) fn parse_ms(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp_millis())
+    LAST_PARSED.with_borrow_mut(|last| match last {
+        Some((text, at)) if text == s => *at,
+        _ => {
+            let at = DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_millis());
+            *last = Some((s.to_owned(), at));
+            at
+        }
+    })
+}
+
+thread_local! {
+    /// The last time [`format_ms`] wrote on this thread, and its text.
+    static LAST_FORMATTED: std::cell::RefCell<Option<(i64, String)>> =
+        const { std::cell::RefCell::new(None) };
+    /// The last text [`parse_ms`] read on this thread, and its time.
+    static LAST_PARSED: std::cell::RefCell<Option<(String, Option<i64>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]
@@ -429,5 +454,44 @@ mod tests {
             parse_ms(&format_ms(1_700_000_000_123)),
             Some(1_700_000_000_123)
         );
+    }
+
+    /// The thread keeps its last time and text: repeats, changes and
+    /// returns give what formatting and parsing afresh give.
+    #[test]
+    fn last_time_kept_answers_like_a_fresh_one() {
+        let times = [
+            1_700_000_000_000,
+            1_700_000_000_000,
+            1_700_000_000_001,
+            1_700_000_000_000,
+            0,
+            0,
+            -1,
+            i64::MIN,
+            i64::MIN,
+            i64::MAX,
+            1_700_000_000_000,
+        ];
+        for ms in times {
+            let fresh = DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            assert_eq!(format_ms(ms), fresh, "{ms}");
+        }
+        for text in [
+            "2023-11-14T22:13:20Z",
+            "2023-11-14T22:13:20Z",
+            "not a time",
+            "not a time",
+            "2023-11-14T22:13:20.001Z",
+            "2023-11-14T22:13:20Z",
+            "",
+        ] {
+            let fresh = DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.timestamp_millis());
+            assert_eq!(parse_ms(text), fresh, "{text}");
+        }
     }
 }
