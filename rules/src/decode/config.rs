@@ -258,6 +258,10 @@ pub(crate) struct When {
     pub source_type: Vec<String>,
     pub starts_with: Vec<String>,
     pub contains: Vec<String>,
+    /// `contains`, each searcher built once: the decoders that name no
+    /// program test theirs on every line of every program they come
+    /// before, and `str::contains` prepares its search at each call.
+    pub contains_finders: Vec<memchr::memmem::Finder<'static>>,
     pub ends_with: Vec<String>,
 }
 
@@ -277,7 +281,11 @@ impl When {
                     .any(|s| text.starts_with(s.as_str())))
             && (self.ends_with.is_empty()
                 || self.ends_with.iter().any(|s| text.ends_with(s.as_str())))
-            && (self.contains.is_empty() || self.contains.iter().any(|s| text.contains(s.as_str())))
+            && (self.contains_finders.is_empty()
+                || self
+                    .contains_finders
+                    .iter()
+                    .any(|f| f.find(text.as_bytes()).is_some()))
     }
 }
 
@@ -435,11 +443,16 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             format!("`{}` is reserved for the raw line", super::LINE),
         );
     }
+    let contains = cfg.when.contains.clone().unwrap_or_default().0;
     let when = When {
         program: cfg.when.program.clone().unwrap_or_default().0,
         source_type: cfg.when.source_type.clone().unwrap_or_default().0,
         starts_with: cfg.when.starts_with.clone().unwrap_or_default().0,
-        contains: cfg.when.contains.clone().unwrap_or_default().0,
+        contains_finders: contains
+            .iter()
+            .map(|s| memchr::memmem::Finder::new(s).into_owned())
+            .collect(),
+        contains,
         ends_with: cfg.when.ends_with.clone().unwrap_or_default().0,
     };
 
