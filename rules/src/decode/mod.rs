@@ -205,7 +205,7 @@ struct Failure<'d> {
 /// What one decoding accumulates across the decoder tree.
 struct Output<'d> {
     /// Fields by name id, sorted; setting a field again replaces its value.
-    fields: SortedFields<'d>,
+    fields: FieldSlots<'d>,
     timestamp_ms: Option<i64>,
     errors: Vec<Failure<'d>>,
     /// Decoders that applied, outermost first.
@@ -347,7 +347,7 @@ impl Decoders {
         let text = message.trim_end_matches(['\n', '\r']);
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut out = Output {
-            fields: SortedFields::new(&self.names),
+            fields: FieldSlots::new(&self.names),
             timestamp_ms: None,
             errors: Vec::new(),
             chain: Vec::new(),
@@ -504,32 +504,33 @@ impl Decoders {
 /// ([`SLOTS`]). Every value is taken out when the event is made, and
 /// dropping this (even while a panic unwinds) empties what is left, so they
 /// are empty between lines.
-struct SortedFields<'d> {
+struct FieldSlots<'d> {
     names: &'d [SharedName],
     slots: Vec<Option<Value>>,
-    set: Vec<u64>,
+    /// One bit per slot: set when the slot holds a value.
+    present: Vec<u64>,
     len: usize,
 }
 
 thread_local! {
-    /// The slots and bitmap of [`SortedFields`], between two lines. Sized by
+    /// The slots and bitmap of [`FieldSlots`], between two lines. Sized by
     /// the largest name table this thread has decoded with (a few hundred
     /// names: a few kilobytes).
     static SLOTS: std::cell::Cell<(Vec<Option<Value>>, Vec<u64>)> =
         const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
-impl<'d> SortedFields<'d> {
+impl<'d> FieldSlots<'d> {
     fn new(names: &'d [SharedName]) -> Self {
-        let (mut slots, mut set) = SLOTS.with(std::cell::Cell::take);
+        let (mut slots, mut present) = SLOTS.with(std::cell::Cell::take);
         if slots.len() < names.len() {
             slots.resize_with(names.len(), || None);
-            set.resize(names.len().div_ceil(64), 0);
+            present.resize(names.len().div_ceil(64), 0);
         }
-        SortedFields {
+        FieldSlots {
             names,
             slots,
-            set,
+            present,
             len: 0,
         }
     }
@@ -541,7 +542,7 @@ impl<'d> SortedFields<'d> {
     fn set(&mut self, id: u32, value: Value) {
         let id = id as usize;
         if self.slots[id].replace(value).is_none() {
-            self.set[id / 64] |= 1 << (id % 64);
+            self.present[id / 64] |= 1 << (id % 64);
             self.len += 1;
         }
     }
@@ -549,7 +550,7 @@ impl<'d> SortedFields<'d> {
     /// The fields set, in name order; leaves the slots empty.
     fn take_fields(&mut self) -> Fields {
         let mut fields = FieldsBuilder::with_capacity(self.len);
-        for (w, word) in self.set.iter_mut().enumerate() {
+        for (w, word) in self.present.iter_mut().enumerate() {
             let mut bits = std::mem::take(word);
             while bits != 0 {
                 let id = w * 64 + bits.trailing_zeros() as usize;
@@ -564,7 +565,7 @@ impl<'d> SortedFields<'d> {
     }
 }
 
-impl Drop for SortedFields<'_> {
+impl Drop for FieldSlots<'_> {
     fn drop(&mut self) {
         if self.len > 0 {
             // Only when decoding stopped half-way (a panic).
@@ -572,7 +573,7 @@ impl Drop for SortedFields<'_> {
         }
         let buffers = (
             std::mem::take(&mut self.slots),
-            std::mem::take(&mut self.set),
+            std::mem::take(&mut self.present),
         );
         // Nothing to keep them for while the thread is being torn down.
         let _ = SLOTS.try_with(|c| c.set(buffers));
