@@ -521,9 +521,19 @@ fn next_record(path: &str, r: &mut impl Read) -> Result<Option<(u8, Vec<u8>)>, B
     if len > MAX_RECORD {
         return Err(malformed(path, format!("a record claims {len} bytes")));
     }
-    let mut bytes = vec![0u8; len as usize];
-    r.read_exact(&mut bytes)
-        .map_err(|e| malformed(path, format!("a record is cut short: {e}")))?;
+    // Read as the bytes come, not into a buffer of the claimed size: a
+    // short stream must not cost what its length field claims.
+    let mut bytes = Vec::new();
+    Read::by_ref(r)
+        .take(u64::from(len))
+        .read_to_end(&mut bytes)
+        .map_err(|e| malformed(path, format!("decompressing: {e}")))?;
+    if bytes.len() != len as usize {
+        return Err(malformed(
+            path,
+            format!("a record is cut short: {} of its {len} bytes", bytes.len()),
+        ));
+    }
     Ok(Some((head[0], bytes)))
 }
 
@@ -800,5 +810,44 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u8, claimed: u32, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![kind];
+        r.extend_from_slice(&claimed.to_le_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    /// A record is read whole, and one whose stream ends early is refused
+    /// as cut short, even when it claims the largest size allowed.
+    #[test]
+    fn records_read_whole_or_refused() {
+        let mut stream = record(b'H', 3, b"abc");
+        stream.extend(record(b'A', 2, b"xy"));
+        let mut r = stream.as_slice();
+        assert_eq!(
+            next_record("f", &mut r).ok(),
+            Some(Some((b'H', b"abc".to_vec())))
+        );
+        assert_eq!(
+            next_record("f", &mut r).ok(),
+            Some(Some((b'A', b"xy".to_vec())))
+        );
+        assert_eq!(next_record("f", &mut r).ok(), Some(None));
+        for claimed in [4, MAX_RECORD] {
+            let stream = record(b'A', claimed, b"abc");
+            let e = next_record("f", &mut stream.as_slice()).err();
+            let e = e.map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("cut short: 3 of its"), "{e}");
+        }
+        let stream = record(b'A', MAX_RECORD + 1, b"abc");
+        let e = next_record("f", &mut stream.as_slice()).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("claims")));
     }
 }
