@@ -896,7 +896,7 @@ fn inconsistent_saved_state_is_refused() {
     two.rules.set_aligned(entries, 0);
     two.total_groups = 4;
     match EngineState::from_bytes(&two.to_bytes()) {
-        Err(StateFormatError::Inconsistent(why)) => assert!(why.contains("shares touch"), "{why}"),
+        Err(StateFormatError::Inconsistent(why)) => assert!(why.contains("share touch"), "{why}"),
         other => panic!("accepted: {other:?}"),
     }
     // A wrong count of groups is counted again.
