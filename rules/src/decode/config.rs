@@ -257,11 +257,10 @@ pub(crate) struct When {
     pub program: Vec<String>,
     pub source_type: Vec<String>,
     pub starts_with: Vec<String>,
-    pub contains: Vec<String>,
-    /// `contains`, each searcher built once: the decoders that name no
-    /// program test theirs on every line of every program they come
+    /// The `contains` texts, each searcher built once: the decoders that
+    /// name no program test theirs on every line of every program they come
     /// before, and `str::contains` prepares its search at each call.
-    pub contains_finders: Vec<memchr::memmem::Finder<'static>>,
+    pub contains: Vec<memchr::memmem::Finder<'static>>,
     pub ends_with: Vec<String>,
 }
 
@@ -281,9 +280,9 @@ impl When {
                     .any(|s| text.starts_with(s.as_str())))
             && (self.ends_with.is_empty()
                 || self.ends_with.iter().any(|s| text.ends_with(s.as_str())))
-            && (self.contains_finders.is_empty()
+            && (self.contains.is_empty()
                 || self
-                    .contains_finders
+                    .contains
                     .iter()
                     .any(|f| f.find(text.as_bytes()).is_some()))
     }
@@ -443,16 +442,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             format!("`{}` is reserved for the raw line", super::LINE),
         );
     }
-    let contains = cfg.when.contains.clone().unwrap_or_default().0;
     let when = When {
         program: cfg.when.program.clone().unwrap_or_default().0,
         source_type: cfg.when.source_type.clone().unwrap_or_default().0,
         starts_with: cfg.when.starts_with.clone().unwrap_or_default().0,
-        contains_finders: contains
-            .iter()
+        contains: (cfg.when.contains.iter().flat_map(|c| &c.0))
             .map(|s| memchr::memmem::Finder::new(s).into_owned())
             .collect(),
-        contains,
         ends_with: cfg.when.ends_with.clone().unwrap_or_default().0,
     };
 

@@ -204,7 +204,7 @@ struct Failure<'d> {
 
 /// What one decoding accumulates across the decoder tree.
 struct Output<'d> {
-    /// Fields by name id, sorted; setting a field again replaces its value.
+    /// Fields by name id; setting a field again replaces its value.
     fields: FieldSlots<'d>,
     timestamp_ms: Option<i64>,
     errors: Vec<Failure<'d>>,
