@@ -117,14 +117,23 @@ impl Convert {
     }
 
     /// Converts one value; `tz` (an offset text from the line) overrides the
-    /// configured time zone of a timestamp.
-    pub(crate) fn apply_tz(&self, v: &str, tz: Option<&str>) -> Result<Value, String> {
-        match (self, tz) {
-            (Convert::Timestamp(f, default), Some(tz)) => {
-                let off = parse_offset(tz).unwrap_or(*default);
-                Ok(Value::String(format_ms(timestamp_ms(v, f, off)?)))
+    /// configured time zone of a timestamp. A timestamp also gives its time
+    /// (ms), so that the event's time need not be read back from the text.
+    pub(crate) fn apply_tz(
+        &self,
+        v: &str,
+        tz: Option<&str>,
+    ) -> Result<(Value, Option<i64>), String> {
+        match self {
+            Convert::Timestamp(f, default) => {
+                let off = tz.and_then(parse_offset).unwrap_or(*default);
+                // A time the calendar cannot hold is written as the epoch,
+                // and is the epoch for the event too.
+                let ms = timestamp_ms(v, f, off)?;
+                let ms = DateTime::<Utc>::from_timestamp_millis(ms).map_or(0, |_| ms);
+                Ok((Value::String(format_ms(ms)), Some(ms)))
             }
-            _ => self.apply(v),
+            _ => Ok((self.apply(v)?, None)),
         }
     }
 
@@ -306,24 +315,14 @@ pub(crate) fn format_ms(ms: i64) -> String {
 
 /// Parses what [`format_ms`] writes (and any RFC 3339 text) back to ms.
 pub(crate) fn parse_ms(s: &str) -> Option<i64> {
-    LAST_PARSED.with_borrow_mut(|last| match last {
-        Some((text, at)) if text == s => *at,
-        _ => {
-            let at = DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.timestamp_millis());
-            *last = Some((s.to_owned(), at));
-            at
-        }
-    })
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 thread_local! {
     /// The last time [`format_ms`] wrote on this thread, and its text.
     static LAST_FORMATTED: std::cell::RefCell<Option<(i64, String)>> =
-        const { std::cell::RefCell::new(None) };
-    /// The last text [`parse_ms`] read on this thread, and its time.
-    static LAST_PARSED: std::cell::RefCell<Option<(String, Option<i64>)>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -398,7 +397,8 @@ mod tests {
             Ok(Value::from("2024-01-02T03:00:00Z"))
         );
         assert_eq!(
-            c.apply_tz("2024-01-02 10:00:00", Some("-0700")),
+            c.apply_tz("2024-01-02 10:00:00", Some("-0700"))
+                .map(|(v, _)| v),
             Ok(Value::from("2024-01-02T17:00:00Z"))
         );
         let c = Convert::new(Some(ConvertName::Timestamp), &["unix_ns"]).expect("valid");
@@ -454,6 +454,17 @@ mod tests {
             parse_ms(&format_ms(1_700_000_000_123)),
             Some(1_700_000_000_123)
         );
+    }
+
+    /// The time a timestamp conversion gives is the time its text reads
+    /// back as, even for one the calendar cannot hold.
+    #[test]
+    fn a_timestamp_gives_the_time_its_text_says() {
+        let c = Convert::new(Some(ConvertName::Timestamp), &["unix_ms"]).expect("valid");
+        for v in ["1700000000123", "0", "-5", "9223372036854775807"] {
+            let (text, ms) = c.apply_tz(v, None).expect("converts");
+            assert_eq!(ms, text.as_str().and_then(parse_ms), "{v}");
+        }
     }
 
     /// The thread keeps its last time and text: repeats, changes and

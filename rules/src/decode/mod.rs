@@ -462,9 +462,9 @@ impl Decoders {
                 }
                 let tz = f.timezone_from.as_deref().and_then(|n| get(&caps, n));
                 match f.convert.apply_tz(v, tz) {
-                    Ok(value) => {
+                    Ok((value, ms)) => {
                         if f.id == self.known.id(Known::Timestamp) {
-                            staged.ts = value.as_str().and_then(convert::parse_ms);
+                            staged.ts = ms.or_else(|| value.as_str().and_then(convert::parse_ms));
                         }
                         out.fields.set(f.id, value);
                     }
