@@ -235,13 +235,12 @@ impl SegmentCache {
             .position(|(first, len, _)| seq >= *first && seq < first + (*len).max(1))
     }
 
-    /// Caches the decoded value that starts at `first`; returns where.
-    fn add(&mut self, first: u64, len: u64, entries: Vec<(u64, EntryResult)>) -> usize {
+    /// Caches the decoded value that starts at `first`, first in line.
+    fn add(&mut self, first: u64, len: u64, entries: Vec<(u64, EntryResult)>) {
         if self.0.len() >= Self::MAX {
             self.0.pop_back();
         }
         self.0.push_front((first, len, entries));
-        0
     }
 }
 
@@ -523,7 +522,8 @@ impl Journal {
                 let Some((key, v)) = self.value_holding(seq)? else {
                     return Ok(None);
                 };
-                cache.add(key, value_len(&v), decode_value(key, &v))
+                cache.add(key, value_len(&v), decode_value(key, &v));
+                0
             }
         };
         let entries = &cache.0[at].2;
