@@ -38,6 +38,13 @@ if [ ! -d ../shared/corpus ]; then
     echo "warning: ../shared/corpus is missing; the corpus tests will fail" >&2
 fi
 
+# The build and the tests' temporary files take several GiB; say so up front
+# rather than let the compiler die half-way with "No space left on device".
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kib:-0}" -lt $((4 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free here; the build and tests need about 4 GiB" >&2
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
