@@ -110,6 +110,14 @@ impl Building {
         self.bytes = self.items.iter().map(|p| p.mark.len).sum();
     }
 
+    /// Drops the lines added after the first `len` (a read that turned out
+    /// to be of a file truncated under it).
+    pub fn truncate(&mut self, len: usize) {
+        for p in self.items.drain(len.min(self.items.len())..) {
+            self.bytes -= p.mark.len;
+        }
+    }
+
     /// Puts lines taken out back in front, in their order (a send that
     /// could not be encoded whole is split).
     pub fn restore(&mut self, items: Vec<Pending>) {

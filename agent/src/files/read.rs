@@ -204,7 +204,7 @@ impl Files {
         new
     }
 
-    fn fill_one_checked(
+    pub(super) fn fill_one_checked(
         &mut self,
         id: FileId,
         batch: &mut Building,
@@ -227,6 +227,7 @@ impl Files {
         let tracking = w.tracking;
         let (mut truncated_lines, mut pieces, mut count) = (0u64, 0u64, 0usize);
         let mut last_guard = None;
+        let batch_before = batch.len();
         let mut emit = |line: crate::tail::Line| {
             let mut record = Record {
                 stream: stream.clone(),
@@ -260,6 +261,7 @@ impl Files {
             });
             batch.has_room() && count < quota
         };
+        let tail_before = w.tail.clone();
         let mut result = w.tail.poll(&w.file, &mut self.scratch, &mut emit);
         // A rotated-away file that stayed unchanged: its last line will
         // never get a newline, so send it as it is.
@@ -274,6 +276,26 @@ impl Files {
                 }
                 Stop::Eof
             });
+        }
+        // The check in `fill_one` and this read are not one step: logrotate
+        // may truncate the file in between (copytruncate) and the writer
+        // fill it again past the point read. What was read would then be
+        // the new text under the old stream's offsets, and the copy's lines
+        // at those offsets would be dropped by the collector as re-sent.
+        // The file's first line and the bytes before the point read tell:
+        // when they changed, this read does not count, and the next turn
+        // handles the truncation.
+        if last_guard.is_some()
+            && !w.first_line_pending
+            && (first_line_changed(&w.file, &id)
+                || w.read_guard
+                    .is_some_and(|g| !g.holds(&w.file, tail_before.offset()).unwrap_or(true)))
+        {
+            batch.truncate(batch_before);
+            w.tail = tail_before;
+            w.checked_len = u64::MAX;
+            tracing::info!(source = %src.name, path = %w.path.display(), "File was truncated while being read; that read is dropped and the file checked again.");
+            return 0;
         }
         if let Some((next, g)) = last_guard {
             w.read_guard = Some(g);
@@ -299,5 +321,16 @@ impl Files {
             self.store(&id);
         }
         count
+    }
+}
+
+/// Whether `file` no longer starts with the line `id` was taken from (it
+/// was truncated and written again, or holds no whole first line now).
+fn first_line_changed(file: &std::fs::File, id: &FileId) -> bool {
+    match identity::identify(file) {
+        Ok(Ident::Text(now, _)) => now.first_line != id.first_line,
+        Ok(Ident::Incomplete | Ident::Compressed) => true,
+        // Unreadable now: as in the check, the read stands.
+        Err(_) => false,
     }
 }

@@ -500,3 +500,62 @@ fn a_new_file_sharing_only_the_header_of_a_renamed_one_is_not_its_copy() -> std:
     assert_eq!(got, ["HEADER", "HEADER", "a1", "b1"]);
     Ok(())
 }
+
+#[test]
+fn a_truncation_between_the_check_and_the_read_does_not_count_the_read() -> std::io::Result<()> {
+    // logrotate's copytruncate and the writer can both run between the
+    // check of a file and the read that follows it. The new text, read at
+    // the old offsets, must not pass for the old stream's lines: the copy's
+    // lines at those offsets would then be dropped as re-sent.
+    // The new file starts with the same first line or with another one.
+    for new in [
+        &b"hdr\nb1\nb2\nb3\nb4\nb5\nb6\n"[..],
+        b"new\nb1\nb2\nb3\nb4\nb5\nb6\n",
+    ] {
+        let mut h = Harness::new(StartAt::Beginning)?;
+        let mut c = Collector::default();
+        h.append("ufw.log", b"hdr\na1\na2\n")?;
+        let old = c.take(h.ship())[0].0.clone();
+        h.append("ufw.log", b"a3\na4\n")?;
+        // The check passes on this.
+        h.files.scan(h.now, true);
+        let mut b = Building::new(1000, 1 << 20);
+        h.files.fill(&mut b, h.now);
+        let in_flight = b.len();
+        assert_eq!(in_flight, 2);
+        std::fs::copy(h.log("ufw.log"), h.log("ufw.log.1"))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(h.log("ufw.log"))?
+            .set_len(0)?;
+        h.append("ufw.log", new)?;
+        // The read, as it runs right after a check that passed.
+        let ids: Vec<_> = h.files.watched.keys().copied().collect();
+        assert_eq!(ids.len(), 1);
+        h.files.fill_one_checked(ids[0], &mut b, h.now, 1000);
+        assert_eq!(
+            b.len(),
+            in_flight,
+            "a read of a file truncated under it does not count"
+        );
+        let got = c.take(h.ship());
+        let mut old_lines: Vec<&str> = Vec::new();
+        let mut new_lines: Vec<&str> = Vec::new();
+        for (s, _, l) in &got {
+            if *s == old {
+                old_lines.push(l);
+            } else {
+                new_lines.push(l);
+            }
+        }
+        // The two in flight were never acknowledged: the copy sends them again.
+        assert_eq!(old_lines, ["a3", "a4"], "the copy continues the old stream");
+        let want: Vec<&str> = std::str::from_utf8(new).expect("ASCII").lines().collect();
+        assert_eq!(
+            new_lines, want,
+            "the truncated file is a new stream, read once"
+        );
+        assert_eq!(c.lines.len(), 3 + 2 + want.len(), "every line once");
+    }
+    Ok(())
+}
