@@ -506,7 +506,8 @@ impl Decoders {
 /// are empty between lines.
 struct FieldSlots<'d> {
     names: &'d [SharedName],
-    slots: Vec<Option<Value>>,
+    /// `Null` where no value is set (the bitmap tells a set `null`).
+    slots: Vec<Value>,
     /// One bit per slot: set when the slot holds a value.
     present: Vec<u64>,
     len: usize,
@@ -516,7 +517,7 @@ thread_local! {
     /// The slots and bitmap of [`FieldSlots`], between two lines. Sized by
     /// the largest name table this thread has decoded with (a few hundred
     /// names: a few kilobytes).
-    static SLOTS: std::cell::Cell<(Vec<Option<Value>>, Vec<u64>)> =
+    static SLOTS: std::cell::Cell<(Vec<Value>, Vec<u64>)> =
         const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
@@ -524,7 +525,7 @@ impl<'d> FieldSlots<'d> {
     fn new(names: &'d [SharedName]) -> Self {
         let (mut slots, mut present) = SLOTS.with(std::cell::Cell::take);
         if slots.len() < names.len() {
-            slots.resize_with(names.len(), || None);
+            slots.resize_with(names.len(), || Value::Null);
             present.resize(names.len().div_ceil(64), 0);
         }
         FieldSlots {
@@ -536,15 +537,18 @@ impl<'d> FieldSlots<'d> {
     }
 
     fn get(&self, id: u32) -> Option<&Value> {
-        self.slots[id as usize].as_ref()
+        let id = id as usize;
+        (self.present[id / 64] & (1 << (id % 64)) != 0).then(|| &self.slots[id])
     }
 
     fn set(&mut self, id: u32, value: Value) {
         let id = id as usize;
-        if self.slots[id].replace(value).is_none() {
-            self.present[id / 64] |= 1 << (id % 64);
+        let (word, bit) = (&mut self.present[id / 64], 1 << (id % 64));
+        if *word & bit == 0 {
+            *word |= bit;
             self.len += 1;
         }
+        self.slots[id] = value;
     }
 
     /// The fields set, in name order; leaves the slots empty.
@@ -555,9 +559,7 @@ impl<'d> FieldSlots<'d> {
             while bits != 0 {
                 let id = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                if let Some(value) = self.slots[id].take() {
-                    fields.push(&self.names[id], value);
-                }
+                fields.push(&self.names[id], std::mem::take(&mut self.slots[id]));
             }
         }
         self.len = 0;
