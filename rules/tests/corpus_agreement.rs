@@ -114,14 +114,29 @@ fn json_records(text: &str) -> Vec<String> {
 }
 
 fn decode(d: &Decoders, line: &str) -> Event {
-    d.decode(&Input {
+    let input = Input {
         raw: line.as_bytes(),
         source_type: "",
         agent: "test",
         source: "corpus",
         path: "",
         received_ms: RECEIVED_MS,
-    })
+    };
+    let ev = d.decode(&input);
+    // The shipped decoders loaded as `socctl rules test --replay` loads
+    // them, each regex compiled when a line first reaches it, decode every
+    // line the same.
+    static DEFERRED: std::sync::LazyLock<Decoders> = std::sync::LazyLock::new(|| {
+        Decoders::from_sources_deferred(&soc_rules::builtin_decoder_sources())
+            .unwrap_or_else(|e| panic!("{e}"))
+    });
+    let deferred = DEFERRED.decode(&input);
+    assert_eq!(
+        (deferred.timestamp_ms, &deferred.fields),
+        (ev.timestamp_ms, &ev.fields),
+        "{line}"
+    );
+    ev
 }
 
 fn decoded(ev: &Event) -> bool {

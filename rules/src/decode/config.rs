@@ -297,7 +297,7 @@ pub(crate) enum Step {
     },
     Regex {
         from: Option<String>,
-        regex: Regex,
+        regex: LazyRegex,
         groups: Vec<(usize, String)>,
         optional: bool,
         /// The pattern is one group around the whole of it, like
@@ -422,7 +422,11 @@ pub(crate) struct DecoderTest {
 pub(crate) type Problem = (usize, String, String);
 
 /// Compiles one decoder, collecting every problem.
-pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decoder, Vec<Problem>> {
+pub(crate) fn compile(
+    file: &str,
+    item: &Located<DecoderConfig>,
+    deferred: bool,
+) -> Result<Decoder, Vec<Problem>> {
     let cfg = &item.value;
     let mut problems: Vec<Problem> = Vec::new();
     let mut problem =
@@ -482,13 +486,13 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
                 from: sys.from.clone(),
             }
         } else if let Some(re) = &s.regex {
-            match Regex::new(&re.pattern) {
-                Ok(regex) => {
-                    let groups: Vec<(usize, String)> = regex
-                        .capture_names()
-                        .enumerate()
-                        .filter_map(|(i, n)| n.map(|n| (i, n.to_string())))
-                        .collect();
+            match LazyRegex::new(&re.pattern).and_then(|(regex, groups)| {
+                if !deferred {
+                    regex.get().map_err(str::to_string)?;
+                }
+                Ok((regex, groups))
+            }) {
+                Ok((regex, groups)) => {
                     if groups.is_empty() {
                         problem(
                             item.line_of(&re.pattern),
@@ -784,6 +788,63 @@ pub(crate) fn compile(file: &str, item: &Located<DecoderConfig>) -> Result<Decod
             .collect(),
         tests,
     })
+}
+
+/// A decoder's regex: parsed when the file loads, and compiled then too
+/// ([`super::Decoders::from_sources`]) or the first time a line reaches it
+/// ([`super::Decoders::from_sources_deferred`], for `socctl rules test
+/// --replay`). Most decoders are for products a site does not run, and
+/// compiling every pattern took half of the instructions `socctl` spent
+/// before replaying a single line.
+#[derive(Debug)]
+pub(crate) struct LazyRegex {
+    pattern: String,
+    compiled: std::sync::OnceLock<Result<Regex, String>>,
+}
+
+impl LazyRegex {
+    /// Checks `pattern` as `Regex::new` parses it; returns it with its
+    /// named groups (group index, name), in the order `Regex` numbers them.
+    pub(crate) fn new(pattern: &str) -> Result<(LazyRegex, Vec<(usize, String)>), String> {
+        use regex_syntax::hir::{Hir, HirKind};
+        fn names(hir: &Hir, out: &mut Vec<(usize, String)>) {
+            match hir.kind() {
+                HirKind::Capture(c) => {
+                    if let Some(n) = &c.name {
+                        out.push((c.index as usize, n.to_string()));
+                    }
+                    names(&c.sub, out);
+                }
+                HirKind::Concat(hs) | HirKind::Alternation(hs) => {
+                    hs.iter().for_each(|h| names(h, out));
+                }
+                HirKind::Repetition(r) => names(&r.sub, out),
+                HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => {}
+            }
+        }
+        let hir = regex_syntax::Parser::new()
+            .parse(pattern)
+            .map_err(|e| e.to_string())?;
+        let mut groups = Vec::new();
+        names(&hir, &mut groups);
+        groups.sort_unstable();
+        Ok((
+            LazyRegex {
+                pattern: pattern.to_string(),
+                compiled: std::sync::OnceLock::new(),
+            },
+            groups,
+        ))
+    }
+
+    /// The compiled regex, or why it cannot be compiled (a pattern that
+    /// parses but is over the compiled size limit).
+    pub(crate) fn get(&self) -> Result<&Regex, &str> {
+        self.compiled
+            .get_or_init(|| Regex::new(&self.pattern).map_err(|e| one_line(&e.to_string())))
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 /// Whether `pattern` is a single capture group around the whole pattern

@@ -222,11 +222,25 @@ impl Decoders {
 
     /// Compiles decoder files, in order. Reports every error of every file.
     pub fn from_sources(files: &[SourceFile]) -> Result<Decoders, LoadErrors> {
+        Decoders::load(files, false)
+    }
+
+    /// Like [`Decoders::from_sources`], but a regex is compiled the first
+    /// time a line reaches it, not when the file loads (only its syntax is
+    /// checked then): for a short run over one log, where most decoders
+    /// never see a line. A pattern that parses and still cannot be
+    /// compiled (over the size limit) then fails the lines that reach it,
+    /// with the reason, instead of failing the load.
+    pub fn from_sources_deferred(files: &[SourceFile]) -> Result<Decoders, LoadErrors> {
+        Decoders::load(files, true)
+    }
+
+    fn load(files: &[SourceFile], deferred: bool) -> Result<Decoders, LoadErrors> {
         let mut errors = Vec::new();
         let mut decoders: Vec<Decoder> = Vec::new();
         for file in files {
             for item in load_items::<DecoderConfig>(file, "decoders", &mut errors) {
-                match config::compile(&file.name, &item) {
+                match config::compile(&file.name, &item, deferred) {
                     Ok(d) => {
                         if let Some(prev) = decoders.iter().find(|p| p.name == d.name) {
                             errors.push(LoadError::new(
@@ -761,7 +775,7 @@ fn run_steps<'c, 'd: 'c>(
                 optional,
                 whole: true,
                 ..
-            } => match (regex.find(&src), groups.first()) {
+            } => match (regex.get().ok().and_then(|r| r.find(&src)), groups.first()) {
                 (Some(m), Some((_, name))) => push_sub(caps, &src, name, m.range()),
                 _ if *optional => continue,
                 _ if first => return StepsResult::NotApplicable,
@@ -778,6 +792,15 @@ fn run_steps<'c, 'd: 'c>(
                 optional,
                 ..
             } => {
+                let regex = match regex.get() {
+                    Ok(regex) => regex,
+                    Err(e) => {
+                        return StepsResult::Failed(
+                            FailReason::NoMatch,
+                            format!("parse[{i}] regex cannot be compiled: {e}"),
+                        );
+                    }
+                };
                 let mut locs = regex.capture_locations();
                 if regex.captures_read(&mut locs, &src).is_none() {
                     if *optional {

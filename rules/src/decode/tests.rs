@@ -280,3 +280,35 @@ fn no_field_carries_over_to_the_next_line() {
     assert!(alone[0].0.fields.contains_key("destination.port"));
     assert!(!alone[2].0.fields.contains_key("destination.port"));
 }
+
+/// A pattern that parses but is too big to compile is a load error with its
+/// line; loaded deferred (`socctl rules test --replay`), the load succeeds
+/// and the lines that reach the decoder fail with the reason.
+#[test]
+fn a_regex_too_big_to_compile_is_reported() {
+    let text = r#"
+decoders:
+  - name: huge
+    parse:
+      - regex: { pattern: '^(?P<word>\w{1000}){50}$' }
+    fields:
+      message: { from: word }
+"#;
+    let err = load(text).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("d.yml:5") && err.contains("invalid regex"),
+        "{err}"
+    );
+    let deferred = Decoders::from_sources_deferred(&[SourceFile::new("d.yml", text)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ev = deferred.decode(&input("anything"));
+    let error = ev
+        .fields
+        .get("decode.error")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        error.contains("huge") && error.contains("cannot be compiled"),
+        "{error}"
+    );
+}

@@ -63,7 +63,13 @@ struct Loaded {
     rules: RuleSet,
 }
 
-fn load(args: &ContentArgs) -> anyhow::Result<Result<Loaded, soc_rules::LoadErrors>> {
+/// With `deferred`, decoder regexes are compiled when a line first reaches
+/// them (a replay); otherwise all of them now, so that `lint` and the
+/// inline tests report a pattern that cannot be compiled.
+fn load(
+    args: &ContentArgs,
+    deferred: bool,
+) -> anyhow::Result<Result<Loaded, soc_rules::LoadErrors>> {
     let builtin = !args.no_builtin;
     let mut dec = if builtin {
         soc_rules::builtin_decoder_sources()
@@ -110,7 +116,11 @@ fn load(args: &ContentArgs) -> anyhow::Result<Result<Loaded, soc_rules::LoadErro
         lists.retain(|b| !own.iter().any(|o| stem(&o.name) == stem(&b.name)));
         lists.extend(own);
     }
-    let d = Decoders::from_sources(&dec);
+    let d = if deferred {
+        Decoders::from_sources_deferred(&dec)
+    } else {
+        Decoders::from_sources(&dec)
+    };
     let r = RuleSet::from_sources_with_lists(&rules, &lists);
     Ok(match (d, r) {
         (Ok(decoders), Ok(rules)) => Ok(Loaded { decoders, rules }),
@@ -125,7 +135,7 @@ fn load(args: &ContentArgs) -> anyhow::Result<Result<Loaded, soc_rules::LoadErro
 /// Runs an offline command; returns the process exit code.
 pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     match cmd {
-        RulesCmd::Lint(args) => match load(&args)? {
+        RulesCmd::Lint(args) => match load(&args, false)? {
             Ok(l) => {
                 println!(
                     "ok: {} decoders, {} rules",
@@ -144,7 +154,7 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
             if args.replay.is_some() && args.content.dir.is_none() {
                 args.content.dir = args.rules.clone();
             }
-            let loaded = match load(&args.content)? {
+            let loaded = match load(&args.content, args.replay.is_some())? {
                 Ok(l) => l,
                 Err(e) => {
                     println!("{e}");
