@@ -430,7 +430,7 @@ impl Decoders {
         // regrowth).
         let mut caps: Captures<'_> = Vec::with_capacity(24);
         let mut staged = Staged {
-            fields: Vec::with_capacity(16),
+            fields: staging_take(),
             ..Staged::default()
         };
         for &id in level.candidates(program) {
@@ -499,13 +499,48 @@ impl Decoders {
                 let body = get(&caps, "body").unwrap_or(text);
                 self.run_level(kids, body, input, out);
             }
+            staging_give(staged.fields);
             return true;
         }
         if let Some(e) = first_error {
             out.errors.push(e);
         }
+        staging_give(staged.fields);
         false
     }
+}
+
+thread_local! {
+    /// The staging vectors of [`Decoders::run_level`], one per level being
+    /// run on this thread, reused from line to line. Allocated at every
+    /// level of every line and freed at its end, each one took mimalloc's
+    /// slow path: a block freed and asked for again at once goes to a list
+    /// that only the slow path reads.
+    static STAGING: std::cell::RefCell<Vec<Vec<(u32, Value)>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A staging vector from this thread's pool (sized for most lines: 16
+/// fields), or a new one.
+fn staging_take() -> Vec<(u32, Value)> {
+    STAGING
+        .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Vec::with_capacity(16))
+}
+
+/// Gives a staging vector back to this thread's pool, emptied; a pool
+/// holds one per level of the decoder tree at most (a few).
+fn staging_give(mut v: Vec<(u32, Value)>) {
+    v.clear();
+    let _ = STAGING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && p.len() < 8
+        {
+            p.push(v);
+        }
+    });
 }
 
 /// The fields of a line being decoded, by name id (see [`Decoders`]'s
