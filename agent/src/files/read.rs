@@ -131,13 +131,9 @@ impl Files {
             };
         }
         let shrunk = len < offset;
-        let first_changed = matches!(ident, Ok(Ident::Text(n, _)) if n.first_line != id.first_line)
-            || matches!(ident, Ok(Ident::Incomplete | Ident::Compressed));
         let rewritten = !shrunk
             && offset > w.tail.format().bom_len
-            && (first_changed
-                || w.read_guard
-                    .is_some_and(|g| !g.holds(&w.file, offset).unwrap_or(true)));
+            && rewritten_before(&w.file, &id, &ident, w.read_guard, offset);
         if !shrunk && !rewritten {
             return Some(id);
         }
@@ -287,9 +283,13 @@ impl Files {
         // handles the truncation.
         if last_guard.is_some()
             && !w.first_line_pending
-            && (first_line_changed(&w.file, &id)
-                || w.read_guard
-                    .is_some_and(|g| !g.holds(&w.file, tail_before.offset()).unwrap_or(true)))
+            && rewritten_before(
+                &w.file,
+                &id,
+                &identity::identify(&w.file),
+                w.read_guard,
+                tail_before.offset(),
+            )
         {
             batch.truncate(batch_before);
             w.tail = tail_before;
@@ -324,13 +324,22 @@ impl Files {
     }
 }
 
-/// Whether `file` no longer starts with the line `id` was taken from (it
-/// was truncated and written again, or holds no whole first line now).
-fn first_line_changed(file: &std::fs::File, id: &FileId) -> bool {
-    match identity::identify(file) {
+/// Whether `file` no longer holds what was read of it up to `offset`: it
+/// starts with another line than the one `id` was taken from (`ident` is
+/// what it starts with now), or holds no whole first line, or the bytes
+/// `guard` covers just before `offset` changed. Unreadable now, it is taken
+/// to hold them still; the next check says what happened.
+fn rewritten_before(
+    file: &std::fs::File,
+    id: &FileId,
+    ident: &std::io::Result<Ident>,
+    guard: Option<identity::Guard>,
+    offset: u64,
+) -> bool {
+    let first_changed = match ident {
         Ok(Ident::Text(now, _)) => now.first_line != id.first_line,
         Ok(Ident::Incomplete | Ident::Compressed) => true,
-        // Unreadable now: as in the check, the read stands.
         Err(_) => false,
-    }
+    };
+    first_changed || guard.is_some_and(|g| !g.holds(file, offset).unwrap_or(true))
 }
