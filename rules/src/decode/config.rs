@@ -298,7 +298,7 @@ pub(crate) enum Step {
     Regex {
         from: Option<String>,
         regex: LazyRegex,
-        groups: Vec<(usize, String)>,
+        groups: NamedGroups,
         optional: bool,
         /// The pattern is one group around the whole of it, like
         /// `(?i)(?P<verdict>block|drop)`: the match is the capture, found
@@ -486,13 +486,13 @@ pub(crate) fn compile(
                 from: sys.from.clone(),
             }
         } else if let Some(re) = &s.regex {
-            match LazyRegex::new(&re.pattern).and_then(|(regex, groups)| {
+            match LazyRegex::new(&re.pattern).and_then(|parsed| {
                 if !deferred {
-                    regex.get().map_err(str::to_string)?;
+                    parsed.0.get().map_err(str::to_string)?;
                 }
-                Ok((regex, groups))
+                Ok(parsed)
             }) {
-                Ok((regex, groups)) => {
+                Ok((regex, groups, whole)) => {
                     if groups.is_empty() {
                         problem(
                             item.line_of(&re.pattern),
@@ -505,7 +505,7 @@ pub(crate) fn compile(
                     }
                     Step::Regex {
                         from: re.from.clone(),
-                        whole: is_one_whole_group(&re.pattern) && groups.len() == 1,
+                        whole: whole && groups.len() == 1,
                         regex,
                         groups,
                         optional: re.optional,
@@ -790,6 +790,9 @@ pub(crate) fn compile(
     })
 }
 
+/// A regex's named groups: (group index, name).
+pub(crate) type NamedGroups = Vec<(usize, String)>;
+
 /// A decoder's regex: parsed when the file loads, and compiled then too
 /// ([`super::Decoders::from_sources`]) or the first time a line reaches it
 /// ([`super::Decoders::from_sources_deferred`], for `socctl rules test
@@ -804,10 +807,12 @@ pub(crate) struct LazyRegex {
 
 impl LazyRegex {
     /// Checks `pattern` as `Regex::new` parses it; returns it with its
-    /// named groups (group index, name), in the order `Regex` numbers them.
-    pub(crate) fn new(pattern: &str) -> Result<(LazyRegex, Vec<(usize, String)>), String> {
+    /// named groups (group index, name), in the order `Regex` numbers them,
+    /// and whether it is one group around the whole of it
+    /// ([`one_whole_group`]).
+    pub(crate) fn new(pattern: &str) -> Result<(LazyRegex, NamedGroups, bool), String> {
         use regex_syntax::hir::{Hir, HirKind};
-        fn names(hir: &Hir, out: &mut Vec<(usize, String)>) {
+        fn names(hir: &Hir, out: &mut NamedGroups) {
             match hir.kind() {
                 HirKind::Capture(c) => {
                     if let Some(n) = &c.name {
@@ -834,6 +839,7 @@ impl LazyRegex {
                 compiled: std::sync::OnceLock::new(),
             },
             groups,
+            one_whole_group(&hir),
         ))
     }
 
@@ -847,16 +853,14 @@ impl LazyRegex {
     }
 }
 
-/// Whether `pattern` is a single capture group around the whole pattern
-/// (flags aside), so that its match and its group are the same text.
-fn is_one_whole_group(pattern: &str) -> bool {
-    use regex_syntax::hir::HirKind;
-    match regex_syntax::Parser::new().parse(pattern) {
-        Ok(hir) => match hir.kind() {
-            HirKind::Capture(c) => c.index == 1 && hir.properties().explicit_captures_len() == 1,
-            _ => false,
-        },
-        Err(_) => false,
+/// Whether a parsed pattern is a single capture group around the whole
+/// pattern (flags aside), so that its match and its group are the same text.
+fn one_whole_group(hir: &regex_syntax::hir::Hir) -> bool {
+    match hir.kind() {
+        regex_syntax::hir::HirKind::Capture(c) => {
+            c.index == 1 && hir.properties().explicit_captures_len() == 1
+        }
+        _ => false,
     }
 }
 
@@ -889,6 +893,11 @@ mod tests {
 
     #[test]
     fn one_whole_group_is_told_from_other_patterns() {
+        let is_one_whole_group = |p: &str| {
+            regex_syntax::Parser::new()
+                .parse(p)
+                .is_ok_and(|hir| one_whole_group(&hir))
+        };
         for yes in [
             "(?P<v>a|b)",
             "(?i)(?P<verdict>block|drop|reject)",
