@@ -190,7 +190,7 @@ impl Engine {
         }
         let mut slots = Slots::default();
         let index = RuleIndex::new(&requirements, &mut slots);
-        let compiled = rules
+        let mut compiled: Vec<Compiled> = rules
             .rules()
             .iter()
             .map(|r| Compiled {
@@ -217,6 +217,13 @@ impl Engine {
                 },
             })
             .collect();
+        let renumbered = slots.settle_tests();
+        for c in &mut compiled {
+            c.condition.settle(&renumbered);
+            if let CompiledKind::Sequence(steps) = &mut c.kind {
+                steps.iter_mut().for_each(|(f, _)| f.settle(&renumbered));
+            }
+        }
         Engine {
             no_key: Arc::from(""),
             rules,

@@ -26,6 +26,14 @@ pub(crate) struct Slots {
     names: Vec<String>,
     index: HashMap<String, usize>,
     keys: HashMap<(Vec<String>, Vec<usize>), usize>,
+    /// Distinct field tests (a field and what is tested of it), numbered:
+    /// a test many rules make is made once per event (see [`Fast::eval`]).
+    tests: HashMap<(usize, String), u32>,
+    /// How many conditions make each numbered test.
+    test_uses: Vec<u32>,
+    /// Tests whose results a view keeps: all of them until
+    /// [`Slots::settle_tests`], then those of several conditions.
+    memo_len: usize,
 }
 
 /// How a stateful rule (or a sequence step) builds its group key: the
@@ -78,7 +86,53 @@ impl Slots {
     pub(crate) fn key_count(&self) -> usize {
         self.keys.len()
     }
+
+    /// The number of the tests `tests` of slot `slot`, numbered on first
+    /// sight.
+    fn test_id(&mut self, slot: usize, tests: &[Test]) -> u32 {
+        let mut key = String::new();
+        for t in tests {
+            t.memo_key(&mut key);
+        }
+        let next = self.tests.len() as u32;
+        let id = *self.tests.entry((slot, key)).or_insert(next);
+        if id == next {
+            self.test_uses.push(0);
+        }
+        self.test_uses[id as usize] += 1;
+        self.memo_len = self.tests.len();
+        id
+    }
+
+    /// Renumbers the tests once every condition is built: those that
+    /// several conditions make keep a number (their result is kept for the
+    /// event), the others get [`NO_MEMO`] (kept, it would only cost).
+    /// Returns the new number of each old one, for [`Fast::settle`].
+    pub(crate) fn settle_tests(&mut self) -> Vec<u32> {
+        let mut next = 0;
+        let renumbered = self
+            .test_uses
+            .iter()
+            .map(|&uses| {
+                if uses < 2 {
+                    return NO_MEMO;
+                }
+                next += 1;
+                next - 1
+            })
+            .collect();
+        self.memo_len = next as usize;
+        renumbered
+    }
+
+    /// How many test results a view keeps.
+    pub(crate) fn test_count(&self) -> usize {
+        self.memo_len
+    }
 }
+
+/// A field test whose result a view does not keep.
+pub(crate) const NO_MEMO: u32 = u32::MAX;
 
 /// [`Condition`] with its fields resolved to slots; evaluates exactly like it.
 #[derive(Debug, Clone)]
@@ -86,7 +140,13 @@ pub(crate) enum Fast {
     All(Vec<Fast>),
     Any(Vec<Fast>),
     Not(Box<Fast>),
-    Field { slot: usize, tests: Vec<Test> },
+    /// `memo`: the number of this field and these tests among all the
+    /// rules' (see [`Slots::test_id`]), or [`NO_MEMO`].
+    Field {
+        slot: usize,
+        tests: Vec<Test>,
+        memo: u32,
+    },
 }
 
 impl Fast {
@@ -95,42 +155,96 @@ impl Fast {
             Condition::All(cs) => Fast::All(cs.iter().map(|c| Fast::new(c, slots)).collect()),
             Condition::Any(cs) => Fast::Any(cs.iter().map(|c| Fast::new(c, slots)).collect()),
             Condition::Not(c) => Fast::Not(Box::new(Fast::new(c, slots))),
-            Condition::Field { field, tests } => Fast::Field {
-                slot: slots.id(field),
-                tests: tests.clone(),
-            },
+            Condition::Field { field, tests } => {
+                let slot = slots.id(field);
+                Fast::Field {
+                    slot,
+                    memo: slots.test_id(slot, tests),
+                    tests: tests.clone(),
+                }
+            }
+        }
+    }
+
+    /// Applies [`Slots::settle_tests`]'s numbering.
+    pub(crate) fn settle(&mut self, renumbered: &[u32]) {
+        match self {
+            Fast::All(cs) | Fast::Any(cs) => cs.iter_mut().for_each(|c| c.settle(renumbered)),
+            Fast::Not(c) => c.settle(renumbered),
+            Fast::Field { memo, .. } => *memo = renumbered[*memo as usize],
         }
     }
 
     /// Whether the condition holds for the viewed event.
+    ///
+    /// A field test is made once per event: rules share many of them
+    /// (`event.module` is `sshd`, `event.action` is `deny`), and a thousand
+    /// rules would otherwise compare the same texts again and again.
     pub(crate) fn eval(&self, view: &mut FieldView<'_>) -> bool {
         match self {
             Fast::All(cs) => cs.iter().all(|c| c.eval(view)),
             Fast::Any(cs) => cs.iter().any(|c| c.eval(view)),
             Fast::Not(c) => !c.eval(view),
-            Fast::Field { slot, tests } => {
-                let value = view.get(*slot);
-                tests.iter().all(|t| match (t, value) {
-                    (Test::Exists(want), v) => v.is_some() == *want,
-                    (_, None) => false,
-                    // The common tests on text, without `test_value`'s
-                    // general path (same answers).
-                    (Test::Equals(s, false), Some(Value::String(v))) if s.num().is_none() => {
-                        v == s.text()
-                    }
-                    (Test::In(list, false), Some(Value::String(v)))
-                        if list.iter().all(|s| s.num().is_none()) =>
-                    {
-                        list.iter().any(|s| v == s.text())
-                    }
-                    (Test::Cidr(nets), Some(Value::String(_))) => view
-                        .ip(*slot)
-                        .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
-                    (t, Some(v)) => test_value(t, v),
-                })
+            Fast::Field { slot, tests, memo } => {
+                if *memo == NO_MEMO {
+                    return field_holds(*slot, tests, view);
+                }
+                let memo = *memo as usize;
+                match view.memo[memo] {
+                    MEMO_FALSE => return false,
+                    MEMO_TRUE => return true,
+                    _ => {}
+                }
+                let holds = field_holds(*slot, tests, view);
+                view.memo[memo] = if holds { MEMO_TRUE } else { MEMO_FALSE };
+                holds
             }
         }
     }
+}
+
+/// Whether the field at `slot` passes every test of `tests`.
+fn field_holds(slot: usize, tests: &[Test], view: &mut FieldView<'_>) -> bool {
+    let value = view.get(slot);
+    tests.iter().all(|t| match (t, value) {
+        (Test::Exists(want), v) => v.is_some() == *want,
+        (_, None) => false,
+        // The common tests on text, without `test_value`'s general path
+        // (same answers).
+        (Test::Equals(s, false), Some(Value::String(v))) if s.num().is_none() => v == s.text(),
+        (Test::In(list, false), Some(Value::String(v)))
+            if list.iter().all(|s| s.num().is_none()) =>
+        {
+            list.iter().any(|s| v == s.text())
+        }
+        (Test::Cidr(nets), Some(Value::String(_))) => view
+            .ip(slot)
+            .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        // Ignoring case: the value is lower-cased once per event, not
+        // once per test (the needles were at load).
+        (Test::Contains(needles, true), Some(Value::String(_))) => {
+            let hay = view.lower(slot);
+            needles.iter().any(|n| hay.contains(n.as_str()))
+        }
+        (Test::StartsWith(needles, true), Some(Value::String(_))) => {
+            let hay = view.lower(slot);
+            needles.iter().any(|n| hay.starts_with(n.as_str()))
+        }
+        (Test::EndsWith(needles, true), Some(Value::String(_))) => {
+            let hay = view.lower(slot);
+            needles.iter().any(|n| hay.ends_with(n.as_str()))
+        }
+        (Test::Equals(s, true), Some(Value::String(_))) if s.num().is_none() => {
+            view.lower(slot) == s.text()
+        }
+        (Test::In(list, true), Some(Value::String(_)))
+            if list.iter().all(|s| s.num().is_none()) =>
+        {
+            let hay = view.lower(slot);
+            list.iter().any(|s| hay == s.text())
+        }
+        (t, Some(v)) => test_value(t, v),
+    })
 }
 
 /// One event's fields by slot, each looked up once.
@@ -146,7 +260,20 @@ pub(crate) struct FieldView<'e> {
     keys: Vec<Option<Option<GroupKey>>>,
     /// Where key texts are written before they are shared.
     text: String,
+    /// Field test results by [`Slots::test_id`] number: [`MEMO_UNKNOWN`]
+    /// until made.
+    memo: Vec<u8>,
+    /// Lower-cased string values by slot (for tests that ignore case);
+    /// `None`: not lower-cased yet.
+    lower: Vec<Option<String>>,
+    /// The slots `lower` holds a value of (cleared with the next event).
+    lowered: Vec<usize>,
 }
+
+/// A field test not made yet for this event.
+const MEMO_UNKNOWN: u8 = 0;
+const MEMO_FALSE: u8 = 1;
+const MEMO_TRUE: u8 = 2;
 
 /// A slot not looked up yet.
 const UNREAD: u32 = u32::MAX;
@@ -161,6 +288,9 @@ pub(crate) struct ViewBuffers {
     ips: Vec<Option<Option<IpAddr>>>,
     keys: Vec<Option<Option<GroupKey>>>,
     text: String,
+    memo: Vec<u8>,
+    lower: Vec<Option<String>>,
+    lowered: Vec<usize>,
 }
 
 impl<'e> FieldView<'e> {
@@ -181,6 +311,9 @@ impl<'e> FieldView<'e> {
             mut ips,
             mut keys,
             text,
+            mut memo,
+            mut lower,
+            mut lowered,
         } = buffers;
         values.clear();
         values.resize(names.len(), UNREAD);
@@ -188,6 +321,15 @@ impl<'e> FieldView<'e> {
         ips.resize(names.len(), None);
         keys.clear();
         keys.resize(slots.key_count(), None);
+        memo.clear();
+        memo.resize(slots.test_count(), MEMO_UNKNOWN);
+        // Few slots are lower-cased: clear those, not all.
+        for slot in lowered.drain(..) {
+            if let Some(l) = lower.get_mut(slot) {
+                *l = None;
+            }
+        }
+        lower.resize(names.len(), None);
         FieldView {
             fields,
             names,
@@ -195,6 +337,9 @@ impl<'e> FieldView<'e> {
             ips,
             keys,
             text,
+            memo,
+            lower,
+            lowered,
         }
     }
 
@@ -205,6 +350,9 @@ impl<'e> FieldView<'e> {
             ips,
             mut keys,
             text,
+            memo,
+            lower,
+            lowered,
             ..
         } = self;
         // Group keys share their text: let go of it now.
@@ -214,6 +362,9 @@ impl<'e> FieldView<'e> {
             ips,
             keys,
             text,
+            memo,
+            lower,
+            lowered,
         }
     }
 
@@ -244,6 +395,16 @@ impl<'e> FieldView<'e> {
             .and_then(|s| s.parse::<IpAddr>().ok());
         self.ips[slot] = Some(ip);
         ip
+    }
+
+    /// The field lower-cased, when it is a string (otherwise empty).
+    fn lower(&mut self, slot: usize) -> &str {
+        if self.lower[slot].is_none() {
+            let text = self.get(slot).and_then(Value::as_str).unwrap_or_default();
+            self.lower[slot] = Some(text.to_lowercase());
+            self.lowered.push(slot);
+        }
+        self.lower[slot].as_deref().unwrap_or_default()
     }
 
     /// The group key of `spec`, built once per event.

@@ -129,6 +129,20 @@ pub(crate) enum Test {
     InList(std::sync::Arc<crate::lists::List>),
 }
 
+impl Test {
+    /// Text that is the same for two tests exactly when they give the same
+    /// answers on every value (a list is told by its identity: a reloaded
+    /// list is another one), so that the engine can test once per event
+    /// what many rules test.
+    pub(crate) fn memo_key(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = match self {
+            Test::InList(list) => write!(out, "in_list@{:p};", std::sync::Arc::as_ptr(list)),
+            t => write!(out, "{t:?};"),
+        };
+    }
+}
+
 /// One problem in a condition: (path inside the rule, message, text to find
 /// its line by).
 pub(crate) type CondProblem = (String, String, String);
