@@ -251,11 +251,16 @@ fn field_holds(slot: usize, tests: &[Test], view: &mut FieldView<'_>) -> bool {
 pub(crate) struct FieldView<'e> {
     fields: &'e Fields,
     names: &'e [String],
-    /// Where each slot's field is in `fields`: [`UNREAD`] until looked up,
-    /// [`ABSENT`] when the event lacks it.
-    values: Vec<u32>,
-    /// `None`: not parsed yet; only for string values.
-    ips: Vec<Option<Option<IpAddr>>>,
+    /// This view's number ([`ViewBuffers::epoch`]): the slot caches below
+    /// hold this event's entries where they carry it, and entries of
+    /// earlier events elsewhere, so that a new view clears nothing.
+    epoch: u32,
+    /// Where each slot's field is in `fields` (low half; [`ABSENT`] when
+    /// the event lacks it), and the epoch it was looked up in (high half).
+    values: Vec<u64>,
+    /// Each slot parsed as an address (only string values), and the epoch
+    /// it was parsed in.
+    ips: Vec<(u32, Option<IpAddr>)>,
     /// Group keys by [`KeySpec`] number; `None`: not built yet.
     keys: Vec<Option<Option<GroupKey>>>,
     /// Where key texts are written before they are shared.
@@ -263,11 +268,9 @@ pub(crate) struct FieldView<'e> {
     /// Field test results by [`Slots::test_id`] number: [`MEMO_UNKNOWN`]
     /// until made.
     memo: Vec<u8>,
-    /// Lower-cased string values by slot (for tests that ignore case);
-    /// `None`: not lower-cased yet.
-    lower: Vec<Option<String>>,
-    /// The slots `lower` holds a value of (cleared with the next event).
-    lowered: Vec<usize>,
+    /// Lower-cased string values by slot (for tests that ignore case),
+    /// and the epoch they were lower-cased in.
+    lower: Vec<(u32, String)>,
 }
 
 /// A field test not made yet for this event.
@@ -275,8 +278,6 @@ const MEMO_UNKNOWN: u8 = 0;
 const MEMO_FALSE: u8 = 1;
 const MEMO_TRUE: u8 = 2;
 
-/// A slot not looked up yet.
-const UNREAD: u32 = u32::MAX;
 /// A slot whose field the event lacks.
 const ABSENT: u32 = u32::MAX - 1;
 
@@ -284,13 +285,14 @@ const ABSENT: u32 = u32::MAX - 1;
 /// viewing an event allocates nothing.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ViewBuffers {
-    values: Vec<u32>,
-    ips: Vec<Option<Option<IpAddr>>>,
+    /// The number of the last view (0: none yet); see [`FieldView::epoch`].
+    epoch: u32,
+    values: Vec<u64>,
+    ips: Vec<(u32, Option<IpAddr>)>,
     keys: Vec<Option<Option<GroupKey>>>,
     text: String,
     memo: Vec<u8>,
-    lower: Vec<Option<String>>,
-    lowered: Vec<usize>,
+    lower: Vec<(u32, String)>,
 }
 
 impl<'e> FieldView<'e> {
@@ -307,104 +309,119 @@ impl<'e> FieldView<'e> {
     ) -> FieldView<'e> {
         let names = slots.names();
         let ViewBuffers {
+            epoch,
             mut values,
             mut ips,
             mut keys,
             text,
             mut memo,
             mut lower,
-            mut lowered,
         } = buffers;
-        values.clear();
-        values.resize(names.len(), UNREAD);
-        ips.clear();
-        ips.resize(names.len(), None);
+        let mut epoch = epoch.wrapping_add(1);
+        if epoch == 0 {
+            // Four billion events later: entries of epoch 1 would pass
+            // for this event's.
+            values.fill(0);
+            ips.fill((0, None));
+            lower.iter_mut().for_each(|(e, _)| *e = 0);
+            epoch = 1;
+        }
+        // The slots of another engine (a reload) number other fields, but
+        // their entries are all of earlier epochs.
+        if values.len() < names.len() {
+            values.resize(names.len(), 0);
+            ips.resize(names.len(), (0, None));
+            lower.resize(names.len(), (0, String::new()));
+        }
         keys.clear();
         keys.resize(slots.key_count(), None);
         memo.clear();
         memo.resize(slots.test_count(), MEMO_UNKNOWN);
-        // Few slots are lower-cased: clear those, not all.
-        for slot in lowered.drain(..) {
-            if let Some(l) = lower.get_mut(slot) {
-                *l = None;
-            }
-        }
-        lower.resize(names.len(), None);
         FieldView {
             fields,
             names,
+            epoch,
             values,
             ips,
             keys,
             text,
             memo,
             lower,
-            lowered,
         }
     }
 
     /// Its vectors, for the next event's view.
     pub(crate) fn into_buffers(self) -> ViewBuffers {
         let FieldView {
+            epoch,
             values,
             ips,
             mut keys,
             text,
             memo,
             lower,
-            lowered,
             ..
         } = self;
         // Group keys share their text: let go of it now.
         keys.clear();
         ViewBuffers {
+            epoch,
             values,
             ips,
             keys,
             text,
             memo,
             lower,
-            lowered,
         }
     }
 
     #[inline]
     pub(crate) fn get(&mut self, slot: usize) -> Option<&'e Value> {
-        let at = match self.values[slot] {
-            UNREAD => {
-                let at = self
-                    .fields
-                    .position(&self.names[slot])
-                    .map_or(ABSENT, |i| i as u32);
-                self.values[slot] = at;
-                at
-            }
-            at => at,
+        let entry = self.values[slot];
+        let at = if (entry >> 32) as u32 == self.epoch {
+            entry as u32
+        } else {
+            let at = self
+                .fields
+                .position(&self.names[slot])
+                .map_or(ABSENT, |i| i as u32);
+            self.values[slot] = u64::from(self.epoch) << 32 | u64::from(at);
+            at
         };
         (at != ABSENT).then(|| self.fields.value_at(at as usize))
     }
 
     /// The field parsed as an address, when it is a string.
     fn ip(&mut self, slot: usize) -> Option<IpAddr> {
-        if let Some(ip) = self.ips[slot] {
+        if let (epoch, ip) = self.ips[slot]
+            && epoch == self.epoch
+        {
             return ip;
         }
         let ip = self
             .get(slot)
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<IpAddr>().ok());
-        self.ips[slot] = Some(ip);
+        self.ips[slot] = (self.epoch, ip);
         ip
     }
 
     /// The field lower-cased, when it is a string (otherwise empty).
     fn lower(&mut self, slot: usize) -> &str {
-        if self.lower[slot].is_none() {
+        if self.lower[slot].0 != self.epoch {
             let text = self.get(slot).and_then(Value::as_str).unwrap_or_default();
-            self.lower[slot] = Some(text.to_lowercase());
-            self.lowered.push(slot);
+            let (epoch, lower) = &mut self.lower[slot];
+            *epoch = self.epoch;
+            lower.clear();
+            if text.is_ascii() {
+                // The same as `to_lowercase`, in the slot's own buffer.
+                lower.push_str(text);
+                lower.make_ascii_lowercase();
+            } else {
+                lower.push_str(&text.to_lowercase());
+            }
         }
-        self.lower[slot].as_deref().unwrap_or_default()
+        &self.lower[slot].1
     }
 
     /// The group key of `spec`, built once per event.
