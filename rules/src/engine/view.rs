@@ -261,8 +261,9 @@ pub(crate) struct FieldView<'e> {
     /// Each slot parsed as an address (only string values), and the epoch
     /// it was parsed in.
     ips: Vec<(u32, Option<IpAddr>)>,
-    /// Group keys by [`KeySpec`] number; `None`: not built yet.
-    keys: Vec<Option<Option<GroupKey>>>,
+    /// Group keys by [`KeySpec`] number (`None`: a key field is missing),
+    /// and the epoch they were built in.
+    keys: Vec<(u32, Option<GroupKey>)>,
     /// Where key texts are written before they are shared.
     text: String,
     /// Field test results by [`Slots::test_id`] number: [`MEMO_UNKNOWN`]
@@ -289,7 +290,7 @@ pub(crate) struct ViewBuffers {
     epoch: u32,
     values: Vec<u64>,
     ips: Vec<(u32, Option<IpAddr>)>,
-    keys: Vec<Option<Option<GroupKey>>>,
+    keys: Vec<(u32, Option<GroupKey>)>,
     text: String,
     memo: Vec<u8>,
     lower: Vec<(u32, String)>,
@@ -323,6 +324,7 @@ impl<'e> FieldView<'e> {
             // for this event's.
             values.fill(0);
             ips.fill((0, None));
+            keys.fill((0, None));
             lower.iter_mut().for_each(|(e, _)| *e = 0);
             epoch = 1;
         }
@@ -333,8 +335,9 @@ impl<'e> FieldView<'e> {
             ips.resize(names.len(), (0, None));
             lower.resize(names.len(), (0, String::new()));
         }
-        keys.clear();
-        keys.resize(slots.key_count(), None);
+        if keys.len() < slots.key_count() {
+            keys.resize(slots.key_count(), (0, None));
+        }
         memo.clear();
         memo.resize(slots.test_count(), MEMO_UNKNOWN);
         FieldView {
@@ -356,14 +359,12 @@ impl<'e> FieldView<'e> {
             epoch,
             values,
             ips,
-            mut keys,
+            keys,
             text,
             memo,
             lower,
             ..
         } = self;
-        // Group keys share their text: let go of it now.
-        keys.clear();
         ViewBuffers {
             epoch,
             values,
@@ -375,7 +376,7 @@ impl<'e> FieldView<'e> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&mut self, slot: usize) -> Option<&'e Value> {
         let entry = self.values[slot];
         let at = if (entry >> 32) as u32 == self.epoch {
@@ -426,7 +427,9 @@ impl<'e> FieldView<'e> {
 
     /// The group key of `spec`, built once per event.
     pub(crate) fn shared_key(&mut self, spec: &KeySpec) -> Option<GroupKey> {
-        if let Some(k) = &self.keys[spec.id] {
+        if let (epoch, k) = &self.keys[spec.id]
+            && *epoch == self.epoch
+        {
             return k.clone();
         }
         let mut text = std::mem::take(&mut self.text);
@@ -434,7 +437,7 @@ impl<'e> FieldView<'e> {
             .write_key(&spec.names, &spec.slots, &mut text)
             .then(|| GroupKey::new(Arc::from(text.as_str())));
         self.text = text;
-        self.keys[spec.id] = Some(k.clone());
+        self.keys[spec.id] = (self.epoch, k.clone());
         k
     }
 
