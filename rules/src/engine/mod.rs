@@ -119,10 +119,65 @@ pub struct Engine {
     silences: Vec<usize>,
     /// Per rule, its conditions and key fields resolved to field slots.
     compiled: Vec<Compiled>,
+    /// Per rule, the shared tests its condition needs, side by side: most
+    /// candidates are decided from these alone (see [`Shared`]).
+    shared: Vec<Shared>,
     /// The field name of every slot.
     slots: Slots,
     /// The group key of single-event rules' detections.
     no_key: Arc<str>,
+}
+
+/// The tests of a rule's condition (at most [`Shared::MAX`] of the `all:`
+/// at its top) that other rules make too, by [`Slots::settle_tests`]
+/// number: when one of them already failed for the event, the condition
+/// fails; when the condition is only these and all passed, it holds.
+#[derive(Debug, Clone, Copy)]
+struct Shared {
+    tests: [u32; Shared::MAX],
+    len: u8,
+    /// The condition is these tests and nothing else.
+    only: bool,
+}
+
+impl Shared {
+    const MAX: usize = 6;
+
+    fn of(condition: &Fast) -> Shared {
+        let mut shared = Shared {
+            tests: [0; Shared::MAX],
+            len: 0,
+            only: true,
+        };
+        let top = match condition {
+            Fast::All(cs) => cs.as_slice(),
+            c => std::slice::from_ref(c),
+        };
+        for c in top {
+            match c.memo() {
+                Some(memo) if usize::from(shared.len) < Shared::MAX => {
+                    shared.tests[usize::from(shared.len)] = memo;
+                    shared.len += 1;
+                }
+                _ => shared.only = false,
+            }
+        }
+        shared
+    }
+
+    /// The condition's answer when the tests already made tell it.
+    #[inline]
+    fn decide(&self, view: &FieldView<'_>) -> Option<bool> {
+        let mut all = self.only;
+        for &t in &self.tests[..usize::from(self.len)] {
+            match view.made(t) {
+                Some(false) => return Some(false),
+                Some(true) => {}
+                None => all = false,
+            }
+        }
+        all.then_some(true)
+    }
 }
 
 /// One rule with its field names resolved to [`Slots`].
@@ -224,6 +279,7 @@ impl Engine {
                 steps.iter_mut().for_each(|(f, _)| f.settle(&renumbered));
             }
         }
+        let shared = compiled.iter().map(|c| Shared::of(&c.condition)).collect();
         Engine {
             no_key: Arc::from(""),
             rules,
@@ -232,6 +288,7 @@ impl Engine {
             index,
             silences,
             compiled,
+            shared,
             slots,
         }
     }
@@ -353,11 +410,17 @@ impl Engine {
             .candidates(&mut view, &mut state.index_scratch, &mut candidates);
         for &i in &candidates {
             let i = i as usize;
+            // A thousand rules' conditions are far apart in memory; the
+            // tests they share are decided once per event and read here
+            // side by side.
+            match self.shared[i].decide(&view) {
+                Some(false) => continue,
+                Some(true) => {}
+                None if !self.compiled[i].condition.eval(&mut view) => continue,
+                None => {}
+            }
             let rule = &rules[i];
             let compiled = &self.compiled[i];
-            if !compiled.condition.eval(&mut view) {
-                continue;
-            }
             match (&rule.kind, &compiled.kind) {
                 (RuleKind::Threshold(t), CompiledKind::Threshold(by, distinct)) => {
                     self.threshold(state, i, t, (by, *distinct), ev, &mut view, out);
@@ -576,7 +639,12 @@ impl Engine {
                     };
                     if let Some(g) = self.touch_group(state, at, &key, now, within, fresh) {
                         g.last_ms = now;
-                        g.data = fresh();
+                        // A group just made is fresh already.
+                        let made = matches!(&g.data, GroupData::Sequence { next: 1, start_ms, evidence }
+                            if *start_ms == now && evidence[..] == [ev.id]);
+                        if !made {
+                            g.data = fresh();
+                        }
                     }
                     return;
                 }

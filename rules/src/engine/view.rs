@@ -166,6 +166,14 @@ impl Fast {
         }
     }
 
+    /// The number of a field test whose result a view keeps.
+    pub(crate) fn memo(&self) -> Option<u32> {
+        match self {
+            Fast::Field { memo, .. } if *memo != NO_MEMO => Some(*memo),
+            _ => None,
+        }
+    }
+
     /// Applies [`Slots::settle_tests`]'s numbering.
     pub(crate) fn settle(&mut self, renumbered: &[u32]) {
         match self {
@@ -405,6 +413,16 @@ impl<'e> FieldView<'e> {
             .and_then(|s| s.parse::<IpAddr>().ok());
         self.ips[slot] = (self.epoch, ip);
         ip
+    }
+
+    /// The result of the kept test `memo` when it was made for this event.
+    #[inline]
+    pub(crate) fn made(&self, memo: u32) -> Option<bool> {
+        match self.memo[memo as usize] {
+            MEMO_FALSE => Some(false),
+            MEMO_TRUE => Some(true),
+            _ => None,
+        }
     }
 
     /// The field lower-cased, when it is a string (otherwise empty).
