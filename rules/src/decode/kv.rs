@@ -40,11 +40,11 @@ pub(crate) fn parse_with(s: &str, sep: u8, delim: Option<u8>) -> impl Iterator<I
             return None;
         }
         let start = at;
-        let token_end = bytes[start..]
-            .iter()
-            .position(|&b| is_end(b))
+        // Netfilter lines are twenty pairs: searched for, not walked byte
+        // by byte (and each byte once).
+        let token_end = memchr::memchr3(b' ', b'\t', delim, &bytes[start..])
             .map_or(bytes.len(), |n| start + n);
-        match bytes[start..token_end].iter().position(|&b| b == sep) {
+        match memchr::memchr(sep, &bytes[start..token_end]) {
             Some(0) | None => {
                 at = token_end;
                 Some(Item::Flag(&s[start..token_end]))
@@ -57,12 +57,9 @@ pub(crate) fn parse_with(s: &str, sep: u8, delim: Option<u8>) -> impl Iterator<I
                     at = s.len() - remaining.len();
                     Some(Item::Pair(key, value))
                 } else {
-                    let end = bytes[value_at..]
-                        .iter()
-                        .position(|&b| is_end(b))
-                        .map_or(bytes.len(), |n| value_at + n);
-                    at = end;
-                    Some(Item::Pair(key, Cow::Borrowed(&s[value_at..end])))
+                    // An unquoted value ends where its token does.
+                    at = token_end;
+                    Some(Item::Pair(key, Cow::Borrowed(&s[value_at..token_end])))
                 }
             }
         }
