@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::convert::{Convert, ConvertName};
+use super::pairs::Pairs;
 use crate::yaml::{Located, OneOrMany};
 
 /// One decoder as written in a file under `decoders:`.
@@ -260,14 +261,23 @@ pub(crate) struct When {
     /// The `contains` texts, each searcher built once: the decoders that
     /// name no program test theirs on every line of every program they come
     /// before, and `str::contains` prepares its search at each call.
-    pub contains: Vec<memchr::memmem::Finder<'static>>,
+    /// With each text, its byte pairs (see [`super::pairs`]).
+    pub contains: Vec<(memchr::memmem::Finder<'static>, Pairs)>,
     pub ends_with: Vec<String>,
 }
 
 impl When {
-    /// Whether the decoder may try `text`.
+    /// Whether the decoder may try `text`. With `pairs`, the `contains`
+    /// texts whose byte pairs `text` lacks are not searched for (the pairs
+    /// of `text` are read into it when it is empty).
     #[inline]
-    pub(crate) fn accepts(&self, text: &str, source_type: &str, program: Option<&str>) -> bool {
+    pub(crate) fn accepts(
+        &self,
+        text: &str,
+        source_type: &str,
+        program: Option<&str>,
+        pairs: Option<&mut Option<Pairs>>,
+    ) -> bool {
         (self.source_type.is_empty()
             || source_type.is_empty()
             || self.source_type.iter().any(|s| s == source_type))
@@ -280,11 +290,13 @@ impl When {
                     .any(|s| text.starts_with(s.as_str())))
             && (self.ends_with.is_empty()
                 || self.ends_with.iter().any(|s| text.ends_with(s.as_str())))
-            && (self.contains.is_empty()
-                || self
-                    .contains
-                    .iter()
-                    .any(|f| f.find(text.as_bytes()).is_some()))
+            && (self.contains.is_empty() || {
+                let have = pairs.map(|p| *p.get_or_insert_with(|| Pairs::of(text.as_bytes())));
+                self.contains.iter().any(|(f, want)| {
+                    have.is_none_or(|have| have.may_contain(want))
+                        && f.find(text.as_bytes()).is_some()
+                })
+            })
     }
 }
 
@@ -451,7 +463,10 @@ pub(crate) fn compile(
         source_type: cfg.when.source_type.clone().unwrap_or_default().0,
         starts_with: cfg.when.starts_with.clone().unwrap_or_default().0,
         contains: (cfg.when.contains.iter().flat_map(|c| &c.0))
-            .map(|s| memchr::memmem::Finder::new(s).into_owned())
+            .map(|s| {
+                let finder = memchr::memmem::Finder::new(s).into_owned();
+                (finder, Pairs::of(s.as_bytes()))
+            })
             .collect(),
         ends_with: cfg.when.ends_with.clone().unwrap_or_default().0,
     };

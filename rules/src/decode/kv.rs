@@ -42,8 +42,8 @@ pub(crate) fn parse_with(s: &str, sep: u8, delim: Option<u8>) -> impl Iterator<I
         let start = at;
         // Netfilter lines are twenty pairs: searched for, not walked byte
         // by byte (and each byte once).
-        let token_end = memchr::memchr3(b' ', b'\t', delim, &bytes[start..])
-            .map_or(bytes.len(), |n| start + n);
+        let token_end =
+            memchr::memchr3(b' ', b'\t', delim, &bytes[start..]).map_or(bytes.len(), |n| start + n);
         match memchr::memchr(sep, &bytes[start..token_end]) {
             Some(0) | None => {
                 at = token_end;

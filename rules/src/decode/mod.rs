@@ -22,6 +22,7 @@ pub(crate) mod convert;
 pub(crate) mod formats;
 pub(crate) mod kv;
 pub(crate) mod netfilter;
+pub(crate) mod pairs;
 pub(crate) mod syslog;
 
 use std::borrow::Cow;
@@ -117,13 +118,13 @@ impl KnownIds {
 /// accepts, so that a line does not visit the decoders of other programs.
 #[derive(Debug, Default)]
 struct Level {
-    all: Vec<usize>,
+    all: Candidates,
     /// For each program some candidate names: the candidates that accept it
     /// (those naming it and those without a program condition).
-    by_program: HashMap<String, Vec<usize>>,
+    by_program: HashMap<String, Candidates>,
     /// The candidates without a program condition: those that accept a
     /// program no candidate names.
-    any_program: Vec<usize>,
+    any_program: Candidates,
 }
 
 impl Level {
@@ -137,25 +138,27 @@ impl Level {
         for &i in &all {
             for p in &decoders[i].when.program {
                 by_program.entry(p.clone()).or_insert_with(|| {
-                    all.iter()
+                    let ids = all
+                        .iter()
                         .copied()
                         .filter(|&j| {
                             let w = &decoders[j].when.program;
                             w.is_empty() || w.contains(p)
                         })
-                        .collect()
+                        .collect();
+                    Candidates::new(ids, decoders)
                 });
             }
         }
         Level {
-            all,
+            all: Candidates::new(all, decoders),
             by_program,
-            any_program,
+            any_program: Candidates::new(any_program, decoders),
         }
     }
 
     /// The candidates whose program condition `program` (none: any) meets.
-    fn candidates(&self, program: Option<&str>) -> &[usize] {
+    fn candidates(&self, program: Option<&str>) -> &Candidates {
         match program {
             None => &self.all,
             Some(p) => self.by_program.get(p).unwrap_or(&self.any_program),
@@ -163,7 +166,35 @@ impl Level {
     }
 
     fn is_empty(&self) -> bool {
-        self.all.is_empty()
+        self.all.ids.is_empty()
+    }
+}
+
+/// Decoders a line visits in turn.
+#[derive(Debug, Default)]
+struct Candidates {
+    ids: Vec<usize>,
+    /// Whether a line's byte pairs are worth reading before the `contains`
+    /// texts are searched for (see [`pairs`]): when many texts come before
+    /// the first decoder of a named program (from [`Candidates::PAIRS_FROM`]
+    /// texts on; fewer are searched for faster than a line's pairs are read).
+    pairs: bool,
+}
+
+impl Candidates {
+    const PAIRS_FROM: usize = 12;
+
+    fn new(ids: Vec<usize>, decoders: &[Decoder]) -> Candidates {
+        let texts_first: usize = ids
+            .iter()
+            .map(|&i| &decoders[i].when)
+            .take_while(|w| w.program.is_empty())
+            .map(|w| w.contains.len())
+            .sum();
+        Candidates {
+            pairs: texts_first >= Candidates::PAIRS_FROM,
+            ids,
+        }
     }
 }
 
@@ -433,9 +464,13 @@ impl Decoders {
             fields: staging_take(),
             ..Staged::default()
         };
-        for &id in level.candidates(program) {
+        let candidates = level.candidates(program);
+        // The line's byte pairs, read when a candidate first needs them.
+        let mut pairs = None;
+        for &id in &candidates.ids {
             let d = &self.decoders[id];
-            if !d.when.accepts(text, input.source_type, program) {
+            let pairs = candidates.pairs.then_some(&mut pairs);
+            if !d.when.accepts(text, input.source_type, program, pairs) {
                 continue;
             }
             caps.clear();

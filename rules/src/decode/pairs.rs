@@ -1,0 +1,60 @@
+//! Which byte pairs a text holds, as 256 bits: a cheap first test of the
+//! `when: contains` texts of many decoders at once.
+//!
+//! A line of a program no decoder names (cron, systemd, postfix), or of one
+//! whose decoders come late in load order (sshd), is tested against the
+//! `contains` texts of every decoder that names no program, some thirty
+//! searches. A text can only hold a needle that holds none of its pairs
+//! elsewhere: reading the line's pairs once rules most needles out with a
+//! few bit tests, and only the others are searched for.
+
+/// The byte pairs of a text, each hashed to one of 256 bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Pairs([u64; 4]);
+
+impl Pairs {
+    /// The pairs of `text` (none for a text shorter than two bytes).
+    pub(crate) fn of(text: &[u8]) -> Pairs {
+        let mut bits = [0u64; 4];
+        for w in text.windows(2) {
+            let at = slot(w[0], w[1]);
+            bits[at >> 6] |= 1 << (at & 63);
+        }
+        Pairs(bits)
+    }
+
+    /// Whether every pair of `needle` is among these: false means that the
+    /// text these came from cannot contain the needle.
+    #[inline]
+    pub(crate) fn may_contain(&self, needle: &Pairs) -> bool {
+        self.0
+            .iter()
+            .zip(&needle.0)
+            .all(|(have, want)| have & want == *want)
+    }
+}
+
+/// The bit of the pair `(a, b)` (multiplicative hashing, top 8 bits).
+#[inline]
+fn slot(a: u8, b: u8) -> usize {
+    ((u32::from(a) << 8 | u32::from(b)).wrapping_mul(0x9E37_79B1) >> 24) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_may_contain_what_it_contains_and_not_what_it_lacks_a_pair_of() {
+        let line = Pairs::of(b"Accepted publickey for alice from 198.51.100.4 port 40022 ssh2");
+        for needle in ["Accepted", "alice from", "ssh2", " port ", "1"] {
+            assert!(line.may_contain(&Pairs::of(needle.as_bytes())), "{needle}");
+        }
+        // Every pair of these is absent from the line (no bit collides).
+        for needle in ["%ASA-", "logid=", "[junos@", "<EPOevent>"] {
+            assert!(!line.may_contain(&Pairs::of(needle.as_bytes())), "{needle}");
+        }
+        // One byte has no pair: it is never ruled out.
+        assert!(Pairs::of(b"").may_contain(&Pairs::of(b",")));
+    }
+}
