@@ -915,3 +915,79 @@ fn inconsistent_saved_state_is_refused() {
         Err(StateFormatError::Inconsistent(_))
     ));
 }
+
+/// Property: rules that share field tests (which the engine makes once per
+/// event, and reads first to rule candidates out) match exactly the events
+/// each matches on its own, whatever the mix of `all`, `any`, `not`, cases
+/// and kinds of test.
+#[test]
+fn rules_sharing_tests_match_as_each_does_alone() {
+    // Leaves drawn from a small vocabulary, so that many rules share them.
+    const LEAVES: &[&str] = &[
+        "{ field: module, equals: sshd }",
+        "{ field: module, equals: iptables }",
+        "{ field: action, in: [deny, drop] }",
+        "{ field: action, equals: allow }",
+        "{ field: user, equals: ROOT, case_insensitive: true }",
+        "{ field: user, in: [admin, root] }",
+        "{ field: user, contains: DM, case_insensitive: true }",
+        "{ field: user, starts_with: ad, case_insensitive: true }",
+        "{ field: user, ends_with: OT, case_insensitive: true }",
+        "{ field: ip, cidr: [10.0.0.0/8] }",
+        "{ field: port, gte: 1000 }",
+        "{ field: port, equals: 22 }",
+        "{ field: host, exists: true }",
+        "{ field: host, regex: '^web[0-9]+$' }",
+    ];
+    let mut rng = Rng(0x5eed_1234_abcd_0042);
+    let leaf = |rng: &mut Rng| LEAVES[rng.below(LEAVES.len() as u64) as usize].to_string();
+    let mut yaml = String::from("rules:\n");
+    for i in 0..60 {
+        let parts: Vec<String> = (0..1 + rng.below(4)).map(|_| leaf(&mut rng)).collect();
+        let condition = match rng.below(5) {
+            0 => parts[0].clone(),
+            1 => format!("{{ any: [{}] }}", parts.join(", ")),
+            2 => format!("{{ not: {} }}", parts[0]),
+            3 => format!(
+                "{{ all: [{}, {{ not: {} }}] }}",
+                parts.join(", "),
+                leaf(&mut rng)
+            ),
+            _ => format!("{{ all: [{}] }}", parts.join(", ")),
+        };
+        yaml.push_str(&format!(
+            "  - id: r{i}\n    title: t\n    severity: low\n    match: {condition}\n    summary: s\n"
+        ));
+    }
+    let set = rules(&yaml);
+    let engine = Engine::new(set.clone());
+    let values: &[(&str, &[&str])] = &[
+        ("module", &["sshd", "iptables", "clamav"]),
+        ("action", &["deny", "drop", "allow", "login"]),
+        ("user", &["root", "Root", "admin", "ADMIN", "guest"]),
+        ("ip", &["10.1.2.3", "192.0.2.7", "not an ip"]),
+        ("port", &["22", "8080", "443"]),
+        ("host", &["web01", "db01", "web"]),
+    ];
+    let mut events = Vec::new();
+    for id in 1..=400 {
+        let mut kv: Vec<(&str, &str)> = Vec::new();
+        for (k, vs) in values {
+            if rng.below(5) > 0 {
+                kv.push((k, vs[rng.below(vs.len() as u64) as usize]));
+            }
+        }
+        events.push(ev(id, id as i64, &kv));
+    }
+    let (got, _) = run(&engine, &events);
+    let mut want = Vec::new();
+    for e in &events {
+        for r in set.rules() {
+            if r.matches(e) {
+                want.push((r.id.clone(), String::new(), vec![e.id], 0));
+            }
+        }
+    }
+    assert!(want.len() > 400, "the rules match often: {}", want.len());
+    assert_eq!(got, want);
+}

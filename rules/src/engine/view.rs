@@ -563,6 +563,40 @@ mod tests {
         }
     }
 
+    /// After four billion views the epoch starts again at 1: what was
+    /// cached under epoch 1 must not pass for the new event's.
+    #[test]
+    fn a_wrapped_epoch_does_not_read_old_entries() {
+        let first: Fields = serde_json::from_value(
+            serde_json::json!({"a": 1, "user.name": "Alice", "source.ip": "10.0.0.1"}),
+        )
+        .unwrap_or_default();
+        let second: Fields = serde_json::from_value(
+            serde_json::json!({"user.name": "Bob", "source.ip": "192.0.2.1"}),
+        )
+        .unwrap_or_default();
+        let mut slots = Slots::default();
+        let user = slots.id("user.name");
+        let ip = slots.id("source.ip");
+        let spec = slots.key(&["user.name".to_string()], &["user.name".to_string()]);
+        let mut view = FieldView::new(&first, &slots);
+        assert_eq!(view.epoch, 1);
+        assert_eq!(view.lower(user), "alice");
+        assert!(view.ip(ip).is_some_and(|a| a.is_ipv4()));
+        assert!(view.shared_key(&spec).is_some());
+        let mut buffers = view.into_buffers();
+        buffers.epoch = u32::MAX;
+        let mut view = FieldView::with_buffers(&second, &slots, buffers);
+        assert_eq!(view.epoch, 1);
+        assert_eq!(view.get(user), Some(&Value::from("Bob")));
+        assert_eq!(view.lower(user), "bob");
+        assert_eq!(view.ip(ip), "192.0.2.1".parse().ok());
+        assert_eq!(
+            view.shared_key(&spec).map(|k| k.as_str().to_string()),
+            Some("user.name=Bob".to_string())
+        );
+    }
+
     #[test]
     fn keys_match_the_engine_format() {
         let ev: Fields = serde_json::from_value(serde_json::json!({
