@@ -4,9 +4,11 @@
 //! A line of a program no decoder names (cron, systemd, postfix), or of one
 //! whose decoders come late in load order (sshd), is tested against the
 //! `contains` texts of every decoder that names no program, some thirty
-//! searches. A text can only hold a needle that holds none of its pairs
-//! elsewhere: reading the line's pairs once rules most needles out with a
-//! few bit tests, and only the others are searched for.
+//! searches. A text can only contain a needle if it holds every byte pair
+//! of the needle: reading the line's pairs once rules most needles out with
+//! a few bit tests, and only the others are searched for. Pairs share bits,
+//! so a needle may pass without being there; it is then searched for, and
+//! the answer is the same as without this test.
 
 /// The byte pairs of a text, each hashed to one of 256 bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
