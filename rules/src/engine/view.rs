@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::state::GroupKey;
-use crate::rule::condition::{Condition, Test, test_value};
+use crate::rule::condition::{Condition, Test, test_text, test_value};
 
 /// Field names numbered in first-seen order, and the distinct group keys
 /// rules build from them.
@@ -229,27 +229,9 @@ fn field_holds(slot: usize, tests: &[Test], view: &mut FieldView<'_>) -> bool {
             .ip(slot)
             .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
         // Ignoring case: the value is lower-cased once per event, not
-        // once per test (the needles were at load).
-        (Test::Contains(needles, true), Some(Value::String(_))) => {
-            let hay = view.lower(slot);
-            needles.iter().any(|n| hay.contains(n.as_str()))
-        }
-        (Test::StartsWith(needles, true), Some(Value::String(_))) => {
-            let hay = view.lower(slot);
-            needles.iter().any(|n| hay.starts_with(n.as_str()))
-        }
-        (Test::EndsWith(needles, true), Some(Value::String(_))) => {
-            let hay = view.lower(slot);
-            needles.iter().any(|n| hay.ends_with(n.as_str()))
-        }
-        (Test::Equals(s, true), Some(Value::String(_))) if s.num().is_none() => {
-            view.lower(slot) == s.text()
-        }
-        (Test::In(list, true), Some(Value::String(_)))
-            if list.iter().all(|s| s.num().is_none()) =>
-        {
-            let hay = view.lower(slot);
-            list.iter().any(|s| hay == s.text())
+        // once per test.
+        (t, Some(Value::String(v))) if t.ignores_case() => {
+            test_text(t, v, || v.trim().parse().ok(), Some(view.lower(slot)))
         }
         (t, Some(v)) => test_value(t, v),
     })

@@ -130,6 +130,18 @@ pub(crate) enum Test {
 }
 
 impl Test {
+    /// Whether it compares text ignoring case.
+    pub(crate) fn ignores_case(&self) -> bool {
+        matches!(
+            self,
+            Test::Equals(_, true)
+                | Test::In(_, true)
+                | Test::Contains(_, true)
+                | Test::StartsWith(_, true)
+                | Test::EndsWith(_, true)
+        )
+    }
+
     /// Text that is the same for two tests exactly when they give the same
     /// answers on every value (a list is told by its identity: a reloaded
     /// list is another one), so that the engine can test once per event
@@ -361,16 +373,27 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
         Value::Bool(b) => if *b { "true" } else { "false" }.into(),
         _ => return false,
     };
-    let folded = |ci: bool| -> std::borrow::Cow<'_, str> {
-        if ci {
-            text.to_lowercase().into()
-        } else {
-            text.as_ref().into()
-        }
-    };
     let num = || match v {
         Value::Number(n) => n.as_f64(),
         _ => text.trim().parse::<f64>().ok(),
+    };
+    test_text(t, &text, num, None)
+}
+
+/// One test against a string value `text` (`lower`: the same lower-cased,
+/// when the caller keeps it; `num`: the value as a number).
+pub(crate) fn test_text(
+    t: &Test,
+    text: &str,
+    num: impl Fn() -> Option<f64>,
+    lower: Option<&str>,
+) -> bool {
+    let folded = |ci: bool| -> std::borrow::Cow<'_, str> {
+        match (ci, lower) {
+            (false, _) => text.into(),
+            (true, Some(lower)) => lower.into(),
+            (true, None) => text.to_lowercase().into(),
+        }
     };
     // The value is only parsed as a number when the scalar is one.
     let eq = |s: &Scalar, ci: bool| match s.num.map(|a| (a, num())) {
@@ -384,7 +407,7 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
             let hay = folded(*ci);
             let mut parsed = None;
             list.iter().any(|s| match s.num {
-                Some(a) => match *parsed.get_or_insert_with(num) {
+                Some(a) => match *parsed.get_or_insert_with(&num) {
                     Some(b) => a == b,
                     None => hay == s.text.as_str(),
                 },
@@ -403,7 +426,7 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
             let hay = folded(*ci);
             needles.iter().any(|n| hay.ends_with(n.as_str()))
         }
-        Test::Regex(re) => re.is_match(&text),
+        Test::Regex(re) => re.is_match(text),
         Test::Cidr(nets) => text
             .parse::<IpAddr>()
             .is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip))),
@@ -414,7 +437,7 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
             Cmp::Lte => n <= *limit,
         }),
         Test::Exists(want) => *want,
-        Test::InList(list) => list.contains(&text),
+        Test::InList(list) => list.contains(text),
     }
 }
 
