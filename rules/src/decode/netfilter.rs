@@ -28,20 +28,63 @@ pub(crate) struct Record {
     pub pairs: Range<usize>,
 }
 
-/// The kernel's `[ 1234.567890]` uptime stamp and the spaces after it.
+/// The kernel's `[ 1234.567890]` uptime stamp and the spaces after it. Its
+/// `\s` and `\d` are Unicode classes; [`uptime_end`] reads ASCII stamps
+/// without it.
 static UPTIME: LazyLock<Regex> = LazyLock::new(|| {
     #[allow(clippy::expect_used)] // a constant pattern, proven by the tests
     Regex::new(r"^\[\s*\d+\.\d+\]\s*").expect("valid uptime pattern")
 });
 
+/// Moves `i` past the bytes of `b` that `pred` takes; how many it passed.
+fn skip(b: &[u8], i: &mut usize, pred: fn(u8) -> bool) -> usize {
+    let from = *i;
+    while b.get(*i).is_some_and(|&c| pred(c)) {
+        *i += 1;
+    }
+    *i - from
+}
+
+/// Where what [`UPTIME`] matches at the start of `s` ends (0: no stamp).
+/// Every kernel line has a stamp, so it is read byte by byte. The scan stops
+/// at the first byte outside ASCII: where the regex's Unicode classes could
+/// take it (a Unicode digit or space), the regex decides.
+fn uptime_end(s: &str) -> usize {
+    // `\s` on ASCII is what `char::is_whitespace` takes (\x0B included).
+    fn space(c: u8) -> bool {
+        char::from(c).is_whitespace()
+    }
+    fn digit(c: u8) -> bool {
+        c.is_ascii_digit()
+    }
+    let b = s.as_bytes();
+    if b.first() != Some(&b'[') {
+        return 0;
+    }
+    let mut i = 1;
+    skip(b, &mut i, space);
+    let stamp = skip(b, &mut i, digit) > 0
+        && b.get(i) == Some(&b'.')
+        && {
+            i += 1;
+            skip(b, &mut i, digit) > 0
+        }
+        && b.get(i) == Some(&b']');
+    if stamp {
+        i += 1;
+        skip(b, &mut i, space);
+    }
+    match b.get(i) {
+        Some(c) if !c.is_ascii() => UPTIME.find(s).map_or(0, |m| m.end()),
+        _ if stamp => i,
+        _ => 0,
+    }
+}
+
 /// Finds the prefix and the pairs of a LOG record, or `None` when `s` is not
 /// one.
 pub(crate) fn split(s: &str) -> Option<Record> {
-    let start = if s.starts_with('[') {
-        UPTIME.find(s).map_or(0, |m| m.end())
-    } else {
-        0
-    };
+    let start = uptime_end(s);
     let rest = &s[start..];
     // The prefix holds no `=`, so the first `=` is the one of `IN=`.
     let eq = rest.find('=')?;
@@ -193,6 +236,11 @@ mod tests {
             "UFW BLOCK",
             "SRC=1.2.3.4",
             "x",
+            // A Unicode digit and spaces, which `\d` and `\s` take.
+            "\u{663}",
+            "[\u{663}.5]",
+            "[\u{2003}7.5]",
+            "\u{b}",
         ];
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut matched = 0;
@@ -204,6 +252,11 @@ mod tests {
             }
             let want = by_regex(&line);
             matched += usize::from(want.is_some());
+            assert_eq!(
+                uptime_end(&line),
+                UPTIME.find(&line).map_or(0, |m| m.end()),
+                "{line:?}"
+            );
             assert_eq!(by_step(&line), want, "{line:?}");
         }
         // The generator reaches both outcomes.

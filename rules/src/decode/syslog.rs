@@ -124,7 +124,8 @@ fn is_record_marker(token: &str) -> bool {
 
 /// `first token` and the rest after exactly one space.
 fn split_token(s: &str) -> (&str, &str) {
-    match s.find(' ') {
+    // A space is one byte, and never part of another character.
+    match memchr::memchr(b' ', s.as_bytes()) {
         Some(i) => (&s[..i], &s[i + 1..]),
         None => (s, ""),
     }
@@ -148,32 +149,84 @@ fn split_tag(tag: &str) -> Option<(&str, Option<i64>)> {
 /// the rest of the line.
 type Stamped<'s> = (Result<i64, String>, &'s str);
 
+/// The number in two bytes of a 3164 time: what `trim_start().parse::<u32>()`
+/// reads of them (`07`, ` 7`, `+7`; a byte outside ASCII is never part of
+/// one).
+fn two_digits(b0: u8, b1: u8) -> Option<u32> {
+    let digit = |c: u8| c.is_ascii_digit().then(|| u32::from(c - b'0'));
+    match (digit(b0), digit(b1)) {
+        (Some(a), Some(b)) => Some(a * 10 + b),
+        (None, Some(b)) if b0 == b'+' || (b0.is_ascii() && char::from(b0).is_whitespace()) => {
+            Some(b)
+        }
+        _ => None,
+    }
+}
+
+/// A 3164 time's calendar fields and year, and its time in that year and in
+/// the one before (`None`: no such date). Lines come in time order, many in
+/// the same second: the last one asked for is kept per thread.
+type YearTimes = ((i32, [u32; 5]), (Option<i64>, Option<i64>));
+
+thread_local! {
+    static LAST_RECEIVED: std::cell::Cell<(i64, i32)> = const { std::cell::Cell::new((i64::MIN, 0)) };
+    static LAST_TIMES: std::cell::Cell<YearTimes> =
+        const { std::cell::Cell::new(((i32::MIN, [0; 5]), (None, None))) };
+}
+
+/// The year of `received_ms` (UTC).
+fn received_year(received_ms: i64) -> i32 {
+    LAST_RECEIVED.with(|last| {
+        let (ms, year) = last.get();
+        if ms == received_ms {
+            return year;
+        }
+        let year = DateTime::from_timestamp_millis(received_ms)
+            .unwrap_or_default()
+            .year();
+        last.set((received_ms, year));
+        year
+    })
+}
+
 /// `Mmm dd hh:mm:ss` at the start of `s`.
 fn parse_3164_time(s: &str, received_ms: i64) -> Option<Stamped<'_>> {
     let b = s.as_bytes();
     if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
         return None;
     }
-    let month = MONTHS.iter().position(|m| m.as_bytes() == &b[..3])?;
-    let num = |i: usize, j: usize| -> Option<u32> { s.get(i..j)?.trim_start().parse().ok() };
-    let (Some(day), Some(h), Some(mi), Some(se)) = (num(4, 6), num(7, 9), num(10, 12), num(13, 15))
-    else {
+    let month = MONTHS.iter().position(|m| m.as_bytes() == &b[..3])? as u32 + 1;
+    let (Some(day), Some(h), Some(mi), Some(se)) = (
+        two_digits(b[4], b[5]),
+        two_digits(b[7], b[8]),
+        two_digits(b[10], b[11]),
+        two_digits(b[13], b[14]),
+    ) else {
         return None;
     };
-    let received = DateTime::from_timestamp_millis(received_ms).unwrap_or_default();
-    let at = |year: i32| -> Option<i64> {
-        Some(
-            NaiveDate::from_ymd_opt(year, month as u32 + 1, day)?
-                .and_hms_opt(h, mi, se)?
-                .and_utc()
-                .timestamp_millis(),
-        )
-    };
-    let year = received.year();
-    let ts = match at(year) {
-        Some(t) if t > received_ms + WEEK_MS => at(year - 1),
+    let year = received_year(received_ms);
+    let key = (year, [month, day, h, mi, se]);
+    let (this_year, year_before) = LAST_TIMES.with(|last| {
+        let (k, times) = last.get();
+        if k == key {
+            return times;
+        }
+        let at = |year: i32| -> Option<i64> {
+            Some(
+                NaiveDate::from_ymd_opt(year, month, day)?
+                    .and_hms_opt(h, mi, se)?
+                    .and_utc()
+                    .timestamp_millis(),
+            )
+        };
+        let times = (at(year), at(year - 1));
+        last.set((key, times));
+        times
+    });
+    let ts = match this_year {
+        Some(t) if t > received_ms + WEEK_MS => year_before,
         Some(t) => Some(t),
-        None => at(year - 1),
+        None => year_before,
     };
     let ts = ts.ok_or_else(|| format!("impossible date `{}`", &s[..15]));
     Some((ts, &s[15..]))
@@ -308,6 +361,95 @@ mod tests {
         assert_eq!(e.program, Some("clamd"));
         assert_eq!(e.pid, Some(812));
         assert_eq!(e.body, "SelfCheck: Database status OK.");
+    }
+
+    /// The 3164 time as it was read before the byte-wise reading and the
+    /// per-thread cache: `str::parse` on each field, the calendar each time.
+    fn reference_3164_time(s: &str, received_ms: i64) -> Option<Stamped<'_>> {
+        let b = s.as_bytes();
+        if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+            return None;
+        }
+        let month = MONTHS.iter().position(|m| m.as_bytes() == &b[..3])?;
+        let num = |i: usize, j: usize| -> Option<u32> { s.get(i..j)?.trim_start().parse().ok() };
+        let (Some(day), Some(h), Some(mi), Some(se)) =
+            (num(4, 6), num(7, 9), num(10, 12), num(13, 15))
+        else {
+            return None;
+        };
+        let received = DateTime::from_timestamp_millis(received_ms).unwrap_or_default();
+        let at = |year: i32| -> Option<i64> {
+            Some(
+                NaiveDate::from_ymd_opt(year, month as u32 + 1, day)?
+                    .and_hms_opt(h, mi, se)?
+                    .and_utc()
+                    .timestamp_millis(),
+            )
+        };
+        let year = received.year();
+        let ts = match at(year) {
+            Some(t) if t > received_ms + WEEK_MS => at(year - 1),
+            Some(t) => Some(t),
+            None => at(year - 1),
+        };
+        let ts = ts.ok_or_else(|| format!("impossible date `{}`", &s[..15]));
+        Some((ts, &s[15..]))
+    }
+
+    /// Times built from the two-byte pieces that matter to the reading
+    /// (padding, signs, white space of several kinds, bytes outside ASCII,
+    /// impossible days and hours), received on days around year ends and
+    /// leap days, in runs that repeat a time or a reception (the cache):
+    /// the same answers as the reference.
+    #[test]
+    fn rfc3164_time_reads_as_the_reference_does() {
+        let pieces = [
+            "01", "07", " 7", "+7", "7 ", "  ", "-1", "29", "30", "31", "59", "60", "99", "00",
+            "\t5", "\u{b}5", "\u{c}5", "\u{1c}5", "x1", "1x", "é", "++", " +", "7", "123",
+        ];
+        let months = ["Jan", "Feb", "Dec", "Mar", "jan", "Fev"];
+        let received = [
+            ms("2024-02-29T12:00:00Z"),
+            ms("2025-01-01T00:00:05Z"),
+            ms("2024-12-31T23:59:59Z"),
+            ms("2023-03-01T00:00:00Z"),
+            0,
+            -86_400_000,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pick = |n: u64, len: usize| (n % len as u64) as usize;
+        let mut times = 0;
+        let mut line = String::new();
+        let mut at = received[0];
+        for _ in 0..60_000 {
+            // The same line again or a new one, received at the same time
+            // or another (each a quarter of the time).
+            let r = next() % 4;
+            if r >= 2 || line.is_empty() {
+                let month = months[pick(next(), months.len())];
+                let mut piece = || pieces[pick(next(), pieces.len())];
+                line = format!(
+                    "{month} {} {}:{}:{} h p: x",
+                    piece(),
+                    piece(),
+                    piece(),
+                    piece()
+                );
+            }
+            if r % 2 == 1 {
+                at = received[pick(next(), received.len())];
+            }
+            let want = reference_3164_time(&line, at);
+            times += usize::from(matches!(want, Some((Ok(_), _))));
+            assert_eq!(parse_3164_time(&line, at), want, "{line:?} at {at}");
+        }
+        assert!(times > 1_000, "only {times} readable times generated");
     }
 
     #[test]
