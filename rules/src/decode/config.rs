@@ -136,8 +136,9 @@ pub(crate) struct SyslogConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegexConfig {
     /// The pattern (Rust regex syntax); each named group `(?P<name>...)` becomes
-    /// a capture.
-    pub pattern: String,
+    /// a capture. A list is tried in order; the first that matches gives the
+    /// captures.
+    pub pattern: OneOrMany,
     /// Capture to match instead of the decoder's input text.
     pub from: Option<String>,
     /// When true, no match is not an error (the step just adds nothing).
@@ -300,6 +301,17 @@ impl When {
     }
 }
 
+/// One pattern of a `regex` step.
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    pub regex: LazyRegex,
+    pub groups: NamedGroups,
+    /// The pattern is one group around the whole of it, like
+    /// `(?i)(?P<verdict>block|drop)`: the match is the capture, found
+    /// without the slower search for group positions.
+    pub whole: bool,
+}
+
 /// A compiled parse step. New formats (CEF, LEEF, CSV, JSON, W3C) are new
 /// variants here and new keys in [`StepConfig`].
 #[derive(Debug)]
@@ -309,13 +321,9 @@ pub(crate) enum Step {
     },
     Regex {
         from: Option<String>,
-        regex: LazyRegex,
-        groups: NamedGroups,
+        /// The patterns, tried in order.
+        patterns: Vec<Pattern>,
         optional: bool,
-        /// The pattern is one group around the whole of it, like
-        /// `(?i)(?P<verdict>block|drop)`: the match is the capture, found
-        /// without the slower search for group positions.
-        whole: bool,
     },
     Kv {
         from: Option<String>,
@@ -501,39 +509,58 @@ pub(crate) fn compile(
                 from: sys.from.clone(),
             }
         } else if let Some(re) = &s.regex {
-            match LazyRegex::new(&re.pattern).and_then(|parsed| {
-                if !deferred {
-                    parsed.0.get().map_err(str::to_string)?;
-                }
-                Ok(parsed)
-            }) {
-                Ok((regex, groups, whole)) => {
-                    if groups.is_empty() {
-                        problem(
-                            item.line_of(&re.pattern),
-                            &format!("{field}.regex.pattern"),
-                            "the pattern has no named group `(?P<name>...)`, so it captures nothing".into(),
-                        );
+            let many = re.pattern.0.len() > 1;
+            let mut patterns = Vec::new();
+            for (k, pattern) in re.pattern.0.iter().enumerate() {
+                let path = if many {
+                    format!("{field}.regex.pattern[{k}]")
+                } else {
+                    format!("{field}.regex.pattern")
+                };
+                match LazyRegex::new(pattern).and_then(|parsed| {
+                    if !deferred {
+                        parsed.0.get().map_err(str::to_string)?;
                     }
-                    if let Some(k) = known.as_mut() {
-                        k.extend(groups.iter().map(|(_, n)| n.clone()));
+                    Ok(parsed)
+                }) {
+                    Ok((regex, groups, whole)) => {
+                        if groups.is_empty() {
+                            problem(
+                                item.line_of(pattern),
+                                &path,
+                                "the pattern has no named group `(?P<name>...)`, so it captures nothing".into(),
+                            );
+                        }
+                        if let Some(k) = known.as_mut() {
+                            k.extend(groups.iter().map(|(_, n)| n.clone()));
+                        }
+                        patterns.push(Pattern {
+                            whole: whole && groups.len() == 1,
+                            regex,
+                            groups,
+                        });
                     }
-                    Step::Regex {
-                        from: re.from.clone(),
-                        whole: whole && groups.len() == 1,
-                        regex,
-                        groups,
-                        optional: re.optional,
-                    }
-                }
-                Err(e) => {
-                    problem(
-                        item.line_of(&re.pattern),
-                        &format!("{field}.regex.pattern"),
+                    Err(e) => problem(
+                        item.line_of(pattern),
+                        &path,
                         format!("invalid regex: {}", one_line(&e.to_string())),
-                    );
-                    continue;
+                    ),
                 }
+            }
+            if re.pattern.0.is_empty() {
+                problem(
+                    item.line_of_key("pattern"),
+                    &format!("{field}.regex.pattern"),
+                    "the list of patterns is empty".into(),
+                );
+            }
+            if patterns.len() < re.pattern.0.len() || patterns.is_empty() {
+                continue;
+            }
+            Step::Regex {
+                from: re.from.clone(),
+                patterns,
+                optional: re.optional,
             }
         } else if let Some(kv) = &s.kv {
             known = None;

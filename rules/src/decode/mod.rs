@@ -840,39 +840,43 @@ fn run_steps<'c, 'd: 'c>(
                 }
             },
             Step::Regex {
-                regex,
-                groups,
-                optional,
-                whole: true,
-                ..
-            } => match (regex.get().ok().and_then(|r| r.find(&src)), groups.first()) {
-                (Some(m), Some((_, name))) => push_sub(caps, &src, name, m.range()),
-                _ if *optional => continue,
-                _ if first => return StepsResult::NotApplicable,
-                _ => {
-                    return StepsResult::Failed(
-                        FailReason::NoMatch,
-                        format!("parse[{i}] regex did not match"),
-                    );
-                }
-            },
-            Step::Regex {
-                regex,
-                groups,
-                optional,
-                ..
+                patterns, optional, ..
             } => {
-                let regex = match regex.get() {
-                    Ok(regex) => regex,
-                    Err(e) => {
-                        return StepsResult::Failed(
-                            FailReason::NoMatch,
-                            format!("parse[{i}] regex cannot be compiled: {e}"),
-                        );
+                let mut matched = false;
+                for p in patterns {
+                    if p.whole {
+                        // One group around the whole pattern: the match is
+                        // the capture. A pattern that cannot be compiled
+                        // matches nothing.
+                        let found = p.regex.get().ok().and_then(|r| r.find(&src));
+                        if let (Some(m), Some((_, name))) = (found, p.groups.first()) {
+                            push_sub(caps, &src, name, m.range());
+                            matched = true;
+                            break;
+                        }
+                        continue;
                     }
-                };
-                let mut locs = regex.capture_locations();
-                if regex.captures_read(&mut locs, &src).is_none() {
+                    let regex = match p.regex.get() {
+                        Ok(regex) => regex,
+                        Err(e) => {
+                            return StepsResult::Failed(
+                                FailReason::NoMatch,
+                                format!("parse[{i}] regex cannot be compiled: {e}"),
+                            );
+                        }
+                    };
+                    let mut locs = regex.capture_locations();
+                    if regex.captures_read(&mut locs, &src).is_some() {
+                        for (gi, name) in &p.groups {
+                            if let Some((s, e)) = locs.get(*gi) {
+                                push_sub(caps, &src, name, s..e);
+                            }
+                        }
+                        matched = true;
+                        break;
+                    }
+                }
+                if !matched {
                     if *optional {
                         continue;
                     }
@@ -883,11 +887,6 @@ fn run_steps<'c, 'd: 'c>(
                         FailReason::NoMatch,
                         format!("parse[{i}] regex did not match"),
                     );
-                }
-                for (gi, name) in groups {
-                    if let Some((s, e)) = locs.get(*gi) {
-                        push_sub(caps, &src, name, s..e);
-                    }
                 }
             }
             Step::Kv {

@@ -312,3 +312,86 @@ decoders:
         "{error}"
     );
 }
+
+#[test]
+fn a_list_of_patterns_is_tried_in_order_and_the_first_match_gives_the_captures() {
+    let d = load(
+        r#"
+decoders:
+  - name: login
+    parse:
+      - regex:
+          pattern:
+            - '^(?P<who>\S+) logged in from (?P<ip>\S+)$'
+            - '^(?P<who>\S+) logged (?P<how>\S+)'
+            - '(?P<whole>.*failed.*)'
+    fields:
+      user.name: { from: who }
+      source.ip: { from: ip }
+      how: { from: how }
+      note: { from: whole }
+    set: { event.module: login }
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The first pattern matches: its captures, none of the second's.
+    let ev = d.decode(&input("alice logged in from 192.0.2.1"));
+    assert_eq!(ev.get_str("user.name"), Some("alice"));
+    assert_eq!(ev.get_str("source.ip"), Some("192.0.2.1"));
+    assert_eq!(ev.get_str("how"), None);
+    // Only the second matches.
+    let ev = d.decode(&input("bob logged out"));
+    assert_eq!(ev.get_str("user.name"), Some("bob"));
+    assert_eq!(ev.get_str("how"), Some("out"));
+    assert_eq!(ev.get_str("source.ip"), None);
+    // The third is one group around the whole pattern.
+    let ev = d.decode(&input("login failed twice"));
+    assert_eq!(ev.get_str("note"), Some("login failed twice"));
+    assert_eq!(ev.get_str("decoder.name"), Some("login"));
+    // None matches: the decoder does not apply.
+    let ev = d.decode(&input("nothing to see"));
+    assert_eq!(ev.get_str("event.module"), Some(UNKNOWN_MODULE));
+}
+
+#[test]
+fn each_pattern_of_a_list_is_checked_where_it_is_written() {
+    let errors = load(
+        r#"
+decoders:
+  - name: two
+    parse:
+      - regex:
+          pattern:
+            - '^(?P<a>.)'
+            - '^(?P<b>'
+            - '^no groups'
+  - name: none
+    parse:
+      - regex:
+          pattern: []
+"#,
+    )
+    .err()
+    .map(|e| e.0)
+    .unwrap_or_default();
+    let got: Vec<(Option<usize>, Option<&str>)> = errors
+        .iter()
+        .map(|e| (e.line, e.field.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(8), Some("parse[0].regex.pattern[1]")),
+            (Some(9), Some("parse[0].regex.pattern[2]")),
+            (Some(13), Some("parse[0].regex.pattern")),
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[0].message.contains("invalid regex"), "{}", errors[0]);
+    assert!(
+        errors[1].message.contains("no named group"),
+        "{}",
+        errors[1]
+    );
+    assert!(errors[2].message.contains("empty"), "{}", errors[2]);
+}
