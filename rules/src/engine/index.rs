@@ -206,7 +206,15 @@ pub(crate) struct IndexScratch {
     hashes: Vec<u64>,
     /// Where each field's hashes start and end in `hashes`.
     spans: Vec<(u32, u32)>,
+    /// One bit per rule, for putting a long candidate list in order; all
+    /// zero between events.
+    seen: Vec<u64>,
 }
+
+/// Candidate lists up to this long are put in order by sorting; longer ones
+/// (with many rules, an event is filed under many) with a bit per rule,
+/// whose cost does not grow with the list.
+const SORT_UP_TO: usize = 32;
 
 impl RuleIndex {
     /// Files each of `rules` (rule index; the alternatives it can match
@@ -341,7 +349,11 @@ impl RuleIndex {
         out.clear();
         out.extend_from_slice(&self.always);
         let mut sources = usize::from(!self.always.is_empty());
-        let IndexScratch { hashes, spans } = scratch;
+        let IndexScratch {
+            hashes,
+            spans,
+            seen,
+        } = scratch;
         hashes.clear();
         spans.clear();
         for f in &self.fields {
@@ -400,8 +412,26 @@ impl RuleIndex {
             }
         }
         if sources > 1 {
-            out.sort_unstable();
-            out.dedup();
+            if out.len() <= SORT_UP_TO {
+                out.sort_unstable();
+                out.dedup();
+            } else {
+                for &r in out.iter() {
+                    let w = r as usize / 64;
+                    if w >= seen.len() {
+                        seen.resize(w + 1, 0);
+                    }
+                    seen[w] |= 1 << (r % 64);
+                }
+                out.clear();
+                for (w, word) in seen.iter_mut().enumerate() {
+                    let mut bits = std::mem::take(word);
+                    while bits != 0 {
+                        out.push((w * 64) as u32 + bits.trailing_zeros());
+                        bits &= bits - 1;
+                    }
+                }
+            }
         }
     }
 }
@@ -579,7 +609,9 @@ mod tests {
             }
         }
         let mut rules: Vec<(usize, Vec<Condition>)> = Vec::new();
-        for i in 0..60 {
+        // Enough rules that many events have more candidates than
+        // `SORT_UP_TO` (put in order with a bit per rule).
+        for i in 0..200 {
             // Every fourth is a sequence of two or three steps.
             let steps = if i % 4 == 0 { 2 + next(2) } else { 1 };
             let conds = (0..steps).map(|_| cond(&condition(&mut next, 3))).collect();
@@ -602,6 +634,7 @@ mod tests {
         let mut got = Vec::new();
         let mut scratch = IndexScratch::default();
         let mut matched = 0;
+        let mut long = 0;
         for _ in 0..3000 {
             let mut ev = Fields::new();
             for f in 0..4 {
@@ -627,6 +660,11 @@ mod tests {
             }
             let mut view = FieldView::new(&ev, &slots);
             index.candidates(&mut view, &mut scratch, &mut got);
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "in order, once each: {got:?}"
+            );
+            long += usize::from(got.len() > SORT_UP_TO);
             for ((i, cs), fs) in rules.iter().zip(&fast) {
                 for (c, f) in cs.iter().zip(fs) {
                     let holds = c.eval(&ev);
@@ -642,5 +680,6 @@ mod tests {
             matched > 1000,
             "the rules must match often to prove anything: {matched}"
         );
+        assert!(long > 300, "only {long} events had a long candidate list");
     }
 }
