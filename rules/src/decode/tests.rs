@@ -7,6 +7,19 @@ fn load(text: &str) -> Result<Decoders, LoadErrors> {
     Decoders::from_sources(&[SourceFile::new("d.yml", text)])
 }
 
+/// The errors of loading `text` (none when it loads).
+fn load_errors(text: &str) -> Vec<crate::error::LoadError> {
+    load(text).err().map(|e| e.0).unwrap_or_default()
+}
+
+/// Where each error points: (line, field).
+fn places(errors: &[crate::error::LoadError]) -> Vec<(Option<usize>, Option<&str>)> {
+    errors
+        .iter()
+        .map(|e| (e.line, e.field.as_deref()))
+        .collect()
+}
+
 fn input(line: &str) -> Input<'_> {
     Input {
         raw: line.as_bytes(),
@@ -169,13 +182,9 @@ fn load_errors_are_all_reported_with_lines() {
     fields:
       "@timestamp": { from: a, convert: timestamp }
 "#;
-    let errors = load(text).err().map(|e| e.0).unwrap_or_default();
-    let got: Vec<(Option<usize>, Option<&str>)> = errors
-        .iter()
-        .map(|e| (e.line, e.field.as_deref()))
-        .collect();
+    let errors = load_errors(text);
     assert_eq!(
-        got,
+        places(&errors),
         vec![
             (Some(7), Some("parse[0].regex.pattern")),
             (Some(11), Some("feilds")),
@@ -211,7 +220,7 @@ decoders:
     after: a
     parse: [{ regex: { pattern: '(?P<body>.*)' } }]
 "#;
-    let errors = load(text).err().map(|e| e.0).unwrap_or_default();
+    let errors = load_errors(text);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].message.contains("cycle"));
 }
@@ -355,7 +364,7 @@ decoders:
 
 #[test]
 fn each_pattern_of_a_list_is_checked_where_it_is_written() {
-    let errors = load(
+    let errors = load_errors(
         r#"
 decoders:
   - name: two
@@ -370,16 +379,9 @@ decoders:
       - regex:
           pattern: []
 "#,
-    )
-    .err()
-    .map(|e| e.0)
-    .unwrap_or_default();
-    let got: Vec<(Option<usize>, Option<&str>)> = errors
-        .iter()
-        .map(|e| (e.line, e.field.as_deref()))
-        .collect();
+    );
     assert_eq!(
-        got,
+        places(&errors),
         vec![
             (Some(8), Some("parse[0].regex.pattern[1]")),
             (Some(9), Some("parse[0].regex.pattern[2]")),
