@@ -5,6 +5,7 @@ mod alerts;
 mod backup;
 mod decode;
 mod output;
+mod replay;
 mod rules;
 
 use alerts::{AlertsCmd, bulk, follow, parse_time};

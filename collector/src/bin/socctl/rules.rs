@@ -5,7 +5,7 @@
 //! replay of a log file raises exactly the alerts the collector would.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -184,54 +184,6 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     }
 }
 
-/// Lines per decoding batch in `--replay`. Small, so that a batch's events
-/// (a few KiB each) are still in the cache when the engine reads them and
-/// when the decoding thread frees them: at 4,096 lines a batch outgrew the
-/// cache, and replaying the bench corpus took 30% more CPU time; at 256 it
-/// took 15% more than at 64 (median user time of 9 alternating runs, 7.06 s
-/// against 6.06 s), most of it in the allocator reaching for blocks no
-/// longer in the cache.
-const BATCH_LINES: usize = 64;
-/// Batches queued per decoding thread, so that it decodes the next batches
-/// while the engine runs over the previous one, and a thread the scheduler
-/// set aside for a moment does not leave the engine waiting.
-const IN_FLIGHT: usize = 4;
-
-/// A file read in batches of whole lines, numbered from 1.
-struct Batches<R> {
-    reader: R,
-    next_id: u64,
-}
-
-impl<R: BufRead> Batches<R> {
-    /// (id of its first line, up to [`BATCH_LINES`] lines with their
-    /// newlines), read into `buf` (emptied first: a batch's buffer is used
-    /// again for a later batch); `None` at the end.
-    fn next_batch(&mut self, mut buf: Vec<u8>) -> anyhow::Result<Option<(u64, Vec<u8>)>> {
-        buf.clear();
-        let mut lines = 0;
-        while lines < BATCH_LINES {
-            let before = buf.len();
-            if self.reader.read_until(b'\n', &mut buf)? == 0 {
-                break;
-            }
-            if buf.last() != Some(&b'\n') {
-                // The last line has no newline: give it one so that the
-                // batch splits into whole lines.
-                buf.push(b'\n');
-            }
-            debug_assert!(buf.len() > before);
-            lines += 1;
-        }
-        if lines == 0 {
-            return Ok(None);
-        }
-        let first = self.next_id;
-        self.next_id += lines as u64;
-        Ok(Some((first, buf)))
-    }
-}
-
 fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::Result<i32> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // RFC 3164 lines carry no year: take it from the file's modification time
@@ -290,7 +242,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         Ok(())
     };
     let decode = |first_id: u64, batch: &[u8]| -> Vec<soc_rules::Event> {
-        let mut events = Vec::with_capacity(BATCH_LINES);
+        let mut events = Vec::with_capacity(crate::replay::BATCH_LINES);
         for (i, line) in batch.split_inclusive(|b| *b == b'\n').enumerate() {
             let raw = line.strip_suffix(b"\n").unwrap_or(line);
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -307,71 +259,24 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         }
         events
     };
-    // Lines are decoded in batches on worker threads (decoding is pure, one
-    // line at a time); the engine takes the batches back in file order, so
-    // the alerts are the same as those of a one-thread run.
-    let result: anyhow::Result<()> = std::thread::scope(|s| {
-        let workers = std::thread::available_parallelism().map_or(1, |p| p.get().min(8));
-        let mut to = Vec::new();
-        let mut from = Vec::new();
-        for _ in 0..workers {
-            // With each batch, the worker gets back the events of its
-            // previous one to free: memory is cheapest freed by the thread
-            // that allocated it. It returns the batch's buffer with the
-            // events, for a later batch to be read into.
-            type Job = ((u64, Vec<u8>), Vec<soc_rules::Event>);
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
-            let (back_tx, back_rx) = std::sync::mpsc::sync_channel(IN_FLIGHT);
-            let decode = &decode;
-            std::thread::Builder::new()
-                .name("decode".into())
-                .spawn_scoped(s, move || {
-                    for ((first_id, batch), done) in rx {
-                        drop(done);
-                        let events = decode(first_id, &batch);
-                        if back_tx.send((events, batch)).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .context("starting a decoding thread")?;
-            to.push(tx);
-            from.push(back_rx);
-        }
-        let mut batches = Batches { reader, next_id: 1 };
-        let mut in_flight = std::collections::VecDeque::new();
-        // Batch k goes to worker k % workers, and comes back in that order.
-        for (w, tx) in to.iter().enumerate().cycle().take(workers * IN_FLIGHT) {
-            if let Some(b) = batches.next_batch(Vec::with_capacity(BATCH_LINES * 256))? {
-                tx.send((b, Vec::new())).context("decoder thread stopped")?;
-                in_flight.push_back(w);
-            }
-        }
-        while let Some(w) = in_flight.pop_front() {
-            let (events, buf) = from[w].recv().context("decoder thread stopped")?;
-            let next = batches.next_batch(buf)?;
-            for ev in &events {
-                n = ev.id;
-                for d in engine.process(&mut state, ev) {
-                    let fields = d
-                        .evidence
-                        .last()
-                        .filter(|id| **id == ev.id)
-                        .map(|_| &ev.fields);
-                    print(d, fields, &mut out)?;
-                }
-            }
-            match next {
-                Some(b) => {
-                    to[w].send((b, events)).context("decoder thread stopped")?;
-                    in_flight.push_back(w);
-                }
-                None => drop(events),
+    // Lines are decoded in batches on every core (decoding is pure, one
+    // line at a time); the engine takes the batches in file order, so the
+    // alerts are the same as those of a one-thread run.
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get().min(8));
+    crate::replay::decode_in_order(reader, threads, &decode, |events| {
+        for ev in events {
+            n = ev.id;
+            for d in engine.process(&mut state, ev) {
+                let fields = d
+                    .evidence
+                    .last()
+                    .filter(|id| **id == ev.id)
+                    .map(|_| &ev.fields);
+                print(d, fields, &mut out)?;
             }
         }
         Ok(())
-    });
-    result?;
+    })?;
     for d in engine.flush(&mut state) {
         print(d, None, &mut out)?;
     }
