@@ -20,7 +20,7 @@ use soc_rules::Event;
 /// Lines per batch. Small, so that a batch's events (a few KiB each) are
 /// still in the cache when the engine reads them and when the decoding
 /// thread frees them: at 4,096 lines a batch outgrew the cache, and
-/// replaying the bench corpus took 30% more CPU time; at 256 it took 15%
+/// replaying the bench corpus took 30% more CPU time; at 256 it took 16%
 /// more than at 64 (median user time of 9 alternating runs, 7.06 s against
 /// 6.06 s), most of it in the allocator reaching for blocks no longer in the
 /// cache.
