@@ -122,6 +122,7 @@ pub(crate) fn split(s: &str) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::tests::xorshift;
 
     /// The regex the step replaces.
     static REPLACED: LazyLock<Regex> = LazyLock::new(|| {
@@ -132,16 +133,6 @@ mod tests {
     fn by_regex(s: &str) -> Option<(String, String)> {
         let c = REPLACED.captures(s)?;
         Some((c["prefix"].to_string(), c["pairs"].to_string()))
-    }
-
-    /// A small deterministic generator (xorshift) of piece sequences.
-    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
     }
 
     fn by_step(s: &str) -> Option<(String, String)> {

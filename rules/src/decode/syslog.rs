@@ -416,13 +416,7 @@ mod tests {
             0,
             -86_400_000,
         ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::decode::tests::xorshift(0x2545_f491_4f6c_dd1d);
         let pick = |n: u64, len: usize| (n % len as u64) as usize;
         let mut times = 0;
         let mut line = String::new();

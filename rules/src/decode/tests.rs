@@ -20,6 +20,17 @@ fn places(errors: &[crate::error::LoadError]) -> Vec<(Option<usize>, Option<&str
         .collect()
 }
 
+/// A small deterministic generator (xorshift) of test inputs, for the
+/// decoders' generated-input tests.
+pub(super) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 fn input(line: &str) -> Input<'_> {
     Input {
         raw: line.as_bytes(),
