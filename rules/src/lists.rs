@@ -32,7 +32,14 @@ pub struct List {
 impl List {
     /// Whether `text` is an entry or an address inside an entry's network.
     pub fn contains(&self, text: &str) -> bool {
-        if self.words.contains(text) || self.words.contains(&text.to_ascii_lowercase()) {
+        // Entries are stored lower-cased: one lookup, and a lower-cased
+        // copy only for text that has upper case (addresses have none).
+        let found = if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.words.contains(&text.to_ascii_lowercase())
+        } else {
+            self.words.contains(text)
+        };
+        if found {
             return true;
         }
         !self.nets.is_empty()
@@ -156,6 +163,7 @@ mod tests {
             ("198.51.100.8", false),
             ("evil.example", true),
             ("EVIL.EXAMPLE", true),
+            ("Evil.Example", true),
             ("example", false),
         ];
         for (text, want) in table {
