@@ -202,6 +202,24 @@ fn prefix(name: &str) -> u128 {
     u128::from_be_bytes(buf)
 }
 
+/// Field names to look up together with [`Fields::positions_sorted`],
+/// each with a number of the caller's (a slot), kept in the fields' order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SortedNames(Vec<(u128, String, usize)>);
+
+impl SortedNames {
+    /// `names` with their slots; a name given twice is kept once.
+    pub(crate) fn new<'a>(names: impl IntoIterator<Item = (&'a str, usize)>) -> SortedNames {
+        let mut v: Vec<(u128, String, usize)> = names
+            .into_iter()
+            .map(|(n, slot)| (prefix(n), n.to_string(), slot))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        v.dedup_by(|a, b| a.1 == b.1);
+        SortedNames(v)
+    }
+}
+
 impl Fields {
     /// An empty set of fields.
     pub fn new() -> Fields {
@@ -255,6 +273,49 @@ impl Fields {
             }
         }
         Err(lo)
+    }
+
+    /// Where each of `names` is among the fields (for
+    /// [`Fields::value_at`]): `found(slot, position)` for each name, in
+    /// name order. One walk over the fields, which costs less than a
+    /// binary search per name once there are a few names to find.
+    pub(crate) fn positions_sorted(
+        &self,
+        names: &SortedNames,
+        mut found: impl FnMut(usize, Option<usize>),
+    ) {
+        let (prefixes, entries) = (&self.prefixes[..], &self.entries[..]);
+        let mut i = 0;
+        for (p, name, slot) in &names.0 {
+            let mut at = None;
+            while let Some(&have) = prefixes.get(i) {
+                if have < *p {
+                    i += 1;
+                    continue;
+                }
+                if have > *p {
+                    break;
+                }
+                // Equal prefixes. As in `find`: names of 16 bytes or fewer
+                // then differ only in length.
+                let have = &entries[i].name;
+                let order = if have.len() <= 16 && name.len() <= 16 {
+                    have.len().cmp(&name.len())
+                } else {
+                    (**have).cmp(name.as_str())
+                };
+                match order {
+                    std::cmp::Ordering::Less => i += 1,
+                    std::cmp::Ordering::Equal => {
+                        at = Some(i);
+                        i += 1;
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            found(*slot, at);
+        }
     }
 
     /// Where a field is among the fields in name order (for
@@ -515,5 +576,56 @@ mod tests {
         );
         let map: BTreeMap<String, Value> = serde_json::from_str(&json).expect("a map");
         assert_eq!(Fields::from(map), f);
+    }
+
+    /// `positions_sorted` finds what a lookup of each name finds, over
+    /// names that share prefixes or differ only by trailing NULs.
+    #[test]
+    fn positions_sorted_agrees_with_one_lookup_per_name() {
+        let pool = [
+            "a",
+            "a\0",
+            "a\0\0",
+            "b",
+            "destination.port",
+            "destination.port\0",
+            "destination.port.x",
+            "destination.port.y",
+            "destination.portal",
+            "destination.porta",
+            "destination.portb",
+            "destination.por",
+            "event.module",
+            "message",
+            "source.ip",
+            "zz",
+        ];
+        let mut next = crate::decode::tests::xorshift(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..500 {
+            let fields: Fields = pool
+                .iter()
+                .filter(|_| next().is_multiple_of(2))
+                .map(|n| (*n, Value::from(*n)))
+                .collect();
+            let wanted: Vec<(&str, usize)> = pool
+                .iter()
+                .enumerate()
+                .filter(|_| !next().is_multiple_of(3))
+                .map(|(slot, n)| (*n, slot))
+                .collect();
+            let names = SortedNames::new(wanted.iter().copied());
+            let mut seen = Vec::new();
+            fields.positions_sorted(&names, |slot, at| seen.push((slot, at)));
+            let mut expected: Vec<(usize, Option<usize>)> = wanted
+                .iter()
+                .map(|(n, slot)| (*slot, fields.position(n)))
+                .collect();
+            expected.sort_by_key(|(slot, _)| pool[*slot]);
+            assert_eq!(seen, expected);
+            for (slot, at) in seen {
+                let value = at.map(|i| fields.value_at(i));
+                assert_eq!(value, fields.get(pool[slot]));
+            }
+        }
     }
 }

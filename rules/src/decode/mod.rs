@@ -1100,4 +1100,4 @@ fn find_cycle(children: &[Vec<usize>]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -21,8 +21,8 @@ fn places(errors: &[crate::error::LoadError]) -> Vec<(Option<usize>, Option<&str
 }
 
 /// A small deterministic generator (xorshift) of test inputs, for the
-/// decoders' generated-input tests.
-pub(super) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+/// generated-input tests (decoders, field lookups).
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
     move || {
         state ^= state << 13;
         state ^= state >> 7;

@@ -25,6 +25,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde_json::Value;
 
 use super::view::{FieldView, Slots};
+use crate::event::SortedNames;
 use crate::rule::condition::{Condition, Scalar, Test};
 
 /// A value a requirement names, as the equality test compares it: numbers by
@@ -190,6 +191,8 @@ struct Table {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleIndex {
     fields: Vec<IndexedField>,
+    /// The names of `fields`, looked up together for each event.
+    names: SortedNames,
     tables: Vec<Table>,
     /// Rules with no requirement: candidates for every event.
     always: Vec<u32>,
@@ -336,6 +339,12 @@ impl RuleIndex {
                 }
             }
         }
+        index.names = SortedNames::new(
+            index
+                .fields
+                .iter()
+                .map(|f| (slots.names()[f.slot].as_str(), f.slot)),
+        );
         index
     }
 
@@ -356,6 +365,7 @@ impl RuleIndex {
         } = scratch;
         hashes.clear();
         spans.clear();
+        view.resolve(&self.names);
         for f in &self.fields {
             let start = hashes.len() as u32;
             if let Some(v) = view.get(f.slot) {

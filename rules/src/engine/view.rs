@@ -9,6 +9,7 @@
 //! `cidr:` tests.
 
 use crate::Fields;
+use crate::event::SortedNames;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -364,6 +365,17 @@ impl<'e> FieldView<'e> {
             memo,
             lower,
         }
+    }
+
+    /// Looks up the fields of `names` (slots of this view's engine) at
+    /// once, for the [`FieldView::get`] calls that follow.
+    pub(crate) fn resolve(&mut self, names: &SortedNames) {
+        let (epoch, values) = (u64::from(self.epoch) << 32, &mut self.values);
+        self.fields.positions_sorted(names, |slot, at| {
+            if let Some(v) = values.get_mut(slot) {
+                *v = epoch | u64::from(at.map_or(ABSENT, |i| i as u32));
+            }
+        });
     }
 
     #[inline(always)]
