@@ -7,10 +7,12 @@
 //! events from memory as they lie after decoding them all; `engine_fresh`
 //! copies each 64 events just before the engine takes them (outside the
 //! time counted), so they are in the cache, as an event just decoded is in
-//! the collector. The rule sets are the shipped
-//! rules plus generated ones (see [`generated_rule`]): ten families over the
-//! corpus's own log sources, with values that vary from rule to rule, so a
-//! prefilter cannot fold them into one.
+//! the collector.
+//!
+//! The rule sets are the shipped rules plus generated ones (see
+//! [`generated_rule`]): ten families over the corpus's own log sources,
+//! with values that vary from rule to rule, so a prefilter cannot fold them
+//! into one.
 //!
 //! * `rules/N` draws the values from what the corpus is full of
 //!   ([`CORPUS_VOCAB`]): most rules match some events and many match often,
