@@ -202,6 +202,19 @@ fn prefix(name: &str) -> u128 {
     u128::from_be_bytes(buf)
 }
 
+/// The order of two names whose [`prefix`]es are equal. Names of 16 bytes
+/// or fewer are all in the prefix, so they differ only by trailing NULs, and
+/// the shorter is first (the length is in the name, not in the prefix).
+/// Only longer names need their rest read.
+#[inline]
+fn past_prefix(have: &str, name: &str) -> std::cmp::Ordering {
+    if have.len() <= 16 && name.len() <= 16 {
+        have.len().cmp(&name.len())
+    } else {
+        have.cmp(name)
+    }
+}
+
 /// Field names to look up together with [`Fields::positions_sorted`],
 /// each with a number of the caller's (a slot), kept in the fields' order.
 #[derive(Debug, Clone, Default)]
@@ -254,18 +267,9 @@ impl Fields {
         let (mut lo, mut hi) = (0, self.prefixes.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let order = self.prefixes[mid].cmp(&p).then_with(|| {
-                // Equal prefixes: names of 16 bytes or fewer are all in the
-                // prefix, so they differ only by trailing NULs, and the
-                // shorter is first (the length is in the entry, not in the
-                // name's text). Only longer names need their rest read.
-                let have = &self.entries[mid].name;
-                if have.len() <= 16 && name.len() <= 16 {
-                    have.len().cmp(&name.len())
-                } else {
-                    (**have).cmp(name)
-                }
-            });
+            let order = self.prefixes[mid]
+                .cmp(&p)
+                .then_with(|| past_prefix(&self.entries[mid].name, name));
             match order {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
@@ -296,15 +300,7 @@ impl Fields {
                 if have > *p {
                     break;
                 }
-                // Equal prefixes. As in `find`: names of 16 bytes or fewer
-                // then differ only in length.
-                let have = &entries[i].name;
-                let order = if have.len() <= 16 && name.len() <= 16 {
-                    have.len().cmp(&name.len())
-                } else {
-                    (**have).cmp(name.as_str())
-                };
-                match order {
+                match past_prefix(&entries[i].name, name) {
                     std::cmp::Ordering::Less => i += 1,
                     std::cmp::Ordering::Equal => {
                         at = Some(i);
