@@ -129,7 +129,7 @@ where
             match free {
                 Some((slot, lines)) => {
                     let events = decode(slot.first_id, &lines);
-                    slot.finish(State::Done(events, lines, None));
+                    slot.finish(State::Done((events, lines, None)));
                 }
                 None => front.wait(),
             }
@@ -167,7 +167,7 @@ fn helper<D>(
             decode(slot.first_id, &lines)
         }));
         match events {
-            Ok(events) => slot.finish(State::Done(events, lines, Some(who))),
+            Ok(events) => slot.finish(State::Done((events, lines, Some(who)))),
             Err(_) => {
                 slot.finish(State::Failed);
                 return;
@@ -193,9 +193,8 @@ enum State {
     Waiting(Vec<u8>),
     /// Being decoded.
     Taken,
-    /// The events, the lines' buffer (to be used again) and the helper that
-    /// decoded them (`None`: the calling thread).
-    Done(Vec<Event>, Vec<u8>, Option<usize>),
+    /// Decoded.
+    Done(Decoded),
     /// The decoding thread panicked.
     Failed,
 }
@@ -217,8 +216,8 @@ impl Slot {
     fn take_done(&self) -> anyhow::Result<Option<Decoded>> {
         let mut state = lock(&self.state);
         match &*state {
-            State::Done(..) => match std::mem::replace(&mut *state, State::Taken) {
-                State::Done(events, lines, by) => Ok(Some((events, lines, by))),
+            State::Done(_) => match std::mem::replace(&mut *state, State::Taken) {
+                State::Done(decoded) => Ok(Some(decoded)),
                 _ => Ok(None),
             },
             State::Failed => anyhow::bail!("a decoding thread failed (panicked)"),
