@@ -243,7 +243,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
     };
     let decode = |first_id: u64, batch: &[u8]| -> Vec<soc_rules::Event> {
         let mut events = Vec::with_capacity(crate::replay::BATCH_LINES);
-        for (i, line) in batch.split_inclusive(|b| *b == b'\n').enumerate() {
+        for (i, line) in crate::replay::lines(batch).enumerate() {
             let raw = line.strip_suffix(b"\n").unwrap_or(line);
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             let mut ev = loaded.decoders.decode(&Input {
