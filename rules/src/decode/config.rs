@@ -268,22 +268,21 @@ pub(crate) struct When {
 }
 
 impl When {
-    /// Whether the decoder may try `text`. With `pairs`, the `contains`
-    /// texts whose byte pairs `text` lacks are not searched for (the pairs
-    /// of `text` are read into it when it is empty).
+    /// Whether the decoder may try `text`, its `program` condition aside:
+    /// the decoders a line visits are chosen by its program (see
+    /// `Level::candidates`), so every one of them accepts it. With `pairs`,
+    /// the `contains` texts whose byte pairs `text` lacks are not searched
+    /// for (the pairs of `text` are read into it when it is empty).
     #[inline]
-    pub(crate) fn accepts(
+    pub(crate) fn accepts_besides_program(
         &self,
         text: &str,
         source_type: &str,
-        program: Option<&str>,
         pairs: Option<&mut Option<Pairs>>,
     ) -> bool {
         (self.source_type.is_empty()
             || source_type.is_empty()
             || self.source_type.iter().any(|s| s == source_type))
-            && (self.program.is_empty()
-                || program.is_none_or(|p| self.program.iter().any(|s| s == p)))
             && (self.starts_with.is_empty()
                 || self
                     .starts_with

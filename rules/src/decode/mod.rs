@@ -470,7 +470,10 @@ impl Decoders {
         for &id in &candidates.ids {
             let d = &self.decoders[id];
             let pairs = candidates.pairs.then_some(&mut pairs);
-            if !d.when.accepts(text, input.source_type, program, pairs) {
+            if !d
+                .when
+                .accepts_besides_program(text, input.source_type, pairs)
+            {
                 continue;
             }
             caps.clear();
