@@ -634,8 +634,14 @@ impl<'d> FieldSlots<'d> {
         if *word & bit == 0 {
             *word |= bit;
             self.len += 1;
+            // An empty slot holds `Null`, which owns nothing: it is
+            // overwritten without a call to drop it.
+            let empty = std::mem::replace(&mut self.slots[id], value);
+            debug_assert!(empty.is_null());
+            std::mem::forget(empty);
+        } else {
+            self.slots[id] = value;
         }
-        self.slots[id] = value;
     }
 
     /// The fields set, in name order; leaves the slots empty.
