@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::convert::{Convert, ConvertName};
-use super::pairs::Pairs;
+use super::pairs::{NeedlePairs, Pairs};
 use crate::yaml::{Located, OneOrMany};
 
 /// One decoder as written in a file under `decoders:`.
@@ -263,7 +263,7 @@ pub(crate) struct When {
     /// name no program test theirs on every line of every program they come
     /// before, and `str::contains` prepares its search at each call.
     /// With each text, its byte pairs (see [`super::pairs`]).
-    pub contains: Vec<(memchr::memmem::Finder<'static>, Pairs)>,
+    pub contains: Vec<(memchr::memmem::Finder<'static>, NeedlePairs)>,
     pub ends_with: Vec<String>,
 }
 
@@ -291,7 +291,7 @@ impl When {
             && (self.ends_with.is_empty()
                 || self.ends_with.iter().any(|s| text.ends_with(s.as_str())))
             && (self.contains.is_empty() || {
-                let have = pairs.map(|p| *p.get_or_insert_with(|| Pairs::of(text.as_bytes())));
+                let have = pairs.map(|p| &*p.get_or_insert_with(|| Pairs::of(text.as_bytes())));
                 self.contains.iter().any(|(f, want)| {
                     have.is_none_or(|have| have.may_contain(want))
                         && f.find(text.as_bytes()).is_some()
@@ -472,7 +472,7 @@ pub(crate) fn compile(
         contains: (cfg.when.contains.iter().flat_map(|c| &c.0))
             .map(|s| {
                 let finder = memchr::memmem::Finder::new(s).into_owned();
-                (finder, Pairs::of(s.as_bytes()))
+                (finder, NeedlePairs::of(s.as_bytes()))
             })
             .collect(),
         ends_with: cfg.when.ends_with.clone().unwrap_or_default().0,
