@@ -35,6 +35,7 @@ mod tests;
 mod view;
 
 use crate::Fields;
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -786,27 +787,34 @@ impl Engine {
         let rule = &self.rules.rules()[at];
         let mut suppressed = 0;
         if let Some(sup) = &rule.suppress {
-            let skey = match &sup.by {
+            let skey: Cow<'_, str> = match &sup.by {
                 // A key field the event lacks counts as empty: the other
                 // fields still tell detections apart.
-                Some(by) => display_key(
+                Some(by) => Cow::Owned(display_key(
                     &by.iter()
                         .map(|f| {
                             let v = fields.get(f).and_then(value_text).unwrap_or_default();
                             (f.clone(), v)
                         })
                         .collect::<Vec<_>>(),
-                ),
-                None => group_key.to_string(),
+                )),
+                // Copied only when a new suppression window opens.
+                None => Cow::Borrowed(&group_key),
             };
             let limit = self.options.max_groups_per_rule.max(1);
             let Some(rs) = state.rules.at_mut(at) else {
                 return;
             };
-            match rs.suppress.get_mut(&skey) {
+            match rs.suppress.get_mut(&*skey) {
                 Some(s) if timestamp_ms < s.until_ms => {
                     s.count += 1;
-                    *state.stats.suppressed.entry(rule.id.clone()).or_default() += 1;
+                    // The rule's id is copied into the counts once.
+                    match state.stats.suppressed.get_mut(&rule.id) {
+                        Some(n) => *n += 1,
+                        None => {
+                            state.stats.suppressed.insert(rule.id.clone(), 1);
+                        }
+                    }
                     return;
                 }
                 Some(s) => {
@@ -822,7 +830,7 @@ impl Engine {
                         *state.stats.evicted.entry(rule.id.clone()).or_default() += evicted;
                     }
                     rs.suppress.insert(
-                        skey,
+                        skey.into_owned(),
                         Suppression {
                             until_ms: timestamp_ms.saturating_add(sup.period_ms),
                             count: 0,
