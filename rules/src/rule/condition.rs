@@ -119,7 +119,7 @@ pub(crate) enum Cmp {
 pub(crate) enum Test {
     Equals(Scalar, bool),
     In(Vec<Scalar>, bool),
-    Contains(Vec<String>, bool),
+    Contains(Needles, bool),
     StartsWith(Vec<String>, bool),
     EndsWith(Vec<String>, bool),
     Regex(Regex),
@@ -152,6 +152,45 @@ impl Test {
             Test::InList(list) => write!(out, "in_list@{:p};", std::sync::Arc::as_ptr(list)),
             t => write!(out, "{t:?};"),
         };
+    }
+}
+
+/// The texts of a `contains:` test. Past a few, they are searched for
+/// together, in one pass over the value (Aho-Corasick), instead of one
+/// search per text.
+#[derive(Clone)]
+pub(crate) struct Needles {
+    texts: Vec<String>,
+    together: Option<aho_corasick::AhoCorasick>,
+}
+
+impl Needles {
+    /// From this many texts on, one pass finds any of them faster than a
+    /// search for each (`cargo bench -p soc-rules --bench conditions`).
+    const TOGETHER_FROM: usize = 4;
+
+    pub(crate) fn new(texts: Vec<String>) -> Needles {
+        // A set too large for the automaton's limits is searched for one
+        // text at a time, as a short one is.
+        let together = (texts.len() >= Needles::TOGETHER_FROM)
+            .then(|| aho_corasick::AhoCorasick::new(&texts).ok())
+            .flatten();
+        Needles { texts, together }
+    }
+
+    /// Whether `hay` contains one of the texts.
+    pub(crate) fn found_in(&self, hay: &str) -> bool {
+        match &self.together {
+            Some(all) => all.is_match(hay),
+            None => self.texts.iter().any(|n| hay.contains(n.as_str())),
+        }
+    }
+}
+
+/// The texts alone: what tells two tests apart (see [`Test::memo_key`]).
+impl std::fmt::Debug for Needles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.texts.fmt(f)
     }
 }
 
@@ -263,7 +302,7 @@ impl Condition {
                 .collect()
         };
         if let Some(v) = &cfg.contains {
-            tests.push(Test::Contains(texts(v), ci));
+            tests.push(Test::Contains(Needles::new(texts(v)), ci));
         }
         if let Some(v) = &cfg.starts_with {
             tests.push(Test::StartsWith(texts(v), ci));
@@ -414,10 +453,7 @@ pub(crate) fn test_text(
                 None => hay == s.text.as_str(),
             })
         }
-        Test::Contains(needles, ci) => {
-            let hay = folded(*ci);
-            needles.iter().any(|n| hay.contains(n.as_str()))
-        }
+        Test::Contains(needles, ci) => needles.found_in(&folded(*ci)),
         Test::StartsWith(needles, ci) => {
             let hay = folded(*ci);
             needles.iter().any(|n| hay.starts_with(n.as_str()))
@@ -458,6 +494,37 @@ pub(crate) fn compile_for_test(yaml: &str) -> Condition {
 mod tests {
     use super::*;
     use crate::Fields;
+
+    /// Searched for together or one at a time, the texts are found in the
+    /// same values: random sets of short texts over a small alphabet (so
+    /// they overlap, nest and repeat), an empty text, multi-byte letters.
+    #[test]
+    fn texts_searched_together_are_found_where_each_is() {
+        let alphabet = ["a", "b", "ab", "é", " ", ""];
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let text = |max: u64, next: &mut dyn FnMut() -> u64| -> String {
+            (0..next() % max)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect()
+        };
+        for _ in 0..2_000 {
+            let n = 1 + (next() % 9) as usize;
+            let texts: Vec<String> = (0..n).map(|_| text(4, &mut next)).collect();
+            let needles = Needles::new(texts.clone());
+            assert_eq!(needles.together.is_some(), n >= Needles::TOGETHER_FROM);
+            for _ in 0..10 {
+                let hay = text(12, &mut next);
+                let want = texts.iter().any(|t| hay.contains(t.as_str()));
+                assert_eq!(needles.found_in(&hay), want, "{texts:?} in {hay:?}");
+            }
+        }
+    }
 
     fn cond(yaml: &str) -> Result<Condition, Vec<CondProblem>> {
         let cfg: ConditionConfig = serde_yaml_ng::from_str(yaml)
