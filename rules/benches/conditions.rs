@@ -16,23 +16,15 @@ use soc_rules::{Engine, EngineState, Event, RuleSet, SourceFile};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Rng(u64);
+mod common;
+use common::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A word of 3 to 10 lower-case letters.
-    fn word(&mut self) -> String {
-        let len = 3 + (self.next() % 8) as usize;
-        (0..len)
-            .map(|_| char::from(b'a' + (self.next() % 26) as u8))
-            .collect()
-    }
+/// A word of 3 to 10 lower-case letters.
+fn word(rng: &mut Rng) -> String {
+    let len = 3 + (rng.next() % 8) as usize;
+    (0..len)
+        .map(|_| char::from(b'a' + (rng.next() % 26) as u8))
+        .collect()
 }
 
 fn rule(texts: &[String], case_insensitive: bool) -> String {
@@ -55,7 +47,7 @@ fn bench(c: &mut Criterion) {
             let mut line = String::from("C:\\Windows\\System32\\cmd.exe /c");
             while line.len() < 100 {
                 line.push(' ');
-                line.push_str(&rng.word());
+                line.push_str(&word(&mut rng));
             }
             let fields = serde_json::from_value(serde_json::json!({
                 "event.module": "sysmon",

@@ -15,16 +15,8 @@ use soc_rules::{Lists, SourceFile};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+mod common;
+use common::Rng;
 
 /// A list file of `n` networks, and the first address of each.
 fn list_text(n: usize, rng: &mut Rng) -> (String, Vec<u32>) {

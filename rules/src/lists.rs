@@ -227,19 +227,13 @@ mod tests {
     /// addresses at, inside, next to and far from their edges.
     #[test]
     fn ranges_answer_as_a_scan_of_the_networks() {
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::decode::tests::xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..200 {
             let mut nets = Vec::new();
             let mut text = String::new();
             for _ in 0..(next() % 12) {
                 // Addresses near a few bases, so networks overlap.
-                let net = if next() % 4 == 0 {
+                let net = if next().is_multiple_of(4) {
                     let base = 0x2001_0db8_u128 << 96 | u128::from(next() % 3) << 64;
                     let prefix = 60 + (next() % 69) as u8;
                     let ip = std::net::Ipv6Addr::from(base | u128::from(next() % 0x1_0000) << 48);

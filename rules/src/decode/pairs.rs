@@ -78,7 +78,7 @@ mod tests {
                 "{needle}"
             );
         }
-        // Every pair of these is absent from the line (no bit collides).
+        // Every pair of these is absent from the line (no slot collides).
         for needle in ["%ASA-", "logid=", "[junos@", "<EPOevent>"] {
             assert!(
                 !line.may_contain(&NeedlePairs::of(needle.as_bytes())),

@@ -501,13 +501,7 @@ mod tests {
     #[test]
     fn texts_searched_together_are_found_where_each_is() {
         let alphabet = ["a", "b", "ab", "é", " ", ""];
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::decode::tests::xorshift(0x9e37_79b9_7f4a_7c15);
         let text = |max: u64, next: &mut dyn FnMut() -> u64| -> String {
             (0..next() % max)
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
