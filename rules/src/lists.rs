@@ -29,10 +29,8 @@ pub struct List {
     pub name: String,
     /// Entries that are not networks, lower-cased.
     words: HashSet<String>,
-    /// The addresses of the entries that are networks or addresses, as
-    /// sorted, disjoint ranges (first, last), IPv4 and IPv6 apart.
-    v4: Vec<(u32, u32)>,
-    v6: Vec<(u128, u128)>,
+    /// The entries that are networks or addresses.
+    networks: Networks,
     /// How many entries are networks or addresses.
     nets: usize,
 }
@@ -53,11 +51,8 @@ impl List {
         if self.nets == 0 {
             return false;
         }
-        match text.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => in_ranges(&self.v4, u32::from(ip)),
-            Ok(IpAddr::V6(ip)) => in_ranges(&self.v6, u128::from(ip)),
-            Err(_) => false,
-        }
+        text.parse::<IpAddr>()
+            .is_ok_and(|ip| self.networks.contains(ip))
     }
 
     /// How many entries the list has.
@@ -98,31 +93,21 @@ impl Lists {
                 name: name.clone(),
                 ..List::default()
             };
-            let (mut v4, mut v6) = (Vec::new(), Vec::new());
+            let mut nets = Vec::new();
             for line in f.text.lines() {
                 let entry = line.split('#').next().unwrap_or("").trim();
                 if entry.is_empty() {
                     continue;
                 }
-                match entry
-                    .parse::<IpNet>()
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                {
-                    Ok(IpNet::V4(net)) => {
-                        list.nets += 1;
-                        v4.push((u32::from(net.network()), u32::from(net.broadcast())));
-                    }
-                    Ok(IpNet::V6(net)) => {
-                        list.nets += 1;
-                        v6.push((u128::from(net.network()), u128::from(net.broadcast())));
-                    }
-                    Err(_) => {
+                match parse_net(entry) {
+                    Some(net) => nets.push(net),
+                    None => {
                         list.words.insert(entry.to_ascii_lowercase());
                     }
                 }
             }
-            list.v4 = disjoint(v4);
-            list.v6 = disjoint(v6);
+            list.nets = nets.len();
+            list.networks = Networks::new(nets);
             if let Some((prev, _)) = by_name.get(&name) {
                 errors.push(LoadError::new(
                     &f.name,
@@ -151,6 +136,46 @@ impl Lists {
     /// Every list name, sorted.
     pub fn names(&self) -> Vec<String> {
         self.by_name.keys().cloned().collect()
+    }
+}
+
+/// `10.0.0.0/8`, `fc00::/7` or one address (a network of one).
+pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .ok()
+}
+
+/// Networks as sorted, disjoint ranges of addresses (first, last), IPv4
+/// and IPv6 apart: whether one holds an address is a binary search. Lists
+/// (`in_list:`) and `cidr:` tests keep their networks so.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Networks {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Networks {
+    pub(crate) fn new(nets: impl IntoIterator<Item = IpNet>) -> Networks {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for net in nets {
+            match net {
+                IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
+                IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+            }
+        }
+        Networks {
+            v4: disjoint(v4),
+            v6: disjoint(v6),
+        }
+    }
+
+    /// Whether one of the networks holds `ip`.
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => in_ranges(&self.v4, u32::from(ip)),
+            IpAddr::V6(ip) => in_ranges(&self.v6, u128::from(ip)),
+        }
     }
 }
 

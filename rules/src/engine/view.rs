@@ -226,9 +226,9 @@ fn field_holds(slot: usize, tests: &[Test], view: &mut FieldView<'_>) -> bool {
         {
             list.iter().any(|s| v == s.text())
         }
-        (Test::Cidr(nets), Some(Value::String(_))) => view
-            .ip(slot)
-            .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        (Test::Cidr(nets), Some(Value::String(_))) => {
+            view.ip(slot).is_some_and(|ip| nets.contains(ip))
+        }
         // Ignoring case: the value is lower-cased once per event, not
         // once per test.
         (t, Some(Value::String(v))) if t.ignores_case() => {

@@ -25,7 +25,6 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
@@ -123,7 +122,7 @@ pub(crate) enum Test {
     StartsWith(Vec<String>, bool),
     EndsWith(Vec<String>, bool),
     Regex(Regex),
-    Cidr(Vec<IpNet>),
+    Cidr(crate::lists::Networks),
     Compare(Cmp, f64),
     Exists(bool),
     InList(std::sync::Arc<crate::lists::List>),
@@ -324,19 +323,16 @@ impl Condition {
         if let Some(nets) = &cfg.cidr {
             let mut parsed = Vec::new();
             for n in &nets.0 {
-                match n
-                    .parse::<IpNet>()
-                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
-                {
-                    Ok(net) => parsed.push(net),
-                    Err(_) => problems.push((
+                match crate::lists::parse_net(n) {
+                    Some(net) => parsed.push(net),
+                    None => problems.push((
                         format!("{path}.cidr"),
                         format!("`{n}` is not a network like 10.0.0.0/8 or fc00::/7"),
                         n.clone(),
                     )),
                 }
             }
-            tests.push(Test::Cidr(parsed));
+            tests.push(Test::Cidr(crate::lists::Networks::new(parsed)));
         }
         for (op, v) in [
             (Cmp::Gt, cfg.gt),
@@ -463,9 +459,7 @@ pub(crate) fn test_text(
             needles.iter().any(|n| hay.ends_with(n.as_str()))
         }
         Test::Regex(re) => re.is_match(text),
-        Test::Cidr(nets) => text
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        Test::Cidr(nets) => text.parse::<IpAddr>().is_ok_and(|ip| nets.contains(ip)),
         Test::Compare(op, limit) => num().is_some_and(|n| match op {
             Cmp::Gt => n > *limit,
             Cmp::Gte => n >= *limit,
