@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use soc_protocol::{Batch, BatchAck, Limits, PROTOCOL_VERSION, ProtocolError, encode_batch};
 use tokio::sync::{mpsc, watch};
@@ -182,11 +182,7 @@ impl Loop<'_> {
         let (wake_tx, mut wake_rx) = mpsc::channel(1);
         let _waker = Waker::start(&self.cfg.sources, wake_tx);
         let mut last_wake_scan = Instant::now();
-        // Batch ids only label logs; starting from the clock keeps them
-        // distinct across restarts.
-        let mut next_batch_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() << 20);
+        let mut next_batch_id = first_batch_id();
         let mut shutdown = self.shutdown.clone();
 
         loop {
@@ -520,5 +516,36 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Where this run of the agent starts numbering its batches: a random
+/// 62-bit number, so no two runs of an agent use the same ids.
+///
+/// The collector journals a batch that names its predecessor
+/// ([`soc_protocol::AFTER_HEADER`]) as soon as it holds a batch of that id
+/// from the agent. An agent restarted within the same second used to number
+/// its batches as the run before it did; its second batch then followed the
+/// killed run's first batch, could be journalled ahead of its own first,
+/// and that one's lines were dropped as already held. Two runs meet now only
+/// if their ranges of ids overlap: a chance of about one in 2^40 for runs of
+/// a million batches each.
+fn first_batch_id() -> u64 {
+    rand::random::<u64>() >> 2
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runs_number_their_batches_apart() {
+        let ids: Vec<u64> = (0..1000).map(|_| super::first_batch_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        // A million batches a run, and room to count them without wrapping.
+        assert!(
+            sorted.windows(2).all(|w| w[1] - w[0] > 1 << 20),
+            "{sorted:?}"
+        );
+        assert!(ids.iter().all(|&id| id < u64::MAX - (1 << 40)));
     }
 }

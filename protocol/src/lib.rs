@@ -110,7 +110,9 @@ pub struct Batch<S = String> {
     pub version: u16,
     /// The agent's name; must equal the authenticated agent.
     pub agent: String,
-    /// Agent-chosen sequence number, echoed in the ack; for logs only.
+    /// Agent-chosen number, echoed in the ack and named by the next batch's
+    /// [`AFTER_HEADER`]. An agent never uses one id twice, across restarts
+    /// too: the collector takes a batch of that id as the predecessor.
     pub batch_id: u64,
     /// Operator-set labels of the agent (agency, level, district, ...) that
     /// travel with every line of the batch to events, alerts and filters.

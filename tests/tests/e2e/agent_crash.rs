@@ -117,10 +117,18 @@ fn kill_9_of_the_agent_in_a_loop_while_logrotate_rotates_loses_and_duplicates_no
         || (collector.journal_len() >= n).then_some(()),
     )
     .map_err(|e| {
+        let got: Vec<String> = collector
+            .journal_lines()
+            .map(|v| v.into_iter().map(|l| l.line).collect())
+            .unwrap_or_default();
+        let (missing, _) = multiset_diff(&written, &got);
+        let log = agent.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
         anyhow::anyhow!(
-            "{e}: {} of {n}, seed {seed}\nagent log:\n{}",
+            "{e}: {} of {n}, seed {seed}; missing: {}\nlast lines of the agent log:\n{}",
             collector.journal_len(),
-            agent.log_text()
+            seq_ranges(&missing),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
     })?;
     // A late re-send would show up now.
@@ -152,6 +160,39 @@ fn kill_9_of_the_agent_in_a_loop_while_logrotate_rotates_loses_and_duplicates_no
     );
     assert_eq!(got_hash, want_hash);
     Ok(())
+}
+
+/// The `seq=` numbers of `lines` as ranges (`12-40, 97`), the first ten.
+fn seq_ranges(lines: &[String]) -> String {
+    let mut seqs: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.split("seq=").nth(1)?.get(..9)?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for s in seqs {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == s => *end = s,
+            _ => ranges.push((s, s)),
+        }
+    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .take(10)
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    format!(
+        "{} lines in {} ranges: {}",
+        lines.len(),
+        ranges.len(),
+        shown.join(", ")
+    )
 }
 
 /// The agent chose its key and asked the collector, which said yes, but the
