@@ -520,16 +520,15 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Where this run of the agent starts numbering its batches: a random
-/// 62-bit number, so no two runs of an agent use the same ids.
+/// 62-bit number, so that no two runs of an agent use the same ids.
 ///
 /// The collector journals a batch that names its predecessor
 /// ([`soc_protocol::AFTER_HEADER`]) as soon as it holds a batch of that id
-/// from the agent. An agent restarted within the same second used to number
-/// its batches as the run before it did; its second batch then followed the
-/// killed run's first batch, could be journalled ahead of its own first,
-/// and that one's lines were dropped as already held. Two runs meet now only
-/// if their ranges of ids overlap: a chance of about one in 2^40 for runs of
-/// a million batches each.
+/// from the agent. Were a restarted agent to reuse the ids of the run
+/// before it, its second batch could follow the killed run's first, be
+/// journalled ahead of its own first, and that one's lines would be
+/// dropped as already held. Two runs share an id only if their ranges
+/// overlap: about one chance in 2^41 for runs of a million batches each.
 fn first_batch_id() -> u64 {
     rand::random::<u64>() >> 2
 }
