@@ -518,6 +518,12 @@ pub fn numbered_line(prefix: &str, n: u64) -> String {
     format!("Nov 28 08:02:44 web-01 app[4242]: {prefix} seq={n:09} {pad}")
 }
 
+/// The `n` of a [`numbered_line`].
+pub fn line_number(l: &str) -> Option<u64> {
+    let rest = &l[l.find(" seq=")? + 5..];
+    rest.get(..9)?.parse().ok()
+}
+
 /// Lines [`LineWriter`] appends with one open and write of the file.
 pub const LINES_PER_WRITE: u64 = 100;
 

@@ -166,7 +166,7 @@ fn kill_9_of_the_agent_in_a_loop_while_logrotate_rotates_loses_and_duplicates_no
 fn seq_ranges(lines: &[String]) -> String {
     let mut seqs: Vec<u64> = lines
         .iter()
-        .filter_map(|l| l.split("seq=").nth(1)?.get(..9)?.parse().ok())
+        .filter_map(|l| soc_e2e::line_number(l))
         .collect();
     seqs.sort_unstable();
     let mut ranges: Vec<(u64, u64)> = Vec::new();

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use soc_e2e::{
-    Agent, Collector, GlobSource, LINES_PER_WRITE, LineWriter, logrotate, multiset_diff,
-    sorted_sha256, wait_for, write_agent_config_globs,
+    Agent, Collector, GlobSource, LINES_PER_WRITE, LineWriter, line_number, logrotate,
+    multiset_diff, sorted_sha256, wait_for, write_agent_config_globs,
 };
 
 /// Rotations per mode.
@@ -103,11 +103,6 @@ impl JournalReader {
             .take(20_000)
             .any(|l| line_number(l) >= Some(n))
     }
-}
-
-fn line_number(l: &str) -> Option<u64> {
-    let rest = &l[l.find(" seq=")? + 5..];
-    rest.get(..9)?.parse().ok()
 }
 
 /// Every plain (not compressed) file in `dirs` whose name starts with `prefix`.
