@@ -11,16 +11,24 @@
 # the online_api_credentials trick for crowdsec). Copies the bench folder to a
 # temporary folder (../shared is read-only), generates the corpus there with
 # gen_corpus.py (same arguments => same bytes as the peers' reference run),
-# builds `socctl` in release mode and times, one after another (2 cores:
-# never concurrently):
+# builds `socctl` in release mode and times, one at a time (2 cores: never
+# concurrently):
 #   * soc:      socctl rules test --replay CORPUS --json (shipped rules)
-#   * fail2ban: the bench's run_fail2ban.sh (fail2ban-regex, sshd filter)
+#   * fail2ban: fail2ban-regex -o row CORPUS sshd, as the bench's
+#               run_fail2ban.sh times it (that script then runs once more,
+#               untimed here, for its report and detections)
 #   * crowdsec: the bench's run_crowdsec.sh (crowdsec -dsn replay)
 # with the bench's own `measure` helper (wall time, peak RSS). soc's alerts
 # of `ssh-brute-force-by-source` and `net-port-scan` are scored against the
-# generator's truth.json with the bench's score.py, like the peers'. Prints
-# one table: median lines/s, peak RSS, detections vs truth, and soc's
-# throughput as a multiple of each peer's.
+# generator's truth.json with the bench's score.py, like the peers'.
+#
+# This machine's speed drifts by a third over minutes, so the runs are
+# interleaved: soc, fail2ban, soc, fail2ban, ..., soc, CrowdSec, soc, ...;
+# every peer run has a soc run just before and just after it. Prints one
+# table: median lines/s, peak RSS, detections vs truth, soc's median
+# throughput as a multiple of each peer's, and the median over the peer's
+# runs of soc's throughput next to that run (the mean of the soc runs
+# before and after it) divided by the run's own.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -42,15 +50,34 @@ python3 "$bench/gen_corpus.py" --lines "$lines" --out "$bench/data/corpus.log" \
     --truth "$bench/data/truth.json" >&2
 cat "$bench/data/corpus.log" >/dev/null # warm the page cache, as the peers' baseline does
 
-# soc, timed by the bench's own helper.
+# Timed runs, interleaved (see above), with the bench's own helper.
 (
     RUNS="$runs"
     # shellcheck source=/dev/null
     source "$bench/lib.sh"
-    for i in $(seq "$RUNS"); do
-        OUT=work/soc.json measure soc_replay "$i" "socctl rules test --replay --json (shipped rules)" -- \
+    n=0
+    soc() {
+        n=$((n + 1))
+        OUT=work/soc.json measure soc_replay "$n" "socctl rules test --replay --json (shipped rules)" -- \
             "$socctl" rules test --replay "$CORPUS" --json
+    }
+    soc
+    for i in $(seq "$runs"); do
+        # The command run_fail2ban.sh times; its output is what that script
+        # reads for the detections (work/fail2ban_regex.out).
+        [ -n "${SKIP_FAIL2BAN:-}" ] ||
+            measure fail2ban_regex "$i" "fail2ban-regex -o row sshd" -- fail2ban-regex -o row "$CORPUS" sshd
+        soc
     done
+    if [ -z "${SKIP_CROWDSEC:-}" ]; then
+        for i in $(seq "$cs_runs"); do
+            RUNS=1 bash "$bench/run_crowdsec.sh"
+            soc
+        done
+    fi
+    # Last, untimed in the table: fail2ban's report-mode run and the
+    # detections of its rows above (RUNS=0: no timed run of its own).
+    [ -n "${SKIP_FAIL2BAN:-}" ] || RUNS=0 bash "$bench/run_fail2ban.sh"
     cat work/soc_replay.err >&2
     python3 - work/soc.json work/soc_bf.txt work/soc_scan.txt <<'PY'
 import json, sys
@@ -67,42 +94,60 @@ PY
     python3 score.py "$TRUTH" work/soc_scan.txt | sed 's/^/soc net-port-scan detections: /' | tee -a results/detections.txt
 ) >&2
 
-[ -n "${SKIP_FAIL2BAN:-}" ] || RUNS="$runs" bash "$bench/run_fail2ban.sh" >&2
-[ -n "${SKIP_CROWDSEC:-}" ] || RUNS="$cs_runs" bash "$bench/run_crowdsec.sh" >&2
-
 python3 - "$bench/results/results.tsv" "$bench/results/detections.txt" <<'PY'
 import csv, statistics, sys
-from collections import defaultdict
-rows = defaultdict(list)
-for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):
-    rows[r["peer"]].append(r)
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 det = open(sys.argv[2]).read().splitlines()
 def detections(prefixes):
     out = []
     for p in prefixes:
-        out += [l.split("detections: ", 1)[1] for l in det if l.startswith(p) and "detections: " in l]
+        for l in det:
+            d = l.split("detections: ", 1)[-1]
+            if l.startswith(p) and "detections: " in l and d not in out:
+                out.append(d)
     return "; ".join(out)
+def lps(r):
+    return float(r["lines_per_s"])
+def beside(at):
+    """soc's lines/s next to the peer run rows[at]: the mean of the soc
+    runs just before and just after it (or the one there is)."""
+    near = []
+    for step in (-1, 1):
+        i = at + step
+        while 0 <= i < len(rows) and rows[i]["peer"] != "soc_replay":
+            i += step
+        if 0 <= i < len(rows):
+            near.append(lps(rows[i]))
+    return statistics.mean(near) if near else None
 tools = [
     ("soc", "soc_replay", ["soc ssh-brute-force-by-source", "soc net-port-scan"]),
     ("fail2ban", "fail2ban_regex", ["fail2ban (maxretry=5 findtime=60s)"]),
     ("crowdsec", "crowdsec_pr1", ["crowdsec_pr1 ssh scenarios", "crowdsec_pr1 iptables scan"]),
 ]
-lps = {}
+soc_med = None
 table = []
 for name, peer, prefixes in tools:
-    rs = rows.get(peer)
-    if not rs:
+    at = [i for i, r in enumerate(rows) if r["peer"] == peer]
+    if not at:
         continue
-    med = statistics.median(float(r["lines_per_s"]) for r in rs)
-    rss = max(float(r["max_rss_kb"]) for r in rs) / 1024
-    lps[name] = med
-    table.append((name, len(rs), int(rs[0]["lines"]), med, rss, detections(prefixes)))
+    med = statistics.median(lps(rows[i]) for i in at)
+    rss = max(float(rows[i]["max_rss_kb"]) for i in at) / 1024
+    ratio = paired = ""
+    if name == "soc":
+        soc_med = med
+    else:
+        if soc_med:
+            ratio = "%.1f×" % (soc_med / med)
+        pairs = [beside(i) / lps(rows[i]) for i in at if beside(i) and lps(rows[i]) > 0]
+        if pairs:
+            paired = "%.1f× (%s)" % (
+                statistics.median(pairs), ", ".join("%.1f" % p for p in pairs))
+    table.append((name, len(at), int(rows[at[0]]["lines"]), med, rss, detections(prefixes), ratio, paired))
 print()
-print("| tool | runs | lines | median lines/s | peak RSS MiB | detections vs truth (bf, near-miss FP, slow, scan, other FP) | soc ÷ tool |")
-print("|---|---|---|---|---|---|---|")
-for name, n, lines, med, rss, d in table:
-    ratio = "%.1f×" % (lps["soc"] / med) if "soc" in lps and name != "soc" else ""
-    print("| %s | %d | %d | %.0f | %.1f | %s | %s |" % (name, n, lines, med, rss, d, ratio))
+print("| tool | runs | lines | median lines/s | peak RSS MiB | detections vs truth (bf, near-miss FP, slow, scan, other FP) | soc median ÷ tool median | soc beside each run ÷ that run: median (each) |")
+print("|---|---|---|---|---|---|---|---|")
+for name, n, lines, med, rss, d, ratio, paired in table:
+    print("| %s | %d | %d | %.0f | %.1f | %s | %s | %s |" % (name, n, lines, med, rss, d, ratio, paired))
 print()
-print("Per-run rows: " + sys.argv[1] + " (kept with KEEP=1)")
+print("Per-run rows, in the order they ran: " + sys.argv[1] + " (kept with KEEP=1)")
 PY
