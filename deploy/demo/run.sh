@@ -17,8 +17,22 @@ echo "building soc (release) ..."
 cargo build --release --quiet -p soc-collector -p soc-agent --bins
 bin=$top/target/release
 mkdir -p "$demo/logs" "$demo/agent"
+# The samples are copied with their times moved to the last few minutes
+# (same spacing, the last line a minute ago), so that they read as what just
+# happened: with the dates they were written with, the first live lines would
+# come days after them, and the rule on silent log sources would report the
+# gap.
+redate() {
+    local last now line ts
+    last=$(date -d "$(tail -n 1 "$1" | cut -c1-15)" +%s)
+    now=$(date +%s)
+    while IFS= read -r line; do
+        ts=$(date -d "$(printf '%s' "$line" | cut -c1-15)" +%s)
+        printf '%s%s\n' "$(date -d "@$((ts - last + now - 60))" '+%b %e %H:%M:%S')" "${line:15}"
+    done <"$1"
+}
 for f in ufw.log clamav.log; do
-    [ -f "$demo/logs/$f" ] || cp "deploy/demo/samples/$f" "$demo/logs/$f"
+    [ -f "$demo/logs/$f" ] || redate "deploy/demo/samples/$f" >"$demo/logs/$f"
 done
 
 pids=()
