@@ -138,7 +138,7 @@ for name, peer, prefixes in tools:
     else:
         if soc_med:
             ratio = "%.1f×" % (soc_med / med)
-        pairs = [beside(i) / lps(rows[i]) for i in at if beside(i) and lps(rows[i]) > 0]
+        pairs = [b / lps(rows[i]) for i in at if (b := beside(i)) and lps(rows[i]) > 0]
         if pairs:
             paired = "%.1f× (%s)" % (
                 statistics.median(pairs), ", ".join("%.1f" % p for p in pairs))
