@@ -24,10 +24,11 @@ mkdir -p "$demo/logs" "$demo/agent"
 # gap.
 redate() {
     local last now line ts
-    last=$(date -d "$(tail -n 1 "$1" | cut -c1-15)" +%s)
+    last=$(tail -n 1 "$1")
+    last=$(date -d "${last:0:15}" +%s)
     now=$(date +%s)
     while IFS= read -r line; do
-        ts=$(date -d "$(printf '%s' "$line" | cut -c1-15)" +%s)
+        ts=$(date -d "${line:0:15}" +%s)
         printf '%s%s\n' "$(date -d "@$((ts - last + now - 60))" '+%b %e %H:%M:%S')" "${line:15}"
     done <"$1"
 }
