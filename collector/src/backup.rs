@@ -89,7 +89,8 @@ pub enum BackupError {
     #[error("{path} is corrupt: {reason}; nothing was changed")]
     Malformed { path: String, reason: String },
     #[error(
-        "{path} holds rule state of format {found}; this collector reads format {}: nothing was changed",
+        "{path} holds rule state of format {found}; this collector reads formats {} to {}: nothing was changed",
+        soc_rules::ENGINE_STATE_OLDEST_FORMAT,
         soc_rules::ENGINE_STATE_FORMAT
     )]
     StateVersion { path: String, found: u32 },

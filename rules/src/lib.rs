@@ -60,17 +60,17 @@ mod yaml;
 
 pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
 pub use engine::{
-    Detection, ENGINE_STATE_FORMAT, Engine, EngineOptions, EngineState, EngineStats, Group,
-    GroupData, GroupKey, Groups, KeyHash, PendingEvent, RuleState, RuleStates, StateFormatError,
-    Suppression,
+    Detection, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, Engine, EngineOptions, EngineState,
+    EngineStats, Group, GroupData, GroupKey, Groups, KeyHash, PendingEvent, RuleState, RuleStates,
+    StateFormatError, Suppression,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};
 pub use inline_tests::run_inline_tests;
 pub use lists::{List, Lists};
 pub use rule::{
-    ParseSeverityError, Rule, RuleKind, RuleSet, Sequence, Severity, Silence, Step, Suppress,
-    Threshold,
+    Learn, ParseSeverityError, Rule, RuleKind, RuleSet, Sequence, Severity, Silence, Step,
+    Suppress, Threshold,
 };
 
 /// The shipped decoder files, in load order (envelopes first).
@@ -241,7 +241,7 @@ mod tests {
             .skip(1)
             .filter_map(|b| b.split("```").next())
             .collect();
-        assert_eq!(blocks.len(), 3, "one decoder and two rule examples");
+        assert_eq!(blocks.len(), 4, "one decoder and three rule examples");
         let mut dec: Vec<SourceFile> = builtin_decoder_sources()
             .into_iter()
             .filter(|f| f.name == "decoders/syslog.yml")
@@ -258,13 +258,27 @@ mod tests {
         // The stateful examples run on the shipped decoders.
         let stateful = RuleSet::from_sources(&[SourceFile::new("README.md stateful", blocks[2])])
             .unwrap_or_else(|e| panic!("{e}"));
-        failures.extend(
-            run_inline_tests(&Decoders::builtin(), &stateful)
-                .iter()
-                .map(ToString::to_string),
-        );
+        // The learning silence, indented in a list item.
+        let indented: String = blocks[3]
+            .lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let silence = RuleSet::from_sources(&[SourceFile::new("README.md silence", indented)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        for set in [&stateful, &silence] {
+            failures.extend(
+                run_inline_tests(&Decoders::builtin(), set)
+                    .iter()
+                    .map(ToString::to_string),
+            );
+        }
         assert!(failures.is_empty(), "{failures:#?}");
         assert_eq!(stateful.rules().len(), 2);
+        assert!(matches!(
+            &silence.rules()[0].kind,
+            RuleKind::Silence(s) if s.learn.is_some()
+        ));
     }
 
     /// Every shipped decoder has a test of a line it must refuse or flag: a

@@ -46,8 +46,8 @@ use crate::event::Event;
 use crate::rule::{RuleKind, RuleSet, Severity};
 use index::RuleIndex;
 pub use state::{
-    ENGINE_STATE_FORMAT, EngineState, EngineStats, Group, GroupData, GroupKey, Groups, KeyHash,
-    PendingEvent, RuleState, RuleStates, StateFormatError, Suppression,
+    ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, EngineState, EngineStats, Group, GroupData,
+    GroupKey, Groups, KeyHash, PendingEvent, RuleState, RuleStates, StateFormatError, Suppression,
 };
 use view::{Fast, FieldView, KeySpec, Slots};
 
@@ -433,6 +433,10 @@ impl Engine {
                     let Some(key) = view.shared_key(by) else {
                         continue;
                     };
+                    if let Some(learn) = &s.learn {
+                        self.watch_usual(state, i, s, learn, &key, ev, out);
+                        continue;
+                    }
                     let Some(g) = self.touch_group(state, i, &key, ev.timestamp_ms, None, || {
                         GroupData::Seen {
                             last_ms: ev.timestamp_ms,
@@ -458,11 +462,7 @@ impl Engine {
                     }
                     if let Some((last_ms, last_id)) = resumed {
                         let pairs = key_pairs(&s.by, &ev.fields).unwrap_or_default();
-                        let mut fields: Fields = pairs
-                            .iter()
-                            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                            .collect();
-                        fields.insert("silence.last_seen_ms", Value::from(last_ms));
+                        let fields = silence_fields(&pairs, last_ms, None);
                         let at = last_ms.saturating_add(s.after_ms);
                         let fields = Facts::of(&fields);
                         let key = key.text().clone();
@@ -665,6 +665,10 @@ impl Engine {
         let RuleKind::Silence(s) = &self.rules.rules()[at].kind else {
             return;
         };
+        if let Some(learn) = &s.learn {
+            self.check_usual(state, at, s, learn, now, out);
+            return;
+        }
         loop {
             let Some(rs) = state.rules.at_mut(at) else {
                 return;
@@ -687,11 +691,7 @@ impl Engine {
                     if now.saturating_sub(*last_ms) <= s.after_ms {
                         return;
                     }
-                    let mut fields: Fields = pairs
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
-                        .collect();
-                    fields.insert("silence.last_seen_ms", Value::from(*last_ms));
+                    let fields = silence_fields(pairs, *last_ms, None);
                     let when = last_ms.saturating_add(s.after_ms);
                     (key.clone(), when, *last_id, fields)
                 }
@@ -703,6 +703,201 @@ impl Engine {
             state.remove_group(at, &key);
             let fields = Facts::of(&fields);
             self.emit(state, at, key.text().clone(), when, vec![id], fields, out);
+        }
+    }
+
+    /// A silence rule that learns each source's limit (`silence.learn`)
+    /// sees an event of the source `key`: its gap since the source's
+    /// previous event is learnt, unless it was longer than the source's
+    /// limit, when it is reported (no other event revealed it before).
+    #[allow(clippy::too_many_arguments)]
+    fn watch_usual(
+        &self,
+        state: &mut EngineState,
+        at: usize,
+        s: &crate::rule::Silence,
+        learn: &crate::rule::Learn,
+        key: &GroupKey,
+        ev: &Event,
+        out: &mut Vec<Detection>,
+    ) {
+        let now = ev.timestamp_ms;
+        let period = now.div_euclid(learn.over_ms.max(1));
+        let first = || GroupData::Usual {
+            last_ms: now,
+            last_id: ev.id,
+            key: key_pairs(&s.by, &ev.fields).unwrap_or_default(),
+            first_ms: now,
+            period,
+            longest_ms: 0,
+            before_ms: 0,
+            due_ms: now.saturating_add(s.after_ms),
+        };
+        let mut created = false;
+        let Some(g) = self.touch_group(state, at, key, now, None, || {
+            created = true;
+            first()
+        }) else {
+            return;
+        };
+        let limit = g.data.silence_limit_ms(s.after_ms, Some(learn));
+        let mut resumed = None;
+        match &mut g.data {
+            _ if created => {}
+            GroupData::Usual {
+                last_ms,
+                last_id,
+                key: pairs,
+                period: p,
+                longest_ms,
+                before_ms,
+                ..
+            } => {
+                // An event older than the newest one (allowed lateness)
+                // tells nothing about the gaps.
+                if now >= *last_ms {
+                    if period > *p {
+                        *before_ms = if period == *p + 1 { *longest_ms } else { 0 };
+                        *longest_ms = 0;
+                        *p = period;
+                    }
+                    let gap = now - *last_ms;
+                    if gap > limit {
+                        // Reported, so not learnt as usual.
+                        resumed = Some((*last_ms, *last_id, pairs.clone()));
+                    } else {
+                        *longest_ms = (*longest_ms).max(gap);
+                    }
+                    *last_ms = now;
+                    *last_id = ev.id;
+                }
+            }
+            // A group of another kind (the rule cannot have changed under
+            // the same fingerprint, but a state is input): start learning.
+            other => {
+                *other = first();
+                created = true;
+            }
+        }
+        // Filed again only when it becomes silent sooner than the time it
+        // is filed under (a new source, a limit just learnt): a later time
+        // is found when the filed one comes (see `check_usual`).
+        let silent_at = g.data.silent_at(s.after_ms, Some(learn));
+        let mut file = None;
+        if let (GroupData::Usual { due_ms, .. }, Some(when)) = (&mut g.data, silent_at)
+            && (created || when < *due_ms)
+        {
+            *due_ms = when;
+            file = Some(when);
+        }
+        if let Some(when) = file
+            && let Some(due) = state.rules.at_mut(at).and_then(|rs| rs.due.0.as_mut())
+        {
+            due.insert((when, key.text().clone()), key.clone());
+        }
+        if let Some((last_ms, last_id, pairs)) = resumed {
+            let fields = silence_fields(&pairs, last_ms, Some(limit));
+            let when = last_ms.saturating_add(limit);
+            let key = key.text().clone();
+            self.emit(state, at, key, when, vec![last_id], Facts::of(&fields), out);
+        }
+    }
+
+    /// Reports the sources of a learning silence rule that have been
+    /// silent past their own limit at `now`, soonest first.
+    fn check_usual(
+        &self,
+        state: &mut EngineState,
+        at: usize,
+        s: &crate::rule::Silence,
+        learn: &crate::rule::Learn,
+        now: i64,
+        out: &mut Vec<Detection>,
+    ) {
+        let Some(rs) = state.rules.at_mut(at) else {
+            return;
+        };
+        // Built when missing (a state just loaded) or when stale entries
+        // (groups evicted) outnumber the live ones.
+        if rs
+            .due
+            .0
+            .as_ref()
+            .is_none_or(|d| d.len() > 2 * rs.groups.len() + 64)
+        {
+            let due = rs
+                .groups
+                .iter()
+                .filter_map(|(k, g)| {
+                    let when = g.data.filed_at(s.after_ms, Some(learn))?;
+                    Some(((when, k.text().clone()), k.clone()))
+                })
+                .collect();
+            rs.due.0 = Some(due);
+        }
+        loop {
+            let Some(rs) = state.rules.at_mut(at) else {
+                return;
+            };
+            let Some(due) = rs.due.0.as_mut() else {
+                return;
+            };
+            if due
+                .first_key_value()
+                .is_none_or(|((when, _), _)| *when >= now)
+            {
+                return;
+            }
+            let Some(((filed, text), key)) = due.pop_first() else {
+                return;
+            };
+            let Some(g) = rs.groups.get_mut(&key) else {
+                // Stale: the group is gone.
+                continue;
+            };
+            if g.data.filed_at(s.after_ms, Some(learn)) != Some(filed) {
+                // Stale: the group was filed again, sooner.
+                continue;
+            }
+            let Some(when) = g.data.silent_at(s.after_ms, Some(learn)) else {
+                continue;
+            };
+            if when >= now {
+                // The source was seen since it was filed: filed again.
+                if let GroupData::Usual { due_ms, .. } = &mut g.data {
+                    *due_ms = when;
+                }
+                due.insert((when, text), key);
+                continue;
+            }
+            let (GroupData::Usual {
+                last_ms,
+                last_id,
+                key: pairs,
+                ..
+            }
+            | GroupData::Seen {
+                last_ms,
+                last_id,
+                key: pairs,
+            }) = &g.data
+            else {
+                continue;
+            };
+            let limit = g.data.silence_limit_ms(s.after_ms, Some(learn));
+            let fields = silence_fields(pairs, *last_ms, Some(limit));
+            let last_id = *last_id;
+            state.remove_group(at, &key);
+            let fields = Facts::of(&fields);
+            self.emit(
+                state,
+                at,
+                key.text().clone(),
+                when,
+                vec![last_id],
+                fields,
+                out,
+            );
         }
     }
 
@@ -882,6 +1077,21 @@ impl<'a> Facts<'a> {
             _ => self.fields.get(name),
         }
     }
+}
+
+/// What a silence detection's summary reads: the source's key fields,
+/// `silence.last_seen_ms` and, for a source with a learnt limit,
+/// `silence.limit_ms`.
+fn silence_fields(pairs: &[(String, String)], last_ms: i64, limit_ms: Option<i64>) -> Fields {
+    let mut fields: Fields = pairs
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .collect();
+    fields.insert("silence.last_seen_ms", Value::from(last_ms));
+    if let Some(limit) = limit_ms {
+        fields.insert("silence.limit_ms", Value::from(limit));
+    }
+    fields
 }
 
 /// The text of a field value used in keys; lists join with `,`.

@@ -11,7 +11,12 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 
 /// The format version written by this build.
-pub const ENGINE_STATE_FORMAT: u32 = 2;
+pub const ENGINE_STATE_FORMAT: u32 = 3;
+
+/// The oldest format this build reads: format 3 only added a kind of group
+/// data ([`GroupData::Usual`]), after the others, so a format 2 snapshot
+/// decodes as it is.
+pub const ENGINE_STATE_OLDEST_FORMAT: u32 = 2;
 
 /// Per-rule, per-key state of stateful rules, the reorder buffer and the
 /// counters. The format version lets a newer collector recognise (and reset)
@@ -333,6 +338,13 @@ pub struct RuleState {
     /// has neither moved nor gone since, so that the next call need not
     /// look at the groups at all.
     pub(crate) oldest: Scratch<Option<(u64, i64)>>,
+    /// Silence rules that learn each source's limit: the sources by the
+    /// time they are filed under (`GroupData::Usual::due_ms`), soonest
+    /// first (the sources' limits differ, so the eviction order does not
+    /// tell). Built from the groups when first needed (not saved); an entry
+    /// whose group is gone or filed under another time is stale and
+    /// skipped.
+    pub(crate) due: Scratch<Option<Due>>,
 }
 
 impl RuleState {
@@ -466,9 +478,14 @@ impl<'de> serde::Deserialize<'de> for RuleState {
             order: s.order.into_iter().collect(),
             suppress: s.suppress,
             oldest: Scratch::default(),
+            due: Scratch::default(),
         })
     }
 }
+
+/// Groups by the time they are filed under (then key text, so that
+/// sources due at the same time are looked at in one order).
+pub(crate) type Due = BTreeMap<(i64, Arc<str>), GroupKey>;
 
 /// One group of a stateful rule.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -506,6 +523,70 @@ pub enum GroupData {
         /// The key fields and their values (for the summary).
         key: Vec<(String, String)>,
     },
+    /// Silence watch that learns the source's usual gap (`silence.learn`).
+    /// Added in format 3, after the others, so that format 2 still reads.
+    Usual {
+        /// Time of its newest event.
+        last_ms: i64,
+        /// Id of that event.
+        last_id: u64,
+        /// The key fields and their values (for the summary).
+        key: Vec<(String, String)>,
+        /// Time of its first event: it is learnt one period later.
+        first_ms: i64,
+        /// The learning period of its newest event (time ÷ period).
+        period: i64,
+        /// The longest gap learnt in that period, ms.
+        longest_ms: i64,
+        /// The longest gap learnt in the period before it, ms.
+        before_ms: i64,
+        /// The time it is filed under in the rule's silence index: when it
+        /// would have become silent as it was then. Never after when it
+        /// becomes silent now (a later time does not move it; an earlier
+        /// one does), so the index is checked when needed and only then.
+        due_ms: i64,
+    },
+}
+
+impl GroupData {
+    /// A silence watch's limit, ms: [`crate::Learn::limit_ms`] of its
+    /// usual gap once learnt, `after_ms` before.
+    pub(crate) fn silence_limit_ms(&self, after_ms: i64, learn: Option<&crate::Learn>) -> i64 {
+        match (self, learn) {
+            (
+                GroupData::Usual {
+                    last_ms,
+                    first_ms,
+                    longest_ms,
+                    before_ms,
+                    ..
+                },
+                Some(l),
+            ) if last_ms.saturating_sub(*first_ms) >= l.over_ms => {
+                l.limit_ms((*longest_ms).max(*before_ms), after_ms)
+            }
+            _ => after_ms,
+        }
+    }
+
+    /// When a silence watch's source becomes silent (its newest event's
+    /// time plus its limit); `None` for other data.
+    pub(crate) fn silent_at(&self, after_ms: i64, learn: Option<&crate::Learn>) -> Option<i64> {
+        match self {
+            GroupData::Seen { last_ms, .. } | GroupData::Usual { last_ms, .. } => {
+                Some(last_ms.saturating_add(self.silence_limit_ms(after_ms, learn)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The time a silence watch is filed under in its rule's index.
+    pub(crate) fn filed_at(&self, after_ms: i64, learn: Option<&crate::Learn>) -> Option<i64> {
+        match self {
+            GroupData::Usual { due_ms, .. } => Some(*due_ms),
+            other => other.silent_at(after_ms, learn),
+        }
+    }
 }
 
 /// One suppression window.
@@ -522,7 +603,7 @@ pub struct Suppression {
 pub enum StateFormatError {
     /// Written by another format version.
     #[error(
-        "engine state has format {found}, this build reads format {ENGINE_STATE_FORMAT}; start from an empty state or upgrade"
+        "engine state has format {found}, this build reads formats {ENGINE_STATE_OLDEST_FORMAT} to {ENGINE_STATE_FORMAT}; start from an empty state or upgrade"
     )]
     Version {
         /// The format found in the snapshot.
@@ -539,7 +620,7 @@ pub enum StateFormatError {
 impl EngineState {
     /// Checks that a deserialized snapshot can be used by this build.
     pub fn check_format(&self) -> Result<(), StateFormatError> {
-        if self.format == ENGINE_STATE_FORMAT {
+        if (ENGINE_STATE_OLDEST_FORMAT..=ENGINE_STATE_FORMAT).contains(&self.format) {
             Ok(())
         } else {
             Err(StateFormatError::Version { found: self.format })
@@ -558,11 +639,13 @@ impl EngineState {
         // snapshot gets the version error rather than a decode error.
         let (format, _) = postcard::take_from_bytes::<u32>(bytes)
             .map_err(|e| StateFormatError::Decode(e.to_string()))?;
-        if format != ENGINE_STATE_FORMAT {
+        if !(ENGINE_STATE_OLDEST_FORMAT..=ENGINE_STATE_FORMAT).contains(&format) {
             return Err(StateFormatError::Version { found: format });
         }
         let mut state: EngineState =
             postcard::from_bytes(bytes).map_err(|e| StateFormatError::Decode(e.to_string()))?;
+        // Saved again, it is of this build's format.
+        state.format = ENGINE_STATE_FORMAT;
         state.check().map_err(StateFormatError::Inconsistent)?;
         Ok(state)
     }

@@ -991,3 +991,348 @@ fn rules_sharing_tests_match_as_each_does_alone() {
     assert!(want.len() > 400, "the rules match often: {}", want.len());
     assert_eq!(got, want);
 }
+
+const USUAL: &str = r#"
+rules:
+  - id: usual
+    title: Source silent for longer than usual
+    severity: medium
+    match: { field: src, exists: true }
+    silence:
+      by: [src]
+      after: 2h
+      learn: { over: 1h, times: 3, at_least: 2m }
+    summary: "{src} silent past {silence.limit_ms} ms"
+"#;
+
+/// Events of source `src` every `every` seconds from `from` to `to`
+/// (inclusive), with ids from `id`; returns them and the next id.
+fn every(src: &'static str, from: i64, to: i64, every: i64, id: &mut u64) -> Vec<Event> {
+    (0..)
+        .map(|i| from + i * every)
+        .take_while(|t| *t <= to)
+        .map(|t| {
+            *id += 1;
+            ev(*id, t, &[("src", src)])
+        })
+        .collect()
+}
+
+/// The events sorted by time (then id), as the engine wants them.
+fn by_time(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by_key(|e| (e.timestamp_ms, e.id));
+    events
+}
+
+/// (rule, key, evidence, time in s, summary) of each detection.
+fn detections(engine: &Engine, events: &[Event]) -> Vec<(String, String, Vec<u64>, i64, String)> {
+    let mut state = EngineState::default();
+    let mut out = Vec::new();
+    for e in events {
+        out.extend(engine.process(&mut state, e));
+    }
+    out.extend(engine.flush(&mut state));
+    out.into_iter()
+        .map(|d| {
+            (
+                d.rule_id.to_string(),
+                d.group_key.to_string(),
+                d.evidence,
+                d.timestamp_ms / 1000,
+                d.summary,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_learning_silence_gives_each_source_its_own_limit() {
+    let engine = Engine::new(rules(USUAL));
+    let mut id = 0;
+    // `fast` talks every minute for over an hour (learnt: 3 × 60 s = 180
+    // s), then stops at 3,660 s. `slow` talks every 25 minutes (learnt:
+    // 3 × 1,500 s = 75 min, under `after`), then stops at 4,500 s. `new`
+    // is seen twice, then never: not learnt, so `after` (2 h) is its
+    // limit. `clock` talks every minute until 12,000 s.
+    let fast = every("fast", 0, 3_660, 60, &mut id);
+    let last_fast = id;
+    let slow = every("slow", 0, 4_500, 1_500, &mut id);
+    let last_slow = id;
+    let new = every("new", 60, 120, 60, &mut id);
+    let last_new = id;
+    let clock = every("clock", 0, 12_000, 60, &mut id);
+    let events = by_time([fast, slow, new, clock].concat());
+    let got = detections(&engine, &events);
+    assert_eq!(
+        got,
+        vec![
+            (
+                "usual".into(),
+                "src=fast".into(),
+                vec![last_fast],
+                3_660 + 180,
+                "fast silent past 180000 ms".into()
+            ),
+            (
+                "usual".into(),
+                "src=new".into(),
+                vec![last_new],
+                120 + 7_200,
+                "new silent past 7200000 ms".into()
+            ),
+            (
+                "usual".into(),
+                "src=slow".into(),
+                vec![last_slow],
+                4_500 + 4_500,
+                "slow silent past 4500000 ms".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_learnt_limit_is_never_under_at_least_nor_over_after() {
+    let engine = Engine::new(rules(USUAL));
+    let mut id = 0;
+    // Every 10 s: 3 × 10 s is under `at_least` (2 min).
+    let busy = every("busy", 0, 3_700, 10, &mut id);
+    let last_busy = id;
+    // Every 50 min: 3 × 50 min is over `after` (2 h).
+    let rare = every("rare", 0, 6_000, 3_000, &mut id);
+    let last_rare = id;
+    let clock = every("clock", 0, 20_000, 60, &mut id);
+    let got = detections(&engine, &by_time([busy, rare, clock].concat()));
+    let when: Vec<(String, Vec<u64>, i64)> = got.into_iter().map(|d| (d.1, d.2, d.3)).collect();
+    assert_eq!(
+        when,
+        vec![
+            ("src=busy".into(), vec![last_busy], 3_700 + 120),
+            ("src=rare".into(), vec![last_rare], 6_000 + 7_200),
+        ]
+    );
+}
+
+#[test]
+fn a_source_that_shows_its_own_gap_is_reported_and_the_gap_not_learnt() {
+    let engine = Engine::new(rules(USUAL));
+    let mut id = 0;
+    // Only this source talks: every minute for over an hour (limit 180
+    // s), then a gap of 300 s (reported when it talks again), then one of
+    // 200 s: still reported, since the 300 s gap was not learnt.
+    let mut events = every("only", 0, 3_660, 60, &mut id);
+    let before_gap = id;
+    events.push(ev(id + 1, 3_960, &[("src", "only")]));
+    events.push(ev(id + 2, 4_160, &[("src", "only")]));
+    let got = detections(&engine, &events);
+    let when: Vec<(Vec<u64>, i64)> = got.into_iter().map(|d| (d.2, d.3)).collect();
+    assert_eq!(
+        when,
+        vec![(vec![before_gap], 3_660 + 180), (vec![id + 1], 3_960 + 180)]
+    );
+}
+
+#[test]
+fn a_learning_silence_continues_the_same_from_a_saved_state() {
+    let engine = Engine::new(rules(USUAL));
+    let mut id = 0;
+    let events = by_time(
+        [
+            every("a", 0, 5_000, 60, &mut id),
+            every("b", 0, 9_000, 600, &mut id),
+            every("c", 30, 12_000, 90, &mut id),
+        ]
+        .concat(),
+    );
+    let whole = detections(&engine, &events);
+    assert_eq!(whole.len(), 2, "{whole:?}");
+    // Saved and loaded at every point where a learning period turns, or
+    // a source is half-way through its silence.
+    for cut in [1, 60, 61, 62, 100, 150, 200, 250] {
+        let cut = cut.min(events.len());
+        let mut state = EngineState::default();
+        let mut out = Vec::new();
+        for e in &events[..cut] {
+            out.extend(engine.process(&mut state, e));
+        }
+        let mut state = EngineState::from_bytes(&state.to_bytes()).expect("loads");
+        for e in &events[cut..] {
+            out.extend(engine.process(&mut state, e));
+        }
+        out.extend(engine.flush(&mut state));
+        let got: Vec<_> = out
+            .into_iter()
+            .map(|d| {
+                (
+                    d.rule_id.to_string(),
+                    d.group_key.to_string(),
+                    d.evidence,
+                    d.timestamp_ms / 1000,
+                    d.summary,
+                )
+            })
+            .collect();
+        assert_eq!(got, whole, "saved after {cut} events");
+    }
+}
+
+#[test]
+fn learning_settings_are_checked() {
+    let text = r#"rules:
+  - id: a
+    title: A
+    severity: low
+    match: { field: x, exists: true }
+    silence:
+      by: [x]
+      after: 1h
+      learn: { over: 1d, times: 0, at_least: 2h }
+    summary: x
+  - id: b
+    title: B
+    severity: low
+    match: { field: x, exists: true }
+    silence:
+      by: [x]
+      after: 1h
+      learn:
+        over: a day
+        times: 3
+        at_least: 5m
+    summary: x
+"#;
+    let err = RuleSet::from_sources(&[SourceFile::new("s.yml", text)])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "s.yml:9: silence.learn.times: rule `a`: must be a number above 0, not 0",
+            "s.yml:9: silence.learn.at_least: rule `a`: `2h` is longer than `after` (`1h`)",
+            "s.yml:19: silence.learn.over: rule `b`: `a day` is not a duration like 30s, 10m, 1h or 1d",
+        ]
+    );
+}
+
+#[test]
+fn a_snapshot_of_format_2_still_loads() {
+    let engine = Engine::new(rules(SILENT));
+    let mut state = EngineState::default();
+    engine.process(&mut state, &ev(1, 0, &[("src", "a")]));
+    let mut bytes = state.to_bytes();
+    assert_eq!(bytes[0], ENGINE_STATE_FORMAT as u8);
+    bytes[0] = 2;
+    let back = EngineState::from_bytes(&bytes).expect("format 2 loads");
+    assert_eq!(back.format, ENGINE_STATE_FORMAT);
+    assert_eq!(back, state);
+}
+
+/// The learning silence of [`USUAL`] worked out plainly, source by
+/// source, for every event: (key, evidence, time in s) of each report.
+fn usual_by_hand(events: &[Event]) -> Vec<(String, Vec<u64>, i64)> {
+    const OVER: i64 = 3_600_000;
+    const AFTER: i64 = 7_200_000;
+    struct Source {
+        first: i64,
+        last: i64,
+        last_id: u64,
+        period: i64,
+        longest: i64,
+        before: i64,
+    }
+    let limit = |s: &Source| {
+        if s.last - s.first >= OVER {
+            (3 * s.longest.max(s.before)).clamp(120_000, AFTER)
+        } else {
+            AFTER
+        }
+    };
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    let mut got = Vec::new();
+    for e in events {
+        let (t, name) = (e.timestamp_ms, e.get_str("src").unwrap_or_default());
+        let key = format!("src={name}");
+        match sources.get_mut(&key) {
+            Some(s) => {
+                let old_limit = limit(s);
+                if t >= s.last {
+                    let p = t.div_euclid(OVER);
+                    if p > s.period {
+                        s.before = if p == s.period + 1 { s.longest } else { 0 };
+                        s.longest = 0;
+                        s.period = p;
+                    }
+                    if t - s.last > old_limit {
+                        got.push((key.clone(), vec![s.last_id], (s.last + old_limit) / 1000));
+                    } else {
+                        s.longest = s.longest.max(t - s.last);
+                    }
+                    s.last = t;
+                    s.last_id = e.id;
+                }
+            }
+            None => {
+                sources.insert(
+                    key,
+                    Source {
+                        first: t,
+                        last: t,
+                        last_id: e.id,
+                        period: t.div_euclid(OVER),
+                        longest: 0,
+                        before: 0,
+                    },
+                );
+            }
+        }
+        let silent: Vec<String> = sources
+            .iter()
+            .filter(|(_, s)| s.last + limit(s) < t)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in silent {
+            if let Some(s) = sources.remove(&k) {
+                got.push((k, vec![s.last_id], (s.last + limit(&s)) / 1000));
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn a_learning_silence_reports_what_the_plain_reckoning_does() {
+    let engine = Engine::new(rules(USUAL));
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut reports = 0;
+    for round in 0..40 {
+        // Five sources of different paces, some pausing for long.
+        let mut events = Vec::new();
+        let mut t = 0;
+        for id in 1..=600u64 {
+            let src = ["a", "b", "c", "d", "e"][(next() % 5) as usize];
+            t += match next() % 100 {
+                0..=79 => next() % 30,
+                80..=97 => next() % 600,
+                _ => next() % 9_000,
+            } as i64;
+            events.push(ev(id, t, &[("src", src)]));
+        }
+        let mut want = usual_by_hand(&events);
+        let mut got: Vec<(String, Vec<u64>, i64)> = detections(&engine, &events)
+            .into_iter()
+            .map(|d| (d.1, d.2, d.3))
+            .collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "round {round}");
+        reports += got.len();
+    }
+    assert!(reports > 40, "the rounds report silences ({reports})");
+}

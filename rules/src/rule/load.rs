@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::condition::{Condition, ConditionConfig};
 use super::stateful::{
-    SequenceConfig, Silence, SilenceConfig, Step, Suppress, SuppressConfig, Threshold,
+    Learn, SequenceConfig, Silence, SilenceConfig, Step, Suppress, SuppressConfig, Threshold,
     ThresholdConfig, parse_duration_ms,
 };
 use super::template::Template;
@@ -300,11 +300,45 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
                 "name the fields of a source, e.g. [agent.name, log.source]".into(),
             ));
         }
+        let mut learn_ok = true;
+        let learn = si.learn.as_ref().and_then(|l| {
+            let over = duration("over", "silence.learn.over", &l.over, &mut errs);
+            let at_least = duration("at_least", "silence.learn.at_least", &l.at_least, &mut errs);
+            if !(l.times.is_finite() && l.times > 0.0) {
+                errs.push((
+                    at("times", "learn"),
+                    "silence.learn.times".into(),
+                    format!("must be a number above 0, not {}", l.times),
+                ));
+                learn_ok = false;
+            }
+            if let (Some(a), Some(b)) = (at_least, after)
+                && a > b
+            {
+                errs.push((
+                    at("at_least", "learn"),
+                    "silence.learn.at_least".into(),
+                    format!("`{}` is longer than `after` (`{}`)", l.at_least, si.after),
+                ));
+                learn_ok = false;
+            }
+            if over.is_none() || at_least.is_none() {
+                learn_ok = false;
+            }
+            Some(Learn {
+                over_ms: over?,
+                times: l.times,
+                at_least_ms: at_least?,
+            })
+        });
         kind = match (after, kind) {
-            (Some(after_ms), Some(_)) if !si.by.is_empty() => Some(RuleKind::Silence(Silence {
-                by: si.by.clone(),
-                after_ms,
-            })),
+            (Some(after_ms), Some(_)) if !si.by.is_empty() && learn_ok => {
+                Some(RuleKind::Silence(Silence {
+                    by: si.by.clone(),
+                    after_ms,
+                    learn,
+                }))
+            }
             _ => None,
         };
     }

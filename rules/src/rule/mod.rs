@@ -17,7 +17,7 @@ use crate::error::LoadErrors;
 use crate::event::SourceFile;
 use crate::lists::Lists;
 use condition::Condition;
-pub use stateful::{Sequence, Silence, Step, Suppress, Threshold};
+pub use stateful::{Learn, Sequence, Silence, Step, Suppress, Threshold};
 use template::Template;
 
 /// How serious a detection is.

@@ -67,8 +67,25 @@ pub(crate) struct SequenceConfig {
 pub(crate) struct SilenceConfig {
     /// Fields naming one log source.
     pub by: Vec<String>,
-    /// How long a source may stay silent (in event time) before the alert.
+    /// How long a source may stay silent (in event time) before the alert;
+    /// with `learn`, the longest limit and the one of a source not learnt
+    /// yet.
     pub after: String,
+    /// Learn each source's usual gap and give it its own limit.
+    pub learn: Option<LearnConfig>,
+}
+
+/// `silence.learn:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LearnConfig {
+    /// How long a source is watched before its own limit applies; its
+    /// usual gap is the longest of the last one to two such periods.
+    pub over: String,
+    /// The limit is this many times the usual gap.
+    pub times: f64,
+    /// The limit is never shorter than this.
+    pub at_least: String,
 }
 
 /// `suppress:` as written.
@@ -119,8 +136,35 @@ pub struct Sequence {
 pub struct Silence {
     /// Fields naming a source.
     pub by: Vec<String>,
-    /// Allowed gap in ms.
+    /// Allowed gap in ms (with `learn`, the longest allowed).
     pub after_ms: i64,
+    /// Each source's own limit, learnt from its gaps.
+    pub learn: Option<Learn>,
+}
+
+/// How a silence rule learns each source's limit: `times` × the longest
+/// gap between two of its events in the current and the previous period of
+/// `over_ms` (event time, periods counted from the epoch), within
+/// `[at_least_ms, after_ms]`. A source watched for less than one period
+/// has the limit `after_ms`; a gap that was reported as silence is not
+/// learnt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learn {
+    /// Length of a learning period, ms.
+    pub over_ms: i64,
+    /// Multiple of the usual gap.
+    pub times: f64,
+    /// Shortest limit, ms.
+    pub at_least_ms: i64,
+}
+
+impl Learn {
+    /// The limit of a source whose usual gap is `usual_ms`, once learnt.
+    pub fn limit_ms(&self, usual_ms: i64, after_ms: i64) -> i64 {
+        // Saturates: `as` turns a huge product into i64::MAX.
+        let scaled = (usual_ms as f64 * self.times).ceil() as i64;
+        scaled.clamp(self.at_least_ms.min(after_ms), after_ms)
+    }
 }
 
 /// A compiled suppression.
