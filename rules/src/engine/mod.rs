@@ -462,7 +462,7 @@ impl Engine {
                     }
                     if let Some((last_ms, last_id)) = resumed {
                         let pairs = key_pairs(&s.by, &ev.fields).unwrap_or_default();
-                        let fields = silence_fields(&pairs, last_ms, None);
+                        let fields = silence_fields(&pairs, last_ms, s.after_ms);
                         let at = last_ms.saturating_add(s.after_ms);
                         let fields = Facts::of(&fields);
                         let key = key.text().clone();
@@ -691,7 +691,7 @@ impl Engine {
                     if now.saturating_sub(*last_ms) <= s.after_ms {
                         return;
                     }
-                    let fields = silence_fields(pairs, *last_ms, None);
+                    let fields = silence_fields(pairs, *last_ms, s.after_ms);
                     let when = last_ms.saturating_add(s.after_ms);
                     (key.clone(), when, *last_id, fields)
                 }
@@ -796,7 +796,7 @@ impl Engine {
             due.insert((when, key.text().clone()), key.clone());
         }
         if let Some((last_ms, last_id, pairs)) = resumed {
-            let fields = silence_fields(&pairs, last_ms, Some(limit));
+            let fields = silence_fields(&pairs, last_ms, limit);
             let when = last_ms.saturating_add(limit);
             let key = key.text().clone();
             self.emit(state, at, key, when, vec![last_id], Facts::of(&fields), out);
@@ -885,7 +885,7 @@ impl Engine {
                 continue;
             };
             let limit = g.data.silence_limit_ms(s.after_ms, Some(learn));
-            let fields = silence_fields(pairs, *last_ms, Some(limit));
+            let fields = silence_fields(pairs, *last_ms, limit);
             let last_id = *last_id;
             state.remove_group(at, &key);
             let fields = Facts::of(&fields);
@@ -1080,18 +1080,34 @@ impl<'a> Facts<'a> {
 }
 
 /// What a silence detection's summary reads: the source's key fields,
-/// `silence.last_seen_ms` and, for a source with a learnt limit,
-/// `silence.limit_ms`.
-fn silence_fields(pairs: &[(String, String)], last_ms: i64, limit_ms: Option<i64>) -> Fields {
+/// `silence.last_seen_ms`, and the source's limit as `silence.limit_ms` and
+/// as text (`silence.limit`, e.g. `1h30m`).
+fn silence_fields(pairs: &[(String, String)], last_ms: i64, limit_ms: i64) -> Fields {
     let mut fields: Fields = pairs
         .iter()
         .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
         .collect();
     fields.insert("silence.last_seen_ms", Value::from(last_ms));
-    if let Some(limit) = limit_ms {
-        fields.insert("silence.limit_ms", Value::from(limit));
-    }
+    fields.insert("silence.limit_ms", Value::from(limit_ms));
+    fields.insert("silence.limit", Value::from(duration_text(limit_ms)));
     fields
+}
+
+/// `ms` written the way durations are written in rules: `1d2h`, `1h30m`,
+/// `15m`, `45s`, `500ms` (the largest units, leaving out those at zero).
+fn duration_text(ms: i64) -> String {
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let mut rest = ms / 1000;
+    let mut text = String::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if rest >= secs {
+            text.push_str(&format!("{}{unit}", rest / secs));
+            rest %= secs;
+        }
+    }
+    text
 }
 
 /// The text of a field value used in keys; lists join with `,`.

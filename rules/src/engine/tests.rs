@@ -1002,7 +1002,7 @@ rules:
       by: [src]
       after: 2h
       learn: { over: 1h, times: 3, at_least: 2m }
-    summary: "{src} silent past {silence.limit_ms} ms"
+    summary: "{src} silent past {silence.limit_ms} ms ({silence.limit})"
 "#;
 
 /// Events of source `src` every `every` seconds from `from` to `to`
@@ -1071,21 +1071,21 @@ fn a_learning_silence_gives_each_source_its_own_limit() {
                 "src=fast".into(),
                 vec![last_fast],
                 3_660 + 180,
-                "fast silent past 180000 ms".into()
+                "fast silent past 180000 ms (3m)".into()
             ),
             (
                 "usual".into(),
                 "src=new".into(),
                 vec![last_new],
                 120 + 7_200,
-                "new silent past 7200000 ms".into()
+                "new silent past 7200000 ms (2h)".into()
             ),
             (
                 "usual".into(),
                 "src=slow".into(),
                 vec![last_slow],
                 4_500 + 4_500,
-                "slow silent past 4500000 ms".into()
+                "slow silent past 4500000 ms (1h15m)".into()
             ),
         ]
     );
@@ -1335,4 +1335,21 @@ fn a_learning_silence_reports_what_the_plain_reckoning_does() {
         reports += got.len();
     }
     assert!(reports > 40, "the rounds report silences ({reports})");
+}
+
+#[test]
+fn durations_are_written_as_rules_write_them() {
+    for (ms, text) in [
+        (0, "0ms"),
+        (500, "500ms"),
+        (1_000, "1s"),
+        (61_000, "1m1s"),
+        (900_000, "15m"),
+        (5_400_000, "1h30m"),
+        (7_200_000, "2h"),
+        (93_600_000, "1d2h"),
+        (90_061_500, "1d1h1m1s"),
+    ] {
+        assert_eq!(duration_text(ms), text, "{ms} ms");
+    }
 }
