@@ -1025,13 +1025,20 @@ fn by_time(mut events: Vec<Event>) -> Vec<Event> {
 }
 
 /// (rule, key, evidence, time in s, summary) of each detection.
-fn detections(engine: &Engine, events: &[Event]) -> Vec<(String, String, Vec<u64>, i64, String)> {
+type Seen = Vec<(String, String, Vec<u64>, i64, String)>;
+
+/// [`Seen`] of `events` run through a fresh state (then flushed).
+fn detections(engine: &Engine, events: &[Event]) -> Seen {
     let mut state = EngineState::default();
     let mut out = Vec::new();
     for e in events {
         out.extend(engine.process(&mut state, e));
     }
     out.extend(engine.flush(&mut state));
+    seen(out)
+}
+
+fn seen(out: Vec<Detection>) -> Seen {
     out.into_iter()
         .map(|d| {
             (
@@ -1160,19 +1167,7 @@ fn a_learning_silence_continues_the_same_from_a_saved_state() {
             out.extend(engine.process(&mut state, e));
         }
         out.extend(engine.flush(&mut state));
-        let got: Vec<_> = out
-            .into_iter()
-            .map(|d| {
-                (
-                    d.rule_id.to_string(),
-                    d.group_key.to_string(),
-                    d.evidence,
-                    d.timestamp_ms / 1000,
-                    d.summary,
-                )
-            })
-            .collect();
-        assert_eq!(got, whole, "saved after {cut} events");
+        assert_eq!(seen(out), whole, "saved after {cut} events");
     }
 }
 
