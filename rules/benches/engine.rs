@@ -42,6 +42,18 @@ use soc_rules::{
     builtin_list_sources, builtin_rule_sources,
 };
 
+/// A corpus line as an agent would send it.
+fn input(line: &str) -> Input<'_> {
+    Input {
+        raw: line.as_bytes(),
+        source_type: "",
+        agent: "a",
+        source: "s",
+        path: "p",
+        received_ms: 1_735_646_400_000,
+    }
+}
+
 fn corpus() -> Vec<String> {
     let lines: usize = std::env::var("SOC_BENCH_LINES")
         .ok()
@@ -379,14 +391,7 @@ fn bench(c: &mut Criterion) {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let mut e = decoders.decode(&Input {
-                raw: l.as_bytes(),
-                source_type: "",
-                agent: "a",
-                source: "s",
-                path: "p",
-                received_ms: 1_735_646_400_000,
-            });
+            let mut e = decoders.decode(&input(l));
             e.id = i as u64 + 1;
             e
         })
@@ -460,30 +465,21 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             lines
                 .iter()
-                .map(|l| {
-                    decoders
-                        .decode(&Input {
-                            raw: l.as_bytes(),
-                            source_type: "",
-                            agent: "a",
-                            source: "s",
-                            path: "p",
-                            received_ms: 1_735_646_400_000,
-                        })
-                        .fields
-                        .len()
-                })
+                .map(|l| decoders.decode(&input(l)).fields.len())
                 .sum::<usize>()
         });
     });
     d.finish();
-    // The collector encodes the whole state at every commit (up to four a
-    // second under load): one rule at its bound of 100,000 groups.
     // `SOC_BENCH_STATE=0` leaves this group out (its set-up feeds 100,000
     // events through an engine, which a profiler would count with the rest).
-    if std::env::var("SOC_BENCH_STATE").as_deref() == Ok("0") {
-        return;
+    if std::env::var("SOC_BENCH_STATE").as_deref() != Ok("0") {
+        state(c);
     }
+}
+
+/// The collector encodes the whole state at every commit (up to four a
+/// second under load): one rule at its bound of 100,000 groups.
+fn state(c: &mut Criterion) {
     let mut st = c.benchmark_group("state");
     st.sample_size(10);
     let engine = Engine::new(Arc::new(

@@ -300,17 +300,18 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
                 "name the fields of a source, e.g. [agent.name, log.source]".into(),
             ));
         }
-        let mut learn_ok = true;
+        // `None` when a setting is wrong (each one reported).
         let learn = si.learn.as_ref().and_then(|l| {
             let over = duration("over", "silence.learn.over", &l.over, &mut errs);
             let at_least = duration("at_least", "silence.learn.at_least", &l.at_least, &mut errs);
+            let mut ok = true;
             if !(l.times.is_finite() && l.times > 0.0) {
                 errs.push((
                     at("times", "learn"),
                     "silence.learn.times".into(),
                     format!("must be a number above 0, not {}", l.times),
                 ));
-                learn_ok = false;
+                ok = false;
             }
             if let (Some(a), Some(b)) = (at_least, after)
                 && a > b
@@ -320,17 +321,16 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
                     "silence.learn.at_least".into(),
                     format!("`{}` is longer than `after` (`{}`)", l.at_least, si.after),
                 ));
-                learn_ok = false;
+                ok = false;
             }
-            if over.is_none() || at_least.is_none() {
-                learn_ok = false;
-            }
-            Some(Learn {
+            let learn = Learn {
                 over_ms: over?,
                 times: l.times,
                 at_least_ms: at_least?,
-            })
+            };
+            ok.then_some(learn)
         });
+        let learn_ok = si.learn.is_none() || learn.is_some();
         kind = match (after, kind) {
             (Some(after_ms), Some(_)) if !si.by.is_empty() && learn_ok => {
                 Some(RuleKind::Silence(Silence {
