@@ -420,6 +420,11 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
     if let Value::Array(items) = v {
         return items.iter().any(|i| test_value(t, i));
     }
+    if let Value::Number(n) = v
+        && let Some(answer) = test_number(t, n)
+    {
+        return answer;
+    }
     let text: std::borrow::Cow<'_, str> = match v {
         Value::String(s) => s.as_str().into(),
         Value::Number(n) => n.to_string().into(),
@@ -431,6 +436,22 @@ pub(crate) fn test_value(t: &Test, v: &Value) -> bool {
         _ => text.trim().parse::<f64>().ok(),
     };
     test_text(t, &text, num, None)
+}
+
+/// The answer of [`test_text`] for a number, when the test reads it only as
+/// a number: then it is not written out as text first (an allocation and a
+/// float formatting per test). `None` for the tests that read its text.
+fn test_number(t: &Test, n: &serde_json::Number) -> Option<bool> {
+    let b = n.as_f64()?;
+    match t {
+        Test::Equals(s, _) => Some(s.num? == b),
+        Test::In(list, _) => list
+            .iter()
+            .map(|s| s.num.map(|a| a == b))
+            .try_fold(false, |any, hit| Some(any || hit?)),
+        Test::Compare(..) | Test::Exists(_) => Some(test_text(t, "", || Some(b), None)),
+        _ => None,
+    }
 }
 
 /// One test against a string value `text` (`lower`: the same lower-cased,
@@ -628,6 +649,61 @@ mod tests {
             let c = cond(yaml).unwrap_or_else(|e| panic!("{yaml}: {e:?}"));
             assert_eq!(c.eval(&ev), *want, "{yaml}");
         }
+    }
+
+    /// A number is tested without being written out only where the answer
+    /// is the one its text gives.
+    #[test]
+    fn numbers_tested_as_numbers_answer_as_their_text_does() {
+        let tests = [
+            "equals: 22",
+            "equals: '22'",
+            "equals: 22.0",
+            "equals: '-0'",
+            "equals: abc",
+            "equals: '1e3'",
+            "in: [22, 3389]",
+            "in: [22, '80']",
+            "in: ['22.0', x]",
+            "in: [x, y]",
+            "gt: 21.5",
+            "lte: -1",
+            "exists: true",
+            "contains: '2'",
+            "starts_with: '-'",
+            "regex: '^[0-9]+$'",
+            "equals: 22, case_insensitive: true",
+        ];
+        let values: Vec<serde_json::Number> = [
+            "22", "22.0", "3389", "80", "0", "-0.0", "-1", "1000", "1e3", "21.5",
+        ]
+        .iter()
+        .filter_map(|s| serde_json::from_str(s).ok())
+        .collect();
+        let mut fast = 0;
+        for yaml in tests {
+            let Ok(Condition::Field { tests, .. }) = cond(&format!("{{field: n, {yaml}}}")) else {
+                panic!("{yaml} does not compile to one field test");
+            };
+            for t in &tests {
+                for n in &values {
+                    let by_text = test_text(t, &n.to_string(), || n.as_f64(), None);
+                    if let Some(answer) = test_number(t, n) {
+                        fast += 1;
+                        assert_eq!(answer, by_text, "{yaml} on {n}");
+                    }
+                    assert_eq!(
+                        test_value(t, &Value::Number(n.clone())),
+                        by_text,
+                        "{yaml} on {n}"
+                    );
+                }
+            }
+        }
+        assert!(
+            fast >= 8 * values.len(),
+            "the number path answered {fast} times"
+        );
     }
 
     #[test]
