@@ -356,17 +356,17 @@ impl Engine {
             self.handle(state, event, &mut out);
             return out;
         }
-        let pending = PendingEvent {
-            id: event.id,
-            timestamp_ms: event.timestamp_ms,
-            fields_json: serde_json::to_string(&event.fields).unwrap_or_default(),
-        };
-        let at = state
-            .pending
-            .partition_point(|p| (p.timestamp_ms, p.id) <= (event.timestamp_ms, event.id));
-        state.pending.insert(at, pending);
+        let at = state.pending.partition_point(|p| {
+            (p.event.timestamp_ms, p.event.id) <= (event.timestamp_ms, event.id)
+        });
+        state.pending.insert(
+            at,
+            PendingEvent {
+                event: event.clone(),
+            },
+        );
         let upto = state.watermark_ms.saturating_sub(lateness);
-        self.release(state, |p| p.timestamp_ms <= upto, &mut out);
+        self.release(state, |p| p.event.timestamp_ms <= upto, &mut out);
         while state.pending.len() > self.options.max_pending.max(1) {
             state.stats.pending_overflow += 1;
             let mut first = true;
@@ -389,15 +389,11 @@ impl Engine {
         mut ready: impl FnMut(&PendingEvent) -> bool,
         out: &mut Vec<Detection>,
     ) {
-        while state.pending.first().is_some_and(&mut ready) {
-            let p = state.pending.remove(0);
-            let fields = serde_json::from_str(&p.fields_json).unwrap_or_default();
-            let ev = Event {
-                id: p.id,
-                timestamp_ms: p.timestamp_ms,
-                fields,
+        while state.pending.front().is_some_and(&mut ready) {
+            let Some(p) = state.pending.pop_front() else {
+                break;
             };
-            self.handle(state, &ev, out);
+            self.handle(state, &p.event, out);
         }
     }
 

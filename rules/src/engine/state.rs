@@ -33,7 +33,7 @@ pub struct EngineState {
     pub watermark_ms: i64,
     /// Events held back until the watermark passes them, sorted by
     /// (time, id), so out-of-order input is processed in time order.
-    pub pending: Vec<PendingEvent>,
+    pub pending: VecDeque<PendingEvent>,
     /// Logical clock for least-recently-touched eviction.
     pub touch: u64,
     /// Number of groups over all rules (for the total bound).
@@ -84,7 +84,7 @@ impl Default for EngineState {
             format: ENGINE_STATE_FORMAT,
             rules: RuleStates::default(),
             watermark_ms: i64::MIN,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             touch: 0,
             total_groups: 0,
             stats: EngineStats::default(),
@@ -206,16 +206,52 @@ pub struct EngineStats {
     pub suppressed: BTreeMap<String, u64>,
 }
 
-/// An event waiting in the reorder buffer. Fields are kept as JSON text so
-/// that compact binary encodings (postcard) can hold them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// An event waiting in the reorder buffer.
+///
+/// Held as decoded, so that holding events back costs a copy, not an
+/// encoding and a decoding each. Saved with its fields as JSON text (an
+/// `id`, `timestamp_ms`, `fields_json` record), so that compact binary
+/// encodings (postcard) can hold them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PendingEvent {
-    /// [`crate::Event::id`].
-    pub id: u64,
-    /// [`crate::Event::timestamp_ms`].
-    pub timestamp_ms: i64,
-    /// [`crate::Event::fields`] as a JSON object.
-    pub fields_json: String,
+    /// The event.
+    pub event: crate::Event,
+}
+
+/// How a [`PendingEvent`] is saved.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "PendingEvent")]
+struct PendingRecord {
+    id: u64,
+    timestamp_ms: i64,
+    fields_json: String,
+}
+
+impl serde::Serialize for PendingEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        PendingRecord {
+            id: self.event.id,
+            timestamp_ms: self.event.timestamp_ms,
+            fields_json: serde_json::to_string(&self.event.fields)
+                .map_err(serde::ser::Error::custom)?,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PendingEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = PendingRecord::deserialize(deserializer)?;
+        let fields = serde_json::from_str(&r.fields_json)
+            .map_err(|e| serde::de::Error::custom(format_args!("held-back event {}: {e}", r.id)))?;
+        Ok(PendingEvent {
+            event: crate::Event {
+                id: r.id,
+                timestamp_ms: r.timestamp_ms,
+                fields,
+            },
+        })
+    }
 }
 
 /// A group key (`source.ip=203.0.113.7`) with its hash, computed once when

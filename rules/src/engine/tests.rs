@@ -658,11 +658,17 @@ fn snapshots_in_the_earlier_layout_still_load() {
         suppress: BTreeMap<String, Suppression>,
     }
     #[derive(serde::Serialize)]
+    struct OldPendingEvent {
+        id: u64,
+        timestamp_ms: i64,
+        fields_json: String,
+    }
+    #[derive(serde::Serialize)]
     struct OldEngineState {
         format: u32,
         rules: BTreeMap<String, OldRuleState>,
         watermark_ms: i64,
-        pending: Vec<PendingEvent>,
+        pending: Vec<OldPendingEvent>,
         touch: u64,
         total_groups: u64,
         stats: EngineStats,
@@ -690,7 +696,12 @@ fn snapshots_in_the_earlier_layout_still_load() {
             },
         )]),
         watermark_ms: 2000,
-        pending: Vec::new(),
+        // A failure from `c` held back (saved with a lateness).
+        pending: vec![OldPendingEvent {
+            id: 9,
+            timestamp_ms: 2500,
+            fields_json: r#"{"ip":"c","outcome":"failure"}"#.to_string(),
+        }],
         touch: 2,
         total_groups: 2,
         stats: EngineStats::default(),
@@ -711,7 +722,19 @@ fn snapshots_in_the_earlier_layout_still_load() {
     }
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].evidence, [1, 3, 4]);
-    assert_eq!(state.groups_of("bf"), 1, "b is still open");
+    assert!(state.pending.is_empty(), "the held-back event was released");
+    assert_eq!(state.groups_of("bf"), 2, "b and the held-back c are open");
+    // A held-back event whose fields are not a JSON object is refused,
+    // not loaded without its fields.
+    let mut bad = old;
+    bad.pending[0].fields_json = "{not json".to_string();
+    let err = EngineState::from_bytes(&postcard::to_stdvec(&bad).unwrap_or_default())
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    assert!(
+        err.as_ref().is_err_and(|e| e.contains("does not decode")),
+        "{err:?}"
+    );
 }
 
 #[test]
