@@ -248,10 +248,10 @@ impl App {
     pub fn engine_options(&self) -> soc_rules::EngineOptions {
         soc_rules::EngineOptions {
             allowed_lateness_ms: self.settings.allowed_lateness.as_millis() as i64,
+            max_pending: self.settings.max_held_back,
             max_groups_per_rule: self.settings.max_groups_per_rule,
             max_total_groups: self.settings.max_total_groups,
             max_evidence: self.settings.max_evidence.max(1),
-            ..soc_rules::EngineOptions::default()
         }
     }
 }

@@ -299,6 +299,13 @@ fn count_state(app: &App, before: &EngineStats, after: &EngineState) {
     }
     m.late_events
         .inc_by(after.stats.late_events.saturating_sub(before.late_events));
+    m.held_back.set(after.pending.len() as i64);
+    m.held_back_overflow.inc_by(
+        after
+            .stats
+            .pending_overflow
+            .saturating_sub(before.pending_overflow),
+    );
 }
 
 fn count_decoded(app: &App, event: &Event) {

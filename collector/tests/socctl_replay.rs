@@ -31,10 +31,10 @@ fn special(line_no: usize) -> Option<&'static str> {
     }
 }
 
-/// 3,001 lines (ten a second), most of them routine.
-fn write_log(path: &Path) {
+/// `lines` lines (ten a second), most of them routine.
+fn write_log(path: &Path, lines: usize) {
     let mut text = String::new();
-    for n in 1..=3001 {
+    for n in 1..=lines {
         let t = stamp(n / 10);
         let line = match special(n) {
             Some(ip) => {
@@ -73,7 +73,7 @@ fn replay(file: &Path, extra: &[&str]) -> Output {
 fn replay_raises_each_alert_once_citing_its_lines() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let log = tmp.path().join("auth.log");
-    write_log(&log);
+    write_log(&log, 3001);
 
     let out = replay(&log, &["--json"]);
     let alerts: Vec<Value> = String::from_utf8(out.stdout.clone())
@@ -120,5 +120,33 @@ fn replay_raises_each_alert_once_citing_its_lines() {
         lines[0].contains("[1500, 1510, 1520, 1530, 1540]"),
         "{}",
         lines[0]
+    );
+}
+
+/// Held back for a lateness, lines in time order raise the same alerts.
+/// Past the bound on held-back lines (10,000), the oldest are evaluated
+/// before the lateness has passed, and the summary says how many.
+#[test]
+fn replay_with_a_lateness_raises_the_same_alerts() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let log = tmp.path().join("auth.log");
+    write_log(&log, 10_100);
+    let plain = replay(&log, &["--json"]);
+    let late = replay(&log, &["--json", "--lateness", "1h"]);
+    assert!(!plain.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&late.stdout),
+        String::from_utf8_lossy(&plain.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        stderr.contains(
+            "100 lines were evaluated before --lateness had passed: more than 10000 were waiting"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&plain.stderr).contains("before --lateness"),
+        "without a lateness nothing waits"
     );
 }

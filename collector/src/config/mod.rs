@@ -185,6 +185,9 @@ pub struct DetectionConfig {
     /// How far behind the newest event an event may arrive and still be
     /// evaluated in time order (it waits that long in event time). Default `0s`.
     pub allowed_lateness: Option<String>,
+    /// Events held back for `allowed_lateness` at most; beyond, the oldest
+    /// is evaluated at once. Default 10,000.
+    pub max_held_back: Option<usize>,
     /// Open groups (thresholds, sequences, ...) per rule; the least recently
     /// used is evicted beyond. Default 100,000.
     pub max_groups_per_rule: Option<usize>,
@@ -228,6 +231,7 @@ pub struct Settings {
     pub max_evidence: usize,
     pub lists_dir: Option<PathBuf>,
     pub allowed_lateness: Duration,
+    pub max_held_back: usize,
     pub max_groups_per_rule: usize,
     pub max_total_groups: usize,
     pub detection_nice: i32,
@@ -354,6 +358,10 @@ impl CollectorConfig {
                 None | Some("0") | Some("0s") => Duration::ZERO,
                 Some(d) => duration("detection.allowed_lateness", d)?,
             },
+            max_held_back: positive(
+                "detection.max_held_back",
+                self.detection.max_held_back.unwrap_or(10_000),
+            )?,
             max_groups_per_rule: positive(
                 "detection.max_groups_per_rule",
                 self.detection.max_groups_per_rule.unwrap_or(100_000),

@@ -90,6 +90,11 @@ pub struct Metrics {
     pub alerts_suppressed: IntCounterVec,
     /// Events that arrived later than `detection.allowed_lateness`.
     pub late_events: IntCounter,
+    /// Events waiting for `detection.allowed_lateness`.
+    pub held_back: IntGauge,
+    /// Held-back events evaluated early because `detection.max_held_back`
+    /// were waiting.
+    pub held_back_overflow: IntCounter,
     /// Rule reloads, by result (ok, error).
     pub rule_reloads: IntCounterVec,
     free_labels: Mutex<HashSet<String>>,
@@ -121,6 +126,8 @@ pub const NAMES: &[&str] = &[
     "soc_rule_state_evicted_total",
     "soc_alerts_suppressed_total",
     "soc_detection_late_events_total",
+    "soc_detection_held_back_events",
+    "soc_detection_held_back_overflow_total",
     "soc_rule_reloads_total",
     "soc_http_requests_total",
     "soc_auth_failures_total",
@@ -396,6 +403,16 @@ impl Metrics {
                 &r,
                 "soc_detection_late_events_total",
                 "Events older than the newest minus detection.allowed_lateness, evaluated out of order.",
+            ),
+            held_back: gauge(
+                &r,
+                "soc_detection_held_back_events",
+                "Events waiting for detection.allowed_lateness before rules see them.",
+            ),
+            held_back_overflow: counter(
+                &r,
+                "soc_detection_held_back_overflow_total",
+                "Held-back events evaluated before their lateness passed because detection.max_held_back were waiting.",
             ),
             rule_reloads: counter_vec(
                 &r,

@@ -343,18 +343,66 @@ impl Engine {
     /// lateness, possibly those of earlier-buffered events). Deterministic:
     /// the same state and event give the same result.
     pub fn process(&self, state: &mut EngineState, event: &Event) -> Vec<Detection> {
-        self.reconcile(state);
         let mut out = Vec::new();
+        self.feed(state, event, &mut out, &mut |_, _| {});
+        out
+    }
+
+    /// As [`Engine::process`], handing each detection to `each` with the
+    /// event that raised it: `event`, or with a lateness an event held back
+    /// earlier (whose fields the caller may no longer have).
+    pub fn process_with(
+        &self,
+        state: &mut EngineState,
+        event: &Event,
+        mut each: impl FnMut(Detection, &Event),
+    ) {
+        let mut out = Vec::new();
+        self.feed(state, event, &mut out, &mut |ev, out| {
+            out.drain(..).for_each(|d| each(d, ev));
+        });
+    }
+
+    /// Releases every buffered event (end of a replay or test).
+    pub fn flush(&self, state: &mut EngineState) -> Vec<Detection> {
+        let mut out = Vec::new();
+        self.reconcile(state);
+        self.release(state, |_| true, &mut out, &mut |_, _| {});
+        out
+    }
+
+    /// As [`Engine::flush`], handing each detection to `each` with the
+    /// event that raised it.
+    pub fn flush_with(&self, state: &mut EngineState, mut each: impl FnMut(Detection, &Event)) {
+        let mut out = Vec::new();
+        self.reconcile(state);
+        self.release(state, |_| true, &mut out, &mut |ev, out| {
+            out.drain(..).for_each(|d| each(d, ev));
+        });
+    }
+
+    /// [`Engine::process`]: the detections of every event evaluated go to
+    /// `out`, and then `raised` is called with that event.
+    fn feed(
+        &self,
+        state: &mut EngineState,
+        event: &Event,
+        out: &mut Vec<Detection>,
+        raised: &mut dyn FnMut(&Event, &mut Vec<Detection>),
+    ) {
+        self.reconcile(state);
         let lateness = self.options.allowed_lateness_ms.max(0);
         if event.timestamp_ms < state.watermark_ms.saturating_sub(lateness) {
             state.stats.late_events += 1;
-            self.handle(state, event, &mut out);
-            return out;
+            self.handle(state, event, out);
+            raised(event, out);
+            return;
         }
         state.watermark_ms = state.watermark_ms.max(event.timestamp_ms);
         if lateness == 0 && state.pending.is_empty() {
-            self.handle(state, event, &mut out);
-            return out;
+            self.handle(state, event, out);
+            raised(event, out);
+            return;
         }
         let at = state.pending.partition_point(|p| {
             (p.event.timestamp_ms, p.event.id) <= (event.timestamp_ms, event.id)
@@ -366,21 +414,12 @@ impl Engine {
             },
         );
         let upto = state.watermark_ms.saturating_sub(lateness);
-        self.release(state, |p| p.event.timestamp_ms <= upto, &mut out);
+        self.release(state, |p| p.event.timestamp_ms <= upto, out, raised);
         while state.pending.len() > self.options.max_pending.max(1) {
             state.stats.pending_overflow += 1;
             let mut first = true;
-            self.release(state, |_| std::mem::take(&mut first), &mut out);
+            self.release(state, |_| std::mem::take(&mut first), out, raised);
         }
-        out
-    }
-
-    /// Releases every buffered event (end of a replay or test).
-    pub fn flush(&self, state: &mut EngineState) -> Vec<Detection> {
-        self.reconcile(state);
-        let mut out = Vec::new();
-        self.release(state, |_| true, &mut out);
-        out
     }
 
     fn release(
@@ -388,12 +427,14 @@ impl Engine {
         state: &mut EngineState,
         mut ready: impl FnMut(&PendingEvent) -> bool,
         out: &mut Vec<Detection>,
+        raised: &mut dyn FnMut(&Event, &mut Vec<Detection>),
     ) {
         while state.pending.front().is_some_and(&mut ready) {
             let Some(p) = state.pending.pop_front() else {
                 break;
             };
             self.handle(state, &p.event, out);
+            raised(&p.event, out);
         }
     }
 

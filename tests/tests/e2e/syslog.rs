@@ -636,3 +636,28 @@ fn hostile_input_is_contained_and_counted() -> anyhow::Result<()> {
     assert!(before >= 3, "{before}");
     Ok(())
 }
+
+/// With `detection.allowed_lateness`, events wait for late ones, at most
+/// `detection.max_held_back` of them: past that the oldest is evaluated
+/// early and counted.
+#[test]
+fn events_held_back_for_a_lateness_are_bounded_and_counted() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let extra =
+        format!("{LOOPBACK_SENDER}[detection]\nallowed_lateness = \"1h\"\nmax_held_back = 4\n");
+    let (c, a) = start(tmp.path(), &extra)?;
+    let text: String = (0..10).map(|i| format!("<13>held line {i}\n")).collect();
+    TcpStream::connect(a.tcp.context("tcp")?)?.write_all(text.as_bytes())?;
+    wait_journalled(&c, "lo-fw", 10, Duration::from_secs(60))?;
+    // Ten events within the hour: four wait, six were evaluated early.
+    let mut last = (0.0, 0.0);
+    wait_for("six early, four waiting", Duration::from_secs(60), || {
+        last = (
+            metric(&c, "soc_detection_held_back_overflow_total", ""),
+            metric(&c, "soc_detection_held_back_events", ""),
+        );
+        (last == (6.0, 4.0)).then_some(())
+    })
+    .map_err(|e| anyhow::anyhow!("{e} (have {last:?})\n{}", tail(&c.log_text())))?;
+    Ok(())
+}

@@ -184,6 +184,16 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     }
 }
 
+/// The fields to print with a detection: those of the event that raised it
+/// when that event is its last evidence (a silence is raised by another
+/// source's event, whose fields would mislead).
+fn raised_by<'e>(
+    d: &soc_rules::Detection,
+    by: &'e soc_rules::Event,
+) -> Option<&'e soc_rules::Fields> {
+    (d.evidence.last() == Some(&by.id)).then_some(&by.fields)
+}
+
 fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::Result<i32> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // RFC 3164 lines carry no year: take it from the file's modification time
@@ -198,6 +208,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         allowed_lateness_ms: args.lateness.map_or(0, |d| d.as_millis() as i64),
         ..EngineOptions::default()
     };
+    let max_pending = options.max_pending;
     let engine = Engine::with_options(Arc::new(loaded.rules.clone()), options);
     let mut state = EngineState::default();
     let path = file.display().to_string();
@@ -266,20 +277,25 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
     crate::replay::decode_in_order(reader, threads, &decode, |events| {
         for ev in events {
             n = ev.id;
-            for d in engine.process(&mut state, ev) {
-                let fields = d
-                    .evidence
-                    .last()
-                    .filter(|id| **id == ev.id)
-                    .map(|_| &ev.fields);
-                print(d, fields, &mut out)?;
-            }
+            let mut printed = Ok(());
+            engine.process_with(&mut state, ev, |d, by| {
+                if printed.is_ok() {
+                    let fields = raised_by(&d, by);
+                    printed = print(d, fields, &mut out);
+                }
+            });
+            printed?;
         }
         Ok(())
     })?;
-    for d in engine.flush(&mut state) {
-        print(d, None, &mut out)?;
-    }
+    let mut printed = Ok(());
+    engine.flush_with(&mut state, |d, by| {
+        if printed.is_ok() {
+            let fields = raised_by(&d, by);
+            printed = print(d, fields, &mut out);
+        }
+    });
+    printed?;
     out.flush()?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -288,6 +304,12 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         state.stats.late_events,
         state.stats.evicted.values().sum::<u64>()
     );
+    if state.stats.pending_overflow > 0 {
+        eprintln!(
+            "{} lines were evaluated before --lateness had passed: more than {} were waiting",
+            state.stats.pending_overflow, max_pending
+        );
+    }
     for (rule, count) in &by_rule {
         eprintln!("  {count:>8}  {rule}");
     }
