@@ -6,6 +6,7 @@
 //! worker resumes at the committed cursor with the committed state, so the
 //! same entries produce the same alerts and none is stored twice.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -215,24 +216,30 @@ impl Detector {
     ) -> Alert {
         let max = self.app.settings.max_evidence;
         let mut evidence = Vec::new();
+        // The alert is about the line that completed it, its last evidence:
+        // not always the line being evaluated (a silence is noticed on
+        // another source's line; with a lateness, a held-back line is
+        // evaluated when a later one arrives).
+        let last = d.evidence.last().copied();
+        let mut subject = None;
         for seq in d.evidence.iter().rev().take(max).rev() {
             if *seq == event.id {
                 evidence.push(evidence_of(*seq, entry, event));
+                if last == Some(*seq) {
+                    subject = Some(subject_of(entry, event));
+                }
             } else if let Ok(Some(e)) = self.app.journal.get_cached(*seq, segments) {
                 let ev = decode(&self.app.content().decoders, *seq, &e);
                 evidence.push(evidence_of(*seq, &e, &ev));
+                if last == Some(*seq) {
+                    subject = Some(subject_of(&e, &ev));
+                }
             }
         }
         if evidence.is_empty() {
             evidence.push(evidence_of(event.id, entry, event));
         }
-        let host = event
-            .fields
-            .get("host.name")
-            .and_then(|v| v.as_str())
-            .filter(|h| !h.is_empty())
-            .unwrap_or(&entry.agent)
-            .to_owned();
+        let (host, agent, labels) = subject.unwrap_or_else(|| subject_of(entry, event));
         Alert {
             id,
             rule_id: d.rule_id.to_string(),
@@ -246,8 +253,8 @@ impl Detector {
             created_ms: now,
             event_time_ms: d.timestamp_ms,
             host,
-            agent: entry.agent.clone(),
-            labels: entry.labels.clone(),
+            agent,
+            labels,
             evidence_omitted: (d.evidence.len() as u64).saturating_sub(evidence.len() as u64),
             evidence,
             history: vec![HistoryEntry {
@@ -334,6 +341,19 @@ fn count_decoded(app: &App, event: &Event) {
     m.events_decoded
         .with_label_values(&[m.bounded(module)])
         .inc();
+}
+
+/// The host (its `host.name`, else the agent), agent and labels an alert
+/// raised by the line `e`, decoded as `ev`, is filed under.
+fn subject_of(e: &JournalEntry, ev: &Event) -> (String, String, BTreeMap<String, String>) {
+    let host = ev
+        .fields
+        .get("host.name")
+        .and_then(|v| v.as_str())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(&e.agent)
+        .to_owned();
+    (host, e.agent.clone(), e.labels.clone())
 }
 
 fn evidence_of(seq: u64, e: &JournalEntry, ev: &Event) -> Evidence {
