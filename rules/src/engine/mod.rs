@@ -407,12 +407,7 @@ impl Engine {
         let at = state.pending.partition_point(|p| {
             (p.event.timestamp_ms, p.event.id) <= (event.timestamp_ms, event.id)
         });
-        state.pending.insert(
-            at,
-            PendingEvent {
-                event: event.clone(),
-            },
-        );
+        state.pending.insert(at, PendingEvent::new(event.clone()));
         let upto = state.watermark_ms.saturating_sub(lateness);
         self.release(state, |p| p.event.timestamp_ms <= upto, out, raised);
         while state.pending.len() > self.options.max_pending.max(1) {

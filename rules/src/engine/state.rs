@@ -211,29 +211,61 @@ pub struct EngineStats {
 /// Held as decoded, so that holding events back costs a copy, not an
 /// encoding and a decoding each. Saved with its fields as JSON text (an
 /// `id`, `timestamp_ms`, `fields_json` record), so that compact binary
-/// encodings (postcard) can hold them.
-#[derive(Debug, Clone, PartialEq)]
+/// encodings (postcard) can hold them; the text is made at the first save
+/// and kept for the next ones (the collector saves the state at every
+/// commit, several times within a lateness).
+#[derive(Debug, Clone)]
 pub struct PendingEvent {
-    /// The event.
-    pub event: crate::Event,
+    pub(crate) event: crate::Event,
+    /// Its fields as JSON text, once saved.
+    json: std::sync::OnceLock<String>,
+}
+
+impl PendingEvent {
+    /// `event`, to be held back.
+    pub fn new(event: crate::Event) -> PendingEvent {
+        PendingEvent {
+            event,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The event (not to be changed: its saved text is kept).
+    pub fn event(&self) -> &crate::Event {
+        &self.event
+    }
+}
+
+impl PartialEq for PendingEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+    }
 }
 
 /// How a [`PendingEvent`] is saved.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename = "PendingEvent")]
-struct PendingRecord {
+struct PendingRecord<'a> {
     id: u64,
     timestamp_ms: i64,
-    fields_json: String,
+    #[serde(borrow)]
+    fields_json: std::borrow::Cow<'a, str>,
 }
 
 impl serde::Serialize for PendingEvent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let json = match self.json.get() {
+            Some(json) => json,
+            None => {
+                let json =
+                    serde_json::to_string(&self.event.fields).map_err(serde::ser::Error::custom)?;
+                self.json.get_or_init(|| json)
+            }
+        };
         PendingRecord {
             id: self.event.id,
             timestamp_ms: self.event.timestamp_ms,
-            fields_json: serde_json::to_string(&self.event.fields)
-                .map_err(serde::ser::Error::custom)?,
+            fields_json: json.as_str().into(),
         }
         .serialize(serializer)
     }
@@ -250,6 +282,7 @@ impl<'de> serde::Deserialize<'de> for PendingEvent {
                 timestamp_ms: r.timestamp_ms,
                 fields,
             },
+            json: std::sync::OnceLock::from(r.fields_json.into_owned()),
         })
     }
 }

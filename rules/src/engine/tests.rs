@@ -573,6 +573,10 @@ fn state_round_trips_through_bytes_and_checks_format() {
     let bytes = state.to_bytes();
     let back = EngineState::from_bytes(&bytes).unwrap_or_default();
     assert_eq!(back, state);
+    // Saved again (the held-back event's text kept from the first save),
+    // and saved from the loaded state: the same bytes.
+    assert_eq!(state.to_bytes(), bytes);
+    assert_eq!(back.to_bytes(), bytes);
     let mut old = bytes.clone();
     old[0] = 1;
     assert_eq!(
