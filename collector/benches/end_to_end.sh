@@ -4,6 +4,8 @@
 #
 #   bash collector/benches/end_to_end.sh              # 8M lines (8 x the 1M corpus)
 #   COPIES=1 bash collector/benches/end_to_end.sh     # the 1M-line corpus
+#   CONFIG=$'[detection]\nallowed_lateness = "5s"' COPIES=1 bash collector/benches/end_to_end.sh
+#                                                     # with collector settings
 #
 # One soc-agent ships a pre-written mixed corpus (../shared/bench/gen_corpus.py)
 # to one soc-collector on this machine, both release builds, with the
@@ -13,7 +15,8 @@
 # until the detection cursor has passed every line. The collector's resident
 # memory is sampled every 2 s (the figures at 1/4, 1/2, 3/4 and all of the
 # lines are printed, and the peak), with its database size and alert count
-# at the end.
+# at the end. CONFIG is written into the collector's configuration file
+# (empty by default).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -40,7 +43,7 @@ cpu_s() { awk -v t="$(cpu_ticks "$1")" -v k="$(getconf CLK_TCK)" 'BEGIN{printf "
 mib() { awk -v k="$1" 'BEGIN{printf "%.0f", k/1024}'; }
 
 C=$WORK/collector; mkdir -p "$C"
-: >"$C/collector.toml"
+printf '%s\n' "${CONFIG:-}" >"$C/collector.toml"
 start_collector_in "$C"
 trap 'kill ${COL:-} ${AG:-} 2>/dev/null || true' EXIT
 status() { "$BIN/socctl" status --json; }
@@ -72,8 +75,10 @@ db=$(du -sm "$C/data/db" | cut -f1)
 sleep 30
 after=$(status_kb "$COL" VmRSS)
 
+shown_config=${CONFIG:-default}
+shown_config=${shown_config//$'\n'/ }
 echo "soc-collector end-to-end report ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-echo "corpus: $LINES lines, $(awk -v b="$BYTES" 'BEGIN{printf "%.1f", b/1048576}') MiB (gen_corpus.py 1M lines x $COPIES); default collector configuration"
+echo "corpus: $LINES lines, $(awk -v b="$BYTES" 'BEGIN{printf "%.1f", b/1048576}') MiB (gen_corpus.py 1M lines x $COPIES); collector configuration: $shown_config"
 echo "  received and evaluated    $secs s   $(awk -v n="$LINES" -v s="$secs" 'BEGIN{printf "%d", n/s}') lines/s   (detection cursor at $LINES)"
 echo "  CPU                       collector $col_cpu s, agent $ag_cpu s (user+sys)"
 echo "  alerts stored             $alerts"
