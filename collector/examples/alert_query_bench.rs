@@ -87,6 +87,7 @@ fn make(rng: &mut StdRng, id: u64, t0: i64, span_ms: i64, n: u64) -> Alert {
             fields: fields.into(),
         }],
         evidence_omitted: 0,
+        suppressed: 0,
         history: vec![HistoryEntry {
             at_ms: created,
             by: "soc".into(),

@@ -415,6 +415,7 @@ mod tests {
                 fields: fields.into(),
             }],
             evidence_omitted: 0,
+            suppressed: 0,
             history: vec![],
             assignee: None,
             close_reason: None,

@@ -69,6 +69,11 @@ pub struct Alert {
     /// How many more lines triggered it than are kept in `evidence`.
     #[serde(default)]
     pub evidence_omitted: u64,
+    /// Detections of the same rule and suppression key swallowed by the
+    /// rule's `suppress:` period before this alert (since the previous
+    /// alert for that key).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
     /// Every change, oldest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
@@ -81,6 +86,10 @@ pub struct Alert {
     /// When it was last closed (ms since epoch); drives retention.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_ms: Option<i64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why an alert was closed.

@@ -256,6 +256,7 @@ impl Detector {
             agent,
             labels,
             evidence_omitted: (d.evidence.len() as u64).saturating_sub(evidence.len() as u64),
+            suppressed: d.suppressed,
             evidence,
             history: vec![HistoryEntry {
                 at_ms: now,

@@ -58,6 +58,7 @@ fn alert(rng: &mut StdRng, id: u64) -> Alert {
             fields: fields.into(),
         }],
         evidence_omitted: 0,
+        suppressed: 0,
         history: vec![HistoryEntry {
             at_ms: 0,
             by: "soc".into(),

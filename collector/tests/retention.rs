@@ -34,6 +34,7 @@ fn alert(id: u64) -> Alert {
         labels: Default::default(),
         evidence: vec![],
         evidence_omitted: 0,
+        suppressed: 0,
         history: vec![],
         assignee: None,
         close_reason: None,

@@ -289,6 +289,12 @@ impl Output {
         if !a.group_key.is_empty() {
             println!("  key       {}", a.group_key);
         }
+        if a.suppressed > 0 {
+            println!(
+                "  repeats   {} suppressed before this alert, since the previous one",
+                a.suppressed
+            );
+        }
         println!();
         println!(
             "Evidence ({} line{}{}):",

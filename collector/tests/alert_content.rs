@@ -1,7 +1,9 @@
-//! An alert is filed under the host, agent and labels of the line that
-//! completed it, even when detection noticed it while evaluating another
-//! agent's line: a silence (noticed on a line of a source still talking) and
-//! a threshold completed by a line held back for the allowed lateness.
+//! What an alert is filed under and carries, on the real detector and
+//! database: the host, agent and labels of the line that completed it, even
+//! when detection noticed it while evaluating another agent's line (a
+//! silence, noticed on a line of a source still talking; a threshold
+//! completed by a line held back for the allowed lateness); and the repeats
+//! its rule's `suppress:` swallowed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -127,4 +129,33 @@ async fn a_threshold_completed_by_a_held_back_line_is_filed_under_that_line() {
     assert_eq!(brute.len(), 1, "{brute:#?}");
     assert_eq!(subject(&brute[0]), ("bastion", "agent-a", Some("agent-a")));
     assert_eq!(brute[0].evidence.len(), 5);
+}
+
+#[tokio::test]
+async fn an_alert_after_a_suppression_period_carries_the_repeats_swallowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(dir.path(), "");
+    let mut det = Detector::open(app.clone()).expect("detector");
+    // The same malware in the same file on one host: alerted at 10:00,
+    // suppressed for an hour (shipped rule), alerted again at 11:05.
+    let found = |offset: u64, time: &str| {
+        let mut e = line(
+            "agent-c",
+            offset,
+            format!(
+                "Mar  1 {time} ws-carol clamd[812]: /home/carol/a.exe: Win.Trojan.Agent-1 FOUND"
+            ),
+        );
+        e.source_type = "clamav".into();
+        e
+    };
+    let times = ["10:00:00", "10:10:00", "10:20:00", "10:30:00", "11:05:00"];
+    let lines = (1..).zip(times).map(|(o, t)| found(o, t)).collect();
+    feed(&app, &mut det, lines).await;
+    let mut found = alerts_of(&app, "clamav-malware-detected");
+    found.sort_by_key(|a| a.event_time_ms);
+    let repeats: Vec<u64> = found.iter().map(|a| a.suppressed).collect();
+    assert_eq!(repeats, [0, 3], "{found:#?}");
+    let shown = app.alerts.get(found[1].id).expect("get").expect("stored");
+    assert_eq!(shown.suppressed, 3, "stored with the alert");
 }
