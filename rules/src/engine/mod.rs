@@ -366,8 +366,7 @@ impl Engine {
     /// Releases every buffered event (end of a replay or test).
     pub fn flush(&self, state: &mut EngineState) -> Vec<Detection> {
         let mut out = Vec::new();
-        self.reconcile(state);
-        self.release(state, |_| true, &mut out, &mut |_, _| {});
+        self.flush_with(state, |d, _| out.push(d));
         out
     }
 
