@@ -88,6 +88,7 @@ fn make(rng: &mut StdRng, id: u64, t0: i64, span_ms: i64, n: u64) -> Alert {
         }],
         evidence_omitted: 0,
         suppressed: 0,
+        last_repeat_ms: None,
         history: vec![HistoryEntry {
             at_ms: created,
             by: "soc".into(),

@@ -189,6 +189,40 @@ pub fn insert_in(
     Ok(())
 }
 
+/// Sets, inside the detection worker's transaction, the repeats that a
+/// `suppress:` window swallowed on the alert the window was tagged with.
+/// The count is the window's whole count, so applying it twice changes
+/// nothing. An alert no longer stored (retention) or unreadable is left
+/// alone: a count must not stop detection. Returns whether it changed.
+pub fn note_repeats_in(
+    tx: &TransactionalTree,
+    r: &soc_rules::Repeat,
+) -> Result<bool, ConflictableTransactionError<String>> {
+    let Some(old) = tx.get(r.tag.to_be_bytes())? else {
+        return Ok(false);
+    };
+    let Ok(mut a) = decode(r.tag, &old) else {
+        return Ok(false);
+    };
+    if !note_repeats(&mut a, r) {
+        return Ok(false);
+    }
+    let bytes = encode(&a).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+    tx.insert(&r.tag.to_be_bytes(), bytes)?;
+    Ok(true)
+}
+
+/// Applies `r` to `a`; returns whether it changed. Counts and times only
+/// grow: a repeat replayed after a crash finds them already there.
+pub fn note_repeats(a: &mut Alert, r: &soc_rules::Repeat) -> bool {
+    let count = a.suppressed.max(r.count);
+    let last = a.last_repeat_ms.max(Some(r.last_ms));
+    let changed = (count, last) != (a.suppressed, a.last_repeat_ms);
+    a.suppressed = count;
+    a.last_repeat_ms = last;
+    changed
+}
+
 impl AlertStore {
     /// Opens the store and its index tree.
     pub fn open(db: Db) -> Result<AlertStore, DbError> {

@@ -416,6 +416,7 @@ mod tests {
             }],
             evidence_omitted: 0,
             suppressed: 0,
+            last_repeat_ms: None,
             history: vec![],
             assignee: None,
             close_reason: None,

@@ -69,11 +69,13 @@ pub struct Alert {
     /// How many more lines triggered it than are kept in `evidence`.
     #[serde(default)]
     pub evidence_omitted: u64,
-    /// Detections of the same rule and suppression key swallowed by the
-    /// rule's `suppress:` period before this alert (since the previous
-    /// alert for that key).
+    /// Detections of the same rule and suppression key that the rule's
+    /// `suppress:` period swallowed after this alert, counted as they come.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub suppressed: u64,
+    /// Event time of the newest of them (ms since epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_repeat_ms: Option<i64>,
     /// Every change, oldest first.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,

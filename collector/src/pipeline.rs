@@ -144,8 +144,13 @@ impl Detector {
                 newest_received = newest_received.max(entry.received_ms);
                 let event = decode(&content.decoders, *seq, entry);
                 count_decoded(&app, &event);
-                for d in engine.process(&mut self.state, &event) {
+                for mut d in engine.process(&mut self.state, &event) {
+                    let window = d.window.take();
                     alerts.push(self.alert(next_id, d, &event, entry, now, &mut segments));
+                    // The window's repeats are counted on this alert.
+                    if let Some(w) = window {
+                        engine.tag_window(&mut self.state, &w, next_id);
+                    }
                     next_id += 1;
                 }
             }
@@ -160,10 +165,24 @@ impl Detector {
         if processed == 0 {
             return Ok(0);
         }
+        // Repeats for the alerts of this step are counted before they are
+        // stored; those for earlier alerts, in the transaction.
+        let first_id = self.next_alert_id;
+        let mut repeats = self.state.take_repeats();
+        repeats.retain(|r| match r.tag.checked_sub(first_id) {
+            Some(i) if (i as usize) < alerts.len() => {
+                crate::alerts::note_repeats(&mut alerts[i as usize], r);
+                false
+            }
+            _ => true,
+        });
         let state_bytes = self.state.to_bytes();
         (&app.db.alerts, &app.db.meta, app.alerts.index_tree()).transaction(|(a, m, ix)| {
             for alert in &alerts {
                 crate::alerts::insert_in(a, ix, alert)?;
+            }
+            for r in &repeats {
+                crate::alerts::note_repeats_in(a, r)?;
             }
             m.insert(meta_keys::DETECTION_CURSOR, &last_seq.to_be_bytes())?;
             m.insert(meta_keys::NEXT_ALERT_ID, &next_id.to_be_bytes())?;
@@ -256,13 +275,22 @@ impl Detector {
             agent,
             labels,
             evidence_omitted: (d.evidence.len() as u64).saturating_sub(evidence.len() as u64),
-            suppressed: d.suppressed,
+            suppressed: 0,
+            last_repeat_ms: None,
             evidence,
             history: vec![HistoryEntry {
                 at_ms: now,
                 by: "soc".into(),
                 action: "created".into(),
-                note: None,
+                // Repeats of a window opened before the collector counted
+                // them on its alert (a rule state saved by an older
+                // version) come with the next detection.
+                note: (d.suppressed > 0).then(|| {
+                    format!(
+                        "{} repeats suppressed since the previous alert for this key",
+                        d.suppressed
+                    )
+                }),
                 detail: None,
             }],
             assignee: None,

@@ -131,31 +131,149 @@ async fn a_threshold_completed_by_a_held_back_line_is_filed_under_that_line() {
     assert_eq!(brute[0].evidence.len(), 5);
 }
 
+/// A ClamAV detection of the same malware in the same file on `host`
+/// at `time`, the `offset`th line of `agent`.
+fn malware(agent: &str, host: &str, offset: u64, time: &str) -> JournalEntry {
+    let mut e = line(
+        agent,
+        offset,
+        format!("Mar  1 {time} {host} clamd[812]: /home/carol/a.exe: Win.Trojan.Agent-1 FOUND"),
+    );
+    e.source_type = "clamav".into();
+    e
+}
+
+/// The event time the collector gives `Mar  1 {time}` (`hh:mm:ss`; the
+/// year is that of the lines' read time, 2024).
+fn at(time: &str) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(2024, 3, 1)
+        .zip(chrono::NaiveTime::parse_from_str(time, "%H:%M:%S").ok())
+        .map(|(d, t)| d.and_time(t).and_utc().timestamp_millis())
+        .expect("a time")
+}
+
 #[tokio::test]
-async fn an_alert_after_a_suppression_period_carries_the_repeats_swallowed() {
+async fn an_alert_counts_the_repeats_its_suppression_period_swallows_as_they_come() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(dir.path(), "");
     let mut det = Detector::open(app.clone()).expect("detector");
-    // The same malware in the same file on one host: alerted at 10:00,
-    // suppressed for an hour (shipped rule), alerted again at 11:05.
-    let found = |offset: u64, time: &str| {
-        let mut e = line(
-            "agent-c",
-            offset,
-            format!(
-                "Mar  1 {time} ws-carol clamd[812]: /home/carol/a.exe: Win.Trojan.Agent-1 FOUND"
-            ),
-        );
-        e.source_type = "clamav".into();
-        e
-    };
-    let times = ["10:00:00", "10:10:00", "10:20:00", "10:30:00", "11:05:00"];
-    let lines = (1..).zip(times).map(|(o, t)| found(o, t)).collect();
-    feed(&app, &mut det, lines).await;
-    let mut found = alerts_of(&app, "clamav-malware-detected");
-    found.sort_by_key(|a| a.event_time_ms);
-    let repeats: Vec<u64> = found.iter().map(|a| a.suppressed).collect();
-    assert_eq!(repeats, [0, 3], "{found:#?}");
-    let shown = app.alerts.get(found[1].id).expect("get").expect("stored");
-    assert_eq!(shown.suppressed, 3, "stored with the alert");
+    // The shipped rule suppresses the same malware in the same file on one
+    // host for an hour. Alerted at 10:00 with a repeat in the same step;
+    // two more repeats come in later steps, after the alert was stored.
+    feed(
+        &app,
+        &mut det,
+        vec![
+            malware("agent-c", "ws-carol", 1, "10:00:00"),
+            malware("agent-c", "ws-carol", 2, "10:10:00"),
+        ],
+    )
+    .await;
+    let first = alerts_of(&app, "clamav-malware-detected");
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let id = first[0].id;
+    assert_eq!(first[0].suppressed, 1, "{first:#?}");
+    assert_eq!(first[0].last_repeat_ms, Some(at("10:10:00")));
+    feed(
+        &app,
+        &mut det,
+        vec![malware("agent-c", "ws-carol", 3, "10:20:00")],
+    )
+    .await;
+    feed(
+        &app,
+        &mut det,
+        vec![malware("agent-c", "ws-carol", 4, "10:30:00")],
+    )
+    .await;
+    let stored = app.alerts.get(id).expect("get").expect("stored");
+    assert_eq!(stored.suppressed, 3);
+    assert_eq!(stored.last_repeat_ms, Some(at("10:30:00")));
+    // A detector opened again from the committed position (as after a
+    // crash) counts on from there: no repeat is counted twice.
+    drop(det);
+    let mut det = Detector::open(app.clone()).expect("detector");
+    feed(
+        &app,
+        &mut det,
+        vec![malware("agent-c", "ws-carol", 5, "10:40:00")],
+    )
+    .await;
+    // After the hour, a new alert with its own count; the first keeps its.
+    feed(
+        &app,
+        &mut det,
+        vec![malware("agent-c", "ws-carol", 6, "11:05:00")],
+    )
+    .await;
+    let mut all = alerts_of(&app, "clamav-malware-detected");
+    all.sort_by_key(|a| a.event_time_ms);
+    let counts: Vec<(u64, Option<i64>)> = all
+        .iter()
+        .map(|a| (a.suppressed, a.last_repeat_ms))
+        .collect();
+    assert_eq!(counts, [(4, Some(at("10:40:00"))), (0, None)], "{all:#?}");
+    assert_eq!(all[0].id, id);
+    // The same window on another host is counted apart.
+    feed(
+        &app,
+        &mut det,
+        vec![malware("agent-d", "ws-dave", 1, "11:06:00")],
+    )
+    .await;
+    feed(
+        &app,
+        &mut det,
+        vec![malware("agent-d", "ws-dave", 2, "11:07:00")],
+    )
+    .await;
+    let dave: Vec<u64> = alerts_of(&app, "clamav-malware-detected")
+        .iter()
+        .filter(|a| a.host == "ws-dave")
+        .map(|a| a.suppressed)
+        .collect();
+    assert_eq!(dave, [1]);
+}
+
+/// A rule state saved by a version that did not count repeats on the alert
+/// (format 3: its windows are untagged): the repeats of such a window are
+/// told on the next alert for its key, in its history, and that alert
+/// counts its own.
+#[tokio::test]
+async fn repeats_of_a_window_opened_before_the_upgrade_are_told_on_the_next_alert() {
+    use soc_collector::db::meta_keys;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(dir.path(), "");
+    let mut det = Detector::open(app.clone()).expect("detector");
+    feed(&app, &mut det, vec![malware("agent-c", "ws-carol", 1, "10:00:00")]).await;
+    drop(det);
+    // The committed state, as the older version wrote it.
+    let bytes = app
+        .db
+        .meta
+        .get(meta_keys::ENGINE_STATE)
+        .expect("read")
+        .expect("state");
+    let mut state = soc_rules::EngineState::from_bytes(&bytes).expect("state");
+    state.format = 3;
+    app.db
+        .meta
+        .insert(meta_keys::ENGINE_STATE, state.to_bytes())
+        .expect("write");
+    let mut det = Detector::open(app.clone()).expect("detector");
+    let times = ["10:10:00", "10:20:00", "11:05:00", "11:06:00"];
+    let lines = (2..).zip(times).map(|(o, t)| malware("agent-c", "ws-carol", o, t));
+    feed(&app, &mut det, lines.collect()).await;
+    let mut all = alerts_of(&app, "clamav-malware-detected");
+    all.sort_by_key(|a| a.event_time_ms);
+    let counts: Vec<u64> = all.iter().map(|a| a.suppressed).collect();
+    assert_eq!(counts, [0, 1], "{all:#?}");
+    let notes: Vec<Option<&str>> = all.iter().map(|a| a.history[0].note.as_deref()).collect();
+    assert_eq!(
+        notes,
+        [
+            None,
+            Some("2 repeats suppressed since the previous alert for this key")
+        ]
+    );
 }

@@ -59,6 +59,7 @@ fn alert(rng: &mut StdRng, id: u64) -> Alert {
         }],
         evidence_omitted: 0,
         suppressed: 0,
+        last_repeat_ms: None,
         history: vec![HistoryEntry {
             at_ms: 0,
             by: "soc".into(),

@@ -35,6 +35,7 @@ fn alert(id: u64) -> Alert {
         evidence: vec![],
         evidence_omitted: 0,
         suppressed: 0,
+        last_repeat_ms: None,
         history: vec![],
         assignee: None,
         close_reason: None,

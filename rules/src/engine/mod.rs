@@ -47,7 +47,8 @@ use crate::rule::{RuleKind, RuleSet, Severity};
 use index::RuleIndex;
 pub use state::{
     ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, EngineState, EngineStats, Group, GroupData,
-    GroupKey, Groups, KeyHash, PendingEvent, RuleState, RuleStates, StateFormatError, Suppression,
+    GroupKey, Groups, KeyHash, PendingEvent, Repeat, RuleState, RuleStates, StateFormatError,
+    Suppression,
 };
 use view::{Fast, FieldView, KeySpec, Slots};
 
@@ -75,9 +76,24 @@ pub struct Detection {
     /// One sentence for people, from the rule's `summary`.
     pub summary: String,
     /// With `suppress:`, how many detections for the same key were
-    /// suppressed in the period before this one.
+    /// suppressed in the period before this one, when the detection that
+    /// opened that period was not tagged (see [`Engine::tag_window`]; the
+    /// repeats of a tagged one were reported as they came).
     #[serde(default)]
     pub suppressed: u64,
+    /// With `suppress:`, the window this detection opened: tag it
+    /// ([`Engine::tag_window`]) to have its repeats reported as they come.
+    #[serde(skip)]
+    pub window: Option<SuppressionWindow>,
+}
+
+/// A suppression window a detection opened (see [`Engine::tag_window`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressionWindow {
+    /// The rule's place in the engine's rule set, and its id.
+    rule: (usize, Arc<str>),
+    /// The suppression key.
+    key: String,
 }
 
 /// Bounds and the allowed lateness.
@@ -1012,6 +1028,7 @@ impl Engine {
     ) {
         let rule = &self.rules.rules()[at];
         let mut suppressed = 0;
+        let mut window = None;
         if let Some(sup) = &rule.suppress {
             let skey: Cow<'_, str> = match &sup.by {
                 // A key field the event lacks counts as empty: the other
@@ -1034,6 +1051,15 @@ impl Engine {
             match rs.suppress.get_mut(&*skey) {
                 Some(s) if timestamp_ms < s.until_ms => {
                     s.count += 1;
+                    if s.tag != 0 {
+                        let r = state.repeats.entry(s.tag).or_insert(Repeat {
+                            tag: s.tag,
+                            count: 0,
+                            last_ms: timestamp_ms,
+                        });
+                        r.count = s.count;
+                        r.last_ms = r.last_ms.max(timestamp_ms);
+                    }
                     // The rule's id is copied into the counts once.
                     match state.stats.suppressed.get_mut(&rule.id) {
                         Some(n) => *n += 1,
@@ -1044,7 +1070,11 @@ impl Engine {
                     return;
                 }
                 Some(s) => {
-                    suppressed = std::mem::take(&mut s.count);
+                    // The repeats of a tagged window were reported already.
+                    let count = std::mem::take(&mut s.count);
+                    if std::mem::take(&mut s.tag) == 0 {
+                        suppressed = count;
+                    }
                     s.until_ms = timestamp_ms.saturating_add(sup.period_ms);
                 }
                 None => {
@@ -1056,14 +1086,19 @@ impl Engine {
                         *state.stats.evicted.entry(rule.id.clone()).or_default() += evicted;
                     }
                     rs.suppress.insert(
-                        skey.into_owned(),
+                        skey.to_string(),
                         Suppression {
                             until_ms: timestamp_ms.saturating_add(sup.period_ms),
                             count: 0,
+                            tag: 0,
                         },
                     );
                 }
             }
+            window = Some(SuppressionWindow {
+                rule: (at, self.compiled[at].id.clone()),
+                key: skey.into_owned(),
+            });
         }
         let max = self.options.max_evidence.max(1);
         if evidence.len() > max {
@@ -1081,7 +1116,35 @@ impl Engine {
             evidence,
             summary: rule.summary.render_with(|f| fields.get(f)),
             suppressed,
+            window,
         });
+    }
+
+    /// Tags the suppression window `window` (of a detection this engine
+    /// just raised) with `tag` (not 0), e.g. the id of the alert the
+    /// detection was stored as: the window's repeats are then reported
+    /// under that tag as they come ([`EngineState::take_repeats`]), and the
+    /// next detection for its key does not count them again. Returns
+    /// whether the window is still open (it may have been evicted).
+    pub fn tag_window(
+        &self,
+        state: &mut EngineState,
+        window: &SuppressionWindow,
+        tag: u64,
+    ) -> bool {
+        let (at, id) = &window.rule;
+        let rs = match state.rules.at(*at) {
+            Some((i, _)) if **i == **id => state.rules.at_mut(*at),
+            // Not in this engine's order: looked up by id.
+            _ => state.rules.get_mut(id),
+        };
+        match rs.and_then(|rs| rs.suppress.get_mut(&window.key)) {
+            Some(s) if tag != 0 => {
+                s.tag = tag;
+                true
+            }
+            _ => false,
+        }
     }
 }
 

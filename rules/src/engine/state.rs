@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 
-/// The format version written by this build.
-pub const ENGINE_STATE_FORMAT: u32 = 3;
+/// The format version written by this build. Format 4 added the alert a
+/// suppression window reports its repeats to ([`Suppression::tag`]).
+pub const ENGINE_STATE_FORMAT: u32 = 4;
 
 /// The oldest format this build reads: format 3 only added a kind of group
 /// data ([`GroupData::Usual`]), after the others, so a format 2 snapshot
@@ -52,6 +53,11 @@ pub struct EngineState {
     /// The vectors of the engine's view of an event, likewise.
     #[serde(skip)]
     pub(crate) view_buffers: Scratch<super::view::ViewBuffers>,
+    /// Repeats swallowed by tagged windows, by tag, not yet taken
+    /// ([`EngineState::take_repeats`]). Not saved: the caller takes them
+    /// before it commits the state.
+    #[serde(skip)]
+    pub(crate) repeats: BTreeMap<u64, Repeat>,
 }
 
 /// A buffer or cache that holds nothing of value between calls: it is not
@@ -92,6 +98,7 @@ impl Default for EngineState {
             candidates: Scratch::default(),
             index_scratch: Scratch::default(),
             view_buffers: Scratch::default(),
+            repeats: BTreeMap::new(),
         }
     }
 }
@@ -112,6 +119,14 @@ impl RuleStates {
     /// The state of rule `id`.
     pub fn get(&self, id: &str) -> Option<&RuleState> {
         self.entries.iter().find(|(i, _)| i == id).map(|(_, rs)| rs)
+    }
+
+    /// The state of rule `id`, to change.
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut RuleState> {
+        self.entries
+            .iter_mut()
+            .find(|(i, _)| i == id)
+            .map(|(_, rs)| rs)
     }
 
     /// Whether rule `id` has a state.
@@ -659,12 +674,98 @@ impl GroupData {
 }
 
 /// One suppression window.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Suppression {
     /// Detections for this key before this time are suppressed.
     pub until_ms: i64,
     /// How many were suppressed since the last raised detection.
     pub count: u64,
+    /// What the caller tagged the detection that opened the window with
+    /// (the collector: its alert id; see [`crate::Engine::tag_window`]), 0
+    /// when untagged. The repeats of a tagged window are reported as they
+    /// come ([`EngineState::take_repeats`]); those of an untagged one, on
+    /// the next detection ([`crate::Detection::suppressed`]).
+    pub tag: u64,
+}
+
+thread_local! {
+    /// The format being encoded or decoded on this thread (see
+    /// [`EngineState::to_bytes`]): a [`Suppression`] has no tag before
+    /// format 4.
+    static CODING_FORMAT: std::cell::Cell<u32> = const { std::cell::Cell::new(ENGINE_STATE_FORMAT) };
+}
+
+/// Runs `f` with [`CODING_FORMAT`] set to `format`.
+fn in_format<T>(format: u32, f: impl FnOnce() -> T) -> T {
+    struct Restore(u32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CODING_FORMAT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CODING_FORMAT.with(|c| c.replace(format)));
+    f()
+}
+
+impl serde::Serialize for Suppression {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let tagged = CODING_FORMAT.with(std::cell::Cell::get) >= 4;
+        let mut st = serializer.serialize_struct("Suppression", 2 + usize::from(tagged))?;
+        st.serialize_field("until_ms", &self.until_ms)?;
+        st.serialize_field("count", &self.count)?;
+        if tagged {
+            st.serialize_field("tag", &self.tag)?;
+        }
+        st.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Suppression {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "Suppression")]
+        struct Format3 {
+            until_ms: i64,
+            count: u64,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "Suppression")]
+        struct Format4 {
+            until_ms: i64,
+            count: u64,
+            #[serde(default)]
+            tag: u64,
+        }
+        if CODING_FORMAT.with(std::cell::Cell::get) >= 4 {
+            let s = Format4::deserialize(deserializer)?;
+            Ok(Suppression {
+                until_ms: s.until_ms,
+                count: s.count,
+                tag: s.tag,
+            })
+        } else {
+            let s = Format3::deserialize(deserializer)?;
+            Ok(Suppression {
+                until_ms: s.until_ms,
+                count: s.count,
+                tag: 0,
+            })
+        }
+    }
+}
+
+/// The repeats a tagged suppression window swallowed so far (see
+/// [`EngineState::take_repeats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeat {
+    /// The window's tag ([`crate::Engine::tag_window`]).
+    pub tag: u64,
+    /// Detections swallowed since the window opened: the whole count, not
+    /// an increment, so that applying it twice changes nothing.
+    pub count: u64,
+    /// Event time of the newest one.
+    pub last_ms: i64,
 }
 
 /// A snapshot that this build cannot use.
@@ -697,9 +798,20 @@ impl EngineState {
     }
 
     /// Compact binary encoding (postcard), for committing with a cursor.
+    /// Encoded in the state's [`EngineState::format`]: this build's, unless
+    /// a test set an older one.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serializing plain structs into a Vec cannot fail.
-        postcard::to_stdvec(self).unwrap_or_default()
+        in_format(self.format, || postcard::to_stdvec(self)).unwrap_or_default()
+    }
+
+    /// The repeats swallowed by tagged suppression windows since the last
+    /// call, one per window (its count so far). The collector applies them
+    /// to the alerts the windows were tagged with, in the transaction that
+    /// commits the state. At most one entry per window open since the last
+    /// call, so this is bounded as the windows are.
+    pub fn take_repeats(&mut self) -> Vec<Repeat> {
+        std::mem::take(&mut self.repeats).into_values().collect()
     }
 
     /// Decodes [`EngineState::to_bytes`] and checks the format.
@@ -711,8 +823,8 @@ impl EngineState {
         if !(ENGINE_STATE_OLDEST_FORMAT..=ENGINE_STATE_FORMAT).contains(&format) {
             return Err(StateFormatError::Version { found: format });
         }
-        let mut state: EngineState =
-            postcard::from_bytes(bytes).map_err(|e| StateFormatError::Decode(e.to_string()))?;
+        let mut state: EngineState = in_format(format, || postcard::from_bytes(bytes))
+            .map_err(|e| StateFormatError::Decode(e.to_string()))?;
         // Saved again, it is of this build's format.
         state.format = ENGINE_STATE_FORMAT;
         state.check().map_err(StateFormatError::Inconsistent)?;

@@ -285,6 +285,7 @@ fn detection_carries_metadata_summary_and_time() {
             evidence: vec![1, 2, 3],
             summary: "3 failures from 203.0.113.7".into(),
             suppressed: 0,
+            window: None,
         }]
     );
     assert_eq!(state.group_count(), 0, "a fired group is closed");
@@ -1374,4 +1375,94 @@ fn durations_are_written_as_rules_write_them() {
     ] {
         assert_eq!(duration_text(ms), text, "{ms} ms");
     }
+}
+
+/// A window tagged by the caller reports its repeats as they come, as a
+/// whole count (applying one twice changes nothing), and the next detection
+/// for its key does not count them again; an untagged window still carries
+/// its count to the next detection. The tag is saved with the state.
+#[test]
+fn tagged_suppression_windows_report_their_repeats_as_they_come() {
+    let engine = Engine::new(rules(SUP));
+    let mut state = EngineState::default();
+    let malware = |id: u64, t: i64, host: &str| ev(id, t, &[("action", "malware"), ("host", host)]);
+    let first = engine.process(&mut state, &malware(1, 0, "h1"));
+    assert_eq!(first.len(), 1);
+    let window = first[0]
+        .window
+        .clone()
+        .expect("a suppress: rule opens a window");
+    assert!(engine.tag_window(&mut state, &window, 41));
+    assert!(!engine.tag_window(&mut state, &window, 0), "0 is no tag");
+    // h2's window stays untagged.
+    assert_eq!(engine.process(&mut state, &malware(2, 5, "h2")).len(), 1);
+    assert!(engine.process(&mut state, &malware(3, 10, "h1")).is_empty());
+    assert!(engine.process(&mut state, &malware(4, 20, "h2")).is_empty());
+    assert_eq!(
+        state.take_repeats(),
+        [Repeat {
+            tag: 41,
+            count: 1,
+            last_ms: 10_000
+        }]
+    );
+    assert!(state.take_repeats().is_empty(), "taken once");
+    // Saved and loaded, the window keeps its tag and its count.
+    let mut state = EngineState::from_bytes(&state.to_bytes()).expect("loads");
+    assert!(engine.process(&mut state, &malware(5, 30, "h1")).is_empty());
+    assert!(engine.process(&mut state, &malware(6, 40, "h1")).is_empty());
+    assert_eq!(
+        state.take_repeats(),
+        [Repeat {
+            tag: 41,
+            count: 3,
+            last_ms: 40_000
+        }]
+    );
+    // After the period: a new detection, which does not count h1's repeats
+    // (reported already) but does count h2's (untagged).
+    let next = engine.process(&mut state, &malware(7, 3_600, "h1"));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].suppressed, 0);
+    let next = engine.process(&mut state, &malware(8, 3_605, "h2"));
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].suppressed, 1);
+    // The new h1 window is untagged until tagged again.
+    assert!(
+        engine
+            .process(&mut state, &malware(9, 3_700, "h1"))
+            .is_empty()
+    );
+    assert!(state.take_repeats().is_empty());
+}
+
+/// A snapshot of format 3 (suppression windows without a tag) still loads:
+/// its windows are untagged and keep their counts.
+#[test]
+fn a_snapshot_of_format_3_still_loads() {
+    let engine = Engine::new(rules(SUP));
+    let mut state = EngineState::default();
+    let malware = |id: u64, t: i64| ev(id, t, &[("action", "malware"), ("host", "h1")]);
+    let first = engine.process(&mut state, &malware(1, 0));
+    assert!(engine.process(&mut state, &malware(2, 10)).is_empty());
+    state.format = 3;
+    let old = state.to_bytes();
+    assert_eq!(old[0], 3);
+    state.format = ENGINE_STATE_FORMAT;
+    assert!(old.len() < state.to_bytes().len(), "format 3 has no tags");
+    let mut back = EngineState::from_bytes(&old).expect("format 3 loads");
+    assert_eq!(back.format, ENGINE_STATE_FORMAT);
+    assert_eq!(back, state);
+    // Tagged after loading, the window reports from its loaded count.
+    let window = first[0].window.clone().expect("window");
+    assert!(engine.tag_window(&mut back, &window, 7));
+    assert!(engine.process(&mut back, &malware(3, 20)).is_empty());
+    assert_eq!(
+        back.take_repeats(),
+        [Repeat {
+            tag: 7,
+            count: 2,
+            last_ms: 20_000
+        }]
+    );
 }

@@ -94,7 +94,11 @@ impl Output {
                 Cell::new(a.assignee.as_deref().unwrap_or("-")),
                 Cell::new(&a.rule_id),
                 Cell::new(&a.host),
-                Cell::new(&a.summary),
+                Cell::new(if a.suppressed > 0 {
+                    format!("{} (repeated {}×)", a.summary, a.suppressed)
+                } else {
+                    a.summary.clone()
+                }),
             ]);
         }
         println!("{t}");
@@ -291,8 +295,9 @@ impl Output {
         }
         if a.suppressed > 0 {
             println!(
-                "  repeats   {} suppressed before this alert, since the previous one",
-                a.suppressed
+                "  repeats   {} suppressed since, the last at {}",
+                a.suppressed,
+                a.last_repeat_ms.map_or_else(|| "-".into(), time)
             );
         }
         println!();
