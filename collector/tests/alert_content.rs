@@ -245,7 +245,12 @@ async fn repeats_of_a_window_opened_before_the_upgrade_are_told_on_the_next_aler
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(dir.path(), "");
     let mut det = Detector::open(app.clone()).expect("detector");
-    feed(&app, &mut det, vec![malware("agent-c", "ws-carol", 1, "10:00:00")]).await;
+    feed(
+        &app,
+        &mut det,
+        vec![malware("agent-c", "ws-carol", 1, "10:00:00")],
+    )
+    .await;
     drop(det);
     // The committed state, as the older version wrote it.
     let bytes = app
@@ -262,7 +267,9 @@ async fn repeats_of_a_window_opened_before_the_upgrade_are_told_on_the_next_aler
         .expect("write");
     let mut det = Detector::open(app.clone()).expect("detector");
     let times = ["10:10:00", "10:20:00", "11:05:00", "11:06:00"];
-    let lines = (2..).zip(times).map(|(o, t)| malware("agent-c", "ws-carol", o, t));
+    let lines = (2..)
+        .zip(times)
+        .map(|(o, t)| malware("agent-c", "ws-carol", o, t));
     feed(&app, &mut det, lines.collect()).await;
     let mut all = alerts_of(&app, "clamav-malware-detected");
     all.sort_by_key(|a| a.event_time_ms);

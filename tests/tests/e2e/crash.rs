@@ -1,6 +1,6 @@
 //! Crash tests: `kill -9` of the collector or the agent in the middle of a
-//! stream of 100,000 lines loses nothing, counts nothing twice, and stores no
-//! alert twice.
+//! stream of 100,000 lines loses nothing, counts nothing twice, stores no
+//! alert twice and counts no suppressed repeat twice.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,12 +11,16 @@ use soc_e2e::{Agent, Collector, SourceSpec, append_lines, wait_for, write_agent_
 use crate::skeleton::clamd_found;
 
 const LINES: usize = 100_000;
-/// Every `ALERT_EVERY`th line is a malware detection that raises one alert.
+/// Every `ALERT_EVERY`th line is a malware detection that raises one alert;
+/// half-way to the next, the same detection again, which the rule's
+/// suppression period counts on that alert.
 const ALERT_EVERY: usize = 100;
 
 fn line(i: usize) -> String {
     if i.is_multiple_of(ALERT_EVERY) {
         clamd_found(i)
+    } else if i % ALERT_EVERY == ALERT_EVERY / 2 {
+        clamd_found(i - ALERT_EVERY / 2)
     } else {
         format!("Nov 28 08:02:44 web-01 clamd[812]: SelfCheck: Database status OK. seq={i}")
     }
@@ -88,12 +92,13 @@ fn assert_exact(c: &Collector, agent: &Agent) -> anyhow::Result<()> {
             .unwrap_or_default()
             .to_owned();
         assert!(lines.insert(l.clone()), "alert stored twice for {l}");
+        assert_eq!(a["suppressed"], 1, "repeats counted on the alert for {l}");
     }
     let want: HashSet<String> = (0..LINES).step_by(ALERT_EVERY).map(clamd_found).collect();
     assert_eq!(lines, want, "one alert per planted detection");
     assert_eq!(s["alerts_stored"], expected as u64);
     println!(
-        "crash test: {LINES} lines written, {} events counted, {} alerts stored, 0 duplicates",
+        "crash test: {LINES} lines written, {} events counted, {} alerts stored, 0 duplicates, 1 repeat on each",
         s["journal_last_seq"],
         all.len()
     );

@@ -159,14 +159,50 @@ fn a_line_appended_to_a_watched_file_becomes_an_alert_a_responder_can_acknowledg
         "{table}"
     );
 
+    // The same malware in the same file again: within the rule's
+    // suppression period, so no new alert; it is counted on the first.
+    append_lines(&av, &[clamd_found(1)])?;
+    let av_id = av_alert["id"].as_u64().expect("numeric id").to_string();
+    let shown = wait_for("the repeat counted", Duration::from_secs(30), || {
+        let a: Value = collector.socctl_json(&["alerts", "show", &av_id]).ok()?;
+        (a["suppressed"] == 1).then_some(a)
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}
+collector log:
+{}",
+            collector.log_text()
+        )
+    })?;
+    assert_eq!(
+        shown["last_repeat_ms"], shown["event_time_ms"],
+        "same line time"
+    );
+    let text = collector.socctl(&["alerts", "show", &av_id]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("repeats   1 suppressed since"), "{text}");
+    let out = collector.socctl(&["alerts", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("(repeated 1×)"), "{table}");
+    assert_eq!(collector.socctl_ndjson(&["alerts", "list"])?.len(), 2);
+
     // Agents list: name, last seen, events received.
     let agents = collector.socctl_ndjson(&["agents", "list"])?;
-    assert_eq!(agents[0]["events_received"], 3);
+    assert_eq!(agents[0]["events_received"], 4);
     assert!(agents[0]["last_seen_ms"].as_i64().is_some());
 
     // Metrics reflect it.
     let m = collector.metrics_text()?;
-    assert_eq!(metric_value(&m, "soc_events_received_total", ""), 3.0);
+    assert_eq!(metric_value(&m, "soc_events_received_total", ""), 4.0);
+    assert_eq!(
+        metric_value(
+            &m,
+            "soc_alerts_suppressed_total",
+            "rule=\"clamav-malware-detected\""
+        ),
+        1.0
+    );
     assert_eq!(
         metric_value(&m, "soc_alerts_total", "severity=\"high\""),
         1.0
