@@ -166,12 +166,8 @@ impl Shared {
             len: 0,
             only: true,
         };
-        let top = match condition {
-            Fast::All(cs) => cs.as_slice(),
-            c => std::slice::from_ref(c),
-        };
-        for c in top {
-            match c.memo() {
+        for memo in condition.top_memos() {
+            match memo {
                 Some(memo) if usize::from(shared.len) < Shared::MAX => {
                     shared.tests[usize::from(shared.len)] = memo;
                     shared.len += 1;

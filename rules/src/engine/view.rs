@@ -141,37 +141,100 @@ pub(crate) enum Fast {
     All(Vec<Fast>),
     Any(Vec<Fast>),
     Not(Box<Fast>),
-    /// `memo`: the number of this field and these tests among all the
-    /// rules' (see [`Slots::test_id`]), or [`NO_MEMO`].
-    Field {
-        slot: usize,
-        tests: Vec<Test>,
-        memo: u32,
-    },
+    Field(Leaf),
+    /// An `all` of field tests and nothing else, the shape of most rules:
+    /// made in one loop, without a call per test.
+    AllFields(Vec<Leaf>),
+}
+
+/// One field and its tests.
+#[derive(Debug, Clone)]
+pub(crate) struct Leaf {
+    slot: usize,
+    tests: Vec<Test>,
+    /// The number of this field and these tests among all the rules' (see
+    /// [`Slots::test_id`]), or [`NO_MEMO`].
+    memo: u32,
+}
+
+impl Leaf {
+    fn new(field: &str, tests: &[Test], slots: &mut Slots) -> Leaf {
+        let slot = slots.id(field);
+        Leaf {
+            slot,
+            memo: slots.test_id(slot, tests),
+            tests: tests.to_vec(),
+        }
+    }
+
+    /// Whether the field passes its tests.
+    ///
+    /// A field test is made once per event: rules share many of them
+    /// (`event.module` is `sshd`, `event.action` is `deny`), and a thousand
+    /// rules would otherwise compare the same texts again and again.
+    #[inline(always)]
+    fn holds(&self, view: &mut FieldView<'_>) -> bool {
+        if self.memo == NO_MEMO {
+            return field_holds(self.slot, &self.tests, view);
+        }
+        let memo = self.memo as usize;
+        match view.memo[memo] {
+            MEMO_FALSE => return false,
+            MEMO_TRUE => return true,
+            _ => {}
+        }
+        let holds = field_holds(self.slot, &self.tests, view);
+        view.memo[memo] = if holds { MEMO_TRUE } else { MEMO_FALSE };
+        holds
+    }
+
+    fn memo(&self) -> Option<u32> {
+        (self.memo != NO_MEMO).then_some(self.memo)
+    }
 }
 
 impl Fast {
     pub(crate) fn new(c: &Condition, slots: &mut Slots) -> Fast {
         match c {
-            Condition::All(cs) => Fast::All(cs.iter().map(|c| Fast::new(c, slots)).collect()),
-            Condition::Any(cs) => Fast::Any(cs.iter().map(|c| Fast::new(c, slots)).collect()),
-            Condition::Not(c) => Fast::Not(Box::new(Fast::new(c, slots))),
-            Condition::Field { field, tests } => {
-                let slot = slots.id(field);
-                Fast::Field {
-                    slot,
-                    memo: slots.test_id(slot, tests),
-                    tests: tests.clone(),
+            Condition::All(cs) => {
+                let leaves: Option<Vec<(&String, &Vec<Test>)>> = cs
+                    .iter()
+                    .map(|c| match c {
+                        Condition::Field { field, tests } => Some((field, tests)),
+                        _ => None,
+                    })
+                    .collect();
+                match leaves {
+                    Some(leaves) if !leaves.is_empty() => Fast::AllFields(
+                        leaves
+                            .into_iter()
+                            .map(|(f, t)| Leaf::new(f, t, slots))
+                            .collect(),
+                    ),
+                    _ => Fast::All(cs.iter().map(|c| Fast::new(c, slots)).collect()),
                 }
             }
+            Condition::Any(cs) => Fast::Any(cs.iter().map(|c| Fast::new(c, slots)).collect()),
+            Condition::Not(c) => Fast::Not(Box::new(Fast::new(c, slots))),
+            Condition::Field { field, tests } => Fast::Field(Leaf::new(field, tests, slots)),
         }
     }
 
-    /// The number of a field test whose result a view keeps.
-    pub(crate) fn memo(&self) -> Option<u32> {
+    /// The numbers of the field tests whose results a view keeps, at the
+    /// top of the condition (all of which must pass), each `None` when the
+    /// part is something else.
+    pub(crate) fn top_memos(&self) -> Vec<Option<u32>> {
         match self {
-            Fast::Field { memo, .. } if *memo != NO_MEMO => Some(*memo),
-            _ => None,
+            Fast::All(cs) => cs
+                .iter()
+                .map(|c| match c {
+                    Fast::Field(l) => l.memo(),
+                    _ => None,
+                })
+                .collect(),
+            Fast::AllFields(ls) => ls.iter().map(Leaf::memo).collect(),
+            Fast::Field(l) => vec![l.memo()],
+            _ => vec![None],
         }
     }
 
@@ -180,34 +243,21 @@ impl Fast {
         match self {
             Fast::All(cs) | Fast::Any(cs) => cs.iter_mut().for_each(|c| c.settle(renumbered)),
             Fast::Not(c) => c.settle(renumbered),
-            Fast::Field { memo, .. } => *memo = renumbered[*memo as usize],
+            Fast::Field(l) => l.memo = renumbered[l.memo as usize],
+            Fast::AllFields(ls) => ls
+                .iter_mut()
+                .for_each(|l| l.memo = renumbered[l.memo as usize]),
         }
     }
 
     /// Whether the condition holds for the viewed event.
-    ///
-    /// A field test is made once per event: rules share many of them
-    /// (`event.module` is `sshd`, `event.action` is `deny`), and a thousand
-    /// rules would otherwise compare the same texts again and again.
     pub(crate) fn eval(&self, view: &mut FieldView<'_>) -> bool {
         match self {
+            Fast::AllFields(ls) => ls.iter().all(|l| l.holds(view)),
             Fast::All(cs) => cs.iter().all(|c| c.eval(view)),
             Fast::Any(cs) => cs.iter().any(|c| c.eval(view)),
             Fast::Not(c) => !c.eval(view),
-            Fast::Field { slot, tests, memo } => {
-                if *memo == NO_MEMO {
-                    return field_holds(*slot, tests, view);
-                }
-                let memo = *memo as usize;
-                match view.memo[memo] {
-                    MEMO_FALSE => return false,
-                    MEMO_TRUE => return true,
-                    _ => {}
-                }
-                let holds = field_holds(*slot, tests, view);
-                view.memo[memo] = if holds { MEMO_TRUE } else { MEMO_FALSE };
-                holds
-            }
+            Fast::Field(l) => l.holds(view),
         }
     }
 }
