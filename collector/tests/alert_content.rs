@@ -143,6 +143,18 @@ fn malware(agent: &str, host: &str, offset: u64, time: &str) -> JournalEntry {
     e
 }
 
+/// Feeds one ClamAV detection (see [`malware`]) of `(agent, host)` and
+/// runs detection over it.
+async fn feed_one(
+    app: &Arc<App>,
+    det: &mut Detector,
+    (agent, host): (&str, &str),
+    offset: u64,
+    time: &str,
+) {
+    feed(app, det, vec![malware(agent, host, offset, time)]).await;
+}
+
 /// The event time the collector gives `Mar  1 {time}` (`hh:mm:ss`; the
 /// year is that of the lines' read time, 2024).
 fn at(time: &str) -> i64 {
@@ -174,18 +186,8 @@ async fn an_alert_counts_the_repeats_its_suppression_period_swallows_as_they_com
     let id = first[0].id;
     assert_eq!(first[0].suppressed, 1, "{first:#?}");
     assert_eq!(first[0].last_repeat_ms, Some(at("10:10:00")));
-    feed(
-        &app,
-        &mut det,
-        vec![malware("agent-c", "ws-carol", 3, "10:20:00")],
-    )
-    .await;
-    feed(
-        &app,
-        &mut det,
-        vec![malware("agent-c", "ws-carol", 4, "10:30:00")],
-    )
-    .await;
+    feed_one(&app, &mut det, ("agent-c", "ws-carol"), 3, "10:20:00").await;
+    feed_one(&app, &mut det, ("agent-c", "ws-carol"), 4, "10:30:00").await;
     let stored = app.alerts.get(id).expect("get").expect("stored");
     assert_eq!(stored.suppressed, 3);
     assert_eq!(stored.last_repeat_ms, Some(at("10:30:00")));
@@ -193,19 +195,9 @@ async fn an_alert_counts_the_repeats_its_suppression_period_swallows_as_they_com
     // crash) counts on from there: no repeat is counted twice.
     drop(det);
     let mut det = Detector::open(app.clone()).expect("detector");
-    feed(
-        &app,
-        &mut det,
-        vec![malware("agent-c", "ws-carol", 5, "10:40:00")],
-    )
-    .await;
+    feed_one(&app, &mut det, ("agent-c", "ws-carol"), 5, "10:40:00").await;
     // After the hour, a new alert with its own count; the first keeps its.
-    feed(
-        &app,
-        &mut det,
-        vec![malware("agent-c", "ws-carol", 6, "11:05:00")],
-    )
-    .await;
+    feed_one(&app, &mut det, ("agent-c", "ws-carol"), 6, "11:05:00").await;
     let mut all = alerts_of(&app, "clamav-malware-detected");
     all.sort_by_key(|a| a.event_time_ms);
     let counts: Vec<(u64, Option<i64>)> = all
@@ -215,18 +207,8 @@ async fn an_alert_counts_the_repeats_its_suppression_period_swallows_as_they_com
     assert_eq!(counts, [(4, Some(at("10:40:00"))), (0, None)], "{all:#?}");
     assert_eq!(all[0].id, id);
     // The same window on another host is counted apart.
-    feed(
-        &app,
-        &mut det,
-        vec![malware("agent-d", "ws-dave", 1, "11:06:00")],
-    )
-    .await;
-    feed(
-        &app,
-        &mut det,
-        vec![malware("agent-d", "ws-dave", 2, "11:07:00")],
-    )
-    .await;
+    feed_one(&app, &mut det, ("agent-d", "ws-dave"), 1, "11:06:00").await;
+    feed_one(&app, &mut det, ("agent-d", "ws-dave"), 2, "11:07:00").await;
     let dave: Vec<u64> = alerts_of(&app, "clamav-malware-detected")
         .iter()
         .filter(|a| a.host == "ws-dave")
@@ -245,12 +227,7 @@ async fn repeats_of_a_window_opened_before_the_upgrade_are_told_on_the_next_aler
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(dir.path(), "");
     let mut det = Detector::open(app.clone()).expect("detector");
-    feed(
-        &app,
-        &mut det,
-        vec![malware("agent-c", "ws-carol", 1, "10:00:00")],
-    )
-    .await;
+    feed_one(&app, &mut det, ("agent-c", "ws-carol"), 1, "10:00:00").await;
     drop(det);
     // The committed state, as the older version wrote it.
     let bytes = app
