@@ -204,6 +204,9 @@ struct Candidates {
     /// the first decoder of a named program (from [`Candidates::PAIRS_FROM`]
     /// texts on; fewer are searched for faster than a line's pairs are read).
     pairs: bool,
+    /// With `pairs`, which candidates a line's pairs and first byte leave
+    /// open (see [`pairs::Gate`]); `None` for a long list.
+    gate: Option<pairs::Gate>,
 }
 
 impl Candidates {
@@ -216,10 +219,19 @@ impl Candidates {
             .take_while(|w| w.program.is_empty())
             .map(|w| w.contains.len())
             .sum();
-        Candidates {
-            pairs: texts_first >= Candidates::PAIRS_FROM,
-            ids,
-        }
+        let pairs = texts_first >= Candidates::PAIRS_FROM;
+        let gate = pairs
+            .then(|| {
+                pairs::Gate::new(ids.iter().map(|&i| {
+                    let w = &decoders[i].when;
+                    (
+                        w.contains.iter().map(|(f, _)| f.needle()).collect(),
+                        w.starts_with.iter().map(|s| s.as_bytes()).collect(),
+                    )
+                }))
+            })
+            .flatten();
+        Candidates { pairs, gate, ids }
     }
 }
 
@@ -490,9 +502,21 @@ impl Decoders {
             ..Staged::default()
         };
         let candidates = level.candidates(program);
-        // The line's byte pairs, read when a candidate first needs them.
+        // The line's byte pairs, read when a candidate first needs them,
+        // or at once for the gate.
         let mut pairs = None;
-        for &id in &candidates.ids {
+        let open = match &candidates.gate {
+            Some(gate) => {
+                let p = pairs.insert(pairs::Pairs::of(text.as_bytes()));
+                gate.open(text.as_bytes(), p)
+            }
+            None => u64::MAX,
+        };
+        for (at, &id) in candidates.ids.iter().enumerate() {
+            // Past the gate's 64 candidates (no gate then), all are open.
+            if at < 64 && open & (1 << at) == 0 {
+                continue;
+            }
             let d = &self.decoders[id];
             let pairs = candidates.pairs.then_some(&mut pairs);
             if !d
