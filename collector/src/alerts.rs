@@ -193,23 +193,22 @@ pub fn insert_in(
 /// `suppress:` window swallowed on the alert the window was tagged with.
 /// The count is the window's whole count, so applying it twice changes
 /// nothing. An alert no longer stored (retention) or unreadable is left
-/// alone: a count must not stop detection. Returns whether it changed.
+/// alone: a count must not stop detection.
 pub fn note_repeats_in(
     tx: &TransactionalTree,
     r: &soc_rules::Repeat,
-) -> Result<bool, ConflictableTransactionError<String>> {
+) -> Result<(), ConflictableTransactionError<String>> {
     let Some(old) = tx.get(r.tag.to_be_bytes())? else {
-        return Ok(false);
+        return Ok(());
     };
     let Ok(mut a) = decode(r.tag, &old) else {
-        return Ok(false);
+        return Ok(());
     };
-    if !note_repeats(&mut a, r) {
-        return Ok(false);
+    if note_repeats(&mut a, r) {
+        let bytes = encode(&a).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+        tx.insert(&r.tag.to_be_bytes(), bytes)?;
     }
-    let bytes = encode(&a).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
-    tx.insert(&r.tag.to_be_bytes(), bytes)?;
-    Ok(true)
+    Ok(())
 }
 
 /// Applies `r` to `a`; returns whether it changed. Counts and times only

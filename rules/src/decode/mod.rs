@@ -120,8 +120,11 @@ impl KnownIds {
 struct Level {
     all: Candidates,
     /// For each program some candidate names: the candidates that accept it
-    /// (those naming it and those without a program condition).
-    by_program: HashMap<String, Candidates, std::hash::BuildHasherDefault<ProgramHash>>,
+    /// (those naming it and those without a program condition). Hashed
+    /// with FNV ([`crate::KeyHash`] on text), not SipHash: the decoder
+    /// files fill the map and lines only read it, so a line cannot make
+    /// its keys collide.
+    by_program: HashMap<String, Candidates, std::hash::BuildHasherDefault<crate::KeyHash>>,
     /// The candidates without a program condition: those that accept a
     /// program no candidate names.
     any_program: Candidates,
@@ -167,31 +170,6 @@ impl Level {
 
     fn is_empty(&self) -> bool {
         self.all.ids.is_empty()
-    }
-}
-
-/// FNV-1a, for [`Level::by_program`]: a map the decoder files fill and
-/// lines only read, so a line cannot make its keys collide, and a
-/// program name hashes in a few instructions a byte rather than with
-/// SipHash's set-up and rounds.
-#[derive(Default)]
-struct ProgramHash(u64);
-
-impl std::hash::Hasher for ProgramHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
     }
 }
 

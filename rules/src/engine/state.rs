@@ -370,7 +370,8 @@ impl<'de> serde::Deserialize<'de> for GroupKey {
     }
 }
 
-/// Hands the hash a [`GroupKey`] carries to the map as it is.
+/// Hands the hash a [`GroupKey`] carries to the map as it is; other keys
+/// (text) are hashed with FNV, for maps only the loaded content fills.
 #[derive(Default)]
 pub struct KeyHash(u64);
 
@@ -380,8 +381,7 @@ impl Hasher for KeyHash {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `GroupKey`; anything else still
-        // hashes.
+        // `GroupKey` uses only `write_u64`; text comes here.
         for b in bytes {
             self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
