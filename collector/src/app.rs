@@ -27,8 +27,21 @@ pub enum ContentError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Invalid(#[from] soc_rules::LoadErrors),
+    /// `twice_with_builtin`: some names are defined twice while the
+    /// shipped set is loaded too (a modified copy of it in a folder).
+    #[error(
+        "{errors}{}",
+        if *.twice_with_builtin {
+            "\nhint: the shipped decoders and rules are loaded too (`builtin` under [rules]); \
+             to run a modified copy of them from rules_dir / decoders_dir, set `builtin = false`"
+        } else {
+            ""
+        }
+    )]
+    Invalid {
+        errors: soc_rules::LoadErrors,
+        twice_with_builtin: bool,
+    },
 }
 
 /// Reads every `*.yml` / `*.yaml` file below `dir`, sorted by path.
@@ -86,18 +99,23 @@ impl Content {
         let list_files = load_lists(settings)?;
         let decoders = Decoders::from_sources(&dec_files);
         let rules = RuleSet::from_sources_with_lists(&rule_files, &list_files);
-        match (decoders, rules) {
-            (Ok(decoders), Ok(rules)) => Ok(Content {
-                decoders,
-                rules: Arc::new(rules),
-            }),
-            (Err(a), Err(b)) => {
-                let mut all = a.0;
-                all.extend(b.0);
-                Err(ContentError::Invalid(soc_rules::LoadErrors(all)))
+        let errors = match (decoders, rules) {
+            (Ok(decoders), Ok(rules)) => {
+                return Ok(Content {
+                    decoders,
+                    rules: Arc::new(rules),
+                });
             }
-            (Err(e), _) | (_, Err(e)) => Err(ContentError::Invalid(e)),
-        }
+            (Err(mut a), Err(b)) => {
+                a.0.extend(b.0);
+                a
+            }
+            (Err(e), _) | (_, Err(e)) => e,
+        };
+        Err(ContentError::Invalid {
+            twice_with_builtin: settings.builtin_rules && errors.defines_twice(),
+            errors,
+        })
     }
 }
 

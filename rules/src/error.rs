@@ -57,6 +57,24 @@ impl fmt::Display for LoadError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct LoadErrors(pub Vec<LoadError>);
 
+impl LoadErrors {
+    /// Whether some of the errors are a decoder name or rule id defined a
+    /// second time, as when a folder holding a copy of the shipped set is
+    /// loaded after the shipped set itself.
+    pub fn defines_twice(&self) -> bool {
+        self.0.iter().any(|e| {
+            matches!(e.field.as_deref(), Some("name" | "id"))
+                && (e.message.contains(DEFINED_TWICE) || e.message.contains(USED_TWICE))
+        })
+    }
+}
+
+/// What the loaders say of a decoder name defined twice (`decoder `x` is
+/// already defined at FILE:LINE`).
+pub(crate) const DEFINED_TWICE: &str = "is already defined at";
+/// What the loaders say of a rule id used twice.
+pub(crate) const USED_TWICE: &str = "is already used at";
+
 impl fmt::Display for LoadErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {

@@ -294,8 +294,11 @@ impl Decoders {
                                 Some(item.line_of_key("name")),
                                 Some("name"),
                                 format!(
-                                    "decoder `{}` is already defined at {}:{}",
-                                    d.name, prev.file, prev.line
+                                    "decoder `{}` {} {}:{}",
+                                    d.name,
+                                    crate::error::DEFINED_TWICE,
+                                    prev.file,
+                                    prev.line
                                 ),
                             ));
                         } else {

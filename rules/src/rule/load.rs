@@ -134,8 +134,11 @@ pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, Loa
                             Some(item.line_of_key("id")),
                             Some("id"),
                             format!(
-                                "rule id `{}` is already used at {}:{}",
-                                rule.id, prev.file, prev.line
+                                "rule id `{}` {} {}:{}",
+                                rule.id,
+                                crate::error::USED_TWICE,
+                                prev.file,
+                                prev.line
                             ),
                         ));
                     } else {

@@ -132,6 +132,24 @@ fn load(
     })
 }
 
+/// Prints every load error, their count and, when some are names defined
+/// twice while the shipped set is loaded too, how to check a modified copy
+/// of the shipped set on its own: linting such a copy otherwise reports
+/// every one of its decoders and rules as a duplicate.
+fn report_load_errors(e: &soc_rules::LoadErrors, args: &ContentArgs) {
+    println!("{e}");
+    eprintln!("{} error(s)", e.0.len());
+    if e.defines_twice() && !args.no_builtin {
+        eprintln!(
+            "hint: the shipped decoders and rules are loaded before {}; if it holds a modified copy of them, \
+             check it on its own with --no-builtin (the collector: `builtin = false` under [rules])",
+            args.dir
+                .as_ref()
+                .map_or_else(|| "DIR".to_owned(), |d| d.display().to_string())
+        );
+    }
+}
+
 /// Runs an offline command; returns the process exit code.
 pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     match cmd {
@@ -145,8 +163,7 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
                 Ok(0)
             }
             Err(e) => {
-                println!("{e}");
-                eprintln!("{} error(s)", e.0.len());
+                report_load_errors(&e, &args);
                 Ok(1)
             }
         },
@@ -157,8 +174,7 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
             let loaded = match load(&args.content, args.replay.is_some())? {
                 Ok(l) => l,
                 Err(e) => {
-                    println!("{e}");
-                    eprintln!("{} error(s)", e.0.len());
+                    report_load_errors(&e, &args.content);
                     return Ok(1);
                 }
             };
