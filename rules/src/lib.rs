@@ -60,9 +60,9 @@ mod yaml;
 
 pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
 pub use engine::{
-    Detection, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, Engine, EngineOptions, EngineState,
-    EngineStats, Group, GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat, RuleState,
-    RuleStates, StateFormatError, Suppression, SuppressionWindow,
+    Detection, DistinctSet, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, Engine, EngineOptions,
+    EngineState, EngineStats, Group, GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat,
+    RuleState, RuleStates, StateFormatError, Suppression, SuppressionWindow,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};

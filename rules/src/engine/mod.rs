@@ -46,9 +46,9 @@ use crate::event::Event;
 use crate::rule::{RuleKind, RuleSet, Severity};
 use index::RuleIndex;
 pub use state::{
-    ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, EngineState, EngineStats, Group, GroupData,
-    GroupKey, Groups, KeyHash, PendingEvent, Repeat, RuleState, RuleStates, StateFormatError,
-    Suppression,
+    DistinctSet, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, EngineState, EngineStats, Group,
+    GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat, RuleState, RuleStates,
+    StateFormatError, Suppression,
 };
 use view::{Fast, FieldView, KeySpec, Slots};
 
@@ -572,23 +572,17 @@ impl Engine {
                 };
                 let now = ev.timestamp_ms;
                 let Some(g) = self.touch_group(state, at, &key, now, Some(t.window_ms), || {
-                    GroupData::Distinct(BTreeMap::new())
+                    GroupData::Distinct(DistinctSet::default())
                 }) else {
                     return;
                 };
                 if let GroupData::Distinct(m) = &mut g.data {
-                    let seen = (ev.timestamp_ms, ev.id);
-                    match m.get_mut(value.as_ref()) {
-                        Some(slot) => *slot = seen,
-                        None => {
-                            m.insert(value.into_owned(), seen);
-                        }
+                    m.see(value, (ev.timestamp_ms, ev.id));
+                    if m.len() as u64 >= t.count {
+                        m.retain(|(ts, _)| *ts > since);
                     }
                     if m.len() as u64 >= t.count {
-                        m.retain(|_, (ts, _)| *ts > since);
-                    }
-                    if m.len() as u64 >= t.count {
-                        let mut ev_ids: Vec<(i64, u64)> = m.values().copied().collect();
+                        let mut ev_ids: Vec<(i64, u64)> = m.iter().map(|(_, seen)| *seen).collect();
                         ev_ids.sort_unstable();
                         fired = Some((
                             m.len() as u64,

@@ -588,7 +588,7 @@ pub enum GroupData {
     /// Threshold counting events: (time, event id) in the window, oldest first.
     Count(VecDeque<(i64, u64)>),
     /// Threshold counting distinct values: value → (newest time, event id).
-    Distinct(BTreeMap<String, (i64, u64)>),
+    Distinct(DistinctSet),
     /// Sequence in progress.
     Sequence {
         /// Index of the step expected next.
@@ -670,6 +670,120 @@ impl GroupData {
             GroupData::Usual { due_ms, .. } => Some(*due_ms),
             other => other.silent_at(after_ms, learn),
         }
+    }
+}
+
+/// The distinct values a threshold group saw in its window, each with the
+/// time and id of its newest event, in value order.
+///
+/// A group holds at most its rule's `count` values (it fires then), and
+/// most hold one: a source seen once, then idle until it expires. Up to
+/// [`DistinctSet::FEW`] values sit in one small sorted vector; more, in a
+/// tree. A tree takes a node of some 450 bytes for its first value, so a
+/// flood of one-off sources filled the cache with nodes, and dropping
+/// their groups as they expired read each node back from memory.
+///
+/// Saved as the tree was (a map from value to time and id), so snapshots
+/// of either layout read back the same.
+#[derive(Debug, Clone)]
+pub enum DistinctSet {
+    /// At most [`DistinctSet::FEW`] values, sorted.
+    Few(Vec<(String, (i64, u64))>),
+    /// More.
+    Many(BTreeMap<String, (i64, u64)>),
+}
+
+impl Default for DistinctSet {
+    fn default() -> Self {
+        DistinctSet::Few(Vec::new())
+    }
+}
+
+impl DistinctSet {
+    /// Values kept in the vector; a binary search over them costs less than
+    /// walking a tree, and inserting moves at most this many entries.
+    pub const FEW: usize = 16;
+
+    /// Records `value` as seen at `seen` (time, event id).
+    pub fn see(&mut self, value: std::borrow::Cow<'_, str>, seen: (i64, u64)) {
+        match self {
+            DistinctSet::Few(v) => match v.binary_search_by(|(k, _)| k.as_str().cmp(&value)) {
+                Ok(i) => v[i].1 = seen,
+                Err(i) if v.len() < Self::FEW => v.insert(i, (value.into_owned(), seen)),
+                Err(_) => {
+                    let mut m: BTreeMap<String, (i64, u64)> =
+                        std::mem::take(v).into_iter().collect();
+                    m.insert(value.into_owned(), seen);
+                    *self = DistinctSet::Many(m);
+                }
+            },
+            DistinctSet::Many(m) => match m.get_mut(value.as_ref()) {
+                Some(slot) => *slot = seen,
+                None => {
+                    m.insert(value.into_owned(), seen);
+                }
+            },
+        }
+    }
+
+    /// How many values.
+    pub fn len(&self) -> usize {
+        match self {
+            DistinctSet::Few(v) => v.len(),
+            DistinctSet::Many(m) => m.len(),
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the values whose (time, event id) `keep` holds for.
+    pub fn retain(&mut self, mut keep: impl FnMut(&(i64, u64)) -> bool) {
+        match self {
+            DistinctSet::Few(v) => v.retain(|(_, seen)| keep(seen)),
+            DistinctSet::Many(m) => m.retain(|_, seen| keep(seen)),
+        }
+    }
+
+    /// The values with their (time, event id), in value order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &(i64, u64))> {
+        let (few, many) = match self {
+            DistinctSet::Few(v) => (Some(v.iter().map(|(k, seen)| (k.as_str(), seen))), None),
+            DistinctSet::Many(m) => (None, Some(m.iter().map(|(k, seen)| (k.as_str(), seen)))),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+}
+
+/// Equal when they hold the same values, in whichever layout.
+impl PartialEq for DistinctSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl serde::Serialize for DistinctSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        // With its length first, as a map's (postcard needs it).
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (value, seen) in self.iter() {
+            map.serialize_entry(value, seen)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DistinctSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let m = BTreeMap::<String, (i64, u64)>::deserialize(deserializer)?;
+        Ok(if m.len() <= Self::FEW {
+            DistinctSet::Few(m.into_iter().collect())
+        } else {
+            DistinctSet::Many(m)
+        })
     }
 }
 

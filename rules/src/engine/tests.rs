@@ -1466,3 +1466,45 @@ fn a_snapshot_of_format_3_still_loads() {
         }]
     );
 }
+
+/// A distinct set holds what a map of value to (time, id) would, across the
+/// step from its vector to its tree and back after a reload, and is saved
+/// byte for byte as that map was.
+#[test]
+fn a_distinct_set_behaves_and_is_saved_as_a_map() {
+    use std::collections::BTreeMap;
+    let mut next = crate::decode::tests::xorshift(0x2545_f491_4f6c_dd1d);
+    for round in 0..200 {
+        let mut set = DistinctSet::default();
+        let mut model: BTreeMap<String, (i64, u64)> = BTreeMap::new();
+        // Up to three times the vector's size, from a pool small enough
+        // that values come again.
+        let steps = (next() % (3 * DistinctSet::FEW as u64 + 1)) as usize;
+        let mut peak = 0;
+        for step in 0..steps {
+            let value = format!("v{}", next() % 40);
+            let seen = (step as i64, round * 1000 + step as u64);
+            set.see(value.as_str().into(), seen);
+            model.insert(value, seen);
+            peak = peak.max(model.len());
+            if next().is_multiple_of(7) {
+                let since = step as i64 - (next() % 10) as i64;
+                set.retain(|(ts, _)| *ts > since);
+                model.retain(|_, (ts, _)| *ts > since);
+            }
+            assert_eq!(set.len(), model.len());
+            assert!(set.iter().eq(model.iter().map(|(k, v)| (k.as_str(), v))));
+        }
+        // A tree once it outgrew the vector, and only then.
+        assert_eq!(matches!(set, DistinctSet::Many(_)), peak > DistinctSet::FEW);
+        let bytes = postcard::to_stdvec(&set).expect("encode");
+        assert_eq!(bytes, postcard::to_stdvec(&model).expect("encode the map"));
+        let back: DistinctSet = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(back, set);
+        assert_eq!(
+            matches!(back, DistinctSet::Few(_)),
+            model.len() <= DistinctSet::FEW,
+            "a set read back is a vector when it is small"
+        );
+    }
+}
