@@ -1,5 +1,6 @@
 //! The collector's shared state: one value every task holds an `Arc` of.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -194,6 +195,10 @@ pub struct App {
     /// between two steps. The value counts restores: a worker that finds it
     /// changed reloads its cursor and rule state from the database.
     pub detection_gate: std::sync::Mutex<u64>,
+    /// Open groups per rule id as of detection's last step, for
+    /// `GET /api/v1/rules`; one entry per rule with a state (bounded by the
+    /// rules loaded).
+    rule_groups: RwLock<Arc<HashMap<String, u64>>>,
 }
 
 impl App {
@@ -219,10 +224,28 @@ impl App {
             ),
             followers: Arc::new(tokio::sync::Semaphore::new(settings.api.max_followers)),
             detection_gate: std::sync::Mutex::new(0),
+            rule_groups: RwLock::default(),
             settings,
             journal,
             db,
         })
+    }
+
+    /// Open groups per rule id, as detection last published them.
+    pub fn rule_groups(&self) -> Arc<HashMap<String, u64>> {
+        match self.rule_groups.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Publishes the open groups per rule id (detection, after each step).
+    pub fn set_rule_groups(&self, groups: HashMap<String, u64>) {
+        let groups = Arc::new(groups);
+        match self.rule_groups.write() {
+            Ok(mut g) => *g = groups,
+            Err(poisoned) => *poisoned.into_inner() = groups,
+        }
     }
 
     /// The decoders and rules in force.

@@ -451,6 +451,42 @@ pub struct StatusView {
     pub decoders_loaded: usize,
 }
 
+/// One rule in force, as `GET /api/v1/rules` lists it: what it is, where
+/// it was loaded from, the groups it holds open and its newest alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleView {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    /// `single`, `threshold`, `sequence` or `silence`.
+    pub kind: String,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub version: u32,
+    /// The file it was loaded from (`rules/...` for a shipped rule) and the
+    /// line of its `id:`.
+    pub file: String,
+    pub line: usize,
+    /// Groups it holds open (thresholds half-way, sequences waiting for
+    /// their next step, watched sources), as of detection's last step.
+    pub open_groups: u64,
+    /// Its newest stored alert, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_alert: Option<LastAlert>,
+}
+
+/// The newest alert of a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastAlert {
+    pub id: u64,
+    /// When the collector stored it (ms since epoch).
+    pub created_ms: i64,
+    pub status: AlertStatus,
+}
+
 /// Query of `GET /api/v1/journal` (admin only).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -317,6 +317,13 @@ fn decode(decoders: &soc_rules::Decoders, seq: u64, e: &JournalEntry) -> Event {
 fn count_state(app: &App, before: &EngineStats, after: &EngineState) {
     let m = &app.metrics;
     m.rule_state_entries.set(after.group_count() as i64);
+    app.set_rule_groups(
+        after
+            .rules
+            .iter()
+            .map(|(rule, rs)| (rule.to_owned(), rs.groups.len() as u64))
+            .collect(),
+    );
     for (rule, n) in &after.stats.evicted {
         let was = before.evicted.get(rule).copied().unwrap_or(0);
         if *n > was {

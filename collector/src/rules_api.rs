@@ -1,5 +1,5 @@
-//! Reloading the detection content: the admin API route and the SIGHUP
-//! handler share [`reload`].
+//! The rules in force (`GET /api/v1/rules`), and reloading the detection
+//! content: the admin API route and the SIGHUP handler share [`reload`].
 //!
 //! A reload reads every decoder, rule and list file again and swaps the whole
 //! set in at once; the detection worker picks it up at its next step, and
@@ -16,8 +16,8 @@ use soc_protocol::ErrorCode;
 
 use crate::app::{App, ContentError};
 use crate::auth::Role;
-use crate::http::{ApiError, Peer, audit, authorize_change};
-use crate::model::AuditOutcome;
+use crate::http::{ApiError, Peer, audit, authorize, authorize_change};
+use crate::model::{AlertQuery, AuditOutcome, LastAlert, RuleView};
 
 /// What a successful reload loaded.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -26,6 +26,57 @@ pub struct ReloadView {
     pub decoders: usize,
     /// Rules now in force (enabled or not).
     pub rules: usize,
+}
+
+/// `GET /api/v1/rules` (viewer): the rules in force, in load order, each
+/// with the groups it holds open and its newest alert.
+pub async fn list_rules(
+    State(app): State<Arc<App>>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+) -> Result<Json<Vec<RuleView>>, ApiError> {
+    authorize(&app, &headers, peer, Role::Viewer).map_err(|r| r.error)?;
+    let reader = app.clone();
+    let views = tokio::task::spawn_blocking(move || rule_views(&reader))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(views))
+}
+
+fn rule_views(app: &App) -> Result<Vec<RuleView>, ApiError> {
+    let content = app.content();
+    let groups = app.rule_groups();
+    let mut views = Vec::with_capacity(content.rules.rules().len());
+    for r in content.rules.rules() {
+        // The newest alert: one page of one, from the rule index.
+        let newest = app
+            .alerts
+            .list(&AlertQuery {
+                rule: Some(r.id.clone()),
+                limit: Some(1),
+                ..AlertQuery::default()
+            })
+            .map_err(ApiError::internal)?;
+        views.push(RuleView {
+            id: r.id.clone(),
+            title: r.title.clone(),
+            severity: r.severity,
+            kind: r.kind().as_str().into(),
+            enabled: r.enabled,
+            owner: r.owner.clone(),
+            tags: r.tags.clone(),
+            version: r.version,
+            file: r.file.clone(),
+            line: r.line,
+            open_groups: groups.get(&r.id).copied().unwrap_or(0),
+            last_alert: newest.alerts.first().map(|a| LastAlert {
+                id: a.id,
+                created_ms: a.created_ms,
+                status: a.status,
+            }),
+        });
+    }
+    Ok(views)
 }
 
 /// Reloads the content, logging and counting the outcome. `by` names who

@@ -37,6 +37,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/journal", get(api::journal))
+        .route("/api/v1/rules", get(crate::rules_api::list_rules))
         .route("/api/v1/rules/reload", post(crate::rules_api::post_reload))
         .route("/api/v1/alerts/stream", get(api::stream_alerts))
         .route("/api/v1/alerts/bulk", post(api::bulk_alerts))

@@ -97,6 +97,18 @@ pub enum RuleKind {
     Silence(Silence),
 }
 
+impl RuleKind {
+    /// `single`, `threshold`, `sequence` or `silence`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RuleKind::Single => "single",
+            RuleKind::Threshold(_) => "threshold",
+            RuleKind::Sequence(_) => "sequence",
+            RuleKind::Silence(_) => "silence",
+        }
+    }
+}
+
 /// One compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {

@@ -59,6 +59,15 @@ fn count(c: &Collector, rule: &str) -> anyhow::Result<usize> {
     Ok(c.socctl_ndjson(&["alerts", "list", "--rule", rule])?.len())
 }
 
+/// The entry of rule `id` in a `socctl rules list --json`.
+fn rule(listed: &[serde_json::Value], id: &str) -> anyhow::Result<serde_json::Value> {
+    listed
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("rule {id} not listed: {listed:?}"))
+}
+
 fn wait_processed(c: &Collector, cursor: u64) -> anyhow::Result<()> {
     wait_for(
         &format!("detection cursor {cursor}"),
@@ -116,6 +125,41 @@ fn reload_adds_rules_keeps_half_way_state_and_refuses_a_broken_file() -> anyhow:
     assert_eq!(count(&c, "local-canary-beta")?, 0, "not loaded yet");
     assert_eq!(count(&c, "ssh-brute-force-by-source")?, 0, "3 of 5");
 
+    // `rules list`: the rules in force, where they come from, what they
+    // hold open and their newest alert.
+    let listed = c.socctl_ndjson(&["rules", "list"])?;
+    let alpha = rule(&listed, "local-canary-alpha")?;
+    assert_eq!(alpha["kind"], "single");
+    assert_eq!(alpha["enabled"], true);
+    assert_eq!(
+        alpha["file"],
+        rules_dir.join("local.yml").display().to_string()
+    );
+    assert_eq!(alpha["line"], 2);
+    assert_eq!(alpha["open_groups"], 0);
+    assert_eq!(alpha["last_alert"]["status"], "open", "{alpha}");
+    let ssh = rule(&listed, "ssh-brute-force-by-source")?;
+    assert_eq!(ssh["kind"], "threshold");
+    assert_eq!(ssh["file"], "rules/sshd.yml", "a shipped rule");
+    assert_eq!(
+        ssh["open_groups"], 1,
+        "3 of 5 failures from one address: {ssh}"
+    );
+    assert!(ssh.get("last_alert").is_none(), "{ssh}");
+    assert!(
+        rule(&listed, "local-canary-beta").is_err(),
+        "not loaded yet"
+    );
+    let table = c.socctl(&["rules", "list"]);
+    assert!(table.status.success(), "{}", text(&table));
+    let table = text(&table);
+    assert!(
+        table.contains("local-canary-alpha")
+            && table.contains("threshold")
+            && table.contains("OPEN GROUPS"),
+        "{table}"
+    );
+
     // Add a rule, reload.
     std::fs::write(rules_dir.join("local.yml"), format!("{ALPHA}{BETA}"))?;
     let out = c.socctl(&["rules", "reload"]);
@@ -137,6 +181,12 @@ fn reload_adds_rules_keeps_half_way_state_and_refuses_a_broken_file() -> anyhow:
         "3 failures before the reload + 2 after = 1 alert"
     );
     assert_eq!(count(&c, "local-canary-alpha")?, 1);
+    let listed = c.socctl_ndjson(&["rules", "list"])?;
+    let beta = rule(&listed, "local-canary-beta")?;
+    assert_eq!(beta["last_alert"]["status"], "open", "{beta}");
+    let ssh = rule(&listed, "ssh-brute-force-by-source")?;
+    assert_eq!(ssh["open_groups"], 0, "the threshold fired: {ssh}");
+    assert_eq!(ssh["last_alert"]["status"], "open", "{ssh}");
 
     // A broken file: refused with file and line, the running set stays.
     let broken = rules_dir.join("broken.yml");

@@ -234,8 +234,8 @@ fn explain(e: &anyhow::Error, server: &str) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cli = match cli.cmd {
-        Cmd::Rules(rules::RulesCmd::Reload) => Cli {
-            cmd: Cmd::Rules(rules::RulesCmd::Reload),
+        Cmd::Rules(cmd @ (rules::RulesCmd::Reload | rules::RulesCmd::List)) => Cli {
+            cmd: Cmd::Rules(cmd),
             ..cli
         },
         // Offline: no collector, no token.
@@ -445,6 +445,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Decode(_) => unreachable!("handled before the runtime starts"),
         Cmd::Backup(cmd) => backup::run(&client, cmd, cli.json).await?,
+        Cmd::Rules(rules::RulesCmd::List) => {
+            let rules: Vec<soc_collector::model::RuleView> =
+                client.get("/api/v1/rules", &()).await?;
+            out.rules(&rules)?;
+        }
         Cmd::Rules(_) => {
             let r: soc_collector::rules_api::ReloadView =
                 client.post("/api/v1/rules/reload", &()).await?;

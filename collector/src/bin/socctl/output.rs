@@ -7,7 +7,7 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Cell, ContentArrangement, Table};
 use soc_collector::model::{
     AgentView, Alert, AlertPage, AuditEntry, AuditOutcome, BulkResponse, CreateTokenResponse,
-    EnrollAgentResponse, Severity, StatusView, TokenView,
+    EnrollAgentResponse, RuleView, Severity, StatusView, TokenView,
 };
 
 pub struct Output {
@@ -376,6 +376,53 @@ impl Output {
                     .map_or_else(|| "-".into(), |f| f.to_string()),
                 a.agent_version.clone().unwrap_or_else(|| "-".into()),
                 a.hostname.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        println!("{t}");
+        Ok(())
+    }
+
+    pub fn rules(&self, rules: &[RuleView]) -> anyhow::Result<()> {
+        if self.json {
+            for r in rules {
+                self.print_json(r)?;
+            }
+            return Ok(());
+        }
+        if rules.is_empty() {
+            println!("the collector runs no rules");
+            return Ok(());
+        }
+        let mut t = self.table(&[
+            "ID",
+            "SEVERITY",
+            "KIND",
+            "STATE",
+            "OPEN GROUPS",
+            "LAST ALERT",
+            "FILE",
+            "TITLE",
+        ]);
+        for r in rules {
+            t.add_row(vec![
+                r.id.clone(),
+                r.severity.as_str().to_owned(),
+                r.kind.clone(),
+                if r.enabled { "enabled" } else { "disabled" }.to_owned(),
+                r.open_groups.to_string(),
+                r.last_alert.as_ref().map_or_else(
+                    || "-".into(),
+                    |a| {
+                        format!(
+                            "#{} {} ({})",
+                            a.id,
+                            ago(Some(a.created_ms)),
+                            a.status.as_str()
+                        )
+                    },
+                ),
+                format!("{}:{}", r.file, r.line),
+                r.title.clone(),
             ]);
         }
         println!("{t}");

@@ -24,6 +24,9 @@ pub enum RulesCmd {
     Test(TestArgs),
     /// Ask the collector to reload its decoder, rule and list files (admin).
     Reload,
+    /// The rules the collector runs: kind, severity, whether enabled, the
+    /// groups each holds open and its newest alert.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -196,7 +199,9 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
                 }
             }
         }
-        RulesCmd::Reload => anyhow::bail!("`rules reload` talks to a collector"),
+        RulesCmd::Reload | RulesCmd::List => {
+            anyhow::bail!("`rules reload` and `rules list` talk to a collector")
+        }
     }
 }
 
