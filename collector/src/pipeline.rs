@@ -80,6 +80,7 @@ impl Detector {
         self.next_alert_id = app.db.meta_u64(meta_keys::NEXT_ALERT_ID)?.max(1);
         self.state = load_state(app)?;
         app.detection_cursor.store(self.cursor, Ordering::Release);
+        publish_groups(app, &self.state);
         Ok(())
     }
 
@@ -313,17 +314,23 @@ fn decode(decoders: &soc_rules::Decoders, seq: u64, e: &JournalEntry) -> Event {
     ev
 }
 
-/// Turns the growth of the engine's counters over one step into metrics.
-fn count_state(app: &App, before: &EngineStats, after: &EngineState) {
-    let m = &app.metrics;
-    m.rule_state_entries.set(after.group_count() as i64);
+/// Tells the API the groups each rule holds open (`socctl rules list`): the
+/// state as loaded (a restart, a restore) and after each step.
+fn publish_groups(app: &App, state: &EngineState) {
     app.set_rule_groups(
-        after
+        state
             .rules
             .iter()
             .map(|(rule, rs)| (rule.to_owned(), rs.groups.len() as u64))
             .collect(),
     );
+}
+
+/// Turns the growth of the engine's counters over one step into metrics.
+fn count_state(app: &App, before: &EngineStats, after: &EngineState) {
+    let m = &app.metrics;
+    m.rule_state_entries.set(after.group_count() as i64);
+    publish_groups(app, after);
     for (rule, n) in &after.stats.evicted {
         let was = before.evicted.get(rule).copied().unwrap_or(0);
         if *n > was {

@@ -102,6 +102,7 @@ async fn a_half_way_threshold_continues_on_a_fresh_collector() {
         })
         .collect();
     feed(&a, &mut det_a, three).await;
+    assert_eq!(a.rule_groups().get(RULE), Some(&1), "one group half-way");
     let info = tokio::task::spawn_blocking({
         let a = a.clone();
         move || backup::create(&a, Reason::Manual)
@@ -134,6 +135,11 @@ async fn a_half_way_threshold_continues_on_a_fresh_collector() {
     assert!(!view.same_journal);
     assert_eq!(view.cursor, 8);
     assert_eq!(alerts_of(&b, RULE).len(), 1, "the backed-up alert is there");
+    // The next step takes up the restored state, and the API
+    // (`socctl rules list`) shows its half-way group before any new line.
+    assert_eq!(b.rule_groups().get(RULE), None);
+    assert_eq!(det_b.step().expect("step"), 0);
+    assert_eq!(b.rule_groups().get(RULE), Some(&1), "the restored group");
     let two: Vec<JournalEntry> = (4..=5)
         .map(|p| {
             let mut e = failure(200 + p, 30 + p);
