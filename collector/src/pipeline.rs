@@ -315,8 +315,18 @@ fn decode(decoders: &soc_rules::Decoders, seq: u64, e: &JournalEntry) -> Event {
 }
 
 /// Tells the API the groups each rule holds open (`socctl rules list`): the
-/// state as loaded (a restart, a restore) and after each step.
+/// state as loaded (a restart, a restore) and after each step that changed
+/// them (a new map only then: most steps of a quiet collector change none).
 fn publish_groups(app: &App, state: &EngineState) {
+    let published = app.rule_groups();
+    if published.len() == state.rules.len()
+        && state
+            .rules
+            .iter()
+            .all(|(rule, rs)| published.get(rule) == Some(&(rs.groups.len() as u64)))
+    {
+        return;
+    }
     app.set_rule_groups(
         state
             .rules
