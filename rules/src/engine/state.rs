@@ -709,7 +709,13 @@ impl DistinctSet {
         match self {
             DistinctSet::Few(v) => match v.binary_search_by(|(k, _)| k.as_str().cmp(&value)) {
                 Ok(i) => v[i].1 = seen,
-                Err(i) if v.len() < Self::FEW => v.insert(i, (value.into_owned(), seen)),
+                Err(i) if v.len() < Self::FEW => {
+                    if v.is_empty() {
+                        // Room for one: most groups never see a second.
+                        v.reserve_exact(1);
+                    }
+                    v.insert(i, (value.into_owned(), seen));
+                }
                 Err(_) => {
                     let mut m: BTreeMap<String, (i64, u64)> =
                         std::mem::take(v).into_iter().collect();
