@@ -22,6 +22,9 @@ pub struct LoadError {
     pub field: Option<String>,
     /// What is wrong, as a sentence fragment.
     pub message: String,
+    /// A decoder name or rule id defined a second time (see
+    /// [`LoadErrors::defines_twice`]).
+    pub repeats_a_name: bool,
 }
 
 impl LoadError {
@@ -36,6 +39,20 @@ impl LoadError {
             line,
             field: field.map(str::to_string),
             message: message.into(),
+            repeats_a_name: false,
+        }
+    }
+
+    /// The error of a decoder name or rule id defined a second time.
+    pub(crate) fn repeated_name(
+        file: &str,
+        line: usize,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        LoadError {
+            repeats_a_name: true,
+            ..LoadError::new(file, Some(line), Some(field), message)
         }
     }
 }
@@ -62,18 +79,9 @@ impl LoadErrors {
     /// second time, as when a folder holding a copy of the shipped set is
     /// loaded after the shipped set itself.
     pub fn defines_twice(&self) -> bool {
-        self.0.iter().any(|e| {
-            matches!(e.field.as_deref(), Some("name" | "id"))
-                && (e.message.contains(DEFINED_TWICE) || e.message.contains(USED_TWICE))
-        })
+        self.0.iter().any(|e| e.repeats_a_name)
     }
 }
-
-/// What the loaders say of a decoder name defined twice (`decoder `x` is
-/// already defined at FILE:LINE`).
-pub(crate) const DEFINED_TWICE: &str = "is already defined at";
-/// What the loaders say of a rule id used twice.
-pub(crate) const USED_TWICE: &str = "is already used at";
 
 impl fmt::Display for LoadErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

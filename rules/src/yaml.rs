@@ -287,6 +287,7 @@ fn yaml_error(file: &str, line_offset: usize, e: &serde_yaml_ng::Error) -> LoadE
         line,
         field,
         message,
+        repeats_a_name: false,
     }
 }
 

@@ -289,16 +289,13 @@ impl Decoders {
                 match config::compile(&file.name, &item, deferred) {
                     Ok(d) => {
                         if let Some(prev) = decoders.iter().find(|p| p.name == d.name) {
-                            errors.push(LoadError::new(
+                            errors.push(LoadError::repeated_name(
                                 &file.name,
-                                Some(item.line_of_key("name")),
-                                Some("name"),
+                                item.line_of_key("name"),
+                                "name",
                                 format!(
-                                    "decoder `{}` {} {}:{}",
-                                    d.name,
-                                    crate::error::DEFINED_TWICE,
-                                    prev.file,
-                                    prev.line
+                                    "decoder `{}` is already defined at {}:{}",
+                                    d.name, prev.file, prev.line
                                 ),
                             ));
                         } else {

@@ -129,16 +129,13 @@ pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, Loa
             match compile(&file.name, &item, lists) {
                 Ok(rule) => {
                     if let Some(prev) = rules.iter().find(|r| r.id == rule.id) {
-                        errors.push(LoadError::new(
+                        errors.push(LoadError::repeated_name(
                             &file.name,
-                            Some(item.line_of_key("id")),
-                            Some("id"),
+                            item.line_of_key("id"),
+                            "id",
                             format!(
-                                "rule id `{}` {} {}:{}",
-                                rule.id,
-                                crate::error::USED_TWICE,
-                                prev.file,
-                                prev.line
+                                "rule id `{}` is already used at {}:{}",
+                                rule.id, prev.file, prev.line
                             ),
                         ));
                     } else {
