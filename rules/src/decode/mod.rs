@@ -491,8 +491,8 @@ impl Decoders {
             None => u64::MAX,
         };
         for (at, &id) in candidates.ids.iter().enumerate() {
-            // Past the gate's 64 candidates (no gate then), all are open.
-            if at < 64 && open & (1 << at) == 0 {
+            // A list longer than `Gate::MAX` has no gate: all are open.
+            if at < pairs::Gate::MAX && open & (1 << at) == 0 {
                 continue;
             }
             let d = &self.decoders[id];
