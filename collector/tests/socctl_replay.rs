@@ -99,9 +99,18 @@ fn replay_raises_each_alert_once_citing_its_lines() {
             .is_some_and(|t| t.contains("-03-01T00:02:34")),
         "the fifth failure's time: {a}"
     );
-    // The fields of the line that raised it, as decoded.
+    // The fields of the line that raised it, as decoded: all of them, not
+    // only those the rules read (lines are decoded into those, and a line
+    // that raises an alert again in full).
     assert_eq!(a["fields"]["source.ip"], "203.0.113.66");
     assert_eq!(a["fields"]["user.name"], "root");
+    assert_eq!(a["fields"]["process.pid"], 100);
+    assert_eq!(a["fields"]["source.port"], 40001);
+    assert_eq!(
+        a["fields"]["message"],
+        "Mar  1 00:02:34 bastion01 sshd[100]: Failed password for root from 203.0.113.66 port 40001 ssh2"
+    );
+    assert_eq!(a["fields"]["decoder.name"], "sshd_login");
     // The replay's summary counts every line.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("replayed 3001 lines"), "{stderr}");

@@ -34,7 +34,7 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
                 path: "",
                 received_ms: t.received_ms,
             };
-            let (event, chain) = decoders.decode_traced(&input);
+            let (event, chain) = decoders.decode_traced(&input, None);
             let took_part = chain.contains(&d.name.as_str());
             if took_part != t.matches {
                 let verb = if t.matches {

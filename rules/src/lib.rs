@@ -58,7 +58,7 @@ mod lists;
 mod rule;
 mod yaml;
 
-pub use decode::{Decoders, FailReason, UNKNOWN_MODULE};
+pub use decode::{Decoders, FailReason, Projection, UNKNOWN_MODULE};
 pub use engine::{
     Detection, DistinctSet, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, Engine, EngineOptions,
     EngineState, EngineStats, Group, GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat,

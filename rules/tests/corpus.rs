@@ -482,3 +482,147 @@ fn no_corpus_line_panics() {
     // iptables (~140 lines incl. the assert files' raw copies) and ClamAV (~220).
     assert!(known >= 300, "only {known} of {total} lines decoded");
 }
+
+/// Every line of every text file in the corpus, as (file, line) in a
+/// stable order.
+fn every_corpus_line() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![corpus()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for path in files {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        for raw in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            out.push((path.clone(), raw.to_vec()));
+        }
+    }
+    out
+}
+
+/// Decoding with the projection of the fields the shipped rules read
+/// keeps exactly those fields of every event (and `process.name`), gives
+/// every event the same time, and the engine raises the same detections
+/// over the projected events as over the whole ones.
+#[test]
+fn a_projection_keeps_what_the_rules_read_and_their_detections() {
+    let d = Decoders::builtin();
+    let engine = Engine::new(Arc::new(RuleSet::builtin()));
+    let read = engine.fields_read();
+    for name in ["source.ip", "destination.port", "event.action", "user.name"] {
+        assert!(read.contains(name), "{name} not in {read:?}");
+    }
+    assert!(!read.contains("message") && !read.contains("iptables.ttl"));
+    let projection = d.projection(read.iter().copied());
+    assert!(!projection.keeps_all());
+
+    // The benchmark generator's lines too, and a conversion error.
+    let extra = [
+        "Mar  1 03:25:41 fw02 kernel: [112341.004211] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:1f:a0:33:00:1b:21:8c:02:ee:08:00 SRC=91.200.12.7 DST=198.51.100.14 LEN=60 TOS=0x00 PREC=0x00 TTL=47 ID=50321 DF PROTO=TCP SPT=48211 DPT=3389 WINDOW=64240 RES=0x00 SYN URGP=0",
+        "Mar  1 03:25:42 fs01 clamd[812]: /tmp/.x4711/bot: Unix.Malware.Mirai-9938291-0 FOUND",
+        "Mar  1 03:25:43 fw02 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=300.1.1.1 DST=198.51.100.14 PROTO=TCP SPT=1 DPT=22",
+    ];
+    // And thresholds: an SSH brute force, a port scan and a host sweep.
+    let attacks = (0..40).flat_map(|i| {
+        let t = format!("Mar  1 04:00:{i:02}");
+        [
+            format!("{t} bastion01 sshd[4242]: Failed password for root from 203.0.113.9 port {} ssh2", 40000 + i),
+            format!("{t} fw01 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=198.51.100.77 DST=192.0.2.10 PROTO=TCP SPT=5{i:04} DPT={} SYN", 1000 + i),
+            format!("{t} fw01 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=198.51.100.78 DST=192.0.2.{} PROTO=TCP SPT=5{i:04} DPT=445 SYN", 10 + i),
+        ]
+    });
+    let lines: Vec<Vec<u8>> = every_corpus_line()
+        .into_iter()
+        .map(|(_, l)| l)
+        .chain(extra.iter().map(|l| l.as_bytes().to_vec()))
+        .chain(attacks.map(String::into_bytes))
+        .collect();
+    let (mut whole_state, mut projected_state) = (EngineState::default(), EngineState::default());
+    let (mut whole_alerts, mut projected_alerts) = (Vec::new(), Vec::new());
+    let mut dropped = 0usize;
+    for (i, raw) in lines.iter().enumerate() {
+        let input = Input {
+            raw,
+            source_type: "",
+            agent: "test",
+            source: "corpus",
+            path: "/var/log/x",
+            received_ms: RECEIVED_MS,
+        };
+        let mut whole = d.decode(&input);
+        let mut projected = d.decode_projected(&input, &projection);
+        assert_eq!(projected.timestamp_ms, whole.timestamp_ms, "line {i}");
+        let kept: BTreeMap<&str, &serde_json::Value> = whole
+            .fields
+            .iter()
+            .filter(|(k, _)| read.contains(k) || *k == "process.name")
+            .collect();
+        let got: BTreeMap<&str, &serde_json::Value> = projected.fields.iter().collect();
+        assert_eq!(got, kept, "line {i}: {}", String::from_utf8_lossy(raw));
+        dropped += whole.fields.len() - projected.fields.len();
+        // Times out of order make the engine count late events: both alike.
+        whole.id = i as u64 + 1;
+        projected.id = i as u64 + 1;
+        whole_alerts.extend(engine.process(&mut whole_state, &whole));
+        projected_alerts.extend(engine.process(&mut projected_state, &projected));
+    }
+    assert!(lines.len() > 5_000);
+    assert!(
+        dropped > 50_000,
+        "the projection dropped only {dropped} fields"
+    );
+    let fired: BTreeSet<&str> = whole_alerts.iter().map(|a| &*a.rule_id).collect();
+    for rule in [
+        "ssh-brute-force-by-source",
+        "net-port-scan",
+        "net-host-sweep",
+        "clamav-malware-detected",
+    ] {
+        assert!(fired.contains(rule), "{rule} did not fire: {fired:?}");
+    }
+    assert_eq!(projected_alerts, whole_alerts);
+    assert_eq!(projected_state.stats, whole_state.stats);
+}
+
+/// A projection naming a `decode.*` field keeps every field (they depend
+/// on every field's conversion), and so does a projection made by another
+/// decoder set.
+#[test]
+fn some_projections_keep_every_field() {
+    let d = Decoders::builtin();
+    let other = Decoders::builtin();
+    let line = "Mar  1 03:25:43 fw02 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=300.1.1.1 DST=198.51.100.14 PROTO=TCP SPT=1 DPT=22";
+    let input = Input {
+        raw: line.as_bytes(),
+        source_type: "",
+        agent: "",
+        source: "",
+        path: "",
+        received_ms: RECEIVED_MS,
+    };
+    let whole = d.decode(&input);
+    assert_eq!(whole.get_str("decode.reason"), Some("conversion"));
+    for name in ["decode.error", "decode.reason", "decoder.name"] {
+        let p = d.projection(["source.port", name]);
+        assert!(p.keeps_all(), "{name}");
+        assert_eq!(d.decode_projected(&input, &p), whole, "{name}");
+    }
+    let p = other.projection(["source.port"]);
+    assert!(!p.keeps_all());
+    assert_eq!(d.decode_projected(&input, &p), whole);
+    let mine = d.decode_projected(&input, &d.projection(["source.port"]));
+    let names: Vec<&str> = mine.fields.iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["process.name", "source.port"]);
+}

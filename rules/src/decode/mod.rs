@@ -55,6 +55,25 @@ pub struct Decoders {
     names: Vec<SharedName>,
     /// The ids of [`KNOWN`].
     known: KnownIds,
+    /// Tells this set's [`Projection`]s from another's (whose name ids
+    /// number other names).
+    serial: u64,
+}
+
+/// The fields a decoding keeps (see [`Decoders::projection`]).
+#[derive(Debug, Clone)]
+pub struct Projection {
+    /// The [`Decoders::serial`] of the decoders it was made for.
+    serial: u64,
+    /// One bit per name id; `None`: every field.
+    keep: Option<Vec<u64>>,
+}
+
+impl Projection {
+    /// Whether this keeps every field.
+    pub fn keeps_all(&self) -> bool {
+        self.keep.is_none()
+    }
 }
 
 /// Field names set by the decoding itself rather than by a decoder's
@@ -368,13 +387,44 @@ impl Decoders {
                 *i = id(k);
             }
         }
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Decoders {
             decoders,
             roots,
             children,
             known,
             names,
+            serial: SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// A projection that keeps only the fields named in `names` of the
+    /// events [`Decoders::decode_projected`] makes: for a caller that reads
+    /// only those (the engine reads only the fields of its rules, see
+    /// [`crate::Engine::fields_read`]). A field nobody keeps is neither
+    /// converted nor copied, so decoding costs less.
+    ///
+    /// `decoder.name`, `decode.reason` and `decode.error` depend on every
+    /// field's conversion: naming one keeps every field. Names no decoder
+    /// sets are left out (no event can hold them). `process.name` is always
+    /// kept: decoding reads it to choose the decoders of a program.
+    pub fn projection<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Projection {
+        let mut keep = vec![0u64; self.names.len().div_ceil(64)];
+        let program = self.known.id(Known::ProcessName) as usize;
+        keep[program / 64] |= 1 << (program % 64);
+        let mut all = false;
+        for name in names {
+            all |= [Known::DecoderName, Known::DecodeReason, Known::DecodeError]
+                .iter()
+                .any(|&k| KNOWN[k as usize] == name);
+            if let Ok(id) = self.names.binary_search_by(|n| n.as_str().cmp(name)) {
+                keep[id / 64] |= 1 << (id % 64);
+            }
+        }
+        Projection {
+            serial: self.serial,
+            keep: (!all).then_some(keep),
+        }
     }
 
     /// Decoder names in load order.
@@ -392,12 +442,30 @@ impl Decoders {
 
     /// Decodes one line. Never fails.
     pub fn decode(&self, input: &Input<'_>) -> Event {
-        self.decode_traced(input).0
+        self.decode_traced(input, None).0
     }
 
-    /// Decodes one line and also returns the names of the decoders that
+    /// Decodes one line, keeping only the fields `only` keeps: the event
+    /// [`Decoders::decode`] makes, without the other fields. The event's
+    /// time is the same. A projection made by other decoders keeps every
+    /// field.
+    pub fn decode_projected(&self, input: &Input<'_>, only: &Projection) -> Event {
+        let keep = if only.serial == self.serial {
+            only.keep.as_deref()
+        } else {
+            None
+        };
+        self.decode_traced(input, keep).0
+    }
+
+    /// Decodes one line, keeping the fields whose bit is set in `keep`
+    /// (all: `None`), and also returns the names of the decoders that
     /// applied, outermost first (used by the inline tests).
-    pub(crate) fn decode_traced<'d>(&'d self, input: &Input<'_>) -> (Event, Vec<&'d str>) {
+    pub(crate) fn decode_traced<'d>(
+        &'d self,
+        input: &Input<'_>,
+        keep: Option<&'d [u64]>,
+    ) -> (Event, Vec<&'d str>) {
         // Valid UTF-8 is checked by the vectorised validator; only invalid
         // lines take the slower repairing path.
         let message = match std::str::from_utf8(input.raw) {
@@ -407,7 +475,7 @@ impl Decoders {
         let text = message.trim_end_matches(['\n', '\r']);
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut out = Output {
-            fields: FieldSlots::new(&self.names),
+            fields: FieldSlots::new(&self.names, keep),
             timestamp_ms: None,
             errors: Vec::new(),
             chain: Vec::new(),
@@ -416,10 +484,15 @@ impl Decoders {
 
         let known = |k: Known| self.known.id(k);
         let mut fields = out.fields;
-        if fields.get(known(Known::EventModule)).is_none() {
+        if fields.get(known(Known::EventModule)).is_none()
+            && fields.wants(known(Known::EventModule))
+        {
             fields.set(known(Known::EventModule), Value::from(UNKNOWN_MODULE));
         }
-        if let Some(first) = out.errors.first() {
+        // A projection keeps all of `decoder.name` and `decode.*` or none
+        // (see `Decoders::projection`).
+        let outcome = fields.wants(known(Known::DecoderName));
+        if let Some(first) = out.errors.first().filter(|_| outcome) {
             // On failure `decoder.name` names the decoder that failed, so the
             // collector's failure metric is labelled by it.
             fields.set(known(Known::DecoderName), Value::from(first.decoder));
@@ -433,7 +506,7 @@ impl Decoders {
                 .map(|f| format!("{}: {}", f.decoder, f.text))
                 .collect();
             fields.set(known(Known::DecodeError), Value::from(text.join("; ")));
-        } else if let Some(last) = out.chain.last() {
+        } else if let Some(last) = out.chain.last().filter(|_| outcome) {
             fields.set(known(Known::DecoderName), Value::from(*last));
         }
         for (name, value) in [
@@ -442,11 +515,13 @@ impl Decoders {
             (Known::LogFilePath, input.path),
             (Known::LogSourceType, input.source_type),
         ] {
-            if !value.is_empty() {
+            if !value.is_empty() && fields.wants(known(name)) {
                 fields.set(known(name), Value::from(value));
             }
         }
-        fields.set(known(Known::Message), Value::String(message.into_owned()));
+        if fields.wants(known(Known::Message)) {
+            fields.set(known(Known::Message), Value::String(message.into_owned()));
+        }
         let event = Event {
             id: 0,
             timestamp_ms: out.timestamp_ms.unwrap_or(input.received_ms),
@@ -477,6 +552,7 @@ impl Decoders {
         let mut caps: Captures<'_> = Vec::with_capacity(24);
         let mut staged = Staged {
             fields: staging_take(),
+            keep: out.fields.keep,
             ..Staged::default()
         };
         let candidates = level.candidates(program);
@@ -522,12 +598,20 @@ impl Decoders {
             // The decoder applies. Constants first, so that what its steps
             // and fields decode from the line can refine one.
             for (_, id, v) in &d.set {
-                out.fields.set(*id, v.clone());
+                if out.fields.wants(*id) {
+                    out.fields.set(*id, v.clone());
+                }
             }
             for (k, v) in staged.fields.drain(..) {
                 out.fields.set(k, v);
             }
             for f in &d.fields {
+                let is_time = f.id == self.known.id(Known::Timestamp);
+                // The event's time is read from `@timestamp` even when the
+                // field is not kept.
+                if !is_time && !out.fields.wants(f.id) {
+                    continue;
+                }
                 let Some(raw) = field_source(&caps, &f.from, &f.join).or_else(|| {
                     f.fallback
                         .iter()
@@ -542,10 +626,12 @@ impl Decoders {
                 let tz = f.timezone_from.as_deref().and_then(|n| get(&caps, n));
                 match f.convert.apply_tz(v, tz) {
                     Ok((value, ms)) => {
-                        if f.id == self.known.id(Known::Timestamp) {
+                        if is_time {
                             staged.ts = ms.or_else(|| value.as_str().and_then(convert::parse_ms));
                         }
-                        out.fields.set(f.id, value);
+                        if out.fields.wants(f.id) {
+                            out.fields.set(f.id, value);
+                        }
                     }
                     Err(e) => staged.errors.push(Failure {
                         decoder: &d.name,
@@ -620,6 +706,8 @@ fn staging_give(mut v: Vec<(u32, Value)>) {
 /// are empty between lines.
 struct FieldSlots<'d> {
     names: &'d [SharedName],
+    /// The projection's bits (see [`Projection`]); `None`: every field.
+    keep: Option<&'d [u64]>,
     /// `Null` where no value is set (the bitmap tells a set `null`).
     slots: Vec<Value>,
     /// One bit per slot: set when the slot holds a value.
@@ -636,7 +724,8 @@ thread_local! {
 }
 
 impl<'d> FieldSlots<'d> {
-    fn new(names: &'d [SharedName]) -> Self {
+    /// Slots for `names`, keeping those `keep` keeps.
+    fn new(names: &'d [SharedName], keep: Option<&'d [u64]>) -> Self {
         let (mut slots, mut present) = SLOTS.with(std::cell::Cell::take);
         if slots.len() < names.len() {
             slots.resize_with(names.len(), || Value::Null);
@@ -644,10 +733,17 @@ impl<'d> FieldSlots<'d> {
         }
         FieldSlots {
             names,
+            keep,
             slots,
             present,
             len: 0,
         }
+    }
+
+    /// Whether the field `id` is kept.
+    #[inline]
+    fn wants(&self, id: u32) -> bool {
+        wanted(self.keep, id)
     }
 
     fn get(&self, id: u32) -> Option<&Value> {
@@ -705,8 +801,11 @@ impl Drop for FieldSlots<'_> {
 /// What one decoder made of a line before it is merged into the event.
 #[derive(Default)]
 struct Staged<'d> {
-    /// Fields the parse steps made (the syslog envelope's), by name id, in order.
+    /// Fields the parse steps made (the syslog envelope's), by name id, in
+    /// order; only those kept.
     fields: Vec<(u32, Value)>,
+    /// The projection's bits (see [`FieldSlots::keep`]).
+    keep: Option<&'d [u64]>,
     /// The event time, when a step or field gave one.
     ts: Option<i64>,
     /// Values that could not be read; the decoder still applies.
@@ -714,6 +813,14 @@ struct Staged<'d> {
 }
 
 impl Staged<'_> {
+    /// Stages a field the projection keeps; `value` makes it.
+    #[inline]
+    fn push(&mut self, id: u32, value: impl FnOnce() -> Value) {
+        if wanted(self.keep, id) {
+            self.fields.push((id, value()));
+        }
+    }
+
     fn clear(&mut self) {
         self.fields.clear();
         self.ts = None;
@@ -725,6 +832,13 @@ enum StepsResult {
     Ok,
     NotApplicable,
     Failed(FailReason, String),
+}
+
+/// Whether the projection `keep` (see [`FieldSlots::keep`]) keeps field `id`.
+#[inline]
+fn wanted(keep: Option<&[u64]>, id: u32) -> bool {
+    let id = id as usize;
+    keep.is_none_or(|k| k.get(id / 64).is_some_and(|w| w & (1 << (id % 64)) != 0))
 }
 
 /// The text of a field's capture, or of several joined with `join` (all
@@ -807,38 +921,26 @@ fn run_steps<'c, 'd: 'c>(
                 Ok(env) => {
                     if let Some(t) = env.timestamp_ms {
                         staged.ts = Some(t);
-                        staged
-                            .fields
-                            .push((known(Known::Timestamp), Value::from(convert::format_ms(t))));
+                        staged.push(known(Known::Timestamp), || {
+                            Value::from(convert::format_ms(t))
+                        });
                     }
                     if let Some(p) = env.priority {
-                        staged
-                            .fields
-                            .push((known(Known::SyslogPriority), Value::from(p)));
-                        staged
-                            .fields
-                            .push((known(Known::SyslogFacility), Value::from(p / 8)));
-                        staged
-                            .fields
-                            .push((known(Known::SyslogSeverity), Value::from(p % 8)));
+                        staged.push(known(Known::SyslogPriority), || Value::from(p));
+                        staged.push(known(Known::SyslogFacility), || Value::from(p / 8));
+                        staged.push(known(Known::SyslogSeverity), || Value::from(p % 8));
                     }
                     if let Some(h) = env.host {
-                        staged.fields.push((known(Known::HostName), Value::from(h)));
+                        staged.push(known(Known::HostName), || Value::from(h));
                     }
                     if let Some(p) = env.program {
-                        staged
-                            .fields
-                            .push((known(Known::ProcessName), Value::from(p)));
+                        staged.push(known(Known::ProcessName), || Value::from(p));
                     }
                     if let Some(p) = env.pid {
-                        staged
-                            .fields
-                            .push((known(Known::ProcessPid), Value::from(p)));
+                        staged.push(known(Known::ProcessPid), || Value::from(p));
                     }
                     if let Some(m) = env.msgid {
-                        staged
-                            .fields
-                            .push((known(Known::SyslogMsgid), Value::from(m)));
+                        staged.push(known(Known::SyslogMsgid), || Value::from(m));
                     }
                     if let Some(e) = env.date_error {
                         // The rest of the line is still decoded.

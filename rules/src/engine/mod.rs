@@ -316,6 +316,23 @@ impl Engine {
         &self.options
     }
 
+    /// The names of every event field this engine reads: those its rules'
+    /// conditions test, group and count by, and name in their summaries
+    /// and suppression keys. Its detections of events that hold only these
+    /// fields are those of the whole events (see
+    /// [`crate::Decoders::projection`]).
+    pub fn fields_read(&self) -> std::collections::BTreeSet<&str> {
+        let mut names: std::collections::BTreeSet<&str> =
+            self.slots.names().iter().map(String::as_str).collect();
+        for rule in self.rules.rules() {
+            names.extend(rule.summary.fields());
+            if let Some(by) = rule.suppress.as_ref().and_then(|s| s.by.as_ref()) {
+                names.extend(by.iter().map(String::as_str));
+            }
+        }
+        names
+    }
+
     /// Makes `state` fit this rule set: state of removed or changed rules
     /// (different fingerprint) is dropped, unchanged rules keep theirs. Runs
     /// by itself on the first event after a reload.

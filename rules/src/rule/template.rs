@@ -69,6 +69,14 @@ impl Template {
         Ok(Template(parts))
     }
 
+    /// The names of its placeholders.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|p| match p {
+            Part::Field(name) => Some(name.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
     /// Fills the placeholders from `fields`.
     pub(crate) fn render(&self, fields: &Fields) -> String {
         self.render_with(|f| fields.get(f))

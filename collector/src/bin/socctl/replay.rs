@@ -32,8 +32,8 @@ const IN_FLIGHT: usize = 4;
 /// Decodes the lines of `reader` with `decode` (given the id of a batch's
 /// first line, ids counting from 1, and the batch's lines, each with its
 /// newline) on `threads` threads in all, the calling thread included, and
-/// calls `each` on the calling thread with every batch's events, in file
-/// order. Stops at the first error of `each` or of reading.
+/// calls `each` on the calling thread with every batch's events and lines,
+/// in file order. Stops at the first error of `each` or of reading.
 pub(crate) fn decode_in_order<R, D, E>(
     reader: R,
     threads: usize,
@@ -43,7 +43,7 @@ pub(crate) fn decode_in_order<R, D, E>(
 where
     R: BufRead,
     D: Fn(u64, &[u8]) -> Vec<Event> + Sync,
-    E: FnMut(&[Event]) -> anyhow::Result<()>,
+    E: FnMut(&[Event], &[u8]) -> anyhow::Result<()>,
 {
     let helpers = threads.max(1) - 1;
     let mut batches = Batches { reader, next_id: 1 };
@@ -89,7 +89,7 @@ fn run<R, D, E>(
 where
     R: BufRead,
     D: Fn(u64, &[u8]) -> Vec<Event> + Sync,
-    E: FnMut(&[Event]) -> anyhow::Result<()>,
+    E: FnMut(&[Event], &[u8]) -> anyhow::Result<()>,
 {
     let mut queue: VecDeque<Arc<Slot>> = VecDeque::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
@@ -134,7 +134,7 @@ where
                 None => front.wait(),
             }
         };
-        each(&events)?;
+        each(&events, &lines)?;
         spare.push(lines);
         if let Some(who) = by {
             // A full or closed return queue: dropped (freed) here instead.
@@ -352,9 +352,13 @@ mod tests {
     /// (id, message) of every event, in the order `each` saw them.
     fn run(input: &str, threads: usize) -> Vec<(u64, String)> {
         let mut seen = Vec::new();
-        decode_in_order(input.as_bytes(), threads, &decode, |events| {
-            for ev in events {
+        decode_in_order(input.as_bytes(), threads, &decode, |events, batch| {
+            // The batch's lines come with its events, one for one.
+            let texts: Vec<&[u8]> = lines(batch).collect();
+            assert_eq!(texts.len(), events.len());
+            for (ev, line) in events.iter().zip(texts) {
                 let msg = ev.get_str("message").unwrap_or_default().to_string();
+                assert_eq!(line.strip_suffix(b"\n").unwrap_or(line), msg.as_bytes());
                 seen.push((ev.id, msg));
             }
             Ok(())
@@ -404,7 +408,7 @@ mod tests {
             let mut batches = 0;
             let mut seen = Vec::new();
             let reader = std::io::BufReader::with_capacity(capacity, input.as_bytes());
-            decode_in_order(reader, 2, &decode, |events| {
+            decode_in_order(reader, 2, &decode, |events, _| {
                 batches += 1;
                 assert!(events.len() <= BATCH_LINES, "{capacity}-byte reads");
                 for ev in events {
@@ -427,7 +431,7 @@ mod tests {
     fn an_error_of_the_callback_stops_the_run_and_is_returned() {
         let input = text(BATCH_LINES * 50, true);
         let mut calls = 0;
-        let err = decode_in_order(input.as_bytes(), 2, &decode, |_| {
+        let err = decode_in_order(input.as_bytes(), 2, &decode, |_, _| {
             calls += 1;
             if calls == 3 {
                 anyhow::bail!("the engine said no");
@@ -461,7 +465,7 @@ mod tests {
             }
             decode(first_id, batch)
         };
-        let result = decode_in_order(input.as_bytes(), 2, &decode, |_| Ok(()));
+        let result = decode_in_order(input.as_bytes(), 2, &decode, |_, _| Ok(()));
         let err = result.expect_err("a helper's batch cannot be decoded");
         assert!(err.to_string().contains("panicked"), "{err}");
     }

@@ -273,19 +273,37 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
         }
         Ok(())
     };
+    // Without a lateness, the event that raised a detection is the one
+    // being processed, whose line is at hand: events are decoded with only
+    // the fields the rules read (cheaper), and a line that raised a
+    // detection is decoded again in full for its fields. With a lateness,
+    // a detection may come from a line of an earlier batch: every field is
+    // kept.
+    let projection = (options.allowed_lateness_ms == 0).then(|| {
+        loaded
+            .decoders
+            .projection(engine.fields_read().iter().copied())
+    });
+    let decode_line = |raw: &[u8], projection: Option<&soc_rules::Projection>| {
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let input = Input {
+            raw,
+            source_type: &args.source_type,
+            agent: "",
+            source: "",
+            path: &path,
+            received_ms,
+        };
+        match projection {
+            Some(p) => loaded.decoders.decode_projected(&input, p),
+            None => loaded.decoders.decode(&input),
+        }
+    };
     let decode = |first_id: u64, batch: &[u8]| -> Vec<soc_rules::Event> {
         let mut events = Vec::with_capacity(crate::replay::BATCH_LINES);
         for (i, line) in crate::replay::lines(batch).enumerate() {
-            let raw = line.strip_suffix(b"\n").unwrap_or(line);
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let mut ev = loaded.decoders.decode(&Input {
-                raw,
-                source_type: &args.source_type,
-                agent: "",
-                source: "",
-                path: &path,
-                received_ms,
-            });
+            let mut ev = decode_line(line, projection.as_ref());
             ev.id = first_id + i as u64;
             events.push(ev);
         }
@@ -295,13 +313,21 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
     // line at a time); the engine takes the batches in file order, so the
     // alerts are the same as those of a one-thread run.
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get().min(8));
-    crate::replay::decode_in_order(reader, threads, &decode, |events| {
+    crate::replay::decode_in_order(reader, threads, &decode, |events, batch| {
+        let mut lines = crate::replay::lines(batch);
         for ev in events {
             n = ev.id;
+            let line = lines.next();
+            let mut whole = None;
             let mut printed = Ok(());
             engine.process_with(&mut state, ev, |d, by| {
                 if printed.is_ok() {
-                    let fields = raised_by(&d, by);
+                    let fields = raised_by(&d, by).map(|fields| match (&projection, line) {
+                        (Some(p), Some(line)) if !p.keeps_all() => {
+                            &whole.get_or_insert_with(|| decode_line(line, None)).fields
+                        }
+                        _ => fields,
+                    });
                     printed = print(d, fields, &mut out);
                 }
             });
