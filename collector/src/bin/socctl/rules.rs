@@ -323,7 +323,9 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
             engine.process_with(&mut state, ev, |d, by| {
                 if printed.is_ok() {
                     let fields = raised_by(&d, by).map(|fields| match (&projection, line) {
-                        (Some(p), Some(line)) if !p.keeps_all() => {
+                        // `by` is `ev` without a lateness; the check keeps
+                        // another event's fields from this line's.
+                        (Some(p), Some(line)) if !p.keeps_all() && by.id == ev.id => {
                             &whole.get_or_insert_with(|| decode_line(line, None)).fields
                         }
                         _ => fields,
