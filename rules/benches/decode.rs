@@ -1,6 +1,8 @@
 //! Decode throughput: the shipped decoders per format and on the mixed
 //! corpus of `../shared/bench`, side by side with a plain `regex` baseline
-//! (one compiled regex applied to each line) on the same lines.
+//! (one compiled regex applied to each line) on the same lines. `soc`
+//! decodes every field (as the collector does); `soc_projected` only the
+//! fields the shipped rules read (as `socctl rules test --replay` does).
 //!
 //! The mixed corpus is read at bench time from `SOC_BENCH_CORPUS` (default
 //! `/tmp/mixed.log`); when it is absent it is generated with
@@ -23,7 +25,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use regex::Regex;
-use soc_rules::{Decoders, Input};
+use soc_rules::{Decoders, Engine, Input, Projection, RuleSet};
 
 /// 2024-12-31T12:00:00Z: gives the year to RFC 3164 lines.
 const RECEIVED_MS: i64 = 1_735_646_400_000;
@@ -119,17 +121,22 @@ fn corpus_lines(format: &str) -> Vec<String> {
     out
 }
 
-fn decode_all(d: &Decoders, lines: &[String]) -> usize {
+/// Decodes every line, into every field or into those `only` keeps.
+fn decode_all(d: &Decoders, lines: &[String], only: Option<&Projection>) -> usize {
     let mut n = 0;
     for l in lines {
-        let ev = d.decode(&Input {
+        let input = Input {
             raw: l.as_bytes(),
             source_type: "",
             agent: "bench",
             source: "bench",
             path: "",
             received_ms: RECEIVED_MS,
-        });
+        };
+        let ev = match only {
+            Some(p) => d.decode_projected(&input, p),
+            None => d.decode(&input),
+        };
         n += ev.fields.len();
     }
     n
@@ -150,6 +157,8 @@ fn baseline(re: &Regex, lines: &[String]) -> usize {
 
 fn bench(c: &mut Criterion) {
     let decoders = Decoders::builtin();
+    let engine = Engine::new(std::sync::Arc::new(RuleSet::builtin()));
+    let projection = decoders.projection(engine.fields_read().iter().copied());
     let re = Regex::new(
         r"^(?P<time>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) (?P<prog>[^:\[\s]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*?(?:SRC=(?P<src>\S+))?.*)$",
     )
@@ -180,8 +189,13 @@ fn bench(c: &mut Criterion) {
     for (name, lines) in &sets {
         group.throughput(Throughput::Elements(lines.len() as u64));
         group.bench_with_input(BenchmarkId::new("soc", name), lines, |b, lines| {
-            b.iter(|| black_box(decode_all(&decoders, lines)))
+            b.iter(|| black_box(decode_all(&decoders, lines, None)))
         });
+        group.bench_with_input(
+            BenchmarkId::new("soc_projected", name),
+            lines,
+            |b, lines| b.iter(|| black_box(decode_all(&decoders, lines, Some(&projection)))),
+        );
         group.bench_with_input(
             BenchmarkId::new("regex_baseline", name),
             lines,
