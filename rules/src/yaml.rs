@@ -2,10 +2,12 @@
 //!
 //! serde stops at the first error of a document. To report every broken rule of
 //! a file at once, the file is first parsed as plain YAML (syntax errors stop
-//! here, with their position), then the items of its top-level list are cut out
-//! of the text by indentation and deserialized one by one, so an error in item 3
-//! does not hide an error in item 7. Line numbers reported by serde_yaml_ng for
-//! an item are shifted back to the line in the whole file.
+//! here, with their position), then the items of its top-level list are
+//! deserialized one by one from that parse, so an error in item 3 does not
+//! hide an error in item 7. The items are also cut out of the text by
+//! indentation: each keeps its lines (to point later errors at a line), and
+//! an item that fails is parsed again from its own text, whose error's line
+//! serde_yaml_ng reports and is shifted back to the line in the whole file.
 //!
 //! When the list is not written in block style (e.g. `rules: [ ... ]`) the cut
 //! is not possible; the whole file is then deserialized at once and only its
@@ -77,7 +79,7 @@ pub(crate) fn load_items<T: DeserializeOwned>(
             return Vec::new();
         }
     };
-    let expected = match &doc {
+    let mut parsed = match doc {
         serde_yaml_ng::Value::Null => return Vec::new(),
         serde_yaml_ng::Value::Mapping(map) => {
             let mut len = None;
@@ -85,8 +87,8 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                 match k.as_str() {
                     Some(k) if k == key => {
                         len = Some(match v {
-                            serde_yaml_ng::Value::Sequence(s) => s.len(),
-                            serde_yaml_ng::Value::Null => 0,
+                            serde_yaml_ng::Value::Sequence(s) => s,
+                            serde_yaml_ng::Value::Null => Vec::new(),
                             _ => {
                                 errors.push(LoadError::new(
                                     name,
@@ -135,15 +137,26 @@ pub(crate) fn load_items<T: DeserializeOwned>(
 
     let all_lines: Vec<&str> = file.text.lines().collect();
     let spans = split_list(&all_lines, key);
-    if spans.len() != expected {
+    if spans.len() != parsed.len() {
         return load_whole(file, key, errors);
     }
     let mut out = Vec::with_capacity(spans.len());
-    for (start, end) in spans {
+    for ((start, end), item) in spans.into_iter().zip(parsed.iter_mut()) {
         let lines: Vec<String> = all_lines[start..end]
             .iter()
             .map(|l| l.to_string())
             .collect();
+        // The item as the whole file's parse read it: no second parse of
+        // its text, which took as long as the first. Only an item that
+        // fails is parsed again from its own text, for the error's line.
+        if let Ok(value) = serde_yaml_ng::from_value::<T>(std::mem::take(item)) {
+            out.push(Located {
+                value,
+                start_line: start + 1,
+                lines,
+            });
+            continue;
+        }
         let text = lines.join("\n");
         match serde_yaml_ng::from_str::<Vec<T>>(&text) {
             Ok(mut items) if items.len() == 1 => {
