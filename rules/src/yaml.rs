@@ -399,6 +399,22 @@ mod tests {
         assert_eq!(errors[1].field.as_deref(), Some("idd"));
     }
 
+    /// A plain scalar that YAML reads as a number is still text where the
+    /// item wants text: the whole file's parse holds it as a number, and
+    /// the item is read again from its own text, as before.
+    #[test]
+    fn numbers_written_where_text_is_wanted_stay_text() {
+        let text = "rules:\n  - id: 1.50\n    tags: 22\n  - id: 0x1F\n  - id: plain\n";
+        let mut errors = Vec::new();
+        let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let ids: Vec<&str> = items.iter().map(|i| i.value.id.as_str()).collect();
+        assert_eq!(ids, ["1.50", "0x1F", "plain"]);
+        assert_eq!(items[0].value.tags.0, ["22"]);
+        let lines: Vec<usize> = items.iter().map(|i| i.start_line).collect();
+        assert_eq!(lines, [2, 4, 5]);
+    }
+
     #[test]
     fn flow_lists_fall_back_to_whole_file() {
         let mut errors = Vec::new();
