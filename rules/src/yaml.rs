@@ -82,11 +82,11 @@ pub(crate) fn load_items<T: DeserializeOwned>(
     let mut parsed = match doc {
         serde_yaml_ng::Value::Null => return Vec::new(),
         serde_yaml_ng::Value::Mapping(map) => {
-            let mut len = None;
+            let mut list = None;
             for (k, v) in map {
                 match k.as_str() {
                     Some(k) if k == key => {
-                        len = Some(match v {
+                        list = Some(match v {
                             serde_yaml_ng::Value::Sequence(s) => s,
                             serde_yaml_ng::Value::Null => Vec::new(),
                             _ => {
@@ -111,8 +111,8 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                     }
                 }
             }
-            match len {
-                Some(n) => n,
+            match list {
+                Some(items) => items,
                 None => {
                     errors.push(LoadError::new(
                         name,
