@@ -149,14 +149,17 @@ pub(crate) fn load_items<T: DeserializeOwned>(
         // The item as the whole file's parse read it: no second parse of
         // its text, which took as long as the first. Only an item that
         // fails is parsed again from its own text, for the error's line.
-        if let Ok(value) = serde_yaml_ng::from_value::<T>(std::mem::take(item)) {
-            out.push(Located {
-                value,
-                start_line: start + 1,
-                lines,
-            });
-            continue;
-        }
+        let whole = match serde_yaml_ng::from_value::<T>(std::mem::take(item)) {
+            Ok(value) => {
+                out.push(Located {
+                    value,
+                    start_line: start + 1,
+                    lines,
+                });
+                continue;
+            }
+            Err(e) => e,
+        };
         let text = lines.join("\n");
         match serde_yaml_ng::from_str::<Vec<T>>(&text) {
             Ok(mut items) if items.len() == 1 => {
@@ -174,6 +177,19 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                 None,
                 "could not isolate this list item",
             )),
+            // Alone, the item lacks the anchors of the others: the error
+            // that counts is the whole file's, put on its field's line.
+            Err(e) if e.to_string().starts_with("unknown anchor") => {
+                let mut err = yaml_error(name, 0, &whole);
+                let at = Located {
+                    value: (),
+                    start_line: start + 1,
+                    lines,
+                };
+                let key = err.field.as_deref().and_then(|f| f.rsplit('.').next());
+                err.line = Some(key.map_or(at.start_line, |k| at.line_of_key(k)));
+                errors.push(err);
+            }
             Err(e) => errors.push(yaml_error(name, start, &e)),
         }
     }
@@ -413,6 +429,30 @@ mod tests {
         assert_eq!(items[0].value.tags.0, ["22"]);
         let lines: Vec<usize> = items.iter().map(|i| i.start_line).collect();
         assert_eq!(lines, [2, 4, 5]);
+    }
+
+    /// An item may name what another item of the file anchors: the items
+    /// are read from the whole file's parse, where the alias resolves.
+    #[test]
+    fn aliases_reach_anchors_in_other_items() {
+        let text =
+            "rules:\n  - id: a\n    tags: &common [x, \"y\"]\n  - id: b\n    tags: *common\n";
+        let mut errors = Vec::new();
+        let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].value.id, "b");
+        assert_eq!(items[1].value.tags.0, ["x", "y"]);
+        assert_eq!(items[1].start_line, 4);
+        // A broken item beside them is still reported alone, on its line.
+        let text = format!("{text}  - id: c\n    tagz: *common\n");
+        let mut errors = Vec::new();
+        let items: Vec<Located<Item>> = load_items(&src(&text), "rules", &mut errors);
+        assert_eq!(items.len(), 2);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, Some(7));
+        assert_eq!(errors[0].field.as_deref(), Some("tagz"));
+        assert!(errors[0].message.starts_with("unknown field"), "{errors:?}");
     }
 
     #[test]
