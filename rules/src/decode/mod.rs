@@ -607,9 +607,10 @@ impl Decoders {
             }
             for f in &d.fields {
                 let is_time = f.id == self.known.id(Known::Timestamp);
+                let kept = out.fields.wants(f.id);
                 // The event's time is read from `@timestamp` even when the
                 // field is not kept.
-                if !is_time && !out.fields.wants(f.id) {
+                if !is_time && !kept {
                     continue;
                 }
                 let Some(raw) = field_source(&caps, &f.from, &f.join).or_else(|| {
@@ -629,7 +630,7 @@ impl Decoders {
                         if is_time {
                             staged.ts = ms.or_else(|| value.as_str().and_then(convert::parse_ms));
                         }
-                        if out.fields.wants(f.id) {
+                        if kept {
                             out.fields.set(f.id, value);
                         }
                     }
