@@ -215,6 +215,22 @@ fn raised_by<'e>(
     (d.evidence.last() == Some(&by.id)).then_some(&by.fields)
 }
 
+/// A detection as `--replay --json` prints it: one object per line, keys
+/// in name order (the order of the format since it was first printed).
+#[derive(serde::Serialize)]
+struct JsonDetection<'a> {
+    evidence_lines: &'a [u64],
+    fields: Option<&'a soc_rules::Fields>,
+    group_key: &'a str,
+    rule_id: &'a str,
+    severity: soc_rules::Severity,
+    summary: &'a str,
+    suppressed: u64,
+    tags: &'a [String],
+    timestamp: Option<String>,
+    title: &'a str,
+}
+
 fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::Result<i32> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     // RFC 3164 lines carry no year: take it from the file's modification time
@@ -245,20 +261,21 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
      -> anyhow::Result<()> {
         *by_rule.entry(d.rule_id.clone()).or_default() += 1;
         if json {
-            let v = serde_json::json!({
-                "rule_id": d.rule_id,
-                "title": d.rule_title,
-                "severity": d.severity,
-                "tags": d.tags,
-                "group_key": d.group_key,
-                "timestamp": chrono::DateTime::from_timestamp_millis(d.timestamp_ms)
+            let record = JsonDetection {
+                evidence_lines: &d.evidence,
+                fields,
+                group_key: &d.group_key,
+                rule_id: &d.rule_id,
+                severity: d.severity,
+                summary: &d.summary,
+                suppressed: d.suppressed,
+                tags: &d.tags,
+                timestamp: chrono::DateTime::from_timestamp_millis(d.timestamp_ms)
                     .map(|t| t.to_rfc3339()),
-                "summary": d.summary,
-                "suppressed": d.suppressed,
-                "evidence_lines": d.evidence,
-                "fields": fields,
-            });
-            writeln!(out, "{v}")?;
+                title: &d.rule_title,
+            };
+            serde_json::to_writer(&mut *out, &record)?;
+            out.write_all(b"\n")?;
         } else {
             writeln!(
                 out,
