@@ -408,3 +408,84 @@ decoders:
     );
     assert!(errors[2].message.contains("empty"), "{}", errors[2]);
 }
+
+/// `clamav_found` tries a single-pass pattern before the general one; on
+/// every line the first matches, the second must read the same fields (so
+/// the first only saves time). Lines are built from parts that stress the
+/// difference: colons and `: ` in paths, parentheses and colons in
+/// signatures, hashes of every length, hex and not.
+#[test]
+fn clamav_found_fast_pattern_reads_as_the_general_one() {
+    let text = include_str!("../../decoders/clamav.yml");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("clamav.yml parses");
+    let found = doc["decoders"]
+        .as_sequence()
+        .and_then(|ds| {
+            ds.iter()
+                .find(|d| d["name"].as_str() == Some("clamav_found"))
+        })
+        .expect("clamav_found is shipped");
+    let patterns: Vec<regex::Regex> = found["parse"][0]["regex"]["pattern"]
+        .as_sequence()
+        .expect("two patterns")
+        .iter()
+        .map(|p| regex::Regex::new(p.as_str().expect("text")).expect("valid"))
+        .collect();
+    let [fast, general] = &patterns[..] else {
+        panic!("clamav_found has {} patterns, not 2", patterns.len());
+    };
+    let paths = [
+        "/tmp/a",
+        "/home/u/My Files/x.exe",
+        "C:\\Users\\bob\\x.exe",
+        "/srv/notes: draft/e.com",
+        "/a:b",
+        "/a(1)",
+        "/é/ü.bin",
+        "instream(127.0.0.1@4242)",
+    ];
+    let signatures = [
+        "Eicar-Signature",
+        "Win.Trojan.Agent-1",
+        "Php.Shell:Gen",
+        "Sig(x)",
+        "A.B.UNOFFICIAL",
+    ];
+    let md5 = "44d88612fea8a8f36de82e1278abb02f";
+    let sha256 = "3f786850e387550fdab836ed7e6dc881de23001b3f786850e387550fdab836ed";
+    let infos = [
+        String::new(),
+        format!("({md5}:68)"),
+        format!("({}:68)", &sha256[..40]),
+        format!("({sha256}:68)"),
+        format!("({}:68)", md5.to_uppercase()),
+        format!("({md5})"),
+        "(zz:1)".to_owned(),
+    ];
+    let read = |re: &regex::Regex, line: &str| {
+        re.captures(line).map(|c| {
+            ["path", "signature", "md5", "size"].map(|n| c.name(n).map(|m| m.as_str().to_owned()))
+        })
+    };
+    let (mut fast_reads, mut general_only) = (0, 0);
+    for path in paths {
+        for signature in signatures {
+            for info in &infos {
+                let line = format!("{path}: {signature}{info} FOUND");
+                let general_read = read(general, &line);
+                match read(fast, &line) {
+                    Some(fast_read) => {
+                        fast_reads += 1;
+                        assert_eq!(Some(fast_read), general_read, "{line}");
+                    }
+                    None if general_read.is_some() => general_only += 1,
+                    None => {}
+                }
+            }
+        }
+    }
+    // The fast pattern reads the lines of the five paths without `:`, the
+    // four signatures without `(` and no or an MD5 detection info
+    // (5 × 4 × 2); the general one reads every line.
+    assert_eq!((fast_reads, general_only), (40, 240));
+}
