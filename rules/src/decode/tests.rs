@@ -409,31 +409,65 @@ decoders:
     assert!(errors[2].message.contains("empty"), "{}", errors[2]);
 }
 
-/// `clamav_found` tries a single-pass pattern before the general one; on
-/// every line the first matches, the second must read the same fields (so
-/// the first only saves time). Lines are built from parts that stress the
-/// difference: colons and `: ` in paths, parentheses and colons in
-/// signatures, hashes of every length, hex and not.
-#[test]
-fn clamav_found_fast_pattern_reads_as_the_general_one() {
+/// The two patterns of the shipped ClamAV decoder `decoder`: a
+/// single-pass one tried first, then the general one.
+fn clamav_patterns(decoder: &str) -> (regex::Regex, regex::Regex) {
     let text = include_str!("../../decoders/clamav.yml");
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("clamav.yml parses");
     let found = doc["decoders"]
         .as_sequence()
-        .and_then(|ds| {
-            ds.iter()
-                .find(|d| d["name"].as_str() == Some("clamav_found"))
-        })
-        .expect("clamav_found is shipped");
+        .and_then(|ds| ds.iter().find(|d| d["name"].as_str() == Some(decoder)))
+        .unwrap_or_else(|| panic!("{decoder} is shipped"));
     let patterns: Vec<regex::Regex> = found["parse"][0]["regex"]["pattern"]
         .as_sequence()
-        .expect("two patterns")
+        .expect("a list of patterns")
         .iter()
         .map(|p| regex::Regex::new(p.as_str().expect("text")).expect("valid"))
         .collect();
-    let [fast, general] = &patterns[..] else {
-        panic!("clamav_found has {} patterns, not 2", patterns.len());
+    match <[regex::Regex; 2]>::try_from(patterns) {
+        Ok([fast, general]) => (fast, general),
+        Err(p) => panic!("{decoder} has {} patterns, not 2", p.len()),
+    }
+}
+
+/// Checks that on every line of `lines` that the first pattern of
+/// `decoder` reads, the second reads the same captures `names` (so the
+/// first only saves time). Returns how many lines the first read, and how
+/// many only the second.
+fn fast_pattern_agrees(
+    decoder: &str,
+    names: &[&str],
+    lines: impl IntoIterator<Item = String>,
+) -> (usize, usize) {
+    let (fast, general) = clamav_patterns(decoder);
+    let read = |re: &regex::Regex, line: &str| {
+        re.captures(line).map(|c| {
+            names
+                .iter()
+                .map(|n| c.name(n).map(|m| m.as_str().to_owned()))
+                .collect::<Vec<_>>()
+        })
     };
+    let (mut fast_reads, mut general_only) = (0, 0);
+    for line in lines {
+        let general_read = read(&general, &line);
+        match read(&fast, &line) {
+            Some(fast_read) => {
+                fast_reads += 1;
+                assert_eq!(Some(fast_read), general_read, "{decoder}: {line}");
+            }
+            None if general_read.is_some() => general_only += 1,
+            None => {}
+        }
+    }
+    (fast_reads, general_only)
+}
+
+/// `clamav_found`'s patterns, over lines built from parts that stress the
+/// difference: colons and `: ` in paths, parentheses and colons in
+/// signatures, hashes of every length, hex and not.
+#[test]
+fn clamav_found_fast_pattern_reads_as_the_general_one() {
     let paths = [
         "/tmp/a",
         "/home/u/My Files/x.exe",
@@ -462,30 +496,39 @@ fn clamav_found_fast_pattern_reads_as_the_general_one() {
         format!("({md5})"),
         "(zz:1)".to_owned(),
     ];
-    let read = |re: &regex::Regex, line: &str| {
-        re.captures(line).map(|c| {
-            ["path", "signature", "md5", "size"].map(|n| c.name(n).map(|m| m.as_str().to_owned()))
-        })
-    };
-    let (mut fast_reads, mut general_only) = (0, 0);
+    let mut lines = Vec::new();
     for path in paths {
         for signature in signatures {
             for info in &infos {
-                let line = format!("{path}: {signature}{info} FOUND");
-                let general_read = read(general, &line);
-                match read(fast, &line) {
-                    Some(fast_read) => {
-                        fast_reads += 1;
-                        assert_eq!(Some(fast_read), general_read, "{line}");
-                    }
-                    None if general_read.is_some() => general_only += 1,
-                    None => {}
-                }
+                lines.push(format!("{path}: {signature}{info} FOUND"));
             }
         }
     }
+    let counts = fast_pattern_agrees("clamav_found", &["path", "signature", "md5", "size"], lines);
     // The fast pattern reads the lines of the five paths without `:`, the
     // four signatures without `(` and no or an MD5 detection info
     // (5 × 4 × 2); the general one reads every line.
-    assert_eq!((fast_reads, general_only), (40, 240));
+    assert_eq!(counts, (40, 240));
+}
+
+/// `clamav_selfcheck`'s patterns, over statuses with dots anywhere.
+#[test]
+fn clamav_selfcheck_fast_pattern_reads_as_the_general_one() {
+    let statuses = [
+        "Database status OK.",
+        "Database status OK",
+        "Database modification detected. Forcing reload.",
+        "Integrity check of daily.cld failed.",
+        "",
+        ".",
+        "..",
+        "a..",
+        "..a",
+        "a.b",
+        "é.",
+    ];
+    let lines = statuses.iter().map(|s| format!("SelfCheck: {s}"));
+    let counts = fast_pattern_agrees("clamav_selfcheck", &["status"], lines);
+    // Read by the fast one: those without a dot but a last one (5).
+    assert_eq!(counts, (5, 6));
 }
