@@ -38,14 +38,7 @@ pub struct List {
 impl List {
     /// Whether `text` is an entry or an address inside an entry's network.
     pub fn contains(&self, text: &str) -> bool {
-        // Entries are stored lower-cased: one lookup, and a lower-cased
-        // copy only for text that has upper case (addresses have none).
-        let found = if text.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.words.contains(&text.to_ascii_lowercase())
-        } else {
-            self.words.contains(text)
-        };
-        if found {
+        if self.has_word(text) {
             return true;
         }
         if self.nets == 0 {
@@ -53,6 +46,28 @@ impl List {
         }
         text.parse::<IpAddr>()
             .is_ok_and(|ip| self.networks.contains(ip))
+    }
+
+    /// [`List::contains`] of a text already read as an address: `ip` is
+    /// `text.parse::<IpAddr>().ok()`. An address is never a word (an entry
+    /// that reads as one is kept as a network), so one of the two lookups
+    /// is enough.
+    pub(crate) fn contains_read(&self, text: &str, ip: Option<IpAddr>) -> bool {
+        match ip {
+            Some(ip) => self.nets != 0 && self.networks.contains(ip),
+            None => self.has_word(text),
+        }
+    }
+
+    /// Whether `text` is one of the entries that are not networks.
+    fn has_word(&self, text: &str) -> bool {
+        // Entries are stored lower-cased: one lookup, and a lower-cased
+        // copy only for text that has upper case (addresses have none).
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.words.contains(&text.to_ascii_lowercase())
+        } else {
+            self.words.contains(text)
+        }
     }
 
     /// How many entries the list has.
@@ -245,6 +260,56 @@ mod tests {
         ]);
         let msg = dup.err().map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(msg, "b/x.txt: list `x` is already loaded from a/x.txt");
+    }
+
+    /// `contains_read` (the engine's, with the address it read once)
+    /// answers as `contains` for texts that are addresses, look like them
+    /// or are words, in any case, on a list of networks, addresses and
+    /// words.
+    #[test]
+    fn contains_read_answers_as_contains() {
+        let lists = Lists::from_sources(&[SourceFile::new(
+            "l.txt",
+            "203.0.113.0/24\n2001:DB8::/32\n198.51.100.7\n010.1.1.1\nEvil.Example\n::ffff:192.0.2.1\n",
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let list = lists.get("l").unwrap_or_default();
+        let words_only = Lists::from_sources(&[SourceFile::new("w.txt", "evil.example\n")])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get("w")
+            .unwrap_or_default();
+        let texts = [
+            "203.0.113.9",
+            "203.0.114.9",
+            "2001:db8::1",
+            "2001:DB8::1",
+            "2001:db9::1",
+            "198.51.100.7",
+            "198.51.100.07",
+            "010.1.1.1",
+            "10.1.1.1",
+            "evil.example",
+            "EVIL.example",
+            "::ffff:192.0.2.1",
+            "::FFFF:192.0.2.1",
+            " 198.51.100.7",
+            "",
+        ];
+        let mut found = 0;
+        for l in [&list, &words_only] {
+            for text in texts {
+                let ip = text.parse::<IpAddr>().ok();
+                assert_eq!(
+                    l.contains_read(text, ip),
+                    l.contains(text),
+                    "{}: {text:?}",
+                    l.name
+                );
+                found += usize::from(l.contains(text));
+            }
+        }
+        // Not vacuous: the lists hold some of the texts.
+        assert_eq!(found, 11);
     }
 
     /// The ranges answer as a scan of every network would, on lists of

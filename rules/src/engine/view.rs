@@ -279,6 +279,8 @@ fn field_holds(slot: usize, tests: &[Test], view: &mut FieldView<'_>) -> bool {
         (Test::Cidr(nets), Some(Value::String(_))) => {
             view.ip(slot).is_some_and(|ip| nets.contains(ip))
         }
+        // The address read once per event, for lists as for `cidr:`.
+        (Test::InList(list), Some(Value::String(v))) => list.contains_read(v, view.ip(slot)),
         // Ignoring case: the value is lower-cased once per event, not
         // once per test.
         (t, Some(Value::String(v))) if t.ignores_case() => {
