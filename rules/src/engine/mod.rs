@@ -584,7 +584,7 @@ impl Engine {
                 }
             }
             Some(slot) => {
-                let Some(value) = view.get(slot).and_then(view::value_text) else {
+                let Some(value) = view.text_at(slot) else {
                     return;
                 };
                 let now = ev.timestamp_ms;
@@ -594,7 +594,7 @@ impl Engine {
                     return;
                 };
                 if let GroupData::Distinct(m) = &mut g.data {
-                    m.see(value, (ev.timestamp_ms, ev.id));
+                    m.see(Cow::Borrowed(value), (ev.timestamp_ms, ev.id));
                     if m.len() as u64 >= t.count {
                         m.retain(|(ts, _)| *ts > since);
                     }

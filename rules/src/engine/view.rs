@@ -315,6 +315,8 @@ pub(crate) struct FieldView<'e> {
     /// Lower-cased string values by slot (for tests that ignore case),
     /// and the epoch they were lower-cased in.
     lower: Vec<(u32, String)>,
+    /// Where [`FieldView::text_at`] writes a number.
+    number: String,
 }
 
 /// A field test not made yet for this event.
@@ -337,6 +339,7 @@ pub(crate) struct ViewBuffers {
     text: String,
     memo: Vec<u8>,
     lower: Vec<(u32, String)>,
+    number: String,
 }
 
 impl<'e> FieldView<'e> {
@@ -360,6 +363,7 @@ impl<'e> FieldView<'e> {
             text,
             mut memo,
             mut lower,
+            number,
         } = buffers;
         let mut epoch = epoch.wrapping_add(1);
         if epoch == 0 {
@@ -393,6 +397,7 @@ impl<'e> FieldView<'e> {
             text,
             memo,
             lower,
+            number,
         }
     }
 
@@ -406,6 +411,7 @@ impl<'e> FieldView<'e> {
             text,
             memo,
             lower,
+            number,
             ..
         } = self;
         ViewBuffers {
@@ -416,6 +422,7 @@ impl<'e> FieldView<'e> {
             text,
             memo,
             lower,
+            number,
         }
     }
 
@@ -518,7 +525,7 @@ impl<'e> FieldView<'e> {
     fn write_key(&mut self, names: &[String], slots: &[usize], out: &mut String) -> bool {
         out.clear();
         for (i, (name, &slot)) in names.iter().zip(slots).enumerate() {
-            let Some(v) = self.get(slot).and_then(value_text) else {
+            let Some(v) = self.get(slot) else {
                 return false;
             };
             if i > 0 {
@@ -526,10 +533,65 @@ impl<'e> FieldView<'e> {
             }
             out.push_str(name);
             out.push('=');
-            out.push_str(&v);
+            if !push_value_text(v, out) {
+                return false;
+            }
         }
         true
     }
+
+    /// [`value_text`] of the field at `slot`: a string as it is, a number
+    /// written into a buffer of the view rather than a new string.
+    pub(crate) fn text_at(&mut self, slot: usize) -> Option<&str> {
+        let v = self.get(slot)?;
+        if let Value::String(s) = v {
+            return Some(s);
+        }
+        self.number.clear();
+        push_value_text(v, &mut self.number).then_some(self.number.as_str())
+    }
+}
+
+/// Appends [`value_text`] of `v` to `out`, a number without making a
+/// string of it first; false (and nothing appended) when it has none.
+fn push_value_text(v: &Value, out: &mut String) -> bool {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Number(n) => push_number(n, out),
+        v => match value_text(v) {
+            Some(text) => out.push_str(&text),
+            None => return false,
+        },
+    }
+    true
+}
+
+/// Appends `n` as `n.to_string()` writes it.
+fn push_number(n: &serde_json::Number, out: &mut String) {
+    let (negative, mut rest) = match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => (false, u),
+        (None, Some(i)) => (true, i.unsigned_abs()),
+        _ => {
+            use std::fmt::Write as _;
+            // A float: its own formatting (writing to a String cannot fail).
+            let _ = write!(out, "{n}");
+            return;
+        }
+    };
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative {
+        out.push('-');
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// The text of a field value used in keys; lists join with `,`. Borrows
@@ -555,6 +617,35 @@ mod tests {
     use super::*;
 
     use crate::rule::condition::compile_for_test as cond;
+
+    /// Keys and distinct values write numbers as `to_string` does, without
+    /// the string.
+    #[test]
+    fn numbers_are_written_as_to_string_writes_them() {
+        let numbers: Vec<Value> = [
+            Value::from(0),
+            Value::from(7),
+            Value::from(10),
+            Value::from(65_535),
+            Value::from(-1),
+            Value::from(i64::MIN),
+            Value::from(i64::MAX),
+            Value::from(u64::MAX),
+            Value::from(1.5),
+            Value::from(-0.25),
+            Value::from(1e300),
+        ]
+        .into();
+        for n in &numbers {
+            let mut out = String::from("k=");
+            assert!(push_value_text(n, &mut out));
+            assert_eq!(out, format!("k={n}"));
+            assert_eq!(value_text(n).as_deref(), Some(&out[2..]));
+        }
+        let mut out = String::new();
+        assert!(!push_value_text(&Value::Null, &mut out));
+        assert!(out.is_empty());
+    }
 
     /// The slot form answers exactly like the by-name form, with the cached
     /// lookups and addresses shared by every condition of one event.
