@@ -1063,3 +1063,96 @@ impl EngineState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of group data, with values that are not all alike.
+    fn every_kind() -> Vec<GroupData> {
+        let mut distinct = DistinctSet::default();
+        distinct.see("10.0.0.1".into(), (5, 6));
+        vec![
+            GroupData::Count(VecDeque::from([(1, 2), (3, 4)])),
+            GroupData::Distinct(distinct),
+            GroupData::Sequence {
+                next: 1,
+                start_ms: 7,
+                evidence: vec![8],
+            },
+            GroupData::Seen {
+                last_ms: 9,
+                last_id: 10,
+                key: vec![("agent.name".into(), "web-01".into())],
+            },
+            GroupData::Usual {
+                last_ms: 11,
+                last_id: 12,
+                key: vec![("log.source".into(), "fw".into())],
+                first_ms: 13,
+                period: 14,
+                longest_ms: 15,
+                before_ms: 16,
+                due_ms: 17,
+            },
+        ]
+    }
+
+    /// Group data is saved with the state (postcard) and shown as JSON: the
+    /// bytes of each kind are pinned, so that a change of its layout in
+    /// memory cannot change a format that snapshots and backups hold.
+    #[test]
+    fn group_data_formats_are_pinned() {
+        let kinds = every_kind();
+        let bytes: Vec<String> = kinds
+            .iter()
+            .map(|d| {
+                postcard::to_stdvec(d)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
+            .collect();
+        let json: Vec<String> = kinds
+            .iter()
+            .map(|d| serde_json::to_string(d).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            bytes,
+            [
+                "000202020604",
+                "01010831302e302e302e310a06",
+                "02010e0108",
+                "03120a010a6167656e742e6e616d65067765622d3031",
+                "04160c010a6c6f672e736f757263650266771a1c1e2022",
+            ]
+        );
+        assert_eq!(
+            json,
+            [
+                r#"{"Count":[[1,2],[3,4]]}"#,
+                r#"{"Distinct":{"10.0.0.1":[5,6]}}"#,
+                r#"{"Sequence":{"next":1,"start_ms":7,"evidence":[8]}}"#,
+                r#"{"Seen":{"last_ms":9,"last_id":10,"key":[["agent.name","web-01"]]}}"#,
+                r#"{"Usual":{"last_ms":11,"last_id":12,"key":[["log.source","fw"]],"first_ms":13,"period":14,"longest_ms":15,"before_ms":16,"due_ms":17}}"#,
+            ]
+        );
+        for (d, b) in kinds.iter().zip(&bytes) {
+            let raw: Vec<u8> = (0..b.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(&b[i..i + 2], 16).ok())
+                .collect();
+            assert_eq!(
+                postcard::from_bytes::<GroupData>(&raw).ok().as_ref(),
+                Some(d)
+            );
+            assert_eq!(
+                serde_json::from_str::<GroupData>(&serde_json::to_string(d).unwrap_or_default())
+                    .ok()
+                    .as_ref(),
+                Some(d)
+            );
+        }
+    }
+}
