@@ -48,7 +48,7 @@ use index::RuleIndex;
 pub use state::{
     DistinctSet, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, EngineState, EngineStats, Group,
     GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat, RuleState, RuleStates,
-    StateFormatError, Suppression,
+    StateFormatError, Suppression, Usual,
 };
 use view::{Fast, FieldView, KeySpec, Slots};
 
@@ -777,15 +777,17 @@ impl Engine {
     ) {
         let now = ev.timestamp_ms;
         let period = now.div_euclid(learn.over_ms.max(1));
-        let first = || GroupData::Usual {
-            last_ms: now,
-            last_id: ev.id,
-            key: key_pairs(&s.by, &ev.fields).unwrap_or_default(),
-            first_ms: now,
-            period,
-            longest_ms: 0,
-            before_ms: 0,
-            due_ms: now.saturating_add(s.after_ms),
+        let first = || {
+            GroupData::Usual(Box::new(Usual {
+                last_ms: now,
+                last_id: ev.id,
+                key: key_pairs(&s.by, &ev.fields).unwrap_or_default(),
+                first_ms: now,
+                period,
+                longest_ms: 0,
+                before_ms: 0,
+                due_ms: now.saturating_add(s.after_ms),
+            }))
         };
         let mut created = false;
         let Some(g) = self.touch_group(state, at, key, now, None, || {
@@ -798,15 +800,16 @@ impl Engine {
         let mut resumed = None;
         match &mut g.data {
             _ if created => {}
-            GroupData::Usual {
-                last_ms,
-                last_id,
-                key: pairs,
-                period: p,
-                longest_ms,
-                before_ms,
-                ..
-            } => {
+            GroupData::Usual(u) => {
+                let Usual {
+                    last_ms,
+                    last_id,
+                    key: pairs,
+                    period: p,
+                    longest_ms,
+                    before_ms,
+                    ..
+                } = &mut **u;
                 // An event older than the newest one (allowed lateness)
                 // tells nothing about the gaps.
                 if now >= *last_ms {
@@ -838,10 +841,10 @@ impl Engine {
         // is found when the filed one comes (see `check_usual`).
         let silent_at = g.data.silent_at(s.after_ms, Some(learn));
         let mut file = None;
-        if let (GroupData::Usual { due_ms, .. }, Some(when)) = (&mut g.data, silent_at)
-            && (created || when < *due_ms)
+        if let (GroupData::Usual(u), Some(when)) = (&mut g.data, silent_at)
+            && (created || when < u.due_ms)
         {
-            *due_ms = when;
+            u.due_ms = when;
             file = Some(when);
         }
         if let Some(when) = file
@@ -918,25 +921,20 @@ impl Engine {
             };
             if when >= now {
                 // The source was seen since it was filed: filed again.
-                if let GroupData::Usual { due_ms, .. } = &mut g.data {
-                    *due_ms = when;
+                if let GroupData::Usual(u) = &mut g.data {
+                    u.due_ms = when;
                 }
                 due.insert((when, text), key);
                 continue;
             }
-            let (GroupData::Usual {
-                last_ms,
-                last_id,
-                key: pairs,
-                ..
-            }
-            | GroupData::Seen {
-                last_ms,
-                last_id,
-                key: pairs,
-            }) = &g.data
-            else {
-                continue;
+            let (last_ms, last_id, pairs) = match &g.data {
+                GroupData::Usual(u) => (&u.last_ms, &u.last_id, &u.key),
+                GroupData::Seen {
+                    last_ms,
+                    last_id,
+                    key,
+                } => (last_ms, last_id, key),
+                _ => continue,
             };
             let limit = g.data.silence_limit_ms(s.after_ms, Some(learn));
             let fields = silence_fields(pairs, *last_ms, limit);

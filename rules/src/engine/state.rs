@@ -609,27 +609,34 @@ pub enum GroupData {
     },
     /// Silence watch that learns the source's usual gap (`silence.learn`).
     /// Added in format 3, after the others, so that format 2 still reads.
-    Usual {
-        /// Time of its newest event.
-        last_ms: i64,
-        /// Id of that event.
-        last_id: u64,
-        /// The key fields and their values (for the summary).
-        key: Vec<(String, String)>,
-        /// Time of its first event: it is learnt one period later.
-        first_ms: i64,
-        /// The learning period of its newest event (time ÷ period).
-        period: i64,
-        /// The longest gap learnt in that period, ms.
-        longest_ms: i64,
-        /// The longest gap learnt in the period before it, ms.
-        before_ms: i64,
-        /// The time it is filed under in the rule's silence index: when it
-        /// would have become silent as it was then. Never after when it
-        /// becomes silent now (a later time does not move it; an earlier
-        /// one does), so the index is checked when needed and only then.
-        due_ms: i64,
-    },
+    /// Boxed: the largest kind by far, and the rarest (one group per
+    /// source), it would make every rule's group table half as large
+    /// again. Saved as its fields, as when they were held inline.
+    Usual(Box<Usual>),
+}
+
+/// What a silence watch that learns keeps ([`GroupData::Usual`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Usual {
+    /// Time of its newest event.
+    pub last_ms: i64,
+    /// Id of that event.
+    pub last_id: u64,
+    /// The key fields and their values (for the summary).
+    pub key: Vec<(String, String)>,
+    /// Time of its first event: it is learnt one period later.
+    pub first_ms: i64,
+    /// The learning period of its newest event (time ÷ period).
+    pub period: i64,
+    /// The longest gap learnt in that period, ms.
+    pub longest_ms: i64,
+    /// The longest gap learnt in the period before it, ms.
+    pub before_ms: i64,
+    /// The time it is filed under in the rule's silence index: when it
+    /// would have become silent as it was then. Never after when it
+    /// becomes silent now (a later time does not move it; an earlier
+    /// one does), so the index is checked when needed and only then.
+    pub due_ms: i64,
 }
 
 impl GroupData {
@@ -637,17 +644,8 @@ impl GroupData {
     /// usual gap once learnt, `after_ms` before.
     pub(crate) fn silence_limit_ms(&self, after_ms: i64, learn: Option<&crate::Learn>) -> i64 {
         match (self, learn) {
-            (
-                GroupData::Usual {
-                    last_ms,
-                    first_ms,
-                    longest_ms,
-                    before_ms,
-                    ..
-                },
-                Some(l),
-            ) if last_ms.saturating_sub(*first_ms) >= l.over_ms => {
-                l.limit_ms((*longest_ms).max(*before_ms), after_ms)
+            (GroupData::Usual(u), Some(l)) if u.last_ms.saturating_sub(u.first_ms) >= l.over_ms => {
+                l.limit_ms(u.longest_ms.max(u.before_ms), after_ms)
             }
             _ => after_ms,
         }
@@ -656,18 +654,18 @@ impl GroupData {
     /// When a silence watch's source becomes silent (its newest event's
     /// time plus its limit); `None` for other data.
     pub(crate) fn silent_at(&self, after_ms: i64, learn: Option<&crate::Learn>) -> Option<i64> {
-        match self {
-            GroupData::Seen { last_ms, .. } | GroupData::Usual { last_ms, .. } => {
-                Some(last_ms.saturating_add(self.silence_limit_ms(after_ms, learn)))
-            }
-            _ => None,
-        }
+        let last_ms = match self {
+            GroupData::Seen { last_ms, .. } => *last_ms,
+            GroupData::Usual(u) => u.last_ms,
+            _ => return None,
+        };
+        Some(last_ms.saturating_add(self.silence_limit_ms(after_ms, learn)))
     }
 
     /// The time a silence watch is filed under in its rule's index.
     pub(crate) fn filed_at(&self, after_ms: i64, learn: Option<&crate::Learn>) -> Option<i64> {
         match self {
-            GroupData::Usual { due_ms, .. } => Some(*due_ms),
+            GroupData::Usual(u) => Some(u.due_ms),
             other => other.silent_at(after_ms, learn),
         }
     }
@@ -1085,7 +1083,7 @@ mod tests {
                 last_id: 10,
                 key: vec![("agent.name".into(), "web-01".into())],
             },
-            GroupData::Usual {
+            GroupData::Usual(Box::new(Usual {
                 last_ms: 11,
                 last_id: 12,
                 key: vec![("log.source".into(), "fw".into())],
@@ -1094,8 +1092,18 @@ mod tests {
                 longest_ms: 15,
                 before_ms: 16,
                 due_ms: 17,
-            },
+            })),
         ]
+    }
+
+    /// A group takes 64 bytes, and 88 with its key in a rule's table (120
+    /// when the learning silence data was held inline): the tables of a
+    /// thousand rules, up to their bounds, are what the engine's memory is.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn groups_stay_small() {
+        assert_eq!(std::mem::size_of::<Group>(), 64);
+        assert_eq!(std::mem::size_of::<(GroupKey, Group)>(), 88);
     }
 
     /// Group data is saved with the state (postcard) and shown as JSON: the
