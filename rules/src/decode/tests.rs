@@ -532,3 +532,24 @@ fn clamav_selfcheck_fast_pattern_reads_as_the_general_one() {
     // Read by the fast one: those without a dot but a last one (5).
     assert_eq!(counts, (5, 6));
 }
+
+/// `clamav_clean`'s patterns, over paths with colons anywhere.
+#[test]
+fn clamav_clean_fast_pattern_reads_as_the_general_one() {
+    let paths = [
+        "deploy/helm/values.yaml",
+        "/home/u/My Files/a b.txt",
+        "C:\\Users\\bob\\x.txt",
+        "/srv/notes: draft/e.com",
+        "/a:b",
+        "/a: OK",
+        "/é/ü.bin",
+        "",
+    ];
+    let lines = paths.iter().map(|p| format!("{p}: OK"));
+    let counts = fast_pattern_agrees("clamav_clean", &["path"], lines);
+    // Read by the fast one: the three non-empty paths without `:`; the
+    // general one also reads the four with one (an empty path is no line
+    // of either).
+    assert_eq!(counts, (3, 4));
+}
