@@ -150,9 +150,19 @@ impl Rule {
         &self.kind
     }
 
-    /// Whether one event's fields satisfy the rule's condition.
+    /// Whether one event's fields satisfy the rule's condition: for a
+    /// sequence, its `match` (when it has one) and the condition of at least
+    /// one of its steps, since a sequence without `match` takes only the
+    /// events of its steps.
     pub fn matches(&self, event: &crate::Event) -> bool {
         self.condition.eval(&event.fields)
+            && match &self.kind {
+                RuleKind::Sequence(seq) => seq
+                    .steps
+                    .iter()
+                    .any(|step| step.condition.eval(&event.fields)),
+                _ => true,
+            }
     }
 
     /// How many inline test cases the rule has.
@@ -243,5 +253,41 @@ mod tests {
             "urgent".parse::<Severity>(),
             Err(ParseSeverityError("urgent".into()))
         );
+    }
+
+    /// A sequence matches the events of its steps, and no others: its
+    /// top-level condition alone (empty when it has no `match`) holds for
+    /// every event.
+    #[test]
+    fn a_sequence_matches_the_events_of_its_steps_only() {
+        let decoders = crate::decode::Decoders::builtin();
+        let rules = RuleSet::builtin();
+        let Some(rule) = rules.get("malware-then-outbound-traffic") else {
+            panic!("the shipped sequence rule is missing");
+        };
+        assert!(matches!(rule.kind(), RuleKind::Sequence(_)));
+        let matches = |line: &str| {
+            rule.matches(&decoders.decode(&crate::Input {
+                raw: line.as_bytes(),
+                source_type: "",
+                agent: "",
+                source: "",
+                path: "",
+                received_ms: 1_709_251_200_000,
+            }))
+        };
+        // Step one, step two, neither.
+        assert!(matches(
+            "Mar  1 10:00:00 ws-alice clamd[812]: /home/alice/a.exe: Win.Trojan.Agent-1 FOUND"
+        ));
+        assert!(matches(
+            "Mar  1 10:05:00 ws-alice kernel: [UFW ALLOW] IN= OUT=eth0 SRC=10.1.2.3 DST=198.51.100.9 PROTO=TCP SPT=40000 DPT=443"
+        ));
+        assert!(!matches(
+            "Mar  1 10:05:00 ws-alice systemd[1]: Started session-6219.scope - Session 8355 of User deploy."
+        ));
+        assert!(!matches(
+            "Mar  1 10:05:00 ws-alice kernel: [UFW ALLOW] IN= OUT=eth0 SRC=10.1.2.3 DST=10.1.2.1 PROTO=TCP SPT=40000 DPT=53"
+        ));
     }
 }
