@@ -284,7 +284,11 @@ fn offsets_continue_across_restarts_so_nothing_is_dropped_as_a_duplicate() -> an
 /// and work folder.
 struct Rsyslog {
     child: Option<Child>,
+    /// rsyslogd's standard error.
     log: PathBuf,
+    /// rsyslogd's own messages (`syslogtag` rsyslogd): why an action was
+    /// suspended or a TLS session refused, which it writes nowhere else.
+    internal: PathBuf,
 }
 
 impl Rsyslog {
@@ -292,7 +296,14 @@ impl Rsyslog {
         let work = dir.join("work");
         std::fs::create_dir_all(&work)?;
         let path = dir.join("rsyslog.conf");
-        std::fs::write(&path, conf.replace("@WORK@", &work.display().to_string()))?;
+        let internal = dir.join("rsyslogd-internal.log");
+        // The default ruleset gets rsyslogd's own messages.
+        let conf = format!(
+            "{}\n*.* action(type=\"omfile\" file=\"{}\")\n",
+            conf.replace("@WORK@", &work.display().to_string()),
+            internal.display()
+        );
+        std::fs::write(&path, conf)?;
         let log = dir.join("rsyslogd.log");
         let check = Command::new("rsyslogd").arg("-N1").arg("-f").arg(&path).output().context(
             "running rsyslogd (Debian packages rsyslog, rsyslog-gnutls; tests/run.sh installs them)",
@@ -317,11 +328,25 @@ impl Rsyslog {
         Ok(Rsyslog {
             child: Some(child),
             log,
+            internal,
         })
     }
 
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    /// Whether rsyslogd still runs, what it wrote on standard error and its
+    /// own messages: what a failed test shows of it.
+    fn log_text(&mut self) -> String {
+        let status = match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => "running".to_string(),
+            Some(Ok(Some(exit))) => format!("exited: {exit}"),
+            Some(Err(e)) => format!("unknown: {e}"),
+            None => "stopped".to_string(),
+        };
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| format!("({e})"));
+        format!(
+            "status: {status}\nstandard error:\n{}\nown messages:\n{}",
+            read(&self.log),
+            read(&self.internal)
+        )
     }
 }
 
@@ -366,7 +391,7 @@ ruleset(name="tls") {{
         tcp = a.tcp.context("tcp")?.port(),
         tls = a.tls.context("tls")?.port(),
     );
-    let r = Rsyslog::start(&tmp.path().join("rsyslog"), &conf)?;
+    let mut r = Rsyslog::start(&tmp.path().join("rsyslog"), &conf)?;
     let both = wait_for("every forwarded line", Duration::from_secs(120), || {
         let m = c.metrics_text().ok()?;
         let tcp = metric_value(
