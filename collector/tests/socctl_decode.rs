@@ -69,13 +69,32 @@ fn one_object_per_line_in_order_with_ecs_names() {
     assert_eq!(field(fw, "destination.port"), 22);
     assert_eq!(field(fw, "event.action"), "deny");
     assert_eq!(field(fw, "host.name"), "fw01");
-    assert!(fw["rules"].is_array());
+    // The rules each line would feed; a sequence only under the lines of
+    // its steps, with the steps named.
+    let rules = |v: &Value| -> Vec<String> {
+        v["rules"]
+            .as_array()
+            .expect("rules is a list")
+            .iter()
+            .map(|r| r.as_str().expect("rule ids").to_string())
+            .collect()
+    };
+    let sequence = "malware-then-outbound-traffic";
+    assert!(rules(fw).iter().any(|r| r == "net-port-scan"), "{fw}");
+    assert!(!rules(fw).iter().any(|r| r == sequence), "{fw}");
+    assert_eq!(fw["steps"], serde_json::json!({}));
 
     assert_eq!(field(&out[1], "event.module"), "unknown");
     assert!(out[1]["decoder"].is_null());
+    assert_eq!(rules(&out[1]), Vec::<String>::new());
 
     assert_eq!(field(&out[2], "malware.name"), "Win.Trojan.Agent-1");
     assert_eq!(field(&out[2], "event.action"), "malware_detected");
+    assert!(rules(&out[2]).iter().any(|r| r == sequence), "{}", out[2]);
+    assert_eq!(
+        out[2]["steps"],
+        serde_json::json!({ sequence: ["malware found"] })
+    );
 
     assert_eq!(field(&out[4], "event.module"), "sophos_av");
     assert_eq!(field(&out[4], "file.path"), "C:\\a\\x.exe");

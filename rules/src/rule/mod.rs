@@ -170,6 +170,20 @@ impl Rule {
         self.tests.len()
     }
 
+    /// For a sequence, the names of the steps whose condition `event`
+    /// satisfies, in step order; empty for other kinds.
+    pub fn matching_steps(&self, event: &crate::Event) -> Vec<&str> {
+        match &self.kind {
+            RuleKind::Sequence(seq) => seq
+                .steps
+                .iter()
+                .filter(|step| step.condition.eval(&event.fields))
+                .map(|step| step.name.as_str())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The summary sentence for `event`.
     pub fn summary_for(&self, event: &crate::Event) -> String {
         self.summary.render(&event.fields)
@@ -289,5 +303,24 @@ mod tests {
         assert!(!matches(
             "Mar  1 10:05:00 ws-alice kernel: [UFW ALLOW] IN= OUT=eth0 SRC=10.1.2.3 DST=10.1.2.1 PROTO=TCP SPT=40000 DPT=53"
         ));
+        // And which step a line is.
+        let found = decoders.decode(&crate::Input {
+            raw:
+                b"Mar  1 10:00:00 ws-alice clamd[812]: /home/alice/a.exe: Win.Trojan.Agent-1 FOUND",
+            source_type: "",
+            agent: "",
+            source: "",
+            path: "",
+            received_ms: 1_709_251_200_000,
+        });
+        assert_eq!(rule.matching_steps(&found), ["malware found"]);
+        let Some(single) = rules
+            .rules()
+            .iter()
+            .find(|r| matches!(r.kind(), RuleKind::Single))
+        else {
+            panic!("no single-event rule shipped");
+        };
+        assert!(single.matching_steps(&found).is_empty());
     }
 }

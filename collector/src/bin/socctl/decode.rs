@@ -84,18 +84,22 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
             path: "",
             received_ms: now,
         });
-        let matched: Vec<&str> = rules
-            .rules()
-            .iter()
-            .filter(|r| r.matches(&ev))
-            .map(|r| r.id.as_str())
-            .collect();
+        let matched: Vec<&soc_rules::Rule> =
+            rules.rules().iter().filter(|r| r.matches(&ev)).collect();
         if json {
+            // The steps a line is, for each sequence it matches.
+            let steps: serde_json::Map<String, serde_json::Value> = matched
+                .iter()
+                .map(|r| (r.id.clone(), r.matching_steps(&ev)))
+                .filter(|(_, steps)| !steps.is_empty())
+                .map(|(id, steps)| (id, serde_json::json!(steps)))
+                .collect();
             let obj = serde_json::json!({
                 "line": n,
                 "decoder": ev.get_str("decoder.name"),
                 "fields": ev.fields,
-                "rules": matched,
+                "rules": matched.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                "steps": steps,
             });
             writeln!(out, "{obj}")?;
         } else {
@@ -118,7 +122,14 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
             if matched.is_empty() {
                 writeln!(out, "  rules: (none)")?;
             } else {
-                writeln!(out, "  rules: {}", matched.join(", "))?;
+                let names: Vec<String> = matched
+                    .iter()
+                    .map(|r| match r.matching_steps(&ev)[..] {
+                        [] => r.id.clone(),
+                        ref steps => format!("{} (step: {})", r.id, steps.join(", ")),
+                    })
+                    .collect();
+                writeln!(out, "  rules: {}", names.join(", "))?;
             }
             writeln!(out)?;
         }
