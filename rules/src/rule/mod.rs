@@ -280,20 +280,21 @@ mod tests {
             panic!("the shipped sequence rule is missing");
         };
         assert!(matches!(rule.kind(), RuleKind::Sequence(_)));
-        let matches = |line: &str| {
-            rule.matches(&decoders.decode(&crate::Input {
+        let decode = |line: &str| {
+            decoders.decode(&crate::Input {
                 raw: line.as_bytes(),
                 source_type: "",
                 agent: "",
                 source: "",
                 path: "",
                 received_ms: 1_709_251_200_000,
-            }))
+            })
         };
+        let matches = |line: &str| rule.matches(&decode(line));
+        let found =
+            "Mar  1 10:00:00 ws-alice clamd[812]: /home/alice/a.exe: Win.Trojan.Agent-1 FOUND";
         // Step one, step two, neither.
-        assert!(matches(
-            "Mar  1 10:00:00 ws-alice clamd[812]: /home/alice/a.exe: Win.Trojan.Agent-1 FOUND"
-        ));
+        assert!(matches(found));
         assert!(matches(
             "Mar  1 10:05:00 ws-alice kernel: [UFW ALLOW] IN= OUT=eth0 SRC=10.1.2.3 DST=198.51.100.9 PROTO=TCP SPT=40000 DPT=443"
         ));
@@ -304,15 +305,7 @@ mod tests {
             "Mar  1 10:05:00 ws-alice kernel: [UFW ALLOW] IN= OUT=eth0 SRC=10.1.2.3 DST=10.1.2.1 PROTO=TCP SPT=40000 DPT=53"
         ));
         // And which step a line is.
-        let found = decoders.decode(&crate::Input {
-            raw:
-                b"Mar  1 10:00:00 ws-alice clamd[812]: /home/alice/a.exe: Win.Trojan.Agent-1 FOUND",
-            source_type: "",
-            agent: "",
-            source: "",
-            path: "",
-            received_ms: 1_709_251_200_000,
-        });
+        let found = decode(found);
         assert_eq!(rule.matching_steps(&found), ["malware found"]);
         let Some(single) = rules
             .rules()
