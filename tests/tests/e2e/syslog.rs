@@ -284,11 +284,10 @@ fn offsets_continue_across_restarts_so_nothing_is_dropped_as_a_duplicate() -> an
 /// and work folder.
 struct Rsyslog {
     child: Option<Child>,
-    /// rsyslogd's standard error.
+    /// rsyslogd's standard error: its own messages (a refused connection
+    /// or TLS session, a suspended action) where no system log socket
+    /// (`/dev/log`) takes them.
     log: PathBuf,
-    /// rsyslogd's own messages (`syslogtag` rsyslogd): why an action was
-    /// suspended or a TLS session refused, which it writes nowhere else.
-    internal: PathBuf,
 }
 
 impl Rsyslog {
@@ -296,14 +295,7 @@ impl Rsyslog {
         let work = dir.join("work");
         std::fs::create_dir_all(&work)?;
         let path = dir.join("rsyslog.conf");
-        let internal = dir.join("rsyslogd-internal.log");
-        // The default ruleset gets rsyslogd's own messages.
-        let conf = format!(
-            "{}\n*.* action(type=\"omfile\" file=\"{}\")\n",
-            conf.replace("@WORK@", &work.display().to_string()),
-            internal.display()
-        );
-        std::fs::write(&path, conf)?;
+        std::fs::write(&path, conf.replace("@WORK@", &work.display().to_string()))?;
         let log = dir.join("rsyslogd.log");
         let check = Command::new("rsyslogd").arg("-N1").arg("-f").arg(&path).output().context(
             "running rsyslogd (Debian packages rsyslog, rsyslog-gnutls; tests/run.sh installs them)",
@@ -328,12 +320,11 @@ impl Rsyslog {
         Ok(Rsyslog {
             child: Some(child),
             log,
-            internal,
         })
     }
 
-    /// Whether rsyslogd still runs, what it wrote on standard error and its
-    /// own messages: what a failed test shows of it.
+    /// Whether rsyslogd still runs, and what it wrote on standard error:
+    /// what a failed test shows of it.
     fn log_text(&mut self) -> String {
         let status = match self.child.as_mut().map(Child::try_wait) {
             Some(Ok(None)) => "running".to_string(),
@@ -341,12 +332,8 @@ impl Rsyslog {
             Some(Err(e)) => format!("unknown: {e}"),
             None => "stopped".to_string(),
         };
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| format!("({e})"));
-        format!(
-            "status: {status}\nstandard error:\n{}\nown messages:\n{}",
-            read(&self.log),
-            read(&self.internal)
-        )
+        let stderr = std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("({e})"));
+        format!("status: {status}\nstandard error:\n{stderr}")
     }
 }
 
