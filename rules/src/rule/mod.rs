@@ -156,13 +156,8 @@ impl Rule {
     /// events of its steps.
     pub fn matches(&self, event: &crate::Event) -> bool {
         self.condition.eval(&event.fields)
-            && match &self.kind {
-                RuleKind::Sequence(seq) => seq
-                    .steps
-                    .iter()
-                    .any(|step| step.condition.eval(&event.fields)),
-                _ => true,
-            }
+            && (!matches!(self.kind, RuleKind::Sequence(_))
+                || self.steps_holding(event).next().is_some())
     }
 
     /// How many inline test cases the rule has.
@@ -173,15 +168,21 @@ impl Rule {
     /// For a sequence, the names of the steps whose condition `event`
     /// satisfies, in step order; empty for other kinds.
     pub fn matching_steps(&self, event: &crate::Event) -> Vec<&str> {
-        match &self.kind {
-            RuleKind::Sequence(seq) => seq
-                .steps
-                .iter()
-                .filter(|step| step.condition.eval(&event.fields))
-                .map(|step| step.name.as_str())
-                .collect(),
-            _ => Vec::new(),
-        }
+        self.steps_holding(event)
+            .map(|step| step.name.as_str())
+            .collect()
+    }
+
+    /// The steps of a sequence whose condition `event` satisfies (none for
+    /// other kinds).
+    fn steps_holding<'r>(&'r self, event: &crate::Event) -> impl Iterator<Item = &'r Step> {
+        let steps = match &self.kind {
+            RuleKind::Sequence(seq) => &seq.steps[..],
+            _ => &[],
+        };
+        steps
+            .iter()
+            .filter(|step| step.condition.eval(&event.fields))
     }
 
     /// The summary sentence for `event`.

@@ -84,21 +84,24 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
             path: "",
             received_ms: now,
         });
-        let matched: Vec<&soc_rules::Rule> =
-            rules.rules().iter().filter(|r| r.matches(&ev)).collect();
+        // Each matching rule with the steps the line is (sequences only).
+        let matched: Vec<(&str, Vec<&str>)> = rules
+            .rules()
+            .iter()
+            .filter(|r| r.matches(&ev))
+            .map(|r| (r.id.as_str(), r.matching_steps(&ev)))
+            .collect();
         if json {
-            // The steps a line is, for each sequence it matches.
             let steps: serde_json::Map<String, serde_json::Value> = matched
                 .iter()
-                .map(|r| (r.id.clone(), r.matching_steps(&ev)))
                 .filter(|(_, steps)| !steps.is_empty())
-                .map(|(id, steps)| (id, serde_json::json!(steps)))
+                .map(|(id, steps)| (id.to_string(), serde_json::json!(steps)))
                 .collect();
             let obj = serde_json::json!({
                 "line": n,
                 "decoder": ev.get_str("decoder.name"),
                 "fields": ev.fields,
-                "rules": matched.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                "rules": matched.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
                 "steps": steps,
             });
             writeln!(out, "{obj}")?;
@@ -124,9 +127,9 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
             } else {
                 let names: Vec<String> = matched
                     .iter()
-                    .map(|r| match r.matching_steps(&ev)[..] {
-                        [] => r.id.clone(),
-                        ref steps => format!("{} (step: {})", r.id, steps.join(", ")),
+                    .map(|(id, steps)| match steps[..] {
+                        [] => id.to_string(),
+                        _ => format!("{id} (step: {})", steps.join(", ")),
                     })
                     .collect();
                 writeln!(out, "  rules: {}", names.join(", "))?;
