@@ -19,6 +19,8 @@
 //!         alerts: 1
 //! ```
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 
 use super::condition::{Condition, ConditionConfig};
@@ -40,13 +42,16 @@ use crate::yaml::{Located, load_items};
 pub(crate) struct RuleConfig {
     /// Stable identifier: letters, digits, `.`, `_`, `-`.
     pub id: String,
-    /// Short name.
-    pub title: String,
+    /// Short name. Required; an `Option` so that a rule without one is
+    /// reported with the rule's other mistakes, not instead of them.
+    #[serde(default)]
+    pub title: Option<String>,
     /// What the rule detects and why it matters.
     #[serde(default)]
     pub description: String,
-    /// info, low, medium, high or critical (any case).
-    pub severity: String,
+    /// info, low, medium, high or critical (any case). Required.
+    #[serde(default)]
+    pub severity: Option<String>,
     /// ATT&CK ids and other tags.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -73,8 +78,9 @@ pub(crate) struct RuleConfig {
     pub silence: Option<SilenceConfig>,
     /// One alert per key per period.
     pub suppress: Option<SuppressConfig>,
-    /// One sentence with `{field}` placeholders.
-    pub summary: String,
+    /// One sentence with `{field}` placeholders. Required.
+    #[serde(default)]
+    pub summary: Option<String>,
     /// Inline test cases.
     #[serde(default)]
     pub tests: Vec<RuleTestConfig>,
@@ -124,24 +130,25 @@ pub(crate) struct RuleTest {
 pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, LoadErrors> {
     let mut errors = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
+    // Where each id was first written, whether or not that rule compiled:
+    // a repeated id is reported with the first one's other mistakes.
+    let mut first: HashMap<String, (&str, usize)> = HashMap::new();
     for file in files {
         for item in load_items::<RuleConfig>(file, "rules", &mut errors) {
-            match compile(&file.name, &item, lists) {
-                Ok(rule) => {
-                    if let Some(prev) = rules.iter().find(|r| r.id == rule.id) {
-                        errors.push(LoadError::repeated_name(
-                            &file.name,
-                            item.line_of_key("id"),
-                            "id",
-                            format!(
-                                "rule id `{}` is already used at {}:{}",
-                                rule.id, prev.file, prev.line
-                            ),
-                        ));
-                    } else {
-                        rules.push(rule);
-                    }
-                }
+            let compiled = compile(&file.name, &item, lists);
+            let id = item.value.id.as_str();
+            if let Some((prev_file, prev_line)) = first.get(id) {
+                errors.push(LoadError::repeated_name(
+                    &file.name,
+                    item.line_of_key("id"),
+                    "id",
+                    format!("rule id `{id}` is already used at {prev_file}:{prev_line}"),
+                ));
+            } else {
+                first.insert(id.to_string(), (&file.name, item.start_line));
+            }
+            match compiled {
+                Ok(rule) => rules.push(rule),
                 Err(e) => errors.extend(e),
             }
         }
@@ -177,17 +184,32 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
             "ids use only letters, digits, `.`, `_` and `-`".into(),
         );
     }
-    if cfg.title.trim().is_empty() {
-        err(
+    let title = cfg.title.as_deref().unwrap_or_default();
+    match &cfg.title {
+        None => err(
+            item.start_line,
+            "title",
+            "missing: every rule needs a short name".into(),
+        ),
+        Some(t) if t.trim().is_empty() => err(
             item.line_of_key("title"),
             "title",
             "must not be empty".into(),
-        );
+        ),
+        Some(_) => {}
     }
-    let severity = match cfg.severity.parse::<Severity>() {
-        Ok(s) => Some(s),
-        Err(e) => {
+    let severity = match cfg.severity.as_deref().map(str::parse::<Severity>) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
             err(item.line_of_key("severity"), "severity", e.to_string());
+            None
+        }
+        None => {
+            err(
+                item.start_line,
+                "severity",
+                "missing: one of info, low, medium, high, critical".into(),
+            );
             None
         }
     };
@@ -359,10 +381,18 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
         };
         err(line, &path, msg);
     }
-    let summary = match Template::parse(&cfg.summary) {
-        Ok(t) => Some(t),
-        Err(e) => {
+    let summary = match cfg.summary.as_deref().map(Template::parse) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
             err(item.line_of_key("summary"), "summary", e);
+            None
+        }
+        None => {
+            err(
+                item.start_line,
+                "summary",
+                "missing: one sentence for the alert, with `{field}` placeholders".into(),
+            );
             None
         }
     };
@@ -421,7 +451,7 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
         (Some(severity), Some(condition), Some(summary), Some(kind)) if errors.is_empty() => {
             Ok(Rule {
                 id: cfg.id.clone(),
-                title: cfg.title.clone(),
+                title: title.to_string(),
                 description: cfg.description.trim().to_string(),
                 severity,
                 tags: cfg.tags.clone(),
@@ -517,6 +547,13 @@ rules:
     summary: x
     tests:
       - line: "some line"
+  - id: missing-keys
+    match: { field: a, regex: '(' }
+  - id: bad-severity
+    title: Repeats the id of a rule with a mistake
+    severity: low
+    match: { field: a, exists: true }
+    summary: x
   - id: fine
     title: This one is fine
     severity: info
@@ -547,13 +584,21 @@ rules:
             (29, "summary"),
             (30, "id"),
             (41, "tests[0]"),
+            // A rule without its required keys: those are reported with
+            // its other mistakes, not instead of them.
+            (42, "title"),
+            (42, "severity"),
+            (42, "summary"),
+            (43, "match.regex"),
+            // The id of a rule that failed is still taken.
+            (44, "id"),
         ]
         .into_iter()
         .map(|(l, f)| ("broken.yml".to_string(), Some(l), Some(f.to_string())))
         .collect();
         assert_eq!(got, want, "{}", LoadErrors(errors.clone()));
         let text = LoadErrors(errors).to_string();
-        assert_eq!(text.lines().count(), 8);
+        assert_eq!(text.lines().count(), 13);
         assert!(
             text.contains("broken.yml:5: severity: rule `bad-severity`: unknown severity `urgent`"),
             "{text}"
@@ -561,6 +606,16 @@ rules:
         assert!(text.contains("broken.yml:22: match.all[1].cidr: rule `bad-condition`: `300.0.0.0/8` is not a network"), "{text}");
         assert!(
             text.contains("broken.yml:30: id: rule id `shared-id` is already used at good.yml:2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("broken.yml:42: title: rule `missing-keys`: missing"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "broken.yml:44: id: rule id `bad-severity` is already used at broken.yml:3"
+            ),
             "{text}"
         );
     }
