@@ -121,3 +121,47 @@ fn forced_type_selects_the_decoder_family() {
         "iptables"
     );
 }
+
+/// Without `--json`, what a log line carries is printed for a terminal: an
+/// escape sequence or a right-to-left override in the line (here in a sshd
+/// user name, so in a decoded field too) is written out as an escape,
+/// never sent to the terminal as it is.
+#[test]
+fn control_characters_of_a_line_are_shown_escaped() {
+    let line = "Mar  1 00:00:09 web01 sshd[812]: Invalid user r\u{1b}]2;pwned\u{7}oot\u{202e}gpj.exe from 203.0.113.7 port 4242\n";
+    let out = Command::new(env!("CARGO_BIN_EXE_socctl"))
+        .arg("decode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(line.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("socctl runs");
+    assert!(
+        out.status.success(),
+        "socctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|&c| c != '\n' && (c.is_control() || c == '\u{202e}'))
+        .collect();
+    assert!(raw.is_empty(), "raw controls {raw:?} in:\n{text}");
+    let escaped = r"r\x1b]2;pwned\x07oot\u{202e}gpj.exe";
+    assert!(
+        text.lines().next().is_some_and(|l| l.contains(escaped)),
+        "the line, escaped:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("user.name: {escaped}")),
+        "the decoded field, escaped:\n{text}"
+    );
+}

@@ -12,6 +12,8 @@ use anyhow::Context as _;
 use clap::Args;
 use soc_rules::{Decoders, Input, RuleSet, SourceFile};
 
+use crate::output::shown;
+
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
     /// File to read; stdin when absent or `-`.
@@ -106,7 +108,7 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
             });
             writeln!(out, "{obj}")?;
         } else {
-            writeln!(out, "line {n}: {}", String::from_utf8_lossy(raw))?;
+            writeln!(out, "line {n}: {}", shown(&String::from_utf8_lossy(raw)))?;
             writeln!(
                 out,
                 "  decoder: {}",
@@ -120,7 +122,7 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                writeln!(out, "  {k}: {v}")?;
+                writeln!(out, "  {}: {}", shown(k), shown(&v))?;
             }
             if matched.is_empty() {
                 writeln!(out, "  rules: (none)")?;

@@ -1,6 +1,8 @@
 //! How socctl prints: tables for people (colour only on a terminal), JSON or
 //! NDJSON for scripts.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
@@ -13,6 +15,47 @@ use soc_collector::model::{
 pub struct Output {
     json: bool,
     colour: bool,
+}
+
+/// `s` as it is safe to print on a terminal: control characters (C0, DEL,
+/// C1) and the controls that reorder bidirectional text written as escapes
+/// (`\x1b`, `\t`, `\u{9b}`, `\u{202e}`), everything else as it is.
+///
+/// Log lines, and the fields and summaries made from them, are written by
+/// whoever sends the logs. Printed raw, an escape sequence in one could
+/// rewrite the responder's screen, retitle the window or hide the text
+/// around it, and a right-to-left override could show an address or a file
+/// name reversed. JSON output is left as stored, for scripts (its strings
+/// escape the ASCII control characters).
+pub fn shown(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(hidden) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c if hidden(c) && c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if hidden(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A character [`shown`] writes as an escape.
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 fn time(ms: i64) -> String {
@@ -91,13 +134,13 @@ impl Output {
                 Cell::new(time(a.created_ms)),
                 self.severity(a.severity),
                 Cell::new(a.status.as_str()),
-                Cell::new(a.assignee.as_deref().unwrap_or("-")),
-                Cell::new(&a.rule_id),
-                Cell::new(&a.host),
+                Cell::new(shown(a.assignee.as_deref().unwrap_or("-"))),
+                Cell::new(shown(&a.rule_id)),
+                Cell::new(shown(&a.host)),
                 Cell::new(if a.suppressed > 0 {
-                    format!("{} (repeated {}×)", a.summary, a.suppressed)
+                    format!("{} (repeated {}×)", shown(&a.summary), a.suppressed)
                 } else {
-                    a.summary.clone()
+                    shown(&a.summary).into_owned()
                 }),
             ]);
         }
@@ -130,7 +173,7 @@ impl Output {
             s.push_str(&format!(" ({})", r.as_str()));
         }
         if let Some(u) = &a.assignee {
-            s.push_str(&format!(", assigned to {u}"));
+            s.push_str(&format!(", assigned to {}", shown(u)));
         }
         println!("{s}");
         Ok(())
@@ -176,9 +219,9 @@ impl Output {
                 "{} #{:<7} {sev} {:<28} {:<16} {}",
                 time(a.created_ms),
                 a.id,
-                a.rule_id,
-                a.host,
-                a.summary
+                shown(&a.rule_id),
+                shown(&a.host),
+                shown(&a.summary)
             )?;
         }
         out.flush()?;
@@ -213,7 +256,7 @@ impl Output {
         let mut t = self.table(&["NAME", "ROLE", "CREATED", "STATE"]);
         for k in tokens {
             t.add_row(vec![
-                k.name.clone(),
+                shown(&k.name).into_owned(),
                 k.role.as_str().to_owned(),
                 time(k.created_ms),
                 if k.revoked { "revoked" } else { "active" }.to_owned(),
@@ -247,13 +290,13 @@ impl Output {
             t.add_row(vec![
                 Cell::new(e.seq),
                 Cell::new(time(e.at_ms)),
-                Cell::new(&e.token),
+                Cell::new(shown(&e.token)),
                 Cell::new(e.role.map_or("-", |r| r.as_str())),
-                Cell::new(e.peer.as_deref().unwrap_or("-")),
-                Cell::new(&e.action),
-                Cell::new(&e.target),
+                Cell::new(shown(e.peer.as_deref().unwrap_or("-"))),
+                Cell::new(shown(&e.action)),
+                Cell::new(shown(&e.target)),
                 outcome,
-                Cell::new(e.message.as_deref().unwrap_or("")),
+                Cell::new(shown(e.message.as_deref().unwrap_or(""))),
             ]);
         }
         println!("{t}");
@@ -272,12 +315,14 @@ impl Output {
         );
         println!(
             "  rule      {} (v{}): {}",
-            a.rule_id, a.rule_version, a.rule_title
+            shown(&a.rule_id),
+            a.rule_version,
+            shown(&a.rule_title)
         );
-        println!("  summary   {}", a.summary);
-        println!("  host      {}   agent {}", a.host, a.agent);
+        println!("  summary   {}", shown(&a.summary));
+        println!("  host      {}   agent {}", shown(&a.host), shown(&a.agent));
         if let Some(u) = &a.assignee {
-            println!("  assignee  {u}");
+            println!("  assignee  {}", shown(u));
         }
         if let Some(r) = a.close_reason {
             println!("  closed as {}", r.as_str());
@@ -288,10 +333,10 @@ impl Output {
             time(a.created_ms)
         );
         if !a.tags.is_empty() {
-            println!("  tags      {}", a.tags.join(", "));
+            println!("  tags      {}", shown(&a.tags.join(", ")));
         }
         if !a.group_key.is_empty() {
-            println!("  key       {}", a.group_key);
+            println!("  key       {}", shown(&a.group_key));
         }
         if a.suppressed > 0 {
             println!(
@@ -314,9 +359,13 @@ impl Output {
         for e in &a.evidence {
             println!(
                 "  #{} {}:{} @{} ({})",
-                e.seq, e.agent, e.path, e.offset, e.source
+                e.seq,
+                shown(&e.agent),
+                shown(&e.path),
+                e.offset,
+                shown(&e.source)
             );
-            println!("    {}", e.line);
+            println!("    {}", shown(&e.line));
             let width = e.fields.keys().map(str::len).max().unwrap_or(0);
             for (k, v) in &e.fields {
                 if k == "message" || k == "event.original" {
@@ -326,19 +375,20 @@ impl Output {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                println!("      {k:width$}  {v}");
+                println!("      {:width$}  {}", shown(k), shown(&v));
             }
         }
         println!();
         println!("History:");
         for h in &a.history {
             let action = match &h.detail {
-                Some(d) => format!("{} ({d})", h.action),
+                Some(d) => format!("{} ({})", h.action, shown(d)),
                 None => h.action.clone(),
             };
+            let by = shown(&h.by);
             match &h.note {
-                Some(n) => println!("  {}  {:<13} by {}: {n}", time(h.at_ms), action, h.by),
-                None => println!("  {}  {:<13} by {}", time(h.at_ms), action, h.by),
+                Some(n) => println!("  {}  {:<13} by {by}: {}", time(h.at_ms), action, shown(n)),
+                None => println!("  {}  {:<13} by {by}", time(h.at_ms), action),
             }
         }
         Ok(())
@@ -367,15 +417,15 @@ impl Output {
         ]);
         for a in agents {
             t.add_row(vec![
-                a.name.clone(),
-                a.state.clone(),
+                shown(&a.name).into_owned(),
+                shown(&a.state).into_owned(),
                 ago(a.last_seen_ms),
                 a.events_received.to_string(),
                 a.lag_bytes.map_or_else(|| "-".into(), |b| format!("{b} B")),
                 a.files_watched
                     .map_or_else(|| "-".into(), |f| f.to_string()),
-                a.agent_version.clone().unwrap_or_else(|| "-".into()),
-                a.hostname.clone().unwrap_or_else(|| "-".into()),
+                shown(a.agent_version.as_deref().unwrap_or("-")).into_owned(),
+                shown(a.hostname.as_deref().unwrap_or("-")).into_owned(),
             ]);
         }
         println!("{t}");
@@ -421,8 +471,8 @@ impl Output {
                         )
                     },
                 ),
-                format!("{}:{}", r.file, r.line),
-                r.title.clone(),
+                format!("{}:{}", shown(&r.file), r.line),
+                shown(&r.title).into_owned(),
             ]);
         }
         println!("{t}");
@@ -461,5 +511,31 @@ impl Output {
         println!("rules loaded        {}", s.rules_loaded);
         println!("decoders loaded     {}", s.decoders_loaded);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn controls_are_escaped_and_the_rest_is_left_alone() {
+        for (text, want) in [
+            (
+                "plain text, ünïcödé, C:\\Users\\x",
+                "plain text, ünïcödé, C:\\Users\\x",
+            ),
+            ("\u{1b}[2J\u{1b}]0;title\u{7}", "\\x1b[2J\\x1b]0;title\\x07"),
+            ("a\tb\rc\nd\u{0}e\u{7f}", "a\\tb\\rc\\nd\\x00e\\x7f"),
+            ("\u{9b}31m", "\\u{9b}31m"),
+            ("invoice\u{202e}fdp.exe", "invoice\\u{202e}fdp.exe"),
+            ("\u{2066}x\u{2069}\u{200f}", "\\u{2066}x\\u{2069}\\u{200f}"),
+        ] {
+            assert_eq!(shown(text), want, "{text:?}");
+        }
+        assert!(matches!(
+            shown("no controls"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

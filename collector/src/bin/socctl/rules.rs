@@ -15,6 +15,8 @@ use clap::{Args, Subcommand};
 use soc_collector::app::read_yaml_dir;
 use soc_rules::{Decoders, Engine, EngineOptions, EngineState, Input, RuleSet, SourceFile};
 
+use crate::output::shown;
+
 #[derive(Debug, Subcommand)]
 pub enum RulesCmd {
     /// Check every decoder and rule file of DIR; print every error at once.
@@ -284,7 +286,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
                     .map_or_else(|| d.timestamp_ms.to_string(), |t| t.to_rfc3339()),
                 d.severity.as_str(),
                 d.rule_id,
-                d.summary,
+                shown(&d.summary),
                 d.evidence
             )?;
         }
