@@ -210,6 +210,17 @@ collector log:
     assert!(metric_value(&m, "soc_events_decoded_total", "module=\"iptables\"") >= 1.0);
 
     agent.stop()?;
+    // Both logs go to files here: plain text, no terminal colour codes.
+    for (who, log) in [
+        ("collector", collector.log_text()),
+        ("agent", agent.log_text()),
+    ] {
+        assert!(log.contains("INFO"), "{who} log:\n{log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "colour codes in the {who} log:\n{log}"
+        );
+    }
     Ok(())
 }
 
