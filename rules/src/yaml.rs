@@ -65,7 +65,10 @@ impl<T> Located<T> {
 
 /// Deserializes every item of the top-level list `key` of `file`.
 ///
-/// Items that fail are reported in `errors` and left out of the result.
+/// Items that fail are reported in `errors` and left out of the result,
+/// except an item whose only fault is keys of its own that `T` does not
+/// know: those are reported, and the item is returned without them, so
+/// that the caller's checks report its other mistakes too.
 pub(crate) fn load_items<T: DeserializeOwned>(
     file: &SourceFile,
     key: &str,
@@ -190,10 +193,71 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                 err.line = Some(key.map_or(at.start_line, |k| at.line_of_key(k)));
                 errors.push(err);
             }
-            Err(e) => errors.push(yaml_error(name, start, &e)),
+            Err(e) => {
+                let err = yaml_error(name, start, &e);
+                let typo = unknown_key(&err).map(str::to_string);
+                errors.push(err);
+                let at = Located {
+                    value: (),
+                    start_line: start + 1,
+                    lines,
+                };
+                if let Some(value) = typo.and_then(|k| without_unknown(&text, k, name, &at, errors))
+                {
+                    out.push(Located {
+                        value,
+                        start_line: at.start_line,
+                        lines: at.lines,
+                    });
+                }
+            }
         }
     }
     out
+}
+
+/// The key `err` reports as unknown, when it is a key of the item itself
+/// (not of a mapping inside it).
+fn unknown_key(err: &LoadError) -> Option<&str> {
+    err.field
+        .as_deref()
+        .filter(|f| !f.contains('.') && err.message.starts_with("unknown field `"))
+}
+
+/// The item of `text` (a one-item list) read without its own key `unknown`,
+/// and without any further unknown keys of its own, each reported in
+/// `errors` on its line. An unknown key (a typo, `sumary:`) fails the whole
+/// item in serde: read without it, the item is checked like the others, so
+/// that its other mistakes are reported together with the typo, not after
+/// it is fixed. `None` (with the error reported) when the item fails for
+/// another reason.
+fn without_unknown<T: DeserializeOwned>(
+    text: &str,
+    mut unknown: String,
+    file: &str,
+    at: &Located<()>,
+    errors: &mut Vec<LoadError>,
+) -> Option<T> {
+    let mut items: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(text).ok()?;
+    let serde_yaml_ng::Value::Mapping(mut map) = items.pop()? else {
+        return None;
+    };
+    // Each round removes one key: at most as many rounds as keys.
+    for _ in 0..map.len() {
+        map.remove(unknown.as_str())?;
+        let e = match serde_yaml_ng::from_value::<T>(serde_yaml_ng::Value::Mapping(map.clone())) {
+            Ok(value) => return Some(value),
+            Err(e) => e,
+        };
+        let mut err = yaml_error(file, 0, &e);
+        // A value read alone carries no position: its key's line.
+        let key = err.field.as_deref().and_then(|f| f.rsplit('.').next());
+        err.line = Some(key.map_or(at.start_line, |k| at.line_of_key(k)));
+        let next = unknown_key(&err).map(str::to_string);
+        errors.push(err);
+        unknown = next?;
+    }
+    None
 }
 
 /// Fallback for lists not written in block style: all or nothing.
@@ -404,15 +468,30 @@ mod tests {
         let mut errors = Vec::new();
         let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
         let ids: Vec<&str> = items.iter().map(|i| i.value.id.as_str()).collect();
-        assert_eq!(ids, ["a", "c"]);
+        // `b` is reported for its unknown key and kept without it, so that
+        // the caller checks the rest of it too.
+        assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(items[0].value.tags.0, ["x", "1"]);
-        assert_eq!(items[0].start_line, 3);
-        assert_eq!(items[1].start_line, 8);
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert_eq!(errors[0].line, Some(7));
-        assert_eq!(errors[0].field.as_deref(), Some("bogus"));
-        assert_eq!(errors[1].line, Some(9));
-        assert_eq!(errors[1].field.as_deref(), Some("idd"));
+        let lines: Vec<usize> = items.iter().map(|i| i.start_line).collect();
+        assert_eq!(lines, [3, 6, 8]);
+        let got: Vec<(Option<usize>, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.line, e.field.as_deref()))
+            .collect();
+        // Without its misspelt `idd`, the last item still lacks `id`.
+        assert_eq!(
+            got,
+            [
+                (Some(7), Some("bogus")),
+                (Some(9), Some("idd")),
+                (Some(9), None)
+            ],
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].message.contains("missing field `id`"),
+            "{errors:?}"
+        );
     }
 
     /// A plain scalar that YAML reads as a number is still text where the

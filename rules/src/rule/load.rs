@@ -554,6 +554,13 @@ rules:
     severity: low
     match: { field: a, exists: true }
     summary: x
+  - id: typos-and-more
+    title: Two misspelt keys and a bad severity
+    severity: urgent
+    descripton: typo
+    match: { field: a, exists: true }
+    sumary: typo
+    summary: x
   - id: fine
     title: This one is fine
     severity: info
@@ -592,13 +599,18 @@ rules:
             (43, "match.regex"),
             // The id of a rule that failed is still taken.
             (44, "id"),
+            // Misspelt keys are reported, and the rule is checked without
+            // them.
+            (51, "severity"),
+            (52, "descripton"),
+            (54, "sumary"),
         ]
         .into_iter()
         .map(|(l, f)| ("broken.yml".to_string(), Some(l), Some(f.to_string())))
         .collect();
         assert_eq!(got, want, "{}", LoadErrors(errors.clone()));
         let text = LoadErrors(errors).to_string();
-        assert_eq!(text.lines().count(), 13);
+        assert_eq!(text.lines().count(), 16);
         assert!(
             text.contains("broken.yml:5: severity: rule `bad-severity`: unknown severity `urgent`"),
             "{text}"
