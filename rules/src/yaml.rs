@@ -195,14 +195,15 @@ pub(crate) fn load_items<T: DeserializeOwned>(
             }
             Err(e) => {
                 let err = yaml_error(name, start, &e);
-                let typo = unknown_key(&err).map(str::to_string);
+                let typo = unknown_key(&err).map(|k| (k.to_string(), err.message.clone()));
                 errors.push(err);
                 let at = Located {
                     value: (),
                     start_line: start + 1,
                     lines,
                 };
-                if let Some(value) = typo.and_then(|k| without_unknown(&text, k, name, &at, errors))
+                if let Some(value) =
+                    typo.and_then(|(k, m)| without_unknown(&text, k, &m, name, &at, errors))
                 {
                     out.push(Located {
                         value,
@@ -224,16 +225,16 @@ fn unknown_key(err: &LoadError) -> Option<&str> {
         .filter(|f| !f.contains('.') && err.message.starts_with("unknown field `"))
 }
 
-/// The item of `text` (a one-item list) read without its own key `unknown`,
-/// and without any further unknown keys of its own, each reported in
-/// `errors` on its line. An unknown key (a typo, `sumary:`) fails the whole
+/// The item of `text` (a one-item list) read without its own key `unknown`
+/// (reported with `message`), and without any further unknown keys of its
+/// own, each reported in `errors` on its line. An unknown key (a typo, `sumary:`) fails the whole
 /// item in serde: read without it, the item is checked like the others, so
 /// that its other mistakes are reported together with the typo, not after
-/// it is fixed. `None` (with the error reported) when the item fails for
-/// another reason.
+/// it is fixed. `None` when the item fails for another reason.
 fn without_unknown<T: DeserializeOwned>(
     text: &str,
     mut unknown: String,
+    message: &str,
     file: &str,
     at: &Located<()>,
     errors: &mut Vec<LoadError>,
@@ -242,6 +243,10 @@ fn without_unknown<T: DeserializeOwned>(
     let serde_yaml_ng::Value::Mapping(mut map) = items.pop()? else {
         return None;
     };
+    // A value read alone names no path: an unknown key is the item's own
+    // when the keys expected instead are the item's (those of `message`).
+    let expected = |m: &str| m.split_once("`, ").map(|(_, rest)| rest.to_string());
+    let own = expected(message);
     // Each round removes one key: at most as many rounds as keys.
     for _ in 0..map.len() {
         map.remove(unknown.as_str())?;
@@ -250,10 +255,21 @@ fn without_unknown<T: DeserializeOwned>(
             Err(e) => e,
         };
         let mut err = yaml_error(file, 0, &e);
-        // A value read alone carries no position: its key's line.
-        let key = err.field.as_deref().and_then(|f| f.rsplit('.').next());
-        err.line = Some(key.map_or(at.start_line, |k| at.line_of_key(k)));
-        let next = unknown_key(&err).map(str::to_string);
+        let next = unknown_key(&err)
+            .filter(|_| own.is_some() && expected(&err.message) == own)
+            .map(str::to_string);
+        // A value read alone carries no position nor path: only what is
+        // the item's own is reported from here, on the line of its key or
+        // of the item. A mistake inside it (a nested unknown key, a value
+        // of the wrong type) is left for the next check, after the typo is
+        // fixed, which reports it with its path and line.
+        match &next {
+            Some(k) => err.line = Some(at.line_of_key(k)),
+            None if err.message.starts_with("missing field `") => {
+                err.line = Some(at.start_line);
+            }
+            None => return None,
+        }
         errors.push(err);
         unknown = next?;
     }
@@ -464,7 +480,7 @@ mod tests {
 
     #[test]
     fn every_broken_item_is_reported_with_its_line() {
-        let text = "# comment\nrules:\n  - id: a\n    tags: [x, 1]\n\n  - id: b\n    bogus: 1\n  - id: c\n  - idd: d\n";
+        let text = "# comment\nrules:\n  - id: a\n    tags: [x, 1]\n\n  - id: b\n    bogus: 1\n  - id: c\n  - idd: d\n  - id: e\n    bogus: 1\n    tags: {x: 1}\n";
         let mut errors = Vec::new();
         let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
         let ids: Vec<&str> = items.iter().map(|i| i.value.id.as_str()).collect();
@@ -478,13 +494,17 @@ mod tests {
             .iter()
             .map(|e| (e.line, e.field.as_deref()))
             .collect();
-        // Without its misspelt `idd`, the last item still lacks `id`.
+        // Without its misspelt `idd`, the fourth item still lacks `id`. The
+        // last one's wrong `tags`, read without a path or line once its typo
+        // is left out, is left for the next check: only the typo is
+        // reported, and the item is left out.
         assert_eq!(
             got,
             [
                 (Some(7), Some("bogus")),
                 (Some(9), Some("idd")),
-                (Some(9), None)
+                (Some(9), None),
+                (Some(11), Some("bogus")),
             ],
             "{errors:?}"
         );
