@@ -227,10 +227,11 @@ fn unknown_key(err: &LoadError) -> Option<&str> {
 
 /// The item of `text` (a one-item list) read without its own key `unknown`
 /// (reported with `message`), and without any further unknown keys of its
-/// own, each reported in `errors` on its line. An unknown key (a typo, `sumary:`) fails the whole
-/// item in serde: read without it, the item is checked like the others, so
-/// that its other mistakes are reported together with the typo, not after
-/// it is fixed. `None` when the item fails for another reason.
+/// own, each reported in `errors` on its line. An unknown key (a typo,
+/// `sumary:`) fails the whole item in serde: read without it, the item is
+/// checked like the others, so that its other mistakes are reported
+/// together with the typo, not after it is fixed. `None` when the item
+/// fails for another reason.
 fn without_unknown<T: DeserializeOwned>(
     text: &str,
     mut unknown: String,
