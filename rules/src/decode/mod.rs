@@ -303,24 +303,33 @@ impl Decoders {
     fn load(files: &[SourceFile], deferred: bool) -> Result<Decoders, LoadErrors> {
         let mut errors = Vec::new();
         let mut decoders: Vec<Decoder> = Vec::new();
+        // Where each name was first written, whether or not that decoder
+        // compiled: a repeated name is reported with the first one's other
+        // mistakes, and an `after:` naming a decoder that has a mistake is
+        // not reported again as naming no decoder.
+        let mut first: HashMap<String, (&str, usize)> = HashMap::new();
         for file in files {
             for item in load_items::<DecoderConfig>(file, "decoders", &mut errors) {
-                match config::compile(&file.name, &item, deferred) {
-                    Ok(d) => {
-                        if let Some(prev) = decoders.iter().find(|p| p.name == d.name) {
-                            errors.push(LoadError::repeated_name(
-                                &file.name,
-                                item.line_of_key("name"),
-                                "name",
-                                format!(
-                                    "decoder `{}` is already defined at {}:{}",
-                                    d.name, prev.file, prev.line
-                                ),
-                            ));
-                        } else {
-                            decoders.push(d);
-                        }
+                let compiled = config::compile(&file.name, &item, deferred);
+                let name = item.value.name.as_str();
+                let repeated = first.get(name).map(|(prev_file, prev_line)| {
+                    LoadError::repeated_name(
+                        &file.name,
+                        item.line_of_key("name"),
+                        "name",
+                        format!("decoder `{name}` is already defined at {prev_file}:{prev_line}"),
+                    )
+                });
+                let is_first = repeated.is_none();
+                match repeated {
+                    Some(e) => errors.push(e),
+                    None => {
+                        first.insert(name.to_string(), (&file.name, item.start_line));
                     }
+                }
+                match compiled {
+                    Ok(d) if is_first => decoders.push(d),
+                    Ok(_) => {}
                     Err(problems) => {
                         errors.extend(problems.into_iter().map(|(line, field, msg)| {
                             LoadError::new(&file.name, Some(line), Some(&field), msg)
@@ -337,7 +346,7 @@ impl Decoders {
                     roots.push(i);
                 } else if let Some(p) = decoders.iter().position(|p| &p.name == parent) {
                     children[p].push(i);
-                } else {
+                } else if !first.contains_key(parent) {
                     errors.push(LoadError::new(
                         &d.file,
                         Some(d.line),

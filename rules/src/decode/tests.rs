@@ -192,6 +192,13 @@ fn load_errors_are_all_reported_with_lines() {
       - regex: { pattern: '(?P<a>.)' }
     fields:
       "@timestamp": { from: a, convert: timestamp }
+  - name: bad_regex
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+  - name: after_a_broken_one
+    after: bad_regex
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
 "#;
     let errors = load_errors(text);
     assert_eq!(
@@ -204,6 +211,10 @@ fn load_errors_are_all_reported_with_lines() {
             (Some(21), Some("after")),
             (Some(25), Some("name")),
             (Some(32), Some("fields.@timestamp")),
+            // Its first use had a mistake; it is a repeat all the same.
+            (Some(33), Some("name")),
+            // `after_a_broken_one` names a decoder that exists, broken: not
+            // reported again as naming no decoder.
         ],
         "{errors:#?}"
     );
@@ -217,6 +228,13 @@ fn load_errors_are_all_reported_with_lines() {
         errors[5].message.contains("already defined at d.yml:2"),
         "{}",
         errors[5]
+    );
+    assert!(
+        errors[7]
+            .message
+            .contains("decoder `bad_regex` is already defined at d.yml:5"),
+        "{}",
+        errors[7]
     );
 }
 
