@@ -83,13 +83,13 @@ pub enum BackupError {
     )]
     Version { path: String, found: u32 },
     #[error(
-        "{path} is corrupt: its checksum does not match its contents (damaged or truncated copy); nothing was changed"
+        "{path} is corrupt: its checksum does not match its contents (damaged or truncated copy)"
     )]
     Checksum { path: String },
-    #[error("{path} is corrupt: {reason}; nothing was changed")]
+    #[error("{path} is corrupt: {reason}")]
     Malformed { path: String, reason: String },
     #[error(
-        "{path} holds rule state of format {found}; this collector reads formats {} to {}: nothing was changed",
+        "{path} holds rule state of format {found}; this collector reads formats {} to {}",
         soc_rules::ENGINE_STATE_OLDEST_FORMAT,
         soc_rules::ENGINE_STATE_FORMAT
     )]

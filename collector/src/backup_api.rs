@@ -28,12 +28,19 @@ pub struct RestoreQuery {
     pub name: Option<String>,
 }
 
-fn answer(e: BackupError) -> ApiError {
+/// The answer to a failed backup request. `refused` is what a refused file
+/// means for the request ("nothing was changed" for a restore, which
+/// verifies the whole file before it changes anything).
+fn answer(e: BackupError, refused: Option<&str>) -> ApiError {
     if e.is_bad_file() {
+        let message = match refused {
+            Some(what) => format!("{e}; {what}"),
+            None => e.to_string(),
+        };
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::BadRequest,
-            e.to_string(),
+            message,
         )
     } else {
         ApiError::internal(e)
@@ -74,7 +81,7 @@ pub async fn post_create(
                 AuditOutcome::Failed,
                 Some(e.to_string()),
             );
-            Err(answer(e))
+            Err(answer(e, None))
         }
     }
 }
@@ -90,7 +97,7 @@ pub async fn get_list(
     let r = tokio::task::spawn_blocking(move || backup::list(&dir))
         .await
         .map_err(ApiError::internal)?;
-    r.map(Json).map_err(answer)
+    r.map(Json).map_err(|e| answer(e, None))
 }
 
 /// `POST /api/v1/backups/restore?name=FILE` (admin): the body is a backup
@@ -138,7 +145,7 @@ pub async fn post_restore(
                 AuditOutcome::Failed,
                 Some(e.to_string()),
             );
-            Err(answer(e))
+            Err(answer(e, Some("nothing was changed")))
         }
     }
 }

@@ -182,7 +182,9 @@ async fn a_damaged_or_foreign_file_is_refused_and_changes_nothing() {
     let e = refused(flipped);
     assert!(matches!(e, BackupError::Checksum { .. }), "{e}");
     assert!(e.to_string().contains("copy.socbak"), "{e}");
-    assert!(e.to_string().contains("nothing was changed"), "{e}");
+    // What a refused file means for a restore is said by the restore; a
+    // verify changes nothing to begin with.
+    assert!(!e.to_string().contains("nothing was changed"), "{e}");
     // Cut short.
     let e = refused(good[..good.len() - 10].to_vec());
     assert!(matches!(e, BackupError::Checksum { .. }), "{e}");

@@ -180,9 +180,19 @@ fn a_half_way_threshold_survives_a_restore_onto_a_fresh_collector() -> anyhow::R
         "{}",
         text(&out)
     );
+    assert!(
+        !text(&out).contains("nothing was changed"),
+        "{}",
+        text(&out)
+    );
     let out = new.socctl(&["backup", "restore", &flipped.display().to_string()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("is corrupt"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not sent, nothing was changed"),
+        "{}",
+        text(&out)
+    );
     let (status, body) = raw_restore(&new, bytes)?;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("checksum does not match"), "{body}");

@@ -107,7 +107,8 @@ pub async fn run(client: &Client, cmd: BackupCmd, json: bool) -> anyhow::Result<
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             // Refuse a bad copy here, before sending it.
-            backup::verify_bytes(&file.display().to_string(), &bytes)?;
+            backup::verify_bytes(&file.display().to_string(), &bytes)
+                .map_err(|e| anyhow::anyhow!("{e}; not sent, nothing was changed"))?;
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
             let r: RestoreView = client
                 .post_bytes(
