@@ -8,6 +8,7 @@
 //! code. Checks that need the file system (the CA file, the data directory)
 //! are done later by `preflight` in `main.rs`.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,9 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// More than one of the above, in the order of the file.
+    #[error("{}", one_a_line(.0))]
+    Several(Vec<ConfigError>),
 }
 
 /// The `[agent]` table.
@@ -261,66 +265,97 @@ impl Config {
         Config::parse(path, &text)
     }
 
-    /// Validates `text` as if read from `path`.
+    /// Reads `text` (the contents of `path`), reporting every mistake
+    /// found in it at once: keys serde refuses, then, when the file could
+    /// be read without them, the values [`ConfigFile::build`] refuses.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            ConfigError::Parse {
+        let read = soc_config::read::<ConfigFile>(text);
+        let mut errors: Vec<ConfigError> = read
+            .mistakes
+            .into_iter()
+            .map(|m| ConfigError::Parse {
                 path: path.to_owned(),
-                line,
-                column,
-                message: e.message().trim_end().to_owned(),
-            }
-        })?;
-        file.build(path, text)
+                line: m.line,
+                column: m.column,
+                message: match m.key {
+                    Some(key) => format!("`{key}`: {}", m.message),
+                    None => m.message,
+                },
+            })
+            .collect();
+        let built = read.value.map(|file| file.build(path, text));
+        match built {
+            Some(Ok(config)) if errors.is_empty() => return Ok(config),
+            Some(Ok(_)) | None => {}
+            Some(Err(ConfigError::Several(more))) => errors.extend(more),
+            Some(Err(e)) => errors.push(e),
+        }
+        errors.sort_by_key(ConfigError::line);
+        Err(ConfigError::from_all(errors))
     }
 }
 
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-/// Builds errors that point into the file.
-struct Ctx<'a> {
-    path: &'a Path,
-    text: &'a str,
-}
-
-impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.to_owned(),
-            line: line_col(self.text, span.start).0,
-            key: key.to_owned(),
-            message: message.into(),
+impl ConfigError {
+    /// One error, or [`ConfigError::Several`].
+    fn from_all(mut errors: Vec<ConfigError>) -> ConfigError {
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            ConfigError::Several(errors)
         }
     }
 
-    fn duration(
-        &self,
-        v: &Option<Spanned<String>>,
-        key: &str,
-        default: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let Some(v) = v else { return Ok(default) };
-        let d = humantime::parse_duration(v.get_ref().trim()).map_err(|e| {
-            self.err(
+    fn line(&self) -> usize {
+        match self {
+            ConfigError::Parse { line, .. } | ConfigError::Invalid { line, .. } => *line,
+            ConfigError::Read { .. } | ConfigError::Several(_) => 0,
+        }
+    }
+}
+
+/// The errors of a file, one a line.
+fn one_a_line(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What [`ConfigFile::build`] checks with: the file, for lines, and the
+/// mistakes found so far. A check that fails records its mistake and
+/// gives a stand-in value (the default), so that the checks after it run.
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    errors: RefCell<Vec<ConfigError>>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.errors.borrow_mut().push(ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: soc_config::line_col(self.text, span.start).0,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Err(e) => self.err(
                 v.span(),
                 key,
                 format!(
                     "`{}` is not a duration ({e}); write e.g. \"500ms\", \"30s\", \"2m\"",
                     v.get_ref()
                 ),
-            )
-        })?;
-        if d.is_zero() {
-            return Err(self.err(v.span(), key, "must be longer than zero"));
+            ),
+            Ok(d) if d.is_zero() => self.err(v.span(), key, "must be longer than zero"),
+            Ok(d) => return d,
         }
-        Ok(d)
+        default
     }
 
     fn range(
@@ -329,10 +364,10 @@ impl Ctx<'_> {
         key: &str,
         default: usize,
         allowed: std::ops::RangeInclusive<usize>,
-    ) -> Result<usize, ConfigError> {
-        let Some(v) = v else { return Ok(default) };
+    ) -> usize {
+        let Some(v) = v else { return default };
         if !allowed.contains(v.get_ref()) {
-            return Err(self.err(
+            self.err(
                 v.span(),
                 key,
                 format!(
@@ -341,73 +376,99 @@ impl Ctx<'_> {
                     allowed.start(),
                     allowed.end()
                 ),
-            ));
+            );
+            return default;
         }
-        Ok(*v.get_ref())
+        *v.get_ref()
     }
 
-    fn name(&self, v: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    /// The name (as written, when it is refused).
+    fn name(&self, v: &Spanned<String>, key: &str) -> String {
         let s = v.get_ref();
         let ok = !s.is_empty()
             && s.len() <= 128
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !ok {
-            return Err(self.err(
+            self.err(
                 v.span(),
                 key,
                 format!("`{s}` must be 1 to 128 characters among A-Z a-z 0-9 - _ ."),
-            ));
+            );
         }
-        Ok(s.clone())
+        s.clone()
+    }
+
+    /// `value` when no check failed, else every mistake.
+    fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        let errors = self.errors.into_inner();
+        if errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError::from_all(errors))
+        }
     }
 }
 
 impl ConfigFile {
-    /// Validates everything that needs no I/O. `path` and `text` are the
-    /// file and its contents, for error messages.
+    /// Checks every value and fills in defaults. Returns the first
+    /// mistake, or [`ConfigError::Several`] with all of them.
     pub fn build(self, path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let cx = Ctx { path, text };
+        let cx = Ctx {
+            path,
+            text,
+            errors: RefCell::new(Vec::new()),
+        };
         let base = path.parent().unwrap_or(Path::new("."));
 
         let a = &self.agent;
-        let name = cx.name(&a.name, "agent.name")?;
+        let name = cx.name(&a.name, "agent.name");
         if a.data_dir.get_ref().as_os_str().is_empty() {
-            return Err(cx.err(a.data_dir.span(), "agent.data_dir", "must not be empty"));
+            cx.err(a.data_dir.span(), "agent.data_dir", "must not be empty");
         }
         let data_dir = base.join(a.data_dir.get_ref());
-        let max_open_files = cx.range(&a.max_open_files, "agent.max_open_files", 256, 1..=65536)?;
+        let max_open_files = cx.range(&a.max_open_files, "agent.max_open_files", 256, 1..=65536);
         let mut labels = BTreeMap::new();
         for (k, v) in &a.labels {
-            crate::labels::check(k, v.get_ref())
-                .map_err(|m| cx.err(v.span(), &format!("agent.labels.{k}"), m))?;
-            if labels.len() == crate::labels::MAX_LABELS {
-                return Err(cx.err(
+            if let Err(m) = crate::labels::check(k, v.get_ref()) {
+                cx.err(v.span(), &format!("agent.labels.{k}"), m);
+            } else if labels.len() == crate::labels::MAX_LABELS {
+                cx.err(
                     v.span(),
                     "agent.labels",
                     format!("at most {} labels", crate::labels::MAX_LABELS),
-                ));
+                );
+                break;
+            } else {
+                labels.insert(k.clone(), v.get_ref().clone());
             }
-            labels.insert(k.clone(), v.get_ref().clone());
         }
 
         let c = &self.collector;
-        let url = reqwest::Url::parse(c.url.get_ref())
-            .map_err(|e| cx.err(c.url.span(), "collector.url", format!("not a URL: {e}")))?;
-        if url.scheme() != "https" {
-            return Err(cx.err(
-                c.url.span(),
-                "collector.url",
-                format!("scheme must be https, not `{}`", url.scheme()),
-            ));
-        }
-        if url.host_str().is_none() {
-            return Err(cx.err(c.url.span(), "collector.url", "has no host"));
-        }
+        let url = match reqwest::Url::parse(c.url.get_ref()) {
+            Ok(url) if url.scheme() != "https" => {
+                cx.err(
+                    c.url.span(),
+                    "collector.url",
+                    format!("scheme must be https, not `{}`", url.scheme()),
+                );
+                None
+            }
+            Ok(url) if url.host_str().is_none() => {
+                cx.err(c.url.span(), "collector.url", "has no host");
+                None
+            }
+            Ok(url) => Some(url),
+            Err(e) => {
+                cx.err(c.url.span(), "collector.url", format!("not a URL: {e}"));
+                None
+            }
+        };
         let ca_file = base.join(c.ca_file.get_ref());
         let key_file = match &c.key_file {
             Some(k) if k.get_ref().as_os_str().is_empty() => {
-                return Err(cx.err(k.span(), "collector.key_file", "must not be empty"));
+                cx.err(k.span(), "collector.key_file", "must not be empty");
+                data_dir.join("agent.key")
             }
             Some(k) => data_dir.join(k.get_ref()),
             None => data_dir.join("agent.key"),
@@ -418,11 +479,12 @@ impl ConfigFile {
             .filter(|s| !s.get_ref().trim().is_empty());
         let secret = match (inline, &c.enrollment_secret_file) {
             (Some(_), Some(f)) => {
-                return Err(cx.err(
+                cx.err(
                     f.span(),
                     "collector.enrollment_secret_file",
                     "set either enrollment_secret or enrollment_secret_file, not both",
-                ));
+                );
+                None
             }
             (Some(s), None) => Some(Secret::Inline(s.get_ref().trim().to_owned())),
             (None, Some(f)) => Some(Secret::File(base.join(f.get_ref()))),
@@ -434,15 +496,15 @@ impl ConfigFile {
             &s.retry_initial,
             "shipping.retry_initial",
             Duration::from_millis(500),
-        )?;
-        let retry_max = cx.duration(&s.retry_max, "shipping.retry_max", Duration::from_secs(60))?;
+        );
+        let retry_max = cx.duration(&s.retry_max, "shipping.retry_max", Duration::from_secs(60));
         if retry_max < retry_initial {
             let span = s.retry_max.as_ref().map_or(0..0, |v| v.span());
-            return Err(cx.err(
+            cx.err(
                 span,
                 "shipping.retry_max",
                 "must not be shorter than retry_initial",
-            ));
+            );
         }
         let shipping = Shipping {
             batch_max_lines: cx.range(
@@ -450,53 +512,58 @@ impl ConfigFile {
                 "shipping.batch_max_lines",
                 10_000,
                 1..=Limits::V1.max_records,
-            )?,
+            ),
             batch_max_bytes: cx.range(
                 &s.batch_max_bytes,
                 "shipping.batch_max_bytes",
                 MAX_BATCH_BYTES,
                 MIN_BATCH_BYTES..=MAX_BATCH_BYTES,
-            )?,
+            ),
             flush_interval: cx.duration(
                 &s.flush_interval,
                 "shipping.flush_interval",
                 Duration::from_secs(1),
-            )?,
+            ),
             retry_initial,
             retry_max,
             heartbeat_interval: cx.duration(
                 &s.heartbeat_interval,
                 "shipping.heartbeat_interval",
                 Duration::from_secs(30),
-            )?,
+            ),
             request_timeout: cx.duration(
                 &s.request_timeout,
                 "shipping.request_timeout",
                 Duration::from_secs(30),
-            )?,
+            ),
             max_in_flight: cx.range(
                 &s.max_in_flight,
                 "shipping.max_in_flight",
                 2,
                 1..=MAX_IN_FLIGHT,
-            )?,
+            ),
         };
 
         if self.sources.is_empty() {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                line: line_col(text, text.len()).0,
-                key: "sources".into(),
-                message: "at least one [[sources]] table is required".into(),
-            });
+            cx.err(
+                text.len()..text.len(),
+                "sources",
+                "at least one [[sources]] table is required",
+            );
         }
         let mut names = HashSet::new();
-        let mut sources = Vec::with_capacity(self.sources.len());
-        for src in &self.sources {
-            sources.push(build_source(&cx, src, &mut names)?);
-        }
+        let sources = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(at, src)| build_source(&cx, at, src, &mut names))
+            .collect();
 
-        Ok(Config {
+        let Some(url) = url else {
+            // `url` was refused: its mistake is among the others.
+            return Err(ConfigError::from_all(cx.errors.into_inner()));
+        };
+        cx.finish(Config {
             path: path.to_owned(),
             agent: Agent {
                 name,
@@ -518,82 +585,86 @@ impl ConfigFile {
 
 fn build_source(
     cx: &Ctx<'_>,
+    at: usize,
     src: &SourceSection,
     names: &mut HashSet<String>,
-) -> Result<Source, ConfigError> {
-    let name = cx.name(&src.name, "sources.name")?;
+) -> Source {
+    // `sources[0].include`, as in serde's mistakes.
+    let key = |name: &str| format!("sources[{at}].{name}");
+    let name = cx.name(&src.name, &key("name"));
     if !names.insert(name.clone()) {
-        return Err(cx.err(
+        cx.err(
             src.name.span(),
-            "sources.name",
+            &key("name"),
             format!("source `{name}` is defined twice"),
-        ));
+        );
     }
     if src.include.get_ref().is_empty() {
-        return Err(cx.err(
+        cx.err(
             src.include.span(),
-            "sources.include",
+            &key("include"),
             format!("source `{name}` needs at least one pattern"),
-        ));
+        );
     }
     let mut include = Vec::new();
     for p in src.include.get_ref() {
         if !Path::new(p.get_ref()).is_absolute() {
-            return Err(cx.err(
-                p.span(),
-                "sources.include",
-                format!("`{}` must be an absolute path pattern", p.get_ref()),
-            ));
-        }
-        glob::Pattern::new(p.get_ref()).map_err(|e| {
             cx.err(
                 p.span(),
-                "sources.include",
+                &key("include"),
+                format!("`{}` must be an absolute path pattern", p.get_ref()),
+            );
+        } else if let Err(e) = glob::Pattern::new(p.get_ref()) {
+            cx.err(
+                p.span(),
+                &key("include"),
                 format!("`{}` is not a glob: {e}", p.get_ref()),
-            )
-        })?;
+            );
+        }
         include.push(p.get_ref().clone());
     }
     let mut exclude = Vec::new();
     for p in &src.exclude {
-        exclude.push(glob::Pattern::new(p.get_ref()).map_err(|e| {
-            cx.err(
+        match glob::Pattern::new(p.get_ref()) {
+            Ok(g) => exclude.push(g),
+            Err(e) => cx.err(
                 p.span(),
-                "sources.exclude",
+                &key("exclude"),
                 format!("`{}` is not a glob: {e}", p.get_ref()),
-            )
-        })?);
+            ),
+        }
     }
     let max = Limits::V1.max_line_bytes;
-    Ok(Source {
+    Source {
         source_type: src.source_type.clone().unwrap_or_default(),
         include,
         exclude,
         start_at: src.start_at.unwrap_or(StartAt::End),
-        max_line_bytes: cx.range(&src.max_line_bytes, "sources.max_line_bytes", max, 16..=max)?,
+        max_line_bytes: cx.range(&src.max_line_bytes, &key("max_line_bytes"), max, 16..=max),
         poll_interval: cx.duration(
             &src.poll_interval,
-            "sources.poll_interval",
+            &key("poll_interval"),
             Duration::from_secs(1),
-        )?,
+        ),
         rotate_wait: cx.duration(
             &src.rotate_wait,
-            "sources.rotate_wait",
+            &key("rotate_wait"),
             Duration::from_secs(5),
-        )?,
+        ),
         long_lines: src.long_lines.unwrap_or(LongLines::Truncate),
         max_lines_per_second: match &src.max_lines_per_second {
             Some(v) if *v.get_ref() == 0 => {
-                return Err(cx.err(
+                cx.err(
                     v.span(),
-                    "sources.max_lines_per_second",
+                    &key("max_lines_per_second"),
                     "must be at least 1 (leave it out for no limit)",
-                ));
+                );
+                None
             }
             v => v.as_ref().map(|v| *v.get_ref()),
         },
         name,
-    })
+    }
 }
 
 #[cfg(test)]

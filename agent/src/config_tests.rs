@@ -80,9 +80,9 @@ fn bad_duration_names_the_key_and_line() {
 fn refusals() {
     let cases: &[(&str, &str, &str)] = &[
         ("https://soc", "http://soc", "scheme must be https"),
-        ("name = \"ufw\"", "name = \"u f w\"", "sources.name"),
+        ("name = \"ufw\"", "name = \"u f w\"", "sources[0].name"),
         ("\"/var/log/ufw.log*\"", "\"ufw.log*\"", "absolute"),
-        ("\"*.gz\"", "\"[.gz\"", "sources.exclude"),
+        ("\"*.gz\"", "\"[.gz\"", "sources[0].exclude"),
         (
             "flush_interval = \"2s\"",
             "batch_max_lines = 0",
@@ -178,4 +178,62 @@ fn labels_long_lines_and_rate_are_read_and_checked() -> Result<(), ConfigError> 
     let bad = GOOD.to_owned() + "long_lines = \"wrap\"\n";
     assert!(error_of(&bad).contains("wrap"));
     Ok(())
+}
+
+#[test]
+fn every_mistake_of_a_file_is_reported_at_once() {
+    // A typo, a value serde refuses and four values the checks refuse, in
+    // three tables: one run names all six, in the order of the file.
+    let text = r#"
+[agent]
+name = "web 01"
+data_dir = "/var/lib/soc-agent"
+
+[collector]
+url = "http://soc.example.org:8443"
+ca_file = "/etc/soc/ca.pem"
+
+[shipping]
+flush_intervl = "2s"
+
+[[sources]]
+name = "ufw"
+include = ["ufw.log*"]
+start_at = "middle"
+max_line_bytes = 0
+"#;
+    let msg = error_of(text);
+    let lines: Vec<&str> = msg.lines().collect();
+    let expect = [
+        (":3: `agent.name`", "must be 1 to 128 characters"),
+        (":7: `collector.url`", "scheme must be https"),
+        (":11:1: `shipping.flush_intervl`", "unknown field"),
+        (":15: `sources[0].include`", "absolute path"),
+        (":16:12: `sources[0].start_at`", "unknown variant `middle`"),
+        (":17: `sources[0].max_line_bytes`", "out of range"),
+    ];
+    assert_eq!(lines.len(), expect.len(), "{msg}");
+    for (line, (place, what)) in lines.iter().zip(expect) {
+        assert!(
+            line.starts_with(&format!("/etc/soc/agent.toml{place}")) && line.contains(what),
+            "{line}\n(all: {msg})"
+        );
+    }
+}
+
+#[test]
+fn a_refused_required_key_is_reported_once_and_the_other_tables_still_checked() {
+    let text = GOOD
+        .replace("name = \"web-01\"", "name = 7")
+        .replace("\"2s\"", "\"soon\"");
+    let msg = error_of(&text);
+    assert!(msg.contains(":3:8: `agent.name`: invalid type"), "{msg}");
+    assert!(!msg.contains("missing field"), "{msg}");
+    // The agent table cannot be read without its name, so the values of
+    // the others are checked next time; their keys are checked now.
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    let text = text.replace("flush_interval", "flush_intervl");
+    let msg = error_of(&text);
+    assert_eq!(msg.lines().count(), 2, "{msg}");
+    assert!(msg.contains(":11:1: `shipping.flush_intervl`"), "{msg}");
 }

@@ -95,7 +95,10 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if cli.check_config => {
-            eprintln!("soc-agent: {e:#}");
+            // Every mistake found, one a line.
+            for line in format!("{e:#}").lines() {
+                eprintln!("soc-agent: {line}");
+            }
             ExitCode::from(2)
         }
         Err(e) => {
@@ -131,12 +134,28 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 
 /// The checks that need the file system: the CA file parses, the key file
 /// or an enrolment secret is there, the data folder can be created.
+/// Every check runs; all that fail are reported together.
 fn preflight(cfg: &config::Config) -> anyhow::Result<()> {
-    ship::client(&cfg.collector.ca_file, cfg.shipping.request_timeout)?;
-    enroll::plan(&cfg.collector.key_file, cfg.collector.secret.as_ref())?;
-    check_dir(&cfg.agent.data_dir)?;
-    checkpoint::Checkpoints::load(&cfg.agent.data_dir).map(|_| ())?;
-    Ok(())
+    let mut failed = Vec::new();
+    if let Err(e) = ship::client(&cfg.collector.ca_file, cfg.shipping.request_timeout) {
+        failed.push(format!("{e:#}"));
+    }
+    if let Err(e) = enroll::plan(&cfg.collector.key_file, cfg.collector.secret.as_ref()) {
+        failed.push(format!("{e:#}"));
+    }
+    match check_dir(&cfg.agent.data_dir) {
+        Err(e) => failed.push(format!("{e:#}")),
+        Ok(()) => {
+            if let Err(e) = checkpoint::Checkpoints::load(&cfg.agent.data_dir) {
+                failed.push(format!("{e:#}"));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", failed.join("\n"))
+    }
 }
 
 fn check_dir(dir: &Path) -> anyhow::Result<()> {

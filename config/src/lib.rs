@@ -1,0 +1,301 @@
+//! Reading a TOML configuration file so that every mistake in it is
+//! reported at once, each with its line.
+//!
+//! serde stops at the first key it refuses, so a file with five mistakes
+//! would take five rounds of "fix, run again". [`read`] parses the file
+//! once, then deserializes it; when a key is refused, the mistake is
+//! kept, the key is left out and the file is read again, until it reads
+//! or nothing more can be left out. What was left out is never reported a
+//! second time: a required key that was refused is not reported again as
+//! missing. A table that cannot be read without the key it lost (or that
+//! misses a required key) is itself left out, so that the tables after it
+//! are still checked; the file then has no value, only its mistakes.
+//!
+//! A syntax error is different: the rest of the file cannot be trusted,
+//! so only syntax errors are reported (all of them the parser recovers
+//! from).
+
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeArray, DeTable, DeValue, ValueDeserializer};
+
+/// One mistake of a file: what is wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mistake {
+    /// 1-based line and column; 1:1 when the parser gave no place.
+    pub line: usize,
+    pub column: usize,
+    /// Byte offsets in the text, when known.
+    pub span: Option<Range<usize>>,
+    /// The dotted key it is about (`shipping.flush_interval`,
+    /// `sources[1].include`), when the mistake is in a key or its value.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// What [`read`] found.
+#[derive(Debug)]
+pub struct Read<T> {
+    /// The file as a `T`, when it could be read: without the keys that
+    /// were refused (each is one of `mistakes`). `None` after a syntax
+    /// error, or when a table had to be left out whole.
+    pub value: Option<T>,
+    /// Every mistake found, in the order of the file.
+    pub mistakes: Vec<Mistake>,
+}
+
+/// How often a file is read again at most: each round leaves out one key
+/// or table, so a file with more mistakes than this reports the first ones.
+const MAX_ROUNDS: usize = 256;
+
+/// Reads `text` as a `T`, collecting every mistake (see the module
+/// documentation).
+pub fn read<T: DeserializeOwned>(text: &str) -> Read<T> {
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        let mut mistakes: Vec<Mistake> = syntax
+            .iter()
+            .map(|e| mistake(text, e.span(), None, e.message()))
+            .collect();
+        sort(&mut mistakes);
+        return Read {
+            value: None,
+            mistakes,
+        };
+    }
+    let span = root.span();
+    let mut table = root.into_inner();
+    let mut mistakes = Vec::new();
+    // Where the keys left out were, so that serde's "missing field" for
+    // one of them is not reported again.
+    let mut left_out: Vec<Vec<Step>> = Vec::new();
+    // Array elements left out (the array's path and the element's index,
+    // both as written), so that later mistakes are named by the index
+    // the element has in the file.
+    let mut gone: Vec<(Vec<Step>, usize)> = Vec::new();
+    let mut whole = true;
+    for _ in 0..MAX_ROUNDS {
+        let value = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+        let e = match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(v) => {
+                sort(&mut mistakes);
+                return Read {
+                    value: whole.then_some(v),
+                    mistakes,
+                };
+            }
+            Err(e) => e,
+        };
+        // An empty span is the root table's.
+        let at = e.span().filter(|s| !s.is_empty());
+        let path = match &at {
+            Some(s) => locate(&table, s.start),
+            None => Some(Vec::new()),
+        };
+        let missing = missing_field(e.message());
+        let Some(mut path) = path else {
+            mistakes.push(mistake(text, at, None, e.message()));
+            break;
+        };
+        let written = as_written(&path, &gone);
+        match missing {
+            // The table at `path` lacks a key: unless that key was left
+            // out, a mistake; either way the table goes.
+            Some(name) => {
+                let mut key = written.clone();
+                key.push(Step::Key(name.to_owned()));
+                if !left_out.contains(&key) {
+                    mistakes.push(mistake(text, at, Some(dotted(&key)), e.message()));
+                }
+                whole = false;
+            }
+            // A refused key or value: the key goes.
+            None => {
+                mistakes.push(mistake(text, at, Some(dotted(&written)), e.message()));
+                while matches!(path.last(), Some(Step::Index(_))) {
+                    path.pop();
+                }
+            }
+        }
+        if path.is_empty() || !remove(&mut table, &path) {
+            break;
+        }
+        let written = as_written(&path, &gone);
+        if let Some((Step::Index(i), array)) = written.split_last() {
+            gone.push((array.to_vec(), *i));
+        }
+        left_out.push(written);
+    }
+    sort(&mut mistakes);
+    Read {
+        value: None,
+        mistakes,
+    }
+}
+
+/// One step of the way from the file's root to a key or array element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The deepest key or array element at byte `at`: its key's text, its
+/// value, or (a table written as `[name]` or `[[name]]`) its header.
+fn locate(table: &DeTable<'_>, at: usize) -> Option<Vec<Step>> {
+    for (k, v) in table.iter() {
+        let here = Step::Key(k.get_ref().to_string());
+        if k.span().contains(&at) {
+            return Some(vec![here]);
+        }
+        if let Some(mut deeper) = locate_value(v, at) {
+            deeper.insert(0, here);
+            return Some(deeper);
+        }
+    }
+    None
+}
+
+/// Like [`locate`], inside one value: the steps below it, empty for the
+/// value itself.
+fn locate_value(v: &Spanned<DeValue<'_>>, at: usize) -> Option<Vec<Step>> {
+    match v.get_ref() {
+        DeValue::Table(t) => {
+            if let Some(p) = locate(t, at) {
+                return Some(p);
+            }
+        }
+        DeValue::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                if let Some(mut deeper) = locate_value(e, at) {
+                    deeper.insert(0, Step::Index(i));
+                    return Some(deeper);
+                }
+            }
+        }
+        _ => {}
+    }
+    v.span().contains(&at).then(Vec::new)
+}
+
+/// `path` (in the table as it is after leaving elements out) with each
+/// array index as written in the file.
+fn as_written(path: &[Step], gone: &[(Vec<Step>, usize)]) -> Vec<Step> {
+    let mut out: Vec<Step> = Vec::with_capacity(path.len());
+    for step in path {
+        let step = match step {
+            Step::Key(k) => Step::Key(k.clone()),
+            Step::Index(i) => {
+                let mut before: Vec<usize> = gone
+                    .iter()
+                    .filter(|(array, _)| *array == out)
+                    .map(|(_, j)| *j)
+                    .collect();
+                before.sort_unstable();
+                let mut j = *i;
+                for g in before {
+                    if g <= j {
+                        j += 1;
+                    }
+                }
+                Step::Index(j)
+            }
+        };
+        out.push(step);
+    }
+    out
+}
+
+/// Leaves out what `path` leads to; false when it leads nowhere.
+fn remove(table: &mut DeTable<'_>, path: &[Step]) -> bool {
+    let Some((Step::Key(first), rest)) = path.split_first() else {
+        return false;
+    };
+    let Some(key) = table.iter().map(|(k, _)| k).find(|k| k.get_ref() == first) else {
+        return false;
+    };
+    let key = key.clone();
+    if rest.is_empty() {
+        return table.remove(&key).is_some();
+    }
+    match table.get_mut(&key) {
+        Some(v) => remove_in(v, rest),
+        None => false,
+    }
+}
+
+fn remove_in(v: &mut Spanned<DeValue<'_>>, path: &[Step]) -> bool {
+    match (v.get_mut(), path) {
+        (DeValue::Table(t), _) => remove(t, path),
+        (DeValue::Array(a), [Step::Index(i), rest @ ..]) => {
+            if rest.is_empty() {
+                if *i >= a.len() {
+                    return false;
+                }
+                let mut kept = DeArray::new();
+                for (j, e) in a.iter().enumerate() {
+                    if j != *i {
+                        kept.push(e.clone());
+                    }
+                }
+                *a = kept;
+                true
+            } else {
+                a.get_mut(*i).is_some_and(|e| remove_in(e, rest))
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `agent.name`, `sources[1].include`.
+fn dotted(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+            Step::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+        }
+    }
+    out
+}
+
+/// The key of serde's "missing field `name`".
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
+fn mistake(text: &str, span: Option<Range<usize>>, key: Option<String>, message: &str) -> Mistake {
+    let (line, column) = span.as_ref().map_or((1, 1), |s| line_col(text, s.start));
+    Mistake {
+        line,
+        column,
+        span,
+        key,
+        message: message.trim_end().to_owned(),
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn sort(mistakes: &mut [Mistake]) {
+    mistakes.sort_by_key(|m| (m.line, m.column));
+}
+
+#[cfg(test)]
+mod tests;

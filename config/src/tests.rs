@@ -1,0 +1,177 @@
+use serde::Deserialize;
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    agent: Agent,
+    #[serde(default)]
+    shipping: Shipping,
+    #[serde(default)]
+    sources: Vec<Source>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Agent {
+    name: String,
+    max_open_files: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Shipping {
+    flush_interval: Option<String>,
+    max_in_flight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Source {
+    name: String,
+    include: Vec<String>,
+    start_at: Option<StartAt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StartAt {
+    Beginning,
+    End,
+}
+
+/// (line, key, start of the message) of each mistake.
+fn found(read: &Read<File>) -> Vec<(usize, Option<&str>, String)> {
+    read.mistakes
+        .iter()
+        .map(|m| {
+            let words: String = m
+                .message
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            (m.line, m.key.as_deref(), words)
+        })
+        .collect()
+}
+
+#[test]
+fn a_good_file_reads_whole_with_no_mistake() {
+    let r = read::<File>(
+        "[agent]\nname = \"a\"\n\n[[sources]]\nname = \"s\"\ninclude = [\"/x\"]\nstart_at = \"end\"\n",
+    );
+    assert!(r.mistakes.is_empty(), "{:?}", r.mistakes);
+    let f = r.value.expect("read");
+    assert_eq!(
+        (f.agent.name.as_str(), f.sources[0].name.as_str()),
+        ("a", "s")
+    );
+    assert!(matches!(f.sources[0].start_at, Some(StartAt::End)));
+    assert!(f.shipping.flush_interval.is_none() && f.shipping.max_in_flight.is_none());
+}
+
+#[test]
+fn every_refused_key_is_reported_and_the_rest_is_read() {
+    let text = "\
+[agent]
+name = \"a\"
+max_open_files = \"many\"
+nmae = \"b\"
+
+[shipping]
+flush_intervl = \"1s\"
+max_in_flight = -1
+
+[[sources]]
+name = \"s\"
+include = [\"/x\"]
+start_at = \"middle\"
+";
+    let r = read::<File>(text);
+    assert_eq!(
+        found(&r),
+        vec![
+            (3, Some("agent.max_open_files"), "invalid type:".into()),
+            (4, Some("agent.nmae"), "unknown field".into()),
+            (7, Some("shipping.flush_intervl"), "unknown field".into()),
+            (8, Some("shipping.max_in_flight"), "invalid value:".into()),
+            (13, Some("sources[0].start_at"), "unknown variant".into()),
+        ],
+        "{:#?}",
+        r.mistakes
+    );
+    // Every key refused was optional: the rest of the file reads.
+    let f = r.value.expect("the file without its refused keys");
+    assert_eq!(f.agent.name, "a");
+    assert!(f.agent.max_open_files.is_none());
+    assert_eq!(f.sources[0].include, ["/x"]);
+    assert_eq!(r.mistakes[4].column, 12);
+}
+
+#[test]
+fn a_refused_required_key_is_not_reported_again_as_missing() {
+    let text = "\
+[agent]
+name = 5
+
+[[sources]]
+name = \"s\"
+include = [1]
+
+[[sources]]
+include = [\"/y\"]
+start_at = \"sometime\"
+";
+    let r = read::<File>(text);
+    assert_eq!(
+        found(&r),
+        vec![
+            (2, Some("agent.name"), "invalid type:".into()),
+            (6, Some("sources[0].include[0]"), "invalid type:".into()),
+            // Truly missing: reported, at the table's header, and its
+            // table's other mistakes too.
+            (8, Some("sources[1].name"), "missing field".into()),
+            (10, Some("sources[1].start_at"), "unknown variant".into()),
+        ],
+        "{:#?}",
+        r.mistakes
+    );
+    assert!(r.value.is_none(), "a table had to be left out whole");
+}
+
+#[test]
+fn a_missing_table_and_an_unknown_one_are_both_reported() {
+    let r = read::<File>("[agnet]\nname = \"a\"\n\n[shipping]\nmax_in_flight = \"x\"\n");
+    assert_eq!(
+        found(&r),
+        vec![
+            (1, Some("agent"), "missing field".into()),
+            (1, Some("agnet"), "unknown field".into()),
+            (5, Some("shipping.max_in_flight"), "invalid type:".into()),
+        ],
+        "{:#?}",
+        r.mistakes
+    );
+    assert!(r.value.is_none());
+}
+
+#[test]
+fn syntax_errors_alone_are_reported() {
+    let r = read::<File>("[agent]\nname = \"a\nmax_open_files = x\n");
+    assert!(r.value.is_none());
+    assert!(!r.mistakes.is_empty());
+    assert_eq!(r.mistakes[0].line, 2, "{:#?}", r.mistakes);
+    assert!(
+        r.mistakes.iter().all(|m| m.key.is_none()),
+        "{:#?}",
+        r.mistakes
+    );
+}
+
+#[test]
+fn line_and_column_count_characters() {
+    assert_eq!(line_col("ab\ncé=x", 7), (2, 4));
+    assert_eq!(line_col("", 0), (1, 1));
+}
