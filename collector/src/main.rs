@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use soc_collector::app::{App, Content, now_ms};
-use soc_collector::config::{CollectorConfig, Settings};
+use soc_collector::config::{CollectorConfig, ConfigError, Settings};
 use soc_collector::db::Db;
 use soc_collector::{pipeline, server, stats, tls};
 use tokio::net::TcpListener;
@@ -46,30 +46,32 @@ struct Cli {
 
 fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
     let cwd = std::env::current_dir().context("reading the working folder")?;
-    let (mut cfg, path, base) = match &cli.config {
+    let (text, path, base) = match &cli.config {
         Some(p) => {
             let base = p
                 .parent()
                 .filter(|b| !b.as_os_str().is_empty())
                 .map_or(cwd.clone(), Path::to_owned);
-            (CollectorConfig::load(p)?, p.clone(), base)
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            (text, p.clone(), base)
         }
-        None => (
-            CollectorConfig::default(),
-            PathBuf::from("<embedded defaults>"),
-            cwd,
-        ),
+        None => (String::new(), PathBuf::from("<embedded defaults>"), cwd),
     };
-    if let Some(d) = &cli.data_dir {
-        cfg.data_dir = Some(d.clone());
-    }
-    if let Some(l) = &cli.listen {
-        cfg.server.listen = Some(l.clone());
-    }
-    if let Some(l) = &cli.metrics_listen {
-        cfg.metrics.listen = Some(l.clone());
-    }
-    Ok(cfg.build(&path, &base)?)
+    let settings = CollectorConfig::settings(&text, &path, &base, |cfg| {
+        if let Some(d) = &cli.data_dir {
+            cfg.data_dir = Some(d.clone());
+        }
+        if let Some(l) = &cli.listen {
+            cfg.server.listen = Some(l.clone());
+        }
+        if let Some(l) = &cli.metrics_listen {
+            cfg.metrics.listen = Some(l.clone());
+        }
+    })?;
+    Ok(settings)
 }
 
 fn init_logging(s: &Settings) {

@@ -11,6 +11,10 @@
 //! misses a required key) is itself left out, so that the tables after it
 //! are still checked; the file then has no value, only its mistakes.
 //!
+//! [`Document::leave_out`] does the same for the checks that come after
+//! serde: a value they refuse is left out, and the file read and checked
+//! again with that key's default.
+//!
 //! A syntax error is different: the rest of the file cannot be trusted,
 //! so only syntax errors are reported (all of them the parser recovers
 //! from).
@@ -53,85 +57,147 @@ const MAX_ROUNDS: usize = 256;
 /// Reads `text` as a `T`, collecting every mistake (see the module
 /// documentation).
 pub fn read<T: DeserializeOwned>(text: &str) -> Read<T> {
-    let (root, syntax) = DeTable::parse_recoverable(text);
-    if !syntax.is_empty() {
-        let mut mistakes: Vec<Mistake> = syntax
-            .iter()
-            .map(|e| mistake(text, e.span(), None, e.message()))
-            .collect();
-        sort(&mut mistakes);
-        return Read {
+    match Document::parse(text) {
+        Ok(mut doc) => doc.read(),
+        Err(mistakes) => Read {
             value: None,
             mistakes,
-        };
+        },
     }
-    let span = root.span();
-    let mut table = root.into_inner();
-    let mut mistakes = Vec::new();
-    // Where the keys left out were, so that serde's "missing field" for
-    // one of them is not reported again.
-    let mut left_out: Vec<Vec<Step>> = Vec::new();
-    // Array elements left out (the array's path and the element's index,
-    // both as written), so that later mistakes are named by the index
-    // the element has in the file.
-    let mut gone: Vec<(Vec<Step>, usize)> = Vec::new();
-    let mut whole = true;
-    for _ in 0..MAX_ROUNDS {
-        let value = Spanned::new(span.clone(), DeValue::Table(table.clone()));
-        let e = match T::deserialize(ValueDeserializer::from(value)) {
-            Ok(v) => {
-                sort(&mut mistakes);
-                return Read {
-                    value: whole.then_some(v),
-                    mistakes,
-                };
-            }
-            Err(e) => e,
-        };
-        // An empty span is the root table's.
-        let at = e.span().filter(|s| !s.is_empty());
-        let path = match &at {
-            Some(s) => locate(&table, s.start),
-            None => Some(Vec::new()),
-        };
-        let missing = missing_field(e.message());
-        let Some(mut path) = path else {
-            mistakes.push(mistake(text, at, None, e.message()));
-            break;
-        };
-        let written = as_written(&path, &gone);
-        match missing {
-            // The table at `path` lacks a key: unless that key was left
-            // out, a mistake; either way the table goes.
-            Some(name) => {
-                let mut key = written.clone();
-                key.push(Step::Key(name.to_owned()));
-                if !left_out.contains(&key) {
-                    mistakes.push(mistake(text, at, Some(dotted(&key)), e.message()));
+}
+
+/// A parsed file, from which keys can be left out: by [`Document::read`]
+/// when serde refuses them, and by [`Document::leave_out`] when a check
+/// after serde does.
+pub struct Document<'i> {
+    text: &'i str,
+    span: Range<usize>,
+    table: DeTable<'i>,
+    /// Where the keys left out were (as written), so that serde's "missing
+    /// field" for one of them is not reported again.
+    left_out: Vec<Vec<Step>>,
+    /// Array elements left out (the array's path and the element's index,
+    /// both as written), so that later mistakes are named by the index the
+    /// element has in the file.
+    gone: Vec<(Vec<Step>, usize)>,
+    /// False once a table was left out whole.
+    whole: bool,
+}
+
+impl<'i> Document<'i> {
+    /// Parses `text`; its syntax errors, all those the parser recovers
+    /// from, when it has any.
+    pub fn parse(text: &'i str) -> Result<Document<'i>, Vec<Mistake>> {
+        let (root, syntax) = DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            let mut mistakes: Vec<Mistake> = syntax
+                .iter()
+                .map(|e| mistake(text, e.span(), None, e.message()))
+                .collect();
+            sort(&mut mistakes);
+            return Err(mistakes);
+        }
+        Ok(Document {
+            text,
+            span: root.span(),
+            table: root.into_inner(),
+            left_out: Vec::new(),
+            gone: Vec::new(),
+            whole: true,
+        })
+    }
+
+    /// Reads the file as a `T`, leaving out each key serde refuses (see the
+    /// module documentation). Keys left out stay out for the next read.
+    pub fn read<T: DeserializeOwned>(&mut self) -> Read<T> {
+        let mut mistakes = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let value = Spanned::new(self.span.clone(), DeValue::Table(self.table.clone()));
+            let e = match T::deserialize(ValueDeserializer::from(value)) {
+                Ok(v) => {
+                    sort(&mut mistakes);
+                    return Read {
+                        value: self.whole.then_some(v),
+                        mistakes,
+                    };
                 }
-                whole = false;
-            }
-            // A refused key or value: the key goes.
-            None => {
-                mistakes.push(mistake(text, at, Some(dotted(&written)), e.message()));
-                while matches!(path.last(), Some(Step::Index(_))) {
-                    path.pop();
+                Err(e) => e,
+            };
+            // An empty span is the root table's.
+            let at = e.span().filter(|s| !s.is_empty());
+            let path = match &at {
+                Some(s) => locate(&self.table, s.start),
+                None => Some(Vec::new()),
+            };
+            let missing = missing_field(e.message());
+            let Some(mut path) = path else {
+                mistakes.push(mistake(self.text, at, None, e.message()));
+                break;
+            };
+            let written = as_written(&path, &self.gone);
+            match missing {
+                // The table at `path` lacks a key: unless that key was left
+                // out, a mistake; either way the table goes.
+                Some(name) => {
+                    let mut key = written.clone();
+                    key.push(Step::Key(name.to_owned()));
+                    if !self.left_out.contains(&key) {
+                        mistakes.push(mistake(self.text, at, Some(dotted(&key)), e.message()));
+                    }
+                    self.whole = false;
                 }
+                // A refused key or value: the key goes.
+                None => {
+                    mistakes.push(mistake(self.text, at, Some(dotted(&written)), e.message()));
+                    while matches!(path.last(), Some(Step::Index(_))) {
+                        path.pop();
+                    }
+                }
+            }
+            if !self.remove(&path) {
+                break;
             }
         }
-        if path.is_empty() || !remove(&mut table, &path) {
-            break;
+        sort(&mut mistakes);
+        Read {
+            value: None,
+            mistakes,
         }
-        let written = as_written(&path, &gone);
+    }
+
+    /// Leaves out the key `dotted` (`server.listen`: tables and keys, no
+    /// array elements), so that the next [`Document::read`] gives its
+    /// default. The key's line, or `None` when the file does not have it.
+    pub fn leave_out(&mut self, dotted: &str) -> Option<usize> {
+        let path: Vec<Step> = dotted.split('.').map(|k| Step::Key(k.to_owned())).collect();
+        let mut table = &self.table;
+        let mut line = None;
+        for (i, step) in path.iter().enumerate() {
+            let Step::Key(name) = step else { return None };
+            let (k, v) = table.iter().find(|(k, _)| k.get_ref() == name)?;
+            if i + 1 == path.len() {
+                line = Some(line_col(self.text, k.span().start).0);
+            } else if let DeValue::Table(t) = v.get_ref() {
+                table = t;
+            } else {
+                return None;
+            }
+        }
+        self.remove(&path).then_some(line).flatten()
+    }
+
+    /// Removes what `path` (as the table is now) leads to, and remembers
+    /// it; false when it leads nowhere.
+    fn remove(&mut self, path: &[Step]) -> bool {
+        if path.is_empty() || !remove(&mut self.table, path) {
+            return false;
+        }
+        let written = as_written(path, &self.gone);
         if let Some((Step::Index(i), array)) = written.split_last() {
-            gone.push((array.to_vec(), *i));
+            self.gone.push((array.to_vec(), *i));
         }
-        left_out.push(written);
-    }
-    sort(&mut mistakes);
-    Read {
-        value: None,
-        mistakes,
+        self.left_out.push(written);
+        true
     }
 }
 

@@ -175,3 +175,24 @@ fn line_and_column_count_characters() {
     assert_eq!(line_col("ab\ncé=x", 7), (2, 4));
     assert_eq!(line_col("", 0), (1, 1));
 }
+
+#[test]
+fn a_key_left_out_after_serde_reads_as_its_default_and_has_its_line() {
+    let text = "[agent]\nname = \"a\"\nmax_open_files = 5\n\n[shipping]\nmax_in_flight = 3\n";
+    let mut doc = Document::parse(text).expect("parses");
+    let first: Read<File> = doc.read();
+    assert_eq!(first.value.expect("reads").agent.max_open_files, Some(5));
+    assert_eq!(doc.leave_out("agent.max_open_files"), Some(3));
+    assert_eq!(doc.leave_out("shipping.max_in_flight"), Some(6));
+    // Not in the file (any more): nothing to leave out.
+    assert_eq!(doc.leave_out("agent.max_open_files"), None);
+    assert_eq!(doc.leave_out("shipping.flush_interval"), None);
+    assert_eq!(doc.leave_out("nowhere.at_all"), None);
+    let again: Read<File> = doc.read();
+    assert!(again.mistakes.is_empty(), "{:?}", again.mistakes);
+    let f = again.value.expect("reads");
+    assert_eq!(
+        (f.agent.max_open_files, f.shipping.max_in_flight),
+        (None, None)
+    );
+}

@@ -1,6 +1,8 @@
 //! Collector configuration, loaded in two phases: [`CollectorConfig`] is what the
 //! TOML file says (every key optional, unknown keys refused), [`CollectorConfig::build`]
 //! turns it into [`Settings`], a value that cannot be invalid.
+//! [`CollectorConfig::settings`] does both and reports every mistake of the
+//! file at once, each with its line.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,14 +25,61 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: key `{key}`: {message}")]
+    /// A syntax error, or a key or value the file's format refuses.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A value the checks refuse; `line` when the key is in the file (it
+    /// may come from the command line or a default).
+    #[error("{}: key `{key}`: {message}", place(path, *line))]
     Invalid {
         path: PathBuf,
+        line: Option<usize>,
         key: &'static str,
         message: String,
     },
+    /// More than one of the above, in the order of the file.
+    #[error("{}", one_a_line(.0))]
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// One error, or [`ConfigError::Several`].
+    fn from_all(mut errors: Vec<ConfigError>) -> ConfigError {
+        errors.sort_by_key(ConfigError::line);
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            ConfigError::Several(errors)
+        }
+    }
+
+    fn line(&self) -> usize {
+        match self {
+            ConfigError::Parse { line, .. } => *line,
+            ConfigError::Invalid { line, .. } => line.unwrap_or(usize::MAX),
+            ConfigError::Read { .. } | ConfigError::Several(_) => 0,
+        }
+    }
+}
+
+fn place(path: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+fn one_a_line(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The collector's configuration file. Every key has a default; an empty file
@@ -254,12 +303,83 @@ impl CollectorConfig {
         CollectorConfig::parse(path, &text)
     }
 
-    /// Parses TOML text; `path` is only used in messages.
+    /// Parses TOML text; `path` is only used in messages. Every key the
+    /// file's format refuses is reported, not only the first.
     pub fn parse(path: &Path, text: &str) -> Result<CollectorConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: describe_toml_error(text, &e),
-        })
+        let read = soc_config::read::<CollectorConfig>(text);
+        match read.value {
+            Some(cfg) if read.mistakes.is_empty() => Ok(cfg),
+            _ => Err(ConfigError::from_all(parse_errors(path, read.mistakes))),
+        }
+    }
+
+    /// Reads `text` (the file at `path`; empty for the embedded defaults),
+    /// lets `adjust` apply the command line, and builds the settings,
+    /// reporting every mistake at once: each key the format or
+    /// [`CollectorConfig::build`] refuses is reported, left out, and the
+    /// file read and built again with that key's default.
+    pub fn settings(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        adjust: impl Fn(&mut CollectorConfig),
+    ) -> Result<Settings, ConfigError> {
+        let mut doc = soc_config::Document::parse(text)
+            .map_err(|m| ConfigError::from_all(parse_errors(path, m)))?;
+        let mut errors: Vec<ConfigError> = Vec::new();
+        // Each round leaves out one key or table; a check whose key cannot
+        // be left out (it comes from the command line) ends the rounds.
+        for _ in 0..256 {
+            let read = doc.read::<CollectorConfig>();
+            errors.extend(parse_errors(path, read.mistakes));
+            let Some(mut cfg) = read.value else { break };
+            adjust(&mut cfg);
+            match cfg.build(path, base) {
+                Ok(settings) if errors.is_empty() => return Ok(settings),
+                Ok(_) => break,
+                Err(ConfigError::Invalid {
+                    path, key, message, ..
+                }) => {
+                    // The key goes; when the file does not have it, or
+                    // it went and its check still fails (the mistake is
+                    // in how it goes with another key of its table), the
+                    // table holding it goes.
+                    let again = errors
+                        .iter()
+                        .any(|e| matches!(e, ConfigError::Invalid { key: k, .. } if *k == key));
+                    let mut target = key;
+                    let mut line = None;
+                    loop {
+                        if !(again && target == key)
+                            && let Some(l) = doc.leave_out(target)
+                        {
+                            line = Some(l);
+                            break;
+                        }
+                        match target.rsplit_once('.') {
+                            Some((table, _)) => target = table,
+                            None => break,
+                        }
+                    }
+                    if !again {
+                        errors.push(ConfigError::Invalid {
+                            path,
+                            line,
+                            key,
+                            message,
+                        });
+                    }
+                    if line.is_none() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    errors.push(e);
+                    break;
+                }
+            }
+        }
+        Err(ConfigError::from_all(errors))
     }
 
     /// Validates every key and fills in defaults. Relative paths are taken
@@ -267,6 +387,7 @@ impl CollectorConfig {
     pub fn build(self, path: &Path, base: &Path) -> Result<Settings, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
+            line: None,
             key,
             message,
         };
@@ -450,22 +571,20 @@ fn at_least_one<T: PartialEq + Default>(
 /// Builds the error for a key whose value is wrong.
 type Invalid<'a> = dyn Fn(&'static str, String) -> ConfigError + 'a;
 
-/// Renders a TOML error as `line L, column C: message`, naming the key when
-/// the parser knows it.
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_owned();
-    match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before
-                .rfind('\n')
-                .map_or(before.len(), |i| before.len() - i - 1)
-                + 1;
-            format!("line {line}, column {col}: {msg}")
-        }
-        None => msg,
-    }
+/// The format's mistakes as errors: line, column, key and what is wrong.
+fn parse_errors(path: &Path, mistakes: Vec<soc_config::Mistake>) -> Vec<ConfigError> {
+    mistakes
+        .into_iter()
+        .map(|m| ConfigError::Parse {
+            path: path.to_owned(),
+            line: m.line,
+            column: m.column,
+            message: match m.key {
+                Some(key) => format!("`{key}`: {}", m.message),
+                None => m.message,
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -474,7 +593,7 @@ mod tests {
 
     fn build(text: &str) -> Result<Settings, ConfigError> {
         let p = Path::new("collector.toml");
-        CollectorConfig::parse(p, text)?.build(p, Path::new("/base"))
+        CollectorConfig::settings(text, p, Path::new("/base"), |_| {})
     }
 
     #[test]
@@ -494,8 +613,10 @@ mod tests {
         let err = build("[server]\nlisten = \"0.0.0.0:1\"\nlisen = 3\n").expect_err("typo");
         let msg = err.to_string();
         assert!(msg.contains("collector.toml"), "{msg}");
-        assert!(msg.contains("line 3"), "{msg}");
-        assert!(msg.contains("lisen"), "{msg}");
+        assert!(
+            msg.starts_with("collector.toml:3:1: `server.lisen`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -520,7 +641,78 @@ mod tests {
         let msg = build("[server]\nmax_connections = \"many\"\n")
             .expect_err("type")
             .to_string();
-        assert!(msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.starts_with("collector.toml:2:19: `server.max_connections`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_mistake_of_a_file_is_reported_at_once() {
+        let text = "\
+[server]
+listen = \"nowhere\"
+max_connections = \"many\"
+
+[tls]
+key_file = \"k.pem\"
+
+[ingest]
+queue_timeout = \"soon\"
+queue_timout = \"5s\"
+
+[detection]
+nice = 20
+
+[forward.webhook]
+url = \"ftp://x\"
+
+[backup]
+keep = 0
+";
+        let msg = build(text).expect_err("eight mistakes").to_string();
+        let expect = [
+            "collector.toml:2: key `server.listen`: `nowhere` is not an address",
+            "collector.toml:3:19: `server.max_connections`: invalid type",
+            // The key that is not there is named; the line is its table's.
+            "collector.toml:5: key `tls.cert_file`: set both",
+            "collector.toml:9: key `ingest.queue_timeout`: `soon` is not a duration",
+            "collector.toml:10:1: `ingest.queue_timout`: unknown field",
+            "collector.toml:13: key `detection.nice`: 20 is not a niceness",
+            // Leaving the URL out alone does not help (a webhook needs
+            // one): its table goes, and the check goes on.
+            "collector.toml:16: key `forward.webhook.url`: `ftp://x` is not",
+            "collector.toml:19: key `backup.keep`: must be at least 1",
+        ];
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines.len(), expect.len(), "{msg}");
+        for (line, want) in lines.iter().zip(expect) {
+            assert!(line.starts_with(want), "{line}\n(all: {msg})");
+        }
+    }
+
+    #[test]
+    fn a_refused_command_line_value_is_reported_with_the_file_s_mistakes() {
+        let p = Path::new("collector.toml");
+        let msg = CollectorConfig::settings("[log]\nformat = \"xml\"\n", p, Path::new("/"), |c| {
+            c.server.listen = Some("nowhere".into());
+        })
+        .expect_err("bad --listen")
+        .to_string();
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines.len(), 1, "{msg}");
+        // The command line's value has no line; checking ends with it.
+        assert!(
+            lines[0].starts_with("collector.toml: key `server.listen`"),
+            "{msg}"
+        );
+        let msg = CollectorConfig::settings("[log]\nformat = \"xml\"\n", p, Path::new("/"), |_| {})
+            .expect_err("bad format")
+            .to_string();
+        assert!(
+            msg.starts_with("collector.toml:2: key `log.format`"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -117,6 +117,7 @@ impl SyslogConfig {
     pub fn build(self, path: &Path) -> Result<SyslogSettings, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
+            line: None,
             key,
             message,
         };
