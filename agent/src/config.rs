@@ -47,7 +47,7 @@ pub enum ConfigError {
         message: String,
     },
     /// More than one of the above, in the order of the file.
-    #[error("{}", one_a_line(.0))]
+    #[error("{}", soc_config::one_a_line(.0))]
     Several(Vec<ConfigError>),
 }
 
@@ -277,10 +277,7 @@ impl Config {
                 path: path.to_owned(),
                 line: m.line,
                 column: m.column,
-                message: match m.key {
-                    Some(key) => format!("`{key}`: {}", m.message),
-                    None => m.message,
-                },
+                message: m.described(),
             })
             .collect();
         let built = read.value.map(|file| file.build(path, text));
@@ -290,19 +287,16 @@ impl Config {
             Some(Err(ConfigError::Several(more))) => errors.extend(more),
             Some(Err(e)) => errors.push(e),
         }
-        errors.sort_by_key(ConfigError::line);
         Err(ConfigError::from_all(errors))
     }
 }
 
 impl ConfigError {
-    /// One error, or [`ConfigError::Several`].
-    fn from_all(mut errors: Vec<ConfigError>) -> ConfigError {
-        if errors.len() == 1 {
-            errors.remove(0)
-        } else {
-            ConfigError::Several(errors)
-        }
+    /// One error, or [`ConfigError::Several`] in the order of the file;
+    /// `errors` is not empty.
+    fn from_all(errors: Vec<ConfigError>) -> ConfigError {
+        soc_config::one_or_several(errors, ConfigError::line, ConfigError::Several)
+            .unwrap_or_else(|| ConfigError::Several(Vec::new()))
     }
 
     fn line(&self) -> usize {
@@ -311,15 +305,6 @@ impl ConfigError {
             ConfigError::Read { .. } | ConfigError::Several(_) => 0,
         }
     }
-}
-
-/// The errors of a file, one a line.
-fn one_a_line(errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// What [`ConfigFile::build`] checks with: the file, for lines, and the

@@ -39,6 +39,41 @@ pub struct Mistake {
     pub message: String,
 }
 
+impl Mistake {
+    /// What is wrong, after its key when it has one
+    /// (`` `shipping.flush_intervl`: unknown field ... ``).
+    pub fn described(&self) -> String {
+        match &self.key {
+            Some(key) => format!("`{key}`: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// The errors of a file as one error: the only one, or `several` of them
+/// in the order of `line`.
+pub fn one_or_several<E>(
+    mut errors: Vec<E>,
+    line: impl Fn(&E) -> usize,
+    several: impl FnOnce(Vec<E>) -> E,
+) -> Option<E> {
+    errors.sort_by_key(line);
+    match errors.len() {
+        0 => None,
+        1 => errors.pop(),
+        _ => Some(several(errors)),
+    }
+}
+
+/// Each of `errors`, one a line.
+pub fn one_a_line<E: std::fmt::Display>(errors: &[E]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What [`read`] found.
 #[derive(Debug)]
 pub struct Read<T> {

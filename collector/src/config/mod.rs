@@ -43,19 +43,16 @@ pub enum ConfigError {
         message: String,
     },
     /// More than one of the above, in the order of the file.
-    #[error("{}", one_a_line(.0))]
+    #[error("{}", soc_config::one_a_line(.0))]
     Several(Vec<ConfigError>),
 }
 
 impl ConfigError {
-    /// One error, or [`ConfigError::Several`].
-    fn from_all(mut errors: Vec<ConfigError>) -> ConfigError {
-        errors.sort_by_key(ConfigError::line);
-        if errors.len() == 1 {
-            errors.remove(0)
-        } else {
-            ConfigError::Several(errors)
-        }
+    /// One error, or [`ConfigError::Several`] in the order of the file;
+    /// `errors` is not empty.
+    fn from_all(errors: Vec<ConfigError>) -> ConfigError {
+        soc_config::one_or_several(errors, ConfigError::line, ConfigError::Several)
+            .unwrap_or_else(|| ConfigError::Several(Vec::new()))
     }
 
     fn line(&self) -> usize {
@@ -72,14 +69,6 @@ fn place(path: &Path, line: Option<usize>) -> String {
         Some(line) => format!("{}:{line}", path.display()),
         None => path.display().to_string(),
     }
-}
-
-fn one_a_line(errors: &[ConfigError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The collector's configuration file. Every key has a default; an empty file
@@ -579,10 +568,7 @@ fn parse_errors(path: &Path, mistakes: Vec<soc_config::Mistake>) -> Vec<ConfigEr
             path: path.to_owned(),
             line: m.line,
             column: m.column,
-            message: match m.key {
-                Some(key) => format!("`{key}`: {}", m.message),
-                None => m.message,
-            },
+            message: m.described(),
         })
         .collect()
 }
