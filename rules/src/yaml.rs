@@ -30,6 +30,9 @@ pub(crate) struct Located<T> {
     pub start_line: usize,
     /// The item's own lines, for [`Located::line_of`].
     pub lines: Vec<String>,
+    /// Paths of the keys left out of the item (misspelt, or of the wrong
+    /// kind), each reported already.
+    pub left_out: Vec<String>,
 }
 
 impl<T> Located<T> {
@@ -158,6 +161,7 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                     value,
                     start_line: start + 1,
                     lines,
+                    left_out: Vec::new(),
                 });
                 continue;
             }
@@ -171,6 +175,7 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                         value,
                         start_line: start + 1,
                         lines,
+                        left_out: Vec::new(),
                     });
                 }
             }
@@ -188,6 +193,7 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                     value: (),
                     start_line: start + 1,
                     lines,
+                    left_out: Vec::new(),
                 };
                 let key = err.field.as_deref().and_then(|f| f.rsplit('.').next());
                 err.line = Some(key.map_or(at.start_line, |k| at.line_of_key(k)));
@@ -195,20 +201,22 @@ pub(crate) fn load_items<T: DeserializeOwned>(
             }
             Err(e) => {
                 let err = yaml_error(name, start, &e);
-                let typo = unknown_key(&err).map(|k| (k.to_string(), err.message.clone()));
+                let typo = unknown_key(&err).map(str::to_string);
                 errors.push(err);
                 let at = Located {
                     value: (),
                     start_line: start + 1,
                     lines,
+                    left_out: Vec::new(),
                 };
-                if let Some(value) =
-                    typo.and_then(|(k, m)| without_unknown(&text, k, &m, name, &at, errors))
+                if let Some((value, left_out)) =
+                    typo.and_then(|k| without_unknown(&text, k, name, &at, errors))
                 {
                     out.push(Located {
                         value,
                         start_line: at.start_line,
                         lines: at.lines,
+                        left_out,
                     });
                 }
             }
@@ -217,64 +225,151 @@ pub(crate) fn load_items<T: DeserializeOwned>(
     out
 }
 
-/// The key `err` reports as unknown, when it is a key of the item itself
-/// (not of a mapping inside it).
+/// The key `err` reports as unknown (`sumary`, `threshold.windw`,
+/// `match.all[1].equlas`).
 fn unknown_key(err: &LoadError) -> Option<&str> {
     err.field
         .as_deref()
-        .filter(|f| !f.contains('.') && err.message.starts_with("unknown field `"))
+        .filter(|_| err.message.starts_with("unknown field `"))
 }
 
-/// The item of `text` (a one-item list) read without its own key `unknown`
-/// (reported with `message`), and without any further unknown keys of its
-/// own, each reported in `errors` on its line. An unknown key (a typo,
-/// `sumary:`) fails the whole item in serde: read without it, the item is
-/// checked like the others, so that its other mistakes are reported
-/// together with the typo, not after it is fixed. `None` when the item
-/// fails for another reason.
+/// The item of `text` (a one-item list) read without the key `unknown`
+/// (already reported), and without each further key serde refuses, each
+/// reported in `errors` with its path, on the line of its key. An unknown
+/// key (a typo, `sumary:` or `threshold: {windw: 5m}`) fails the whole item
+/// in serde: read without it, the item is checked like the others, so that
+/// its other mistakes are reported together with the typo, not after it is
+/// fixed. The item, and the paths of the keys left out; `None` when the
+/// item cannot be read without what was left out (a required key), or
+/// lacks a required key.
 fn without_unknown<T: DeserializeOwned>(
     text: &str,
-    mut unknown: String,
-    message: &str,
+    unknown: String,
     file: &str,
     at: &Located<()>,
     errors: &mut Vec<LoadError>,
-) -> Option<T> {
+) -> Option<(T, Vec<String>)> {
     let mut items: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(text).ok()?;
-    let serde_yaml_ng::Value::Mapping(mut map) = items.pop()? else {
-        return None;
-    };
-    // A value read alone names no path: an unknown key is the item's own
-    // when the keys expected instead are the item's (those of `message`).
-    let expected = |m: &str| m.split_once("`, ").map(|(_, rest)| rest.to_string());
-    let own = expected(message);
-    // Each round removes one key: at most as many rounds as keys.
-    for _ in 0..map.len() {
-        map.remove(unknown.as_str())?;
-        let e = match serde_yaml_ng::from_value::<T>(serde_yaml_ng::Value::Mapping(map.clone())) {
-            Ok(value) => return Some(value),
+    let mut item = items.pop()?;
+    let mut left_out = vec![unknown];
+    // Each round leaves out one key: bounded by the item's size.
+    for _ in 0..256 {
+        let path = left_out.last()?;
+        if !remove_at(&mut item, path) {
+            return None;
+        }
+        let e = match serde_yaml_ng::from_value::<T>(item.clone()) {
+            Ok(value) => return Some((value, left_out)),
             Err(e) => e,
         };
+        // A value read alone names no path: the same item written out and
+        // read again as text does.
+        let written = serde_yaml_ng::to_string(&[&item]).ok()?;
+        let e = match serde_yaml_ng::from_str::<Vec<T>>(&written) {
+            Ok(_) => e,
+            Err(named) => named,
+        };
         let mut err = yaml_error(file, 0, &e);
-        let next = unknown_key(&err)
-            .filter(|_| own.is_some() && expected(&err.message) == own)
-            .map(str::to_string);
-        // A value read alone carries no position nor path: only what is
-        // the item's own is reported from here, on the line of its key or
-        // of the item. A mistake inside it (a nested unknown key, a value
-        // of the wrong type) is left for the next check, after the typo is
-        // fixed, which reports it with its path and line.
-        match &next {
-            Some(k) => err.line = Some(at.line_of_key(k)),
-            None if err.message.starts_with("missing field `") => {
-                err.line = Some(at.start_line);
+        // The mapping that lacks a key, or the key refused (`None`: the
+        // item itself).
+        let field = err.field.clone();
+        err.line = Some(
+            field
+                .as_deref()
+                .map_or(at.start_line, |f| line_of_path(at, f)),
+        );
+        let missing = err
+            .message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+            .map(|name| match &field {
+                Some(f) => format!("{f}.{name}"),
+                None => name.to_string(),
+            });
+        match (missing, field) {
+            // Left out above: reported already, as what it was.
+            (Some(key), _) if left_out.contains(&key) => return None,
+            (Some(_), _) => {
+                errors.push(err);
+                return None;
             }
-            None => return None,
+            (None, Some(field)) => {
+                errors.push(err);
+                left_out.push(field);
+            }
+            (None, None) => return None,
         }
-        errors.push(err);
-        unknown = next?;
     }
     None
+}
+
+/// Removes what `path` (`threshold.windw`, `match.all[1].equlas`) leads to
+/// in `value`; false when it leads nowhere.
+fn remove_at(value: &mut serde_yaml_ng::Value, path: &str) -> bool {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !key.is_empty() {
+            steps.push(Err(key));
+        }
+        while let Some(inner) = rest.strip_prefix('[') {
+            let Some((i, after)) = inner.split_once(']') else {
+                return false;
+            };
+            let Ok(i) = i.parse::<usize>() else {
+                return false;
+            };
+            steps.push(Ok(i));
+            rest = after;
+        }
+    }
+    let Some((last, to)) = steps.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for step in to {
+        let next = match (step, at) {
+            (Err(key), serde_yaml_ng::Value::Mapping(m)) => m.get_mut(*key),
+            (Ok(i), serde_yaml_ng::Value::Sequence(s)) => s.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    match (last, at) {
+        (Err(key), serde_yaml_ng::Value::Mapping(m)) => m.remove(*key).is_some(),
+        (Ok(i), serde_yaml_ng::Value::Sequence(s)) if *i < s.len() => {
+            s.remove(*i);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The line of the last key of `path` in the item `at`: each key of the
+/// path looked for (as `key:`) from the line of the one before; the item's
+/// first line when it is not found.
+fn line_of_path(at: &Located<()>, path: &str) -> usize {
+    let mut from = 0;
+    for key in path.split('.').map(|p| p.split('[').next().unwrap_or(p)) {
+        if key.is_empty() {
+            continue;
+        }
+        let written = |l: &String| {
+            l.match_indices(key).any(|(i, _)| {
+                let before = l[..i].chars().next_back();
+                let after = l[i + key.len()..].trim_start_matches(['"', '\'']);
+                before.is_none_or(|c| matches!(c, ' ' | '{' | ',' | '-' | '"' | '\''))
+                    && after.starts_with(':')
+            })
+        };
+        if let Some(i) = at.lines.iter().skip(from).position(written) {
+            from += i;
+        }
+    }
+    at.start_line + from
 }
 
 /// Fallback for lists not written in block style: all or nothing.
@@ -292,6 +387,7 @@ fn load_whole<T: DeserializeOwned>(
                 value,
                 start_line: 1,
                 lines: Vec::new(),
+                left_out: Vec::new(),
             })
             .collect(),
         Err(e) => {
@@ -486,19 +582,19 @@ mod tests {
         let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
         let ids: Vec<&str> = items.iter().map(|i| i.value.id.as_str()).collect();
         // `b` is reported for its unknown key and kept without it, so that
-        // the caller checks the rest of it too.
-        assert_eq!(ids, ["a", "b", "c"]);
+        // the caller checks the rest of it too; `e` the same, without its
+        // unknown key and its wrong `tags` (which has a default).
+        assert_eq!(ids, ["a", "b", "c", "e"]);
         assert_eq!(items[0].value.tags.0, ["x", "1"]);
         let lines: Vec<usize> = items.iter().map(|i| i.start_line).collect();
-        assert_eq!(lines, [3, 6, 8]);
+        assert_eq!(lines, [3, 6, 8, 10]);
         let got: Vec<(Option<usize>, Option<&str>)> = errors
             .iter()
             .map(|e| (e.line, e.field.as_deref()))
             .collect();
         // Without its misspelt `idd`, the fourth item still lacks `id`. The
-        // last one's wrong `tags`, read without a path or line once its typo
-        // is left out, is left for the next check: only the typo is
-        // reported, and the item is left out.
+        // last one's wrong `tags` is found once its typo is left out, and
+        // reported on its own line.
         assert_eq!(
             got,
             [
@@ -506,6 +602,7 @@ mod tests {
                 (Some(9), Some("idd")),
                 (Some(9), None),
                 (Some(11), Some("bogus")),
+                (Some(12), Some("tags")),
             ],
             "{errors:?}"
         );
@@ -583,10 +680,50 @@ mod tests {
             value: (),
             start_line: 10,
             lines: vec!["  - id: x".into(), "    regex: '(['".into()],
+            left_out: Vec::new(),
         };
         assert_eq!(l.line_of("(["), 11);
         assert_eq!(l.line_of("nothing"), 10);
         assert_eq!(l.line_of_key("regex"), 11);
         assert_eq!(l.line_of_key("id"), 10);
+    }
+
+    #[test]
+    fn a_path_is_found_key_by_key_and_removed() {
+        let l = Located {
+            value: (),
+            start_line: 20,
+            lines: [
+                "  - id: x",
+                "    match:",
+                "      all:",
+                "        - { field: window, equals: 1 }",
+                "        - { field: b, \"contians\": x }",
+                "    threshold: { count: 3, window: 5m }",
+            ]
+            .map(String::from)
+            .to_vec(),
+            left_out: Vec::new(),
+        };
+        assert_eq!(line_of_path(&l, "match.all[1].contians"), 24);
+        // `window` as a key, after `threshold`: not the value on line 23.
+        assert_eq!(line_of_path(&l, "threshold.window"), 25);
+        assert_eq!(line_of_path(&l, "nowhere"), 20);
+        let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            "match: { all: [ { field: a }, { field: b, contians: x } ] }\nthreshold: { windw: 5m }",
+        )
+        .expect("yaml");
+        assert!(remove_at(&mut v, "match.all[1].contians"));
+        assert!(remove_at(&mut v, "threshold.windw"));
+        assert!(!remove_at(&mut v, "threshold.windw"));
+        assert!(!remove_at(&mut v, "match.all[5].field"));
+        assert!(!remove_at(&mut v, "match.all[x].field"));
+        assert_eq!(
+            v,
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(
+                "match: { all: [ { field: a }, { field: b } ] }\nthreshold: {}"
+            )
+            .expect("yaml")
+        );
     }
 }

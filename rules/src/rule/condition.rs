@@ -32,6 +32,9 @@ use serde_json::Value;
 use crate::decode::config::one_line;
 use crate::yaml::OneOrMany;
 
+/// What a field test without an operator is told.
+pub(crate) const NO_OPERATOR: &str = "has no operator";
+
 /// A condition as written in a rule file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,7 +286,7 @@ impl Condition {
         if !has_ops {
             problems.push((
                 format!("{path}.field"),
-                format!("field `{field}` has no operator (equals, in, contains, starts_with, ends_with, regex, cidr, gt, gte, lt, lte, exists, in_list)"),
+                format!("field `{field}` {NO_OPERATOR} (equals, in, contains, starts_with, ends_with, regex, cidr, gt, gte, lt, lte, exists, in_list)"),
                 field.clone(),
             ));
             return None;

@@ -149,7 +149,10 @@ pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, Loa
             }
             match compiled {
                 Ok(rule) => rules.push(rule),
-                Err(e) => errors.extend(e),
+                Err(e) => errors.extend(
+                    e.into_iter()
+                        .filter(|e| !follows_from_left_out(e, &item.left_out)),
+                ),
             }
         }
     }
@@ -159,6 +162,19 @@ pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, Loa
         crate::yaml::sort_errors(files, &mut errors);
         Err(LoadErrors(errors))
     }
+}
+
+/// Whether `e` only repeats what leaving out a misspelt key of the item
+/// did: a field test whose operator was misspelt (`contians:`) has no
+/// operator once it is left out, and the misspelling is reported already.
+fn follows_from_left_out(e: &LoadError, left_out: &[String]) -> bool {
+    let parent = |path: &str| path.rsplit_once('.').map(|(p, _)| p.to_string());
+    e.message.contains(super::condition::NO_OPERATOR)
+        && e.field.as_deref().and_then(parent).is_some_and(|test| {
+            left_out
+                .iter()
+                .any(|k| parent(k).as_deref() == Some(test.as_str()))
+        })
 }
 
 fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule, Vec<LoadError>> {
@@ -561,6 +577,15 @@ rules:
     match: { field: a, exists: true }
     sumary: typo
     summary: x
+  - id: nested-typos
+    title: Misspelt keys deeper down, and a bad severity and window
+    severity: urgent
+    match:
+      all:
+        - { field: a, exists: true }
+        - { field: b, contians: x, case_insensitive: true }
+    threshold: { count: 3, window: 5 parsecs, group_by: [a], distnct: b }
+    summary: x
   - id: fine
     title: This one is fine
     severity: info
@@ -604,13 +629,24 @@ rules:
             (51, "severity"),
             (52, "descripton"),
             (54, "sumary"),
+            // At any depth too, each with its path and line.
+            (58, "severity"),
+            (62, "match.all[1].contians"),
+            (63, "threshold.distnct"),
+            (63, "threshold.window"),
         ]
         .into_iter()
         .map(|(l, f)| ("broken.yml".to_string(), Some(l), Some(f.to_string())))
         .collect();
         assert_eq!(got, want, "{}", LoadErrors(errors.clone()));
         let text = LoadErrors(errors).to_string();
-        assert_eq!(text.lines().count(), 16);
+        assert_eq!(text.lines().count(), 20);
+        // The test whose operator was misspelt is not also reported as
+        // having none.
+        assert!(
+            !text.contains("nested-typos`: field `b` has no operator"),
+            "{text}"
+        );
         assert!(
             text.contains("broken.yml:5: severity: rule `bad-severity`: unknown severity `urgent`"),
             "{text}"
