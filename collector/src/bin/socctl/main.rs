@@ -35,24 +35,33 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "socctl", version)]
 struct Cli {
     /// Collector API address.
+    // The options every command takes are listed under their own headings,
+    // after the command's own, instead of among them.
     #[arg(
         long,
         global = true,
         env = "SOC_SERVER",
-        default_value = "https://127.0.0.1:8443"
+        default_value = "https://127.0.0.1:8443",
+        help_heading = "Collector"
     )]
     server: String,
     /// API token (see `admin.token` in the collector's data_dir for the first one).
-    #[arg(long, global = true, env = "SOC_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "SOC_TOKEN",
+        hide_env_values = true,
+        help_heading = "Collector"
+    )]
     token: Option<String>,
     /// File holding the API token.
-    #[arg(long, global = true, env = "SOC_TOKEN_FILE")]
+    #[arg(long, global = true, env = "SOC_TOKEN_FILE", help_heading = "Collector")]
     token_file: Option<PathBuf>,
     /// CA certificate (PEM) to trust for the collector, e.g. `<data_dir>/tls/ca.pem`.
-    #[arg(long, global = true, env = "SOC_CA_CERT")]
+    #[arg(long, global = true, env = "SOC_CA_CERT", help_heading = "Collector")]
     ca_cert: Option<PathBuf>,
     /// Print JSON instead of tables (NDJSON for listings).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     #[command(subcommand)]
     cmd: Cmd,
