@@ -55,7 +55,12 @@ struct Cli {
     )]
     token: Option<String>,
     /// File holding the API token.
-    #[arg(long, global = true, env = "SOC_TOKEN_FILE", help_heading = "Collector")]
+    #[arg(
+        long,
+        global = true,
+        env = "SOC_TOKEN_FILE",
+        help_heading = "Collector"
+    )]
     token_file: Option<PathBuf>,
     /// CA certificate (PEM) to trust for the collector, e.g. `<data_dir>/tls/ca.pem`.
     #[arg(long, global = true, env = "SOC_CA_CERT", help_heading = "Collector")]
