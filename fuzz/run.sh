@@ -15,13 +15,13 @@ root="$(cd "$here/.." && pwd)"
 shared="${SHARED:-$root/../shared}"
 secs="${SECONDS_EACH:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode_and_detect rule_files engine_state agent_batch syslog_framing backup_file)
+[ ${#targets[@]} -gt 0 ] || targets=(decode_and_detect rule_files engine_state agent_batch syslog_framing backup_file config_files)
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 
 seeds="$here/seeds"
-mkdir -p "$seeds"/{decode_and_detect,rule_files,syslog_framing,agent_batch,engine_state,backup_file}
+mkdir -p "$seeds"/{decode_and_detect,rule_files,syslog_framing,agent_batch,engine_state,backup_file,config_files}
 # Log lines: the first byte picks the source type (see the target).
 i=0
 while IFS= read -r -d '' f; do
@@ -40,6 +40,9 @@ if [ -f "$shared/bench/gen_corpus.py" ]; then
 fi
 for f in "$root"/rules/rules/*.yml "$root"/rules/decoders/*.yml "$root"/rules/lists/*; do
     [ -f "$f" ] && cp "$f" "$seeds/rule_files/$(basename "$f")"
+done
+for f in "$root"/deploy/*.toml; do
+    [ -f "$f" ] && cp "$f" "$seeds/config_files/$(basename "$f")"
 done
 
 cd "$here"
