@@ -292,11 +292,9 @@ impl Config {
 }
 
 impl ConfigError {
-    /// One error, or [`ConfigError::Several`] in the order of the file;
-    /// `errors` is not empty.
+    /// One error, or [`ConfigError::Several`] in the order of the file.
     fn from_all(errors: Vec<ConfigError>) -> ConfigError {
         soc_config::one_or_several(errors, ConfigError::line, ConfigError::Several)
-            .unwrap_or_else(|| ConfigError::Several(Vec::new()))
     }
 
     fn line(&self) -> usize {

@@ -31,8 +31,6 @@ pub struct Mistake {
     /// 1-based line and column; 1:1 when the parser gave no place.
     pub line: usize,
     pub column: usize,
-    /// Byte offsets in the text, when known.
-    pub span: Option<Range<usize>>,
     /// The dotted key it is about (`shipping.flush_interval`,
     /// `sources[1].include`), when the mistake is in a key or its value.
     pub key: Option<String>,
@@ -56,12 +54,14 @@ pub fn one_or_several<E>(
     mut errors: Vec<E>,
     line: impl Fn(&E) -> usize,
     several: impl FnOnce(Vec<E>) -> E,
-) -> Option<E> {
+) -> E {
     errors.sort_by_key(line);
-    match errors.len() {
-        0 => None,
-        1 => errors.pop(),
-        _ => Some(several(errors)),
+    match errors.pop() {
+        Some(only) if errors.is_empty() => only,
+        last => {
+            errors.extend(last);
+            several(errors)
+        }
     }
 }
 
@@ -380,7 +380,6 @@ fn mistake(text: &str, span: Option<Range<usize>>, key: Option<String>, message:
     Mistake {
         line,
         column,
-        span,
         key,
         message: message.trim_end().to_owned(),
     }

@@ -48,11 +48,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// One error, or [`ConfigError::Several`] in the order of the file;
-    /// `errors` is not empty.
+    /// One error, or [`ConfigError::Several`] in the order of the file.
     fn from_all(errors: Vec<ConfigError>) -> ConfigError {
         soc_config::one_or_several(errors, ConfigError::line, ConfigError::Several)
-            .unwrap_or_else(|| ConfigError::Several(Vec::new()))
     }
 
     fn line(&self) -> usize {
@@ -329,27 +327,23 @@ impl CollectorConfig {
                 Err(ConfigError::Invalid {
                     path, key, message, ..
                 }) => {
-                    // The key goes; when the file does not have it, or
-                    // it went and its check still fails (the mistake is
-                    // in how it goes with another key of its table), the
-                    // table holding it goes.
+                    // The key goes; when the file does not have it (any
+                    // more: it went and its check still fails, the mistake
+                    // is in how it goes with another key of its table),
+                    // the table holding it goes.
                     let again = errors
                         .iter()
                         .any(|e| matches!(e, ConfigError::Invalid { key: k, .. } if *k == key));
                     let mut target = key;
-                    let mut line = None;
-                    loop {
-                        if !(again && target == key)
-                            && let Some(l) = doc.leave_out(target)
-                        {
-                            line = Some(l);
-                            break;
+                    let line = loop {
+                        if let Some(l) = doc.leave_out(target) {
+                            break Some(l);
                         }
                         match target.rsplit_once('.') {
                             Some((table, _)) => target = table,
-                            None => break,
+                            None => break None,
                         }
-                    }
+                    };
                     if !again {
                         errors.push(ConfigError::Invalid {
                             path,
