@@ -13,7 +13,7 @@
 //! is not possible; the whole file is then deserialized at once and only its
 //! first error is reported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
@@ -63,6 +63,37 @@ impl<T> Located<T> {
                 pats.iter().any(|p| t.starts_with(p.as_str()))
             })
             .map_or(self.start_line, |i| self.start_line + i)
+    }
+}
+
+/// Where each name (a rule's id, a decoder's name) was first written in a
+/// set of files, whether or not its item compiled: an item repeating the
+/// name of one with a mistake is reported with that mistake, not after it
+/// is fixed.
+#[derive(Debug, Default)]
+pub(crate) struct FirstWritten<'f>(HashMap<String, (&'f str, usize)>);
+
+impl<'f> FirstWritten<'f> {
+    /// Where `name` was first written (file and line), when `item` of
+    /// `file` repeats it; otherwise `name` is taken here, by `item`.
+    pub fn repeated<T>(
+        &mut self,
+        name: &str,
+        file: &'f str,
+        item: &Located<T>,
+    ) -> Option<(&'f str, usize)> {
+        match self.0.get(name) {
+            Some(&first) => Some(first),
+            None => {
+                self.0.insert(name.to_string(), (file, item.start_line));
+                None
+            }
+        }
+    }
+
+    /// Whether an item of these files has `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
     }
 }
 

@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use crate::error::{LoadError, LoadErrors};
 use crate::event::{Event, Fields, FieldsBuilder, Input, SharedName, SourceFile};
-use crate::yaml::load_items;
+use crate::yaml::{FirstWritten, load_items};
 use config::{Decoder, DecoderConfig, Step};
 
 /// The pseudo-parent name for the raw line.
@@ -303,32 +303,25 @@ impl Decoders {
     fn load(files: &[SourceFile], deferred: bool) -> Result<Decoders, LoadErrors> {
         let mut errors = Vec::new();
         let mut decoders: Vec<Decoder> = Vec::new();
-        // Where each name was first written, whether or not that decoder
-        // compiled: a repeated name is reported with the first one's other
-        // mistakes, and an `after:` naming a decoder that has a mistake is
-        // not reported again as naming no decoder.
-        let mut first: HashMap<String, (&str, usize)> = HashMap::new();
+        // Names as first written, compiled or not: an `after:` naming a
+        // decoder that has a mistake is not reported again as naming no
+        // decoder.
+        let mut first = FirstWritten::default();
         for file in files {
             for item in load_items::<DecoderConfig>(file, "decoders", &mut errors) {
                 let compiled = config::compile(&file.name, &item, deferred);
                 let name = item.value.name.as_str();
-                let repeated = first.get(name).map(|(prev_file, prev_line)| {
-                    LoadError::repeated_name(
+                let repeated = first.repeated(name, &file.name, &item);
+                if let Some((prev_file, prev_line)) = repeated {
+                    errors.push(LoadError::repeated_name(
                         &file.name,
                         item.line_of_key("name"),
                         "name",
                         format!("decoder `{name}` is already defined at {prev_file}:{prev_line}"),
-                    )
-                });
-                let is_first = repeated.is_none();
-                match repeated {
-                    Some(e) => errors.push(e),
-                    None => {
-                        first.insert(name.to_string(), (&file.name, item.start_line));
-                    }
+                    ));
                 }
                 match compiled {
-                    Ok(d) if is_first => decoders.push(d),
+                    Ok(d) if repeated.is_none() => decoders.push(d),
                     Ok(_) => {}
                     Err(problems) => {
                         errors.extend(problems.into_iter().map(|(line, field, msg)| {
@@ -346,7 +339,7 @@ impl Decoders {
                     roots.push(i);
                 } else if let Some(p) = decoders.iter().position(|p| &p.name == parent) {
                     children[p].push(i);
-                } else if !first.contains_key(parent) {
+                } else if !first.contains(parent) {
                     errors.push(LoadError::new(
                         &d.file,
                         Some(d.line),

@@ -19,8 +19,6 @@
 //!         alerts: 1
 //! ```
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 
 use super::condition::{Condition, ConditionConfig};
@@ -34,7 +32,7 @@ use crate::decode::config::TEST_RECEIVED_MS;
 use crate::error::{LoadError, LoadErrors};
 use crate::event::SourceFile;
 use crate::lists::Lists;
-use crate::yaml::{Located, load_items};
+use crate::yaml::{FirstWritten, Located, load_items};
 
 /// One rule as written in a file under `rules:`.
 #[derive(Debug, Deserialize)]
@@ -130,22 +128,18 @@ pub(crate) struct RuleTest {
 pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, LoadErrors> {
     let mut errors = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
-    // Where each id was first written, whether or not that rule compiled:
-    // a repeated id is reported with the first one's other mistakes.
-    let mut first: HashMap<String, (&str, usize)> = HashMap::new();
+    let mut first = FirstWritten::default();
     for file in files {
         for item in load_items::<RuleConfig>(file, "rules", &mut errors) {
             let compiled = compile(&file.name, &item, lists);
             let id = item.value.id.as_str();
-            if let Some((prev_file, prev_line)) = first.get(id) {
+            if let Some((prev_file, prev_line)) = first.repeated(id, &file.name, &item) {
                 errors.push(LoadError::repeated_name(
                     &file.name,
                     item.line_of_key("id"),
                     "id",
                     format!("rule id `{id}` is already used at {prev_file}:{prev_line}"),
                 ));
-            } else {
-                first.insert(id.to_string(), (&file.name, item.start_line));
             }
             match compiled {
                 Ok(rule) => rules.push(rule),
