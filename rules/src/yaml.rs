@@ -31,7 +31,8 @@ pub(crate) struct Located<T> {
     /// The item's own lines, for [`Located::line_of`].
     pub lines: Vec<String>,
     /// Paths of the keys left out of the item (misspelt, or of the wrong
-    /// kind), each reported already.
+    /// kind), each reported already; a misspelt key read as the key it
+    /// misspells is not left out.
     pub left_out: Vec<String>,
 }
 
@@ -232,7 +233,7 @@ pub(crate) fn load_items<T: DeserializeOwned>(
             }
             Err(e) => {
                 let err = yaml_error(name, start, &e);
-                let typo = unknown_key(&err).map(str::to_string);
+                let typo = refused_key(&err).map(str::to_string);
                 errors.push(err);
                 let at = Located {
                     value: (),
@@ -241,7 +242,7 @@ pub(crate) fn load_items<T: DeserializeOwned>(
                     left_out: Vec::new(),
                 };
                 if let Some((value, left_out)) =
-                    typo.and_then(|k| without_unknown(&text, k, name, &at, errors))
+                    typo.and_then(|k| without_refused(&text, k, name, &at, errors))
                 {
                     out.push(Located {
                         value,
@@ -256,38 +257,60 @@ pub(crate) fn load_items<T: DeserializeOwned>(
     out
 }
 
-/// The key `err` reports as unknown (`sumary`, `threshold.windw`,
-/// `match.all[1].equlas`).
-fn unknown_key(err: &LoadError) -> Option<&str> {
+/// The key `err` refuses: unknown (`sumary`, `threshold.windw`,
+/// `match.all[1].equlas`) or of the wrong kind (`tags: {x: 1}`); not a key
+/// that is missing.
+fn refused_key(err: &LoadError) -> Option<&str> {
     err.field
         .as_deref()
-        .filter(|_| err.message.starts_with("unknown field `"))
+        .filter(|_| !err.message.starts_with("missing field `"))
 }
 
-/// The item of `text` (a one-item list) read without the key `unknown`
+/// The item of `text` (a one-item list) read without the key `refused`
 /// (already reported), and without each further key serde refuses, each
-/// reported in `errors` with its path, on the line of its key. An unknown
-/// key (a typo, `sumary:` or `threshold: {windw: 5m}`) fails the whole item
-/// in serde: read without it, the item is checked like the others, so that
-/// its other mistakes are reported together with the typo, not after it is
-/// fixed. The item, and the paths of the keys left out; `None` when the
-/// item cannot be read without what was left out (a required key), or
-/// lacks a required key.
-fn without_unknown<T: DeserializeOwned>(
+/// reported in `errors` with its path, on the line of its key. A refused
+/// key (a typo, `sumary:` or `threshold: {windw: 5m}`, or a value of the
+/// wrong kind) fails the whole item in serde: read without it, the item is
+/// checked like the others, so that its other mistakes are reported
+/// together with the first, not after it is fixed. An unknown key that
+/// misspells a key its mapping expects and lacks (`titel:`, `windw:`) is
+/// read as that key instead, its error saying so: its value is checked,
+/// and the item is not reported for lacking the key as well. The item, and
+/// the paths of the keys left out (as written, and as read when a key read
+/// as another is refused too); `None` when the item cannot be read without
+/// what was left out, or lacks a required key.
+fn without_refused<T: DeserializeOwned>(
     text: &str,
-    unknown: String,
+    refused: String,
     file: &str,
     at: &Located<()>,
     errors: &mut Vec<LoadError>,
 ) -> Option<(T, Vec<String>)> {
     let mut items: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(text).ok()?;
     let mut item = items.pop()?;
-    let mut left_out = vec![unknown];
-    // Each round leaves out one key: bounded by the item's size.
+    let mut left_out: Vec<String> = Vec::new();
+    // (path as read, path as written) of the keys read as another.
+    let mut renamed: Vec<(String, String)> = Vec::new();
+    let mut refused = refused;
+    // Each round leaves out or renames one key: bounded by the item's size.
     for _ in 0..256 {
-        let path = left_out.last()?;
-        if !remove_at(&mut item, path) {
-            return None;
+        let value = take_at(&mut item, &refused)?;
+        let written = as_written(&refused, &renamed);
+        if written != refused {
+            left_out.push(refused.clone());
+        }
+        let reported = errors
+            .iter_mut()
+            .rev()
+            .find(|e| e.field.as_deref() == Some(written.as_str()));
+        match reported.and_then(|e| meant(e, &refused, &mut item).map(|m| (e, m))) {
+            Some((e, meant)) => {
+                let name = meant.rsplit('.').next().unwrap_or(&meant);
+                e.message.push_str(&format!("; read as `{name}`"));
+                put_at(&mut item, &meant, value)?;
+                renamed.push((meant, written));
+            }
+            None => left_out.push(written),
         }
         let e = match serde_yaml_ng::from_value::<T>(item.clone()) {
             Ok(value) => return Some((value, left_out)),
@@ -295,8 +318,8 @@ fn without_unknown<T: DeserializeOwned>(
         };
         // A value read alone names no path: the same item written out and
         // read again as text does.
-        let written = serde_yaml_ng::to_string(&[&item]).ok()?;
-        let e = match serde_yaml_ng::from_str::<Vec<T>>(&written) {
+        let text = serde_yaml_ng::to_string(&[&item]).ok()?;
+        let e = match serde_yaml_ng::from_str::<Vec<T>>(&text) {
             Ok(_) => e,
             Err(named) => named,
         };
@@ -304,11 +327,6 @@ fn without_unknown<T: DeserializeOwned>(
         // The mapping that lacks a key, or the key refused (`None`: the
         // item itself).
         let field = err.field.clone();
-        err.line = Some(
-            field
-                .as_deref()
-                .map_or(at.start_line, |f| line_of_path(at, f)),
-        );
         let missing = err
             .message
             .strip_prefix("missing field `")
@@ -317,16 +335,25 @@ fn without_unknown<T: DeserializeOwned>(
                 Some(f) => format!("{f}.{name}"),
                 None => name.to_string(),
             });
+        if let Some(f) = &mut err.field {
+            *f = as_written(f, &renamed);
+        }
+        err.line = Some(
+            err.field
+                .as_deref()
+                .map_or(at.start_line, |f| line_of_path(at, f)),
+        );
         match (missing, field) {
-            // Left out above: reported already, as what it was.
-            (Some(key), _) if left_out.contains(&key) => return None,
-            (Some(_), _) => {
-                errors.push(err);
+            (Some(key), _) => {
+                // Left out above: reported already, as what it was.
+                if !left_out.contains(&key) {
+                    errors.push(err);
+                }
                 return None;
             }
             (None, Some(field)) => {
                 errors.push(err);
-                left_out.push(field);
+                refused = field;
             }
             (None, None) => return None,
         }
@@ -334,48 +361,158 @@ fn without_unknown<T: DeserializeOwned>(
     None
 }
 
-/// Removes what `path` (`threshold.windw`, `match.all[1].equlas`) leads to
-/// in `value`; false when it leads nowhere.
-fn remove_at(value: &mut serde_yaml_ng::Value, path: &str) -> bool {
-    let mut steps = Vec::new();
-    for part in path.split('.') {
-        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
-        if !key.is_empty() {
-            steps.push(Err(key));
-        }
-        while let Some(inner) = rest.strip_prefix('[') {
-            let Some((i, after)) = inner.split_once(']') else {
-                return false;
-            };
-            let Ok(i) = i.parse::<usize>() else {
-                return false;
-            };
-            steps.push(Ok(i));
-            rest = after;
-        }
-    }
-    let Some((last, to)) = steps.split_last() else {
-        return false;
+/// The key `e`, the error of the unknown key at `path`, lists as expected
+/// (``unknown field `titel`, expected one of `id`, `title`, ...``) that the
+/// key misspells and that its mapping in `item` lacks: the path to read the
+/// key's value at.
+fn meant(e: &LoadError, path: &str, item: &mut serde_yaml_ng::Value) -> Option<String> {
+    let expected = e
+        .message
+        .strip_prefix("unknown field `")?
+        .split_once("expected")?
+        .1;
+    let (parent, Last::Key(name)) = split_last(path)? else {
+        return None;
     };
-    let mut at = value;
-    for step in to {
-        let next = match (step, at) {
-            (Err(key), serde_yaml_ng::Value::Mapping(m)) => m.get_mut(*key),
-            (Ok(i), serde_yaml_ng::Value::Sequence(s)) => s.get_mut(*i),
-            _ => None,
-        };
-        match next {
-            Some(v) => at = v,
-            None => return false,
+    let mapping = match walk(item, parent)? {
+        serde_yaml_ng::Value::Mapping(m) => m,
+        _ => return None,
+    };
+    let meant = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|k| misspells(name, k) && !mapping.contains_key(*k))?;
+    Some(if parent.is_empty() {
+        meant.to_string()
+    } else {
+        format!("{parent}.{meant}")
+    })
+}
+
+/// Whether the key name `written` (`windw`) misspells `meant` (`window`):
+/// at most one edit away (two for names longer than four letters), a letter
+/// swapped for its neighbour counting as one edit.
+fn misspells(written: &str, meant: &str) -> bool {
+    if written == meant {
+        return false;
+    }
+    let (w, m): (Vec<char>, Vec<char>) = (written.chars().collect(), meant.chars().collect());
+    let most = if m.len() > 4 { 2 } else { 1 };
+    if w.len().abs_diff(m.len()) > most {
+        return false;
+    }
+    // Optimal string alignment distance, three rows at a time.
+    let mut before: Vec<usize> = Vec::new();
+    let mut last: Vec<usize> = (0..=m.len()).collect();
+    for i in 1..=w.len() {
+        let mut row = vec![i; m.len() + 1];
+        for j in 1..=m.len() {
+            let cost = usize::from(w[i - 1] != m[j - 1]);
+            row[j] = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
+            if i > 1 && j > 1 && w[i - 1] == m[j - 2] && w[i - 2] == m[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut last, row);
+    }
+    last[m.len()] <= most
+}
+
+/// `path` with the keys read under another name (`renamed`: as read, as
+/// written) written as they are in the file.
+fn as_written(path: &str, renamed: &[(String, String)]) -> String {
+    for (read, written) in renamed {
+        if let Some(rest) = path.strip_prefix(read.as_str())
+            && (rest.is_empty() || rest.starts_with(['.', '[']))
+        {
+            return format!("{written}{rest}");
         }
     }
-    match (last, at) {
-        (Err(key), serde_yaml_ng::Value::Mapping(m)) => m.remove(*key).is_some(),
-        (Ok(i), serde_yaml_ng::Value::Sequence(s)) if *i < s.len() => {
-            s.remove(*i);
-            true
+    path.to_string()
+}
+
+/// What `path` (`fields.user.name.frm`, `match.all[1]`) leads to from
+/// `value`. serde writes a key that holds a dot (`user.name`) as it is, so
+/// at each mapping the longest key the path goes on with is taken.
+fn walk<'v>(
+    value: &'v mut serde_yaml_ng::Value,
+    path: &str,
+) -> Option<&'v mut serde_yaml_ng::Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    match value {
+        serde_yaml_ng::Value::Mapping(m) => {
+            let key = m
+                .keys()
+                .filter_map(|k| k.as_str())
+                .filter(|k| {
+                    path.strip_prefix(k)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+                })
+                .max_by_key(|k| k.len())?
+                .to_string();
+            let rest = &path[key.len()..];
+            walk(
+                m.get_mut(key.as_str())?,
+                rest.strip_prefix('.').unwrap_or(rest),
+            )
         }
-        _ => false,
+        serde_yaml_ng::Value::Sequence(s) => {
+            let (i, rest) = path.strip_prefix('[')?.split_once(']')?;
+            let item = s.get_mut(i.parse::<usize>().ok()?)?;
+            walk(item, rest.strip_prefix('.').unwrap_or(rest))
+        }
+        _ => None,
+    }
+}
+
+/// The last step of a path: a key (which holds no dot: the keys serde
+/// refuses or misses are those of a struct), or an index into a list.
+enum Last<'p> {
+    Key(&'p str),
+    At(usize),
+}
+
+/// `path` as the path of the mapping or list that holds its last step, and
+/// that step.
+fn split_last(path: &str) -> Option<(&str, Last<'_>)> {
+    match path.strip_suffix(']') {
+        Some(inner) => {
+            let (parent, i) = inner.rsplit_once('[')?;
+            Some((parent, Last::At(i.parse().ok()?)))
+        }
+        None => Some(match path.rsplit_once('.') {
+            Some((parent, key)) => (parent, Last::Key(key)),
+            None => ("", Last::Key(path)),
+        }),
+    }
+}
+
+/// Takes what `path` (`threshold.windw`, `match.all[1].equlas`) leads to
+/// out of `value`; `None` when it leads nowhere.
+fn take_at(value: &mut serde_yaml_ng::Value, path: &str) -> Option<serde_yaml_ng::Value> {
+    let (parent, last) = split_last(path)?;
+    match (last, walk(value, parent)?) {
+        (Last::Key(key), serde_yaml_ng::Value::Mapping(m)) => m.remove(key),
+        (Last::At(i), serde_yaml_ng::Value::Sequence(s)) if i < s.len() => Some(s.remove(i)),
+        _ => None,
+    }
+}
+
+/// Puts `new` at `path` (a key of a mapping) in `value`; `None` when the
+/// path leads to no mapping.
+fn put_at(value: &mut serde_yaml_ng::Value, path: &str, new: serde_yaml_ng::Value) -> Option<()> {
+    let (parent, Last::Key(key)) = split_last(path)? else {
+        return None;
+    };
+    match walk(value, parent)? {
+        serde_yaml_ng::Value::Mapping(m) => {
+            m.insert(serde_yaml_ng::Value::String(key.to_string()), new);
+            Some(())
+        }
+        _ => None,
     }
 }
 
@@ -608,39 +745,78 @@ mod tests {
 
     #[test]
     fn every_broken_item_is_reported_with_its_line() {
-        let text = "# comment\nrules:\n  - id: a\n    tags: [x, 1]\n\n  - id: b\n    bogus: 1\n  - id: c\n  - idd: d\n  - id: e\n    bogus: 1\n    tags: {x: 1}\n";
+        let text = "# comment\nrules:\n  - id: a\n    tags: [x, 1]\n\n  - id: b\n    bogus: 1\n  - id: c\n  - idd: d\n  - id: e\n    bogus: 1\n    tags: {x: 1}\n  - name: f\n    tags: [y]\n  - id: g\n    tags: {y: 1}\n    bogus: 2\n";
         let mut errors = Vec::new();
         let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
         let ids: Vec<&str> = items.iter().map(|i| i.value.id.as_str()).collect();
         // `b` is reported for its unknown key and kept without it, so that
         // the caller checks the rest of it too; `e` the same, without its
-        // unknown key and its wrong `tags` (which has a default).
-        assert_eq!(ids, ["a", "b", "c", "e"]);
+        // unknown key and its wrong `tags` (which has a default). `idd`
+        // misspells the missing `id`: `d` is read with it as its id.
+        // `name` misspells no key: `f` lacks an id. `g`'s wrong `tags`, the first mistake, does not hide
+        // `bogus`.
+        assert_eq!(ids, ["a", "b", "c", "d", "e", "g"]);
         assert_eq!(items[0].value.tags.0, ["x", "1"]);
+        assert!(items[3].left_out.is_empty());
+        assert_eq!(items[4].left_out, ["bogus", "tags"]);
         let lines: Vec<usize> = items.iter().map(|i| i.start_line).collect();
-        assert_eq!(lines, [3, 6, 8, 10]);
+        assert_eq!(lines, [3, 6, 8, 9, 10, 13 + 2]);
         let got: Vec<(Option<usize>, Option<&str>)> = errors
             .iter()
             .map(|e| (e.line, e.field.as_deref()))
             .collect();
-        // Without its misspelt `idd`, the fourth item still lacks `id`. The
-        // last one's wrong `tags` is found once its typo is left out, and
-        // reported on its own line.
         assert_eq!(
             got,
             [
                 (Some(7), Some("bogus")),
                 (Some(9), Some("idd")),
-                (Some(9), None),
                 (Some(11), Some("bogus")),
                 (Some(12), Some("tags")),
+                (Some(13), Some("name")),
+                (Some(13), None),
+                (Some(16), Some("tags")),
+                (Some(17), Some("bogus")),
             ],
             "{errors:?}"
         );
+        assert!(errors[1].message.ends_with("; read as `id`"), "{errors:?}");
+        assert!(!errors[4].message.contains("read as"), "{errors:?}");
         assert!(
-            errors[2].message.contains("missing field `id`"),
+            errors[5].message.contains("missing field `id`"),
             "{errors:?}"
         );
+    }
+
+    /// A key read as the one it misspells is checked there: a value of the
+    /// wrong kind is reported under the key as written, on its line.
+    #[test]
+    fn a_misspelt_key_is_checked_as_the_key_it_misspells() {
+        let text = "rules:\n  - id: a\n    tgas: {x: 1}\n  - tagz: [x]\n    id: b\n";
+        let mut errors = Vec::new();
+        let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
+        let got: Vec<(Option<usize>, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.line, e.field.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(3), Some("tgas")),
+                (Some(3), Some("tgas")),
+                (Some(4), Some("tagz"))
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[1].message.starts_with("invalid type"), "{errors:?}");
+        // `a` without the refused value (as written and as read); `b` with
+        // its tags read from `tagz`.
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].left_out, ["tags", "tgas"]);
+        assert_eq!(items[1].value.tags.0, ["x"]);
+        assert!(misspells("windw", "window") && misspells("titel", "title"));
+        assert!(misspells("idd", "id") && misspells("idx", "id") && !misspells("name", "id"));
+        assert!(!misspells("id", "id") && !misspells("summary", "severity"));
+        assert!(misspells("grup_by", "group_by") && !misspells("ab", "cd"));
     }
 
     /// A plain scalar that YAML reads as a number is still text where the
@@ -720,7 +896,7 @@ mod tests {
     }
 
     #[test]
-    fn a_path_is_found_key_by_key_and_removed() {
+    fn a_path_is_found_key_by_key_and_taken() {
         let l = Located {
             value: (),
             start_line: 20,
@@ -744,11 +920,14 @@ mod tests {
             "match: { all: [ { field: a }, { field: b, contians: x } ] }\nthreshold: { windw: 5m }",
         )
         .expect("yaml");
-        assert!(remove_at(&mut v, "match.all[1].contians"));
-        assert!(remove_at(&mut v, "threshold.windw"));
-        assert!(!remove_at(&mut v, "threshold.windw"));
-        assert!(!remove_at(&mut v, "match.all[5].field"));
-        assert!(!remove_at(&mut v, "match.all[x].field"));
+        assert_eq!(
+            take_at(&mut v, "match.all[1].contians"),
+            Some(serde_yaml_ng::Value::String("x".into()))
+        );
+        assert!(take_at(&mut v, "threshold.windw").is_some());
+        assert!(take_at(&mut v, "threshold.windw").is_none());
+        assert!(take_at(&mut v, "match.all[5].field").is_none());
+        assert!(take_at(&mut v, "match.all[x].field").is_none());
         assert_eq!(
             v,
             serde_yaml_ng::from_str::<serde_yaml_ng::Value>(

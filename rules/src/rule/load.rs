@@ -158,17 +158,22 @@ pub(crate) fn load(files: &[SourceFile], lists: &Lists) -> Result<Vec<Rule>, Loa
     }
 }
 
-/// Whether `e` only repeats what leaving out a misspelt key of the item
-/// did: a field test whose operator was misspelt (`contians:`) has no
-/// operator once it is left out, and the misspelling is reported already.
+/// Whether `e` only repeats what leaving out a key of the item did: the
+/// key was reported already, as misspelt or of the wrong kind. A rule
+/// whose `title:` was refused lacks a title; a field test whose operator
+/// was misspelt (`contians:`) has no operator once it is left out.
 fn follows_from_left_out(e: &LoadError, left_out: &[String]) -> bool {
     let parent = |path: &str| path.rsplit_once('.').map(|(p, _)| p.to_string());
-    e.message.contains(super::condition::NO_OPERATOR)
-        && e.field.as_deref().and_then(parent).is_some_and(|test| {
-            left_out
-                .iter()
-                .any(|k| parent(k).as_deref() == Some(test.as_str()))
-        })
+    let Some(field) = e.field.as_deref() else {
+        return false;
+    };
+    left_out.iter().any(|k| k == field)
+        || e.message.contains(super::condition::NO_OPERATOR)
+            && parent(field).is_some_and(|test| {
+                left_out
+                    .iter()
+                    .any(|k| parent(k).as_deref() == Some(test.as_str()))
+            })
 }
 
 fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule, Vec<LoadError>> {
@@ -635,6 +640,13 @@ rules:
         assert_eq!(got, want, "{}", LoadErrors(errors.clone()));
         let text = LoadErrors(errors).to_string();
         assert_eq!(text.lines().count(), 20);
+        // A misspelt key the rule lacks is read as that key, and says so.
+        assert!(
+            text.contains("broken.yml:52: descripton: unknown field `descripton`, expected one of")
+                && text.contains("`tests`; read as `description`"),
+            "{text}"
+        );
+        assert!(!text.contains("sumary`, expected one of `id`, `title`, `description`, `severity`, `tags`, `references`, `enabled`, `owner`, `version`, `match`, `threshold`, `sequence`, `silence`, `suppress`, `summary`, `tests`; read as"), "{text}");
         // The test whose operator was misspelt is not also reported as
         // having none.
         assert!(
