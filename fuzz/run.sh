@@ -50,6 +50,8 @@ for t in "${targets[@]}"; do
     echo "== $t: $secs s"
     mkdir -p "corpus/$t" "artifacts/$t"
     before="$(find "artifacts/$t" -type f | wc -l)"
+    # Built first, unfiltered: a target that does not build fails the run.
+    cargo +nightly fuzz build "$t"
     cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 |
         grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|thread .* panicked|Test unit written|ERROR)' || true

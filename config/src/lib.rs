@@ -74,6 +74,49 @@ pub fn one_a_line<E: std::fmt::Display>(errors: &[E]) -> String {
         .join("\n")
 }
 
+/// The key that the unknown key of serde's message (``unknown field
+/// `windw`, expected one of `count`, `window`, ...``) was likely meant to
+/// be: one the message lists, that the unknown key misspells (see
+/// [`misspells`]), and that `lacks` says its table or mapping lacks.
+pub fn meant_key(message: &str, lacks: impl Fn(&str) -> bool) -> Option<&str> {
+    let (written, rest) = message.strip_prefix("unknown field `")?.split_once('`')?;
+    let (_, expected) = rest.split_once("expected")?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|k| misspells(written, k) && lacks(k))
+}
+
+/// Whether the key `written` (`windw`) misspells `meant` (`window`): at
+/// most one edit away (two for names longer than four letters), a letter
+/// swapped for its neighbour counting as one edit.
+pub fn misspells(written: &str, meant: &str) -> bool {
+    if written == meant {
+        return false;
+    }
+    let (w, m): (Vec<char>, Vec<char>) = (written.chars().collect(), meant.chars().collect());
+    let most = if m.len() > 4 { 2 } else { 1 };
+    if w.len().abs_diff(m.len()) > most {
+        return false;
+    }
+    // Optimal string alignment distance, three rows at a time.
+    let mut before: Vec<usize> = Vec::new();
+    let mut last: Vec<usize> = (0..=m.len()).collect();
+    for i in 1..=w.len() {
+        let mut row = vec![i; m.len() + 1];
+        for j in 1..=m.len() {
+            let cost = usize::from(w[i - 1] != m[j - 1]);
+            row[j] = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
+            if i > 1 && j > 1 && w[i - 1] == m[j - 2] && w[i - 2] == m[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut last, row);
+    }
+    last[m.len()] <= most
+}
+
 /// What [`read`] found.
 #[derive(Debug)]
 pub struct Read<T> {
@@ -181,9 +224,16 @@ impl<'i> Document<'i> {
                     }
                     self.whole = false;
                 }
-                // A refused key or value: the key goes.
+                // A refused key or value: the key goes, or, a misspelling
+                // of a key its table lacks, is read as that key.
                 None => {
-                    mistakes.push(mistake(self.text, at, Some(dotted(&written)), e.message()));
+                    let mut m = mistake(self.text, at, Some(dotted(&written)), e.message());
+                    if let Some(meant) = self.read_as_meant(&path, e.message()) {
+                        m.message.push_str(&format!("; read as `{meant}`"));
+                        mistakes.push(m);
+                        continue;
+                    }
+                    mistakes.push(m);
                     while matches!(path.last(), Some(Step::Index(_))) {
                         path.pop();
                     }
@@ -219,6 +269,26 @@ impl<'i> Document<'i> {
             }
         }
         self.remove(&path).then_some(line).flatten()
+    }
+
+    /// When the unknown key at `path` (serde's `message`) misspells a key
+    /// its table lacks (see [`meant_key`]), renames it to that key, keeping
+    /// its place in the file; the key it is read as.
+    fn read_as_meant(&mut self, path: &[Step], message: &str) -> Option<String> {
+        let (Step::Key(name), parent) = path.split_last()? else {
+            return None;
+        };
+        let table = table_at(&mut self.table, parent)?;
+        let meant = meant_key(message, |k| !table.iter().any(|(t, _)| t.get_ref() == k))?;
+        let key = table
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| k.get_ref() == name)?
+            .clone();
+        let value = table.remove(&key)?;
+        let renamed = Spanned::new(key.span(), std::borrow::Cow::Owned(meant.to_owned()));
+        table.insert(renamed, value);
+        Some(meant.to_owned())
     }
 
     /// Removes what `path` (as the table is now) leads to, and remembers
@@ -307,6 +377,31 @@ fn as_written(path: &[Step], gone: &[(Vec<Step>, usize)]) -> Vec<Step> {
         out.push(step);
     }
     out
+}
+
+/// The table `path` leads to.
+fn table_at<'t, 'i>(table: &'t mut DeTable<'i>, path: &[Step]) -> Option<&'t mut DeTable<'i>> {
+    let Some((Step::Key(first), rest)) = path.split_first() else {
+        return path.is_empty().then_some(table);
+    };
+    let key = table
+        .iter()
+        .map(|(k, _)| k)
+        .find(|k| k.get_ref() == first)?
+        .clone();
+    let mut v = table.get_mut(&key)?;
+    let mut rest = rest;
+    while let Some((Step::Index(i), after)) = rest.split_first() {
+        match v.get_mut() {
+            DeValue::Array(a) => v = a.get_mut(*i)?,
+            _ => return None,
+        }
+        rest = after;
+    }
+    match v.get_mut() {
+        DeValue::Table(t) => table_at(t, rest),
+        _ => None,
+    }
 }
 
 /// Leaves out what `path` leads to; false when it leads nowhere.

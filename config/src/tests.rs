@@ -143,18 +143,77 @@ start_at = \"sometime\"
 
 #[test]
 fn a_missing_table_and_an_unknown_one_are_both_reported() {
-    let r = read::<File>("[agnet]\nname = \"a\"\n\n[shipping]\nmax_in_flight = \"x\"\n");
+    let r = read::<File>("[settings]\nname = \"a\"\n\n[shipping]\nmax_in_flight = \"x\"\n");
     assert_eq!(
         found(&r),
         vec![
             (1, Some("agent"), "missing field".into()),
-            (1, Some("agnet"), "unknown field".into()),
+            (1, Some("settings"), "unknown field".into()),
             (5, Some("shipping.max_in_flight"), "invalid type:".into()),
         ],
         "{:#?}",
         r.mistakes
     );
     assert!(r.value.is_none());
+}
+
+/// A misspelt key or table that its table lacks is read as the key it
+/// misspells: its value is checked there, and the key is not also
+/// reported missing. Later mistakes under it name it as it is read.
+#[test]
+fn a_misspelling_is_read_as_the_key_it_misspells() {
+    let text = "\
+[agnet]
+name = \"a\"
+max_opne_files = \"many\"
+
+[shipping]
+flush_intervl = \"1s\"
+max_in_flight = 2
+max_in_fligth = 3
+";
+    let r = read::<File>(text);
+    assert_eq!(
+        found(&r),
+        vec![
+            (1, Some("agnet"), "unknown field".into()),
+            (3, Some("agent.max_opne_files"), "unknown field".into()),
+            (3, Some("agent.max_open_files"), "invalid type:".into()),
+            (6, Some("shipping.flush_intervl"), "unknown field".into()),
+            // The key it misspells is written already: no guess.
+            (8, Some("shipping.max_in_fligth"), "unknown field".into()),
+        ],
+        "{:#?}",
+        r.mistakes
+    );
+    let said: Vec<bool> = r
+        .mistakes
+        .iter()
+        .map(|m| m.message.contains("; read as `"))
+        .collect();
+    assert_eq!(said, [true, true, false, true, false], "{:#?}", r.mistakes);
+    assert!(r.mistakes[0].message.ends_with("; read as `agent`"));
+    let f = r.value.expect("every mistake was in an optional key");
+    assert_eq!(f.agent.name, "a");
+    assert_eq!(f.shipping.flush_interval.as_deref(), Some("1s"));
+    assert_eq!(f.shipping.max_in_flight, Some(2));
+    assert!(misspells("windw", "window") && misspells("titel", "title"));
+    assert!(misspells("idd", "id") && misspells("idx", "id") && !misspells("name", "id"));
+    assert!(!misspells("id", "id") && !misspells("summary", "severity"));
+    assert!(misspells("grup_by", "group_by") && !misspells("ab", "cd"));
+    assert_eq!(
+        meant_key(
+            "unknown field `windw`, expected one of `count`, `window`",
+            |_| true
+        ),
+        Some("window")
+    );
+    assert_eq!(
+        meant_key("unknown field `windw`, expected `window`", |k| k
+            != "window"),
+        None
+    );
+    assert_eq!(meant_key("invalid type: map", |_| true), None);
 }
 
 #[test]

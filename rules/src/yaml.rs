@@ -361,62 +361,23 @@ fn without_refused<T: DeserializeOwned>(
     None
 }
 
-/// The key `e`, the error of the unknown key at `path`, lists as expected
-/// (``unknown field `titel`, expected one of `id`, `title`, ...``) that the
-/// key misspells and that its mapping in `item` lacks: the path to read the
-/// key's value at.
+/// The path to read the value of the unknown key at `path` at, when `e`,
+/// its error, lists a key it misspells that its mapping in `item` lacks
+/// (``unknown field `titel`, expected one of `id`, `title`, ...``).
 fn meant(e: &LoadError, path: &str, item: &mut serde_yaml_ng::Value) -> Option<String> {
-    let expected = e
-        .message
-        .strip_prefix("unknown field `")?
-        .split_once("expected")?
-        .1;
-    let (parent, Last::Key(name)) = split_last(path)? else {
+    let (parent, Last::Key(_)) = split_last(path)? else {
         return None;
     };
     let mapping = match walk(item, parent)? {
         serde_yaml_ng::Value::Mapping(m) => m,
         _ => return None,
     };
-    let meant = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .find(|k| misspells(name, k) && !mapping.contains_key(*k))?;
+    let meant = soc_config::meant_key(&e.message, |k| !mapping.contains_key(k))?;
     Some(if parent.is_empty() {
         meant.to_string()
     } else {
         format!("{parent}.{meant}")
     })
-}
-
-/// Whether the key name `written` (`windw`) misspells `meant` (`window`):
-/// at most one edit away (two for names longer than four letters), a letter
-/// swapped for its neighbour counting as one edit.
-fn misspells(written: &str, meant: &str) -> bool {
-    if written == meant {
-        return false;
-    }
-    let (w, m): (Vec<char>, Vec<char>) = (written.chars().collect(), meant.chars().collect());
-    let most = if m.len() > 4 { 2 } else { 1 };
-    if w.len().abs_diff(m.len()) > most {
-        return false;
-    }
-    // Optimal string alignment distance, three rows at a time.
-    let mut before: Vec<usize> = Vec::new();
-    let mut last: Vec<usize> = (0..=m.len()).collect();
-    for i in 1..=w.len() {
-        let mut row = vec![i; m.len() + 1];
-        for j in 1..=m.len() {
-            let cost = usize::from(w[i - 1] != m[j - 1]);
-            row[j] = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
-            if i > 1 && j > 1 && w[i - 1] == m[j - 2] && w[i - 2] == m[j - 1] {
-                row[j] = row[j].min(before[j - 2] + 1);
-            }
-        }
-        before = std::mem::replace(&mut last, row);
-    }
-    last[m.len()] <= most
 }
 
 /// `path` with the keys read under another name (`renamed`: as read, as
@@ -813,10 +774,6 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].left_out, ["tags", "tgas"]);
         assert_eq!(items[1].value.tags.0, ["x"]);
-        assert!(misspells("windw", "window") && misspells("titel", "title"));
-        assert!(misspells("idd", "id") && misspells("idx", "id") && !misspells("name", "id"));
-        assert!(!misspells("id", "id") && !misspells("summary", "severity"));
-        assert!(misspells("grup_by", "group_by") && !misspells("ab", "cd"));
     }
 
     /// A plain scalar that YAML reads as a number is still text where the
