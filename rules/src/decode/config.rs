@@ -494,8 +494,17 @@ pub(crate) fn compile(
     };
 
     let mut steps = Vec::new();
-    // Capture names known statically; None once a kv step makes them open-ended.
-    let mut known: Option<Vec<String>> = Some(Vec::new());
+    // Capture names known statically; None once a kv step makes them
+    // open-ended, or when a parse step was left out (a mistake reported
+    // already, whose captures are not known).
+    let left_out_under = |key: &str| {
+        item.left_out.iter().any(|p| {
+            p.strip_prefix(key)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
+    };
+    let parse_left_out = left_out_under("parse");
+    let mut known: Option<Vec<String>> = (!parse_left_out).then(Vec::new);
     for (i, s) in cfg.parse.iter().enumerate() {
         let field = format!("parse[{i}]");
         let count = s.syslog.is_some() as u8
@@ -681,7 +690,14 @@ pub(crate) fn compile(
         };
         steps.push(step);
     }
-    if steps.is_empty() && cfg.parse.is_empty() && when_is_empty(&when) {
+    // Without a parse step or a `when` condition that was left out.
+    let when_left_out = left_out_under("when");
+    if steps.is_empty()
+        && cfg.parse.is_empty()
+        && when_is_empty(&when)
+        && !parse_left_out
+        && !when_left_out
+    {
         problem(
             item.start_line,
             "parse",

@@ -238,6 +238,39 @@ fn load_errors_are_all_reported_with_lines() {
     );
 }
 
+/// A parse step or `when` condition that was refused (reported) leaves
+/// the decoder's captures unknown: its fields are not also reported as
+/// naming no capture, nor the decoder as having no parse step. A key
+/// refused beside a parse step that was kept leaves the checks on.
+#[test]
+fn what_a_refused_parse_step_leaves_out_is_not_reported_again() {
+    let text = r#"decoders:
+  - name: wrong_kind
+    when: { program: {x: 1} }
+    parse: { regex: { pattern: '^(?P<a>\S+)' } }
+    fields:
+      user.name: { from: a }
+  - name: kept
+    parse:
+      - regex: { pattern: '^(?P<a>\S+)' }
+    parsed: x
+    fields:
+      user.name: { from: b }
+"#;
+    let errors = load_errors(text);
+    assert_eq!(
+        places(&errors),
+        vec![
+            (Some(3), Some("when.program")),
+            (Some(4), Some("parse")),
+            (Some(10), Some("parsed")),
+            (Some(12), Some("fields.user.name.from")),
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[3].message.contains("no parse step captures `b`"));
+}
+
 #[test]
 fn after_cycles_are_rejected() {
     let text = r#"
