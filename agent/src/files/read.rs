@@ -111,7 +111,7 @@ impl Files {
     /// Whether the file still holds what was read from it; restarts it as
     /// a new generation when not. Returns the identity to read it under,
     /// `None` when it cannot be read now.
-    fn check_truncated(&mut self, id: FileId, len: u64) -> Option<FileId> {
+    pub(super) fn check_truncated(&mut self, id: FileId, len: u64) -> Option<FileId> {
         let w = self.watched.get_mut(&id)?;
         let offset = w.tail.offset();
         let ident = identity::identify(&w.file);
@@ -131,9 +131,14 @@ impl Files {
             };
         }
         let shrunk = len < offset;
+        // Nothing read of it yet, only another first line tells: it was
+        // truncated and written again since it was taken under this one.
         let rewritten = !shrunk
-            && offset > w.tail.format().bom_len
-            && rewritten_before(&w.file, &id, &ident, w.read_guard, offset);
+            && if offset > w.tail.format().bom_len {
+                rewritten_before(&w.file, &id, &ident, w.read_guard, offset)
+            } else {
+                matches!(&ident, Ok(Ident::Text(now, _)) if now.first_line != id.first_line)
+            };
         if !shrunk && !rewritten {
             return Some(id);
         }

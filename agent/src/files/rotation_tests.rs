@@ -559,3 +559,35 @@ fn a_truncation_between_the_check_and_the_read_does_not_count_the_read() -> std:
     }
     Ok(())
 }
+
+/// Regression (seen in the logrotate copytruncate end-to-end test): a file
+/// truncated and written again, taken under its new first line with
+/// nothing read of it yet, then truncated and written again with another
+/// first line before the read. Nothing read, the offset (0) could not tell
+/// of the truncation, while every read saw the first line change and was
+/// dropped: the file was never read again.
+#[test]
+fn a_second_truncation_before_anything_was_read_is_still_seen() -> std::io::Result<()> {
+    let mut h = Harness::new(StartAt::Beginning)?;
+    h.append("ufw.log", b"hdr\na1\n")?;
+    assert_eq!(lines(&h.ship()), ["hdr", "a1"]);
+    let truncate = |h: &Harness, text: &[u8]| -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(h.log("ufw.log"))?
+            .set_len(0)?;
+        h.append("ufw.log", text)
+    };
+    truncate(&h, b"x1\nx2\n")?;
+    // The check alone: the file is taken under its new first line, at 0.
+    let ids: Vec<_> = h.files.watched.keys().copied().collect();
+    assert_eq!(ids.len(), 1);
+    let len = std::fs::metadata(h.log("ufw.log"))?.len();
+    let taken = h.files.check_truncated(ids[0], len).expect("readable");
+    assert_ne!(taken, ids[0]);
+    assert_eq!(h.files.watched[&taken].tail.offset(), 0);
+    truncate(&h, b"y1\ny2\ny3\n")?;
+    let got = h.ship();
+    assert_eq!(lines(&got), ["y1", "y2", "y3"]);
+    Ok(())
+}
