@@ -704,6 +704,14 @@ mod tests {
         }
     }
 
+    /// (line, field) of each error.
+    fn places(errors: &[LoadError]) -> Vec<(Option<usize>, Option<&str>)> {
+        errors
+            .iter()
+            .map(|e| (e.line, e.field.as_deref()))
+            .collect()
+    }
+
     #[test]
     fn every_broken_item_is_reported_with_its_line() {
         let text = "# comment\nrules:\n  - id: a\n    tags: [x, 1]\n\n  - id: b\n    bogus: 1\n  - id: c\n  - idd: d\n  - id: e\n    bogus: 1\n    tags: {x: 1}\n  - name: f\n    tags: [y]\n  - id: g\n    tags: {y: 1}\n    bogus: 2\n";
@@ -721,11 +729,8 @@ mod tests {
         assert!(items[3].left_out.is_empty());
         assert_eq!(items[4].left_out, ["bogus", "tags"]);
         let lines: Vec<usize> = items.iter().map(|i| i.start_line).collect();
-        assert_eq!(lines, [3, 6, 8, 9, 10, 13 + 2]);
-        let got: Vec<(Option<usize>, Option<&str>)> = errors
-            .iter()
-            .map(|e| (e.line, e.field.as_deref()))
-            .collect();
+        assert_eq!(lines, [3, 6, 8, 9, 10, 15]);
+        let got = places(&errors);
         assert_eq!(
             got,
             [
@@ -755,10 +760,7 @@ mod tests {
         let text = "rules:\n  - id: a\n    tgas: {x: 1}\n  - tagz: [x]\n    id: b\n";
         let mut errors = Vec::new();
         let items: Vec<Located<Item>> = load_items(&src(text), "rules", &mut errors);
-        let got: Vec<(Option<usize>, Option<&str>)> = errors
-            .iter()
-            .map(|e| (e.line, e.field.as_deref()))
-            .collect();
+        let got = places(&errors);
         assert_eq!(
             got,
             [
