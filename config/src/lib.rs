@@ -23,7 +23,7 @@ use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeArray, DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeArray, DeString, DeTable, DeValue, ValueDeserializer};
 
 /// One mistake of a file: what is wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,12 +279,8 @@ impl<'i> Document<'i> {
             return None;
         };
         let table = table_at(&mut self.table, parent)?;
-        let meant = meant_key(message, |k| !table.iter().any(|(t, _)| t.get_ref() == k))?;
-        let key = table
-            .iter()
-            .map(|(k, _)| k)
-            .find(|k| k.get_ref() == name)?
-            .clone();
+        let meant = meant_key(message, |k| key_named(table, k).is_none())?;
+        let key = key_named(table, name)?;
         let value = table.remove(&key)?;
         let renamed = Spanned::new(key.span(), std::borrow::Cow::Owned(meant.to_owned()));
         table.insert(renamed, value);
@@ -379,67 +375,71 @@ fn as_written(path: &[Step], gone: &[(Vec<Step>, usize)]) -> Vec<Step> {
     out
 }
 
-/// The table `path` leads to.
-fn table_at<'t, 'i>(table: &'t mut DeTable<'i>, path: &[Step]) -> Option<&'t mut DeTable<'i>> {
-    let Some((Step::Key(first), rest)) = path.split_first() else {
-        return path.is_empty().then_some(table);
-    };
-    let key = table
+/// The key of `table` written as `name`.
+fn key_named<'i>(table: &DeTable<'i>, name: &str) -> Option<Spanned<DeString<'i>>> {
+    table
         .iter()
         .map(|(k, _)| k)
-        .find(|k| k.get_ref() == first)?
-        .clone();
-    let mut v = table.get_mut(&key)?;
-    let mut rest = rest;
-    while let Some((Step::Index(i), after)) = rest.split_first() {
-        match v.get_mut() {
-            DeValue::Array(a) => v = a.get_mut(*i)?,
-            _ => return None,
-        }
-        rest = after;
+        .find(|k| k.get_ref() == name)
+        .cloned()
+}
+
+/// The value `path` (not empty) leads to.
+fn value_at<'t, 'i>(
+    table: &'t mut DeTable<'i>,
+    path: &[Step],
+) -> Option<&'t mut Spanned<DeValue<'i>>> {
+    let (Step::Key(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let v = table.get_mut(&key_named(table, first)?)?;
+    value_in(v, rest)
+}
+
+/// What `path` leads to from `v` (`v` itself when empty).
+fn value_in<'t, 'i>(
+    v: &'t mut Spanned<DeValue<'i>>,
+    path: &[Step],
+) -> Option<&'t mut Spanned<DeValue<'i>>> {
+    let Some((step, after)) = path.split_first() else {
+        return Some(v);
+    };
+    match (step, v.get_mut()) {
+        (_, DeValue::Table(t)) => value_at(t, path),
+        (Step::Index(i), DeValue::Array(a)) => value_in(a.get_mut(*i)?, after),
+        _ => None,
     }
-    match v.get_mut() {
-        DeValue::Table(t) => table_at(t, rest),
+}
+
+/// The table `path` leads to (the file's own when empty).
+fn table_at<'t, 'i>(table: &'t mut DeTable<'i>, path: &[Step]) -> Option<&'t mut DeTable<'i>> {
+    if path.is_empty() {
+        return Some(table);
+    }
+    match value_at(table, path)?.get_mut() {
+        DeValue::Table(t) => Some(t),
         _ => None,
     }
 }
 
 /// Leaves out what `path` leads to; false when it leads nowhere.
 fn remove(table: &mut DeTable<'_>, path: &[Step]) -> bool {
-    let Some((Step::Key(first), rest)) = path.split_first() else {
-        return false;
-    };
-    let Some(key) = table.iter().map(|(k, _)| k).find(|k| k.get_ref() == first) else {
-        return false;
-    };
-    let key = key.clone();
-    if rest.is_empty() {
-        return table.remove(&key).is_some();
-    }
-    match table.get_mut(&key) {
-        Some(v) => remove_in(v, rest),
-        None => false,
-    }
-}
-
-fn remove_in(v: &mut Spanned<DeValue<'_>>, path: &[Step]) -> bool {
-    match (v.get_mut(), path) {
-        (DeValue::Table(t), _) => remove(t, path),
-        (DeValue::Array(a), [Step::Index(i), rest @ ..]) => {
-            if rest.is_empty() {
-                if *i >= a.len() {
-                    return false;
-                }
-                let mut kept = DeArray::new();
-                for (j, e) in a.iter().enumerate() {
-                    if j != *i {
-                        kept.push(e.clone());
+    match path.split_last() {
+        Some((Step::Key(name), parent)) => table_at(table, parent)
+            .is_some_and(|t| key_named(t, name).is_some_and(|key| t.remove(&key).is_some())),
+        Some((Step::Index(i), parent)) if !parent.is_empty() => {
+            match value_at(table, parent).map(|v| v.get_mut()) {
+                Some(DeValue::Array(a)) if *i < a.len() => {
+                    let mut kept = DeArray::new();
+                    for (j, e) in a.iter().enumerate() {
+                        if j != *i {
+                            kept.push(e.clone());
+                        }
                     }
+                    *a = kept;
+                    true
                 }
-                *a = kept;
-                true
-            } else {
-                a.get_mut(*i).is_some_and(|e| remove_in(e, rest))
+                _ => false,
             }
         }
         _ => false,
