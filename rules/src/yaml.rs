@@ -380,13 +380,18 @@ fn meant(e: &LoadError, path: &str, item: &mut serde_yaml_ng::Value) -> Option<S
     })
 }
 
+/// What follows `key` in `path` (`""`, `.window`, `[1].field`), when the
+/// path is `key` or goes on below it.
+pub(crate) fn below<'p>(path: &'p str, key: &str) -> Option<&'p str> {
+    path.strip_prefix(key)
+        .filter(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
 /// `path` with the keys read under another name (`renamed`: as read, as
 /// written) written as they are in the file.
 fn as_written(path: &str, renamed: &[(String, String)]) -> String {
     for (read, written) in renamed {
-        if let Some(rest) = path.strip_prefix(read.as_str())
-            && (rest.is_empty() || rest.starts_with(['.', '[']))
-        {
+        if let Some(rest) = below(path, read) {
             return format!("{written}{rest}");
         }
     }
@@ -408,10 +413,7 @@ fn walk<'v>(
             let key = m
                 .keys()
                 .filter_map(|k| k.as_str())
-                .filter(|k| {
-                    path.strip_prefix(k)
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-                })
+                .filter(|k| below(path, k).is_some())
                 .max_by_key(|k| k.len())?
                 .to_string();
             let rest = &path[key.len()..];
@@ -722,8 +724,8 @@ mod tests {
         // the caller checks the rest of it too; `e` the same, without its
         // unknown key and its wrong `tags` (which has a default). `idd`
         // misspells the missing `id`: `d` is read with it as its id.
-        // `name` misspells no key: `f` lacks an id. `g`'s wrong `tags`, the first mistake, does not hide
-        // `bogus`.
+        // `name` misspells no key: `f` lacks an id. `g`'s wrong `tags`,
+        // the first mistake, does not hide `bogus`.
         assert_eq!(ids, ["a", "b", "c", "d", "e", "g"]);
         assert_eq!(items[0].value.tags.0, ["x", "1"]);
         assert!(items[3].left_out.is_empty());

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::convert::{Convert, ConvertName};
 use super::pairs::{NeedlePairs, Pairs};
-use crate::yaml::{Located, OneOrMany};
+use crate::yaml::{Located, OneOrMany, below};
 
 /// One decoder as written in a file under `decoders:`.
 #[derive(Debug, Deserialize)]
@@ -497,12 +497,7 @@ pub(crate) fn compile(
     // Capture names known statically; None once a kv step makes them
     // open-ended, or when a parse step was left out (a mistake reported
     // already, whose captures are not known).
-    let left_out_under = |key: &str| {
-        item.left_out.iter().any(|p| {
-            p.strip_prefix(key)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-        })
-    };
+    let left_out_under = |key: &str| item.left_out.iter().any(|p| below(p, key).is_some());
     let parse_left_out = left_out_under("parse");
     let mut known: Option<Vec<String>> = (!parse_left_out).then(Vec::new);
     for (i, s) in cfg.parse.iter().enumerate() {
