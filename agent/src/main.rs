@@ -61,7 +61,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// Tails log files and ships their lines to soc-collector.
 #[derive(Debug, Parser)]
@@ -82,7 +81,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, set_aside) = soc_config::log_filter_from_env("info");
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -92,6 +91,9 @@ fn main() -> ExitCode {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
+    if let Some(why) = set_aside {
+        tracing::warn!("{why}");
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if cli.check_config => {

@@ -75,8 +75,7 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 fn init_logging(s: &Settings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log_level));
+    let (filter, set_aside) = soc_config::log_filter_from_env(&s.log_level);
     // Colour only on a terminal: a log file or the journal gets plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
@@ -88,6 +87,9 @@ fn init_logging(s: &Settings) {
         b.json().init();
     } else {
         b.init();
+    }
+    if let Some(why) = set_aside {
+        tracing::warn!("{why}");
     }
 }
 

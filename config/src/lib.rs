@@ -25,6 +25,9 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeArray, DeString, DeTable, DeValue, ValueDeserializer};
 
+mod log_filter;
+pub use log_filter::{log_filter, log_filter_from_env};
+
 /// One mistake of a file: what is wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mistake {

@@ -418,6 +418,8 @@ impl CollectorConfig {
                 format!("`{format}` is not `text` or `json`"),
             ));
         }
+        let log_level = self.log.level.unwrap_or_else(|| "info".into());
+        soc_config::log_filter(&log_level).map_err(|m| invalid("log.level", m))?;
         Ok(Settings {
             listen,
             max_connections: positive(
@@ -483,7 +485,7 @@ impl CollectorConfig {
                     ));
                 }
             },
-            log_level: self.log.level.unwrap_or_else(|| "info".into()),
+            log_level,
             log_json: format == "json",
             syslog: self.syslog.build(path)?,
             api: self.api.build(&invalid)?,
@@ -693,6 +695,25 @@ keep = 0
             msg.starts_with("collector.toml:2: key `log.format`"),
             "{msg}"
         );
+        // A level mistyped would be a module name to the filter syntax,
+        // and the collector would log nothing: refused, with its line.
+        let msg =
+            CollectorConfig::settings("[log]\nlevel = \"warning\"\n", p, Path::new("/"), |_| {})
+                .expect_err("a level that is not one")
+                .to_string();
+        assert!(
+            msg.starts_with("collector.toml:2: key `log.level`: `warning` is not a level")
+                && msg.contains("did you mean `warn`?"),
+            "{msg}"
+        );
+        let ok = CollectorConfig::settings(
+            "[log]\nlevel = \"info,soc_collector=debug\"\n",
+            p,
+            Path::new("/"),
+            |_| {},
+        )
+        .expect("a filter with a module");
+        assert_eq!(ok.log_level, "info,soc_collector=debug");
     }
 
     #[test]
