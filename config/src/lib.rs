@@ -91,6 +91,28 @@ pub fn meant_key(message: &str, lacks: impl Fn(&str) -> bool) -> Option<&str> {
         .find(|k| misspells(written, k) && lacks(k))
 }
 
+/// serde's message for a value that is not one of its choices (``unknown
+/// variant `ipp`, expected one of `string`, `ip`, ...``), with the choice
+/// the value likely misspells (see [`misspells`]) named at its end:
+/// ``...; did you mean `ip`?``. Other messages come back as they are.
+pub fn with_meant_variant(message: &str) -> String {
+    let meant = message
+        .strip_prefix("unknown variant `")
+        .and_then(|rest| rest.split_once('`'))
+        .and_then(|(written, rest)| {
+            let (_, expected) = rest.split_once("expected")?;
+            expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .find(|choice| misspells(written, choice))
+        });
+    match meant {
+        Some(choice) => format!("{message}; did you mean `{choice}`?"),
+        None => message.to_owned(),
+    }
+}
+
 /// Whether the key `written` (`windw`) misspells `meant` (`window`): at
 /// most one edit away (two for names longer than four letters), a letter
 /// swapped for its neighbour counting as one edit.
@@ -479,7 +501,7 @@ fn mistake(text: &str, span: Option<Range<usize>>, key: Option<String>, message:
         line,
         column,
         key,
-        message: message.trim_end().to_owned(),
+        message: with_meant_variant(message.trim_end()),
     }
 }
 

@@ -216,6 +216,36 @@ max_in_fligth = 3
     assert_eq!(meant_key("invalid type: map", |_| true), None);
 }
 
+/// A value that is not one of its choices is told the choice it likely
+/// misspells, whichever way serde lists them; it stays a mistake.
+#[test]
+fn a_misspelt_choice_is_told_the_choice_it_misspells() {
+    let text =
+        "[agent]\nname = \"a\"\n[[sources]]\nname = \"s\"\ninclude = []\nstart_at = \"begining\"\n";
+    let r = read::<File>(text);
+    assert_eq!(r.mistakes.len(), 1, "{:#?}", r.mistakes);
+    assert_eq!(r.mistakes[0].line, 6);
+    assert!(
+        r.mistakes[0]
+            .message
+            .ends_with("expected `beginning` or `end`; did you mean `beginning`?"),
+        "{:#?}",
+        r.mistakes
+    );
+    assert_eq!(
+        with_meant_variant("unknown variant `ipp`, expected one of `string`, `ip`, `int`"),
+        "unknown variant `ipp`, expected one of `string`, `ip`, `int`; did you mean `ip`?"
+    );
+    // Nothing close, or not about a choice: as it was.
+    for message in [
+        "unknown variant `xml`, expected `text` or `json`",
+        "unknown field `ipp`, expected `ip`",
+        "invalid type: map",
+    ] {
+        assert_eq!(with_meant_variant(message), message);
+    }
+}
+
 #[test]
 fn syntax_errors_alone_are_reported() {
     let r = read::<File>("[agent]\nname = \"a\nmax_open_files = x\n");

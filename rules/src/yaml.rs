@@ -481,23 +481,40 @@ fn put_at(value: &mut serde_yaml_ng::Value, path: &str, new: serde_yaml_ng::Valu
 
 /// The line of the last key of `path` in the item `at`: each key of the
 /// path looked for (as `key:`) from the line of the one before; the item's
-/// first line when it is not found.
+/// first line when it is not found. A key may hold dots (`source.ip` in
+/// `fields.source.ip.convert`): of the keys the path's next parts could
+/// make, the longest written is taken, as [`walk`] takes it.
 fn line_of_path(at: &Located<()>, path: &str) -> usize {
-    let mut from = 0;
-    for key in path.split('.').map(|p| p.split('[').next().unwrap_or(p)) {
-        if key.is_empty() {
-            continue;
-        }
-        let written = |l: &String| {
+    let parts: Vec<&str> = path
+        .split('.')
+        .map(|p| p.split('[').next().unwrap_or(p))
+        .collect();
+    let written_at = |key: &str, from: usize| {
+        at.lines.iter().skip(from).position(|l| {
             l.match_indices(key).any(|(i, _)| {
                 let before = l[..i].chars().next_back();
                 let after = l[i + key.len()..].trim_start_matches(['"', '\'']);
                 before.is_none_or(|c| matches!(c, ' ' | '{' | ',' | '-' | '"' | '\''))
                     && after.starts_with(':')
             })
-        };
-        if let Some(i) = at.lines.iter().skip(from).position(written) {
-            from += i;
+        })
+    };
+    let mut from = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let found = (i + 1..=parts.len()).rev().find_map(|j| {
+            let key = parts[i..j].join(".");
+            if key.is_empty() {
+                return None;
+            }
+            written_at(&key, from).map(|at| (j, at))
+        });
+        match found {
+            Some((j, at)) => {
+                from += at;
+                i = j;
+            }
+            None => i += 1,
         }
     }
     at.start_line + from
@@ -610,6 +627,7 @@ fn yaml_error(file: &str, line_offset: usize, e: &serde_yaml_ng::Error) -> LoadE
         ),
         _ => (None, text.to_string()),
     };
+    let message = soc_config::with_meant_variant(&message);
     if let Some(unknown) = message
         .strip_prefix("unknown field `")
         .and_then(|r| r.split('`').next())

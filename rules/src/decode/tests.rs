@@ -238,6 +238,36 @@ fn load_errors_are_all_reported_with_lines() {
     );
 }
 
+/// A value that is not one of its choices is told the choice it likely
+/// misspells; one close to none is not.
+#[test]
+fn a_misspelt_choice_is_told_the_choice_it_misspells() {
+    let text = r#"decoders:
+  - name: one
+    parse:
+      - regex: { pattern: '(?P<a>.)' }
+    fields:
+      source.ip: { from: a, convert: ipp }
+      source.port: { from: a, convert: number }
+"#;
+    let errors = load_errors(text);
+    assert_eq!(
+        places(&errors),
+        vec![
+            (Some(6), Some("fields.source.ip.convert")),
+            (Some(7), Some("fields.source.port.convert")),
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors[0].message.starts_with("unknown variant `ipp`")
+            && errors[0].message.ends_with("; did you mean `ip`?"),
+        "{}",
+        errors[0]
+    );
+    assert!(!errors[1].message.contains("did you mean"), "{}", errors[1]);
+}
+
 /// A parse step or `when` condition that was refused (reported) leaves
 /// the decoder's captures unknown: its fields are not also reported as
 /// naming no capture, nor the decoder as having no parse step. A key

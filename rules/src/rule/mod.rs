@@ -67,9 +67,27 @@ impl fmt::Display for Severity {
 }
 
 /// A severity name that is not one of info, low, medium, high, critical.
+/// Its message names the one it likely misspells (`hgh`: `high`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown severity `{0}`, expected one of info, low, medium, high, critical")]
 pub struct ParseSeverityError(pub String);
+
+impl fmt::Display for ParseSeverityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown severity `{}`, expected one of info, low, medium, high, critical",
+            self.0
+        )?;
+        let written = self.0.trim().to_ascii_lowercase();
+        match Severity::ALL
+            .into_iter()
+            .find(|sev| soc_config::misspells(&written, sev.as_str()))
+        {
+            Some(sev) => write!(f, "; did you mean `{sev}`?"),
+            None => Ok(()),
+        }
+    }
+}
 
 impl FromStr for Severity {
     type Err = ParseSeverityError;
@@ -267,6 +285,23 @@ mod tests {
         assert_eq!(
             "urgent".parse::<Severity>(),
             Err(ParseSeverityError("urgent".into()))
+        );
+        // A misspelt name is told the one it likely means; another is not.
+        let hint = |s: &str| s.parse::<Severity>().err().map(|e| e.to_string());
+        assert!(
+            hint("Hgh").is_some_and(|m| m.ends_with("critical; did you mean `high`?")),
+            "{:?}",
+            hint("Hgh")
+        );
+        assert!(
+            hint("critcal").is_some_and(|m| m.ends_with("; did you mean `critical`?")),
+            "{:?}",
+            hint("critcal")
+        );
+        assert!(
+            hint("urgent").is_some_and(|m| !m.contains("did you mean")),
+            "{:?}",
+            hint("urgent")
         );
     }
 
