@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use soc_collector::app::{App, Content, now_ms};
-use soc_collector::config::{CollectorConfig, ConfigError, Settings};
+use soc_collector::config::{CollectorConfig, CommandLine, ConfigError, Settings};
 use soc_collector::db::Db;
 use soc_collector::{pipeline, server, stats, tls};
 use tokio::net::TcpListener;
@@ -60,18 +60,17 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
         }
         None => (String::new(), PathBuf::from("<embedded defaults>"), cwd),
     };
-    let settings = CollectorConfig::settings(&text, &path, &base, |cfg| {
-        if let Some(d) = &cli.data_dir {
-            cfg.data_dir = Some(d.clone());
-        }
-        if let Some(l) = &cli.listen {
-            cfg.server.listen = Some(l.clone());
-        }
-        if let Some(l) = &cli.metrics_listen {
-            cfg.metrics.listen = Some(l.clone());
-        }
-    })?;
-    Ok(settings)
+    let command_line = CommandLine {
+        data_dir: cli.data_dir.clone(),
+        listen: cli.listen.clone(),
+        metrics_listen: cli.metrics_listen.clone(),
+    };
+    Ok(CollectorConfig::settings(
+        &text,
+        &path,
+        &base,
+        &command_line,
+    )?)
 }
 
 fn init_logging(s: &Settings) {

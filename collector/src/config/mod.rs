@@ -42,9 +42,57 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// A value given on the command line that the checks refuse.
+    #[error("command line: {flag} (key `{key}`): {message}")]
+    Flag {
+        flag: &'static str,
+        key: &'static str,
+        message: String,
+    },
     /// More than one of the above, in the order of the file.
     #[error("{}", soc_config::one_a_line(.0))]
     Several(Vec<ConfigError>),
+}
+
+/// Values given on the command line, which win over the file's.
+#[derive(Debug, Clone, Default)]
+pub struct CommandLine {
+    /// `--data-dir`: `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`: `server.listen`.
+    pub listen: Option<String>,
+    /// `--metrics-listen`: `metrics.listen`.
+    pub metrics_listen: Option<String>,
+}
+
+impl CommandLine {
+    /// Puts each value given over `cfg`'s, but for the keys in `refused`;
+    /// the (key, flag) of each value put.
+    fn apply(
+        &self,
+        cfg: &mut CollectorConfig,
+        refused: &[&str],
+    ) -> Vec<(&'static str, &'static str)> {
+        let mut put = Vec::new();
+        let wanted = |key: &str| !refused.contains(&key);
+        if let Some(d) = self.data_dir.as_ref().filter(|_| wanted("data_dir")) {
+            cfg.data_dir = Some(d.clone());
+            put.push(("data_dir", "--data-dir"));
+        }
+        if let Some(l) = self.listen.as_ref().filter(|_| wanted("server.listen")) {
+            cfg.server.listen = Some(l.clone());
+            put.push(("server.listen", "--listen"));
+        }
+        if let Some(l) = self
+            .metrics_listen
+            .as_ref()
+            .filter(|_| wanted("metrics.listen"))
+        {
+            cfg.metrics.listen = Some(l.clone());
+            put.push(("metrics.listen", "--metrics-listen"));
+        }
+        put
+    }
 }
 
 impl ConfigError {
@@ -57,7 +105,7 @@ impl ConfigError {
         match self {
             ConfigError::Parse { line, .. } => *line,
             ConfigError::Invalid { line, .. } => line.unwrap_or(usize::MAX),
-            ConfigError::Read { .. } | ConfigError::Several(_) => 0,
+            ConfigError::Read { .. } | ConfigError::Flag { .. } | ConfigError::Several(_) => 0,
         }
     }
 }
@@ -301,29 +349,41 @@ impl CollectorConfig {
     }
 
     /// Reads `text` (the file at `path`; empty for the embedded defaults),
-    /// lets `adjust` apply the command line, and builds the settings,
+    /// puts the values of `command_line` over it, and builds the settings,
     /// reporting every mistake at once: each key the format or
     /// [`CollectorConfig::build`] refuses is reported, left out, and the
-    /// file read and built again with that key's default.
+    /// file read and built again with that key's default. A refused
+    /// command-line value is reported as such, and the file built again
+    /// with its own value of that key, so that its mistakes are reported
+    /// too.
     pub fn settings(
         text: &str,
         path: &Path,
         base: &Path,
-        adjust: impl Fn(&mut CollectorConfig),
+        command_line: &CommandLine,
     ) -> Result<Settings, ConfigError> {
         let mut doc = soc_config::Document::parse(text)
             .map_err(|m| ConfigError::from_all(parse_errors(path, m)))?;
         let mut errors: Vec<ConfigError> = Vec::new();
-        // Each round leaves out one key or table; a check whose key cannot
-        // be left out (it comes from the command line) ends the rounds.
+        // Keys whose command-line value was refused.
+        let mut refused: Vec<&'static str> = Vec::new();
+        // Each round leaves out one key or table, or one command-line
+        // value; a check whose key cannot be left out ends the rounds.
         for _ in 0..256 {
             let read = doc.read::<CollectorConfig>();
             errors.extend(parse_errors(path, read.mistakes));
             let Some(mut cfg) = read.value else { break };
-            adjust(&mut cfg);
+            let put = command_line.apply(&mut cfg, &refused);
             match cfg.build(path, base) {
                 Ok(settings) if errors.is_empty() => return Ok(settings),
                 Ok(_) => break,
+                Err(ConfigError::Invalid { key, message, .. })
+                    if put.iter().any(|(k, _)| *k == key) =>
+                {
+                    let flag = put.iter().find(|(k, _)| *k == key).map_or("", |(_, f)| f);
+                    errors.push(ConfigError::Flag { flag, key, message });
+                    refused.push(key);
+                }
                 Err(ConfigError::Invalid {
                     path, key, message, ..
                 }) => {
@@ -575,7 +635,7 @@ mod tests {
 
     fn build(text: &str) -> Result<Settings, ConfigError> {
         let p = Path::new("collector.toml");
-        CollectorConfig::settings(text, p, Path::new("/base"), |_| {})
+        CollectorConfig::settings(text, p, Path::new("/base"), &CommandLine::default())
     }
 
     #[test]
@@ -676,31 +736,67 @@ keep = 0
     #[test]
     fn a_refused_command_line_value_is_reported_with_the_file_s_mistakes() {
         let p = Path::new("collector.toml");
-        let msg = CollectorConfig::settings("[log]\nformat = \"xml\"\n", p, Path::new("/"), |c| {
-            c.server.listen = Some("nowhere".into());
-        })
-        .expect_err("bad --listen")
-        .to_string();
+        let command_line = CommandLine {
+            listen: Some("nowhere".into()),
+            metrics_listen: Some("127.0.0.1:0".into()),
+            ..CommandLine::default()
+        };
+        let text = "[server]\nlisten = \"also nowhere\"\n[log]\nformat = \"xml\"\n";
+        let msg = CollectorConfig::settings(text, p, Path::new("/"), &command_line)
+            .expect_err("bad --listen")
+            .to_string();
         let lines: Vec<&str> = msg.lines().collect();
-        assert_eq!(lines.len(), 1, "{msg}");
-        // The command line's value has no line; checking ends with it.
+        // The command line's value first, named by its flag; then the
+        // file's, its own `server.listen` included, each on its line.
+        assert_eq!(lines.len(), 3, "{msg}");
         assert!(
-            lines[0].starts_with("collector.toml: key `server.listen`"),
+            lines[0].starts_with(
+                "command line: --listen (key `server.listen`): `nowhere` is not an address"
+            ),
             "{msg}"
         );
-        let msg = CollectorConfig::settings("[log]\nformat = \"xml\"\n", p, Path::new("/"), |_| {})
-            .expect_err("bad format")
-            .to_string();
+        assert!(
+            lines[1].starts_with("collector.toml:2: key `server.listen`: `also nowhere`"),
+            "{msg}"
+        );
+        assert!(
+            lines[2].starts_with("collector.toml:4: key `log.format`"),
+            "{msg}"
+        );
+        // A good command-line value wins over the file's.
+        let ok = CollectorConfig::settings(
+            "[server]\nlisten = \"127.0.0.1:1\"\n",
+            p,
+            Path::new("/"),
+            &CommandLine {
+                listen: Some("127.0.0.1:2".into()),
+                ..CommandLine::default()
+            },
+        )
+        .expect("good");
+        assert_eq!(ok.listen.port(), 2);
+        let msg = CollectorConfig::settings(
+            "[log]\nformat = \"xml\"\n",
+            p,
+            Path::new("/"),
+            &CommandLine::default(),
+        )
+        .expect_err("bad format")
+        .to_string();
         assert!(
             msg.starts_with("collector.toml:2: key `log.format`"),
             "{msg}"
         );
         // A level mistyped would be a module name to the filter syntax,
         // and the collector would log nothing: refused, with its line.
-        let msg =
-            CollectorConfig::settings("[log]\nlevel = \"warning\"\n", p, Path::new("/"), |_| {})
-                .expect_err("a level that is not one")
-                .to_string();
+        let msg = CollectorConfig::settings(
+            "[log]\nlevel = \"warning\"\n",
+            p,
+            Path::new("/"),
+            &CommandLine::default(),
+        )
+        .expect_err("a level that is not one")
+        .to_string();
         assert!(
             msg.starts_with("collector.toml:2: key `log.level`: `warning` is not a level")
                 && msg.contains("did you mean `warn`?"),
@@ -710,7 +806,7 @@ keep = 0
             "[log]\nlevel = \"info,soc_collector=debug\"\n",
             p,
             Path::new("/"),
-            |_| {},
+            &CommandLine::default(),
         )
         .expect("a filter with a module");
         assert_eq!(ok.log_level, "info,soc_collector=debug");
