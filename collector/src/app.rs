@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 pub struct Content {
     pub decoders: Decoders,
     pub rules: Arc<RuleSet>,
+    /// Fields the rules read that no loaded decoder sets: a rule reading
+    /// one never fires. Warnings; the content loads all the same.
+    pub unset: Vec<soc_rules::UnsetField>,
 }
 
 /// Why decoder or rule files could not be loaded.
@@ -79,6 +82,13 @@ pub fn read_yaml_dir(dir: &Path) -> Result<Vec<SourceFile>, ContentError> {
 }
 
 impl Content {
+    /// Logs each field a rule reads that no decoder sets.
+    pub fn warn_unset(&self) {
+        for u in &self.unset {
+            tracing::warn!("{u}");
+        }
+    }
+
     /// Loads the shipped content and/or the configured folders.
     pub fn load(settings: &Settings) -> Result<Content, ContentError> {
         let mut dec_files = if settings.builtin_rules {
@@ -103,6 +113,7 @@ impl Content {
         let errors = match (decoders, rules) {
             (Ok(decoders), Ok(rules)) => {
                 return Ok(Content {
+                    unset: soc_rules::unset_fields(&rules, &decoders, &rule_files),
                     decoders,
                     rules: Arc::new(rules),
                 });
@@ -282,6 +293,7 @@ impl App {
             rules = new.rules.rules().len(),
             "detection content reloaded"
         );
+        new.warn_unset();
         Ok(new)
     }
 

@@ -100,10 +100,17 @@ fn main() -> anyhow::Result<()> {
         if let (Some(c), Some(k)) = (&settings.tls_cert_file, &settings.tls_key_file) {
             tls::server_config(&settings.data_dir, Some(c), Some(k), &[])?;
         }
+        for u in &content.unset {
+            println!("warning: {u}");
+        }
         println!(
-            "configuration is valid: {} decoders, {} rules",
+            "configuration is valid: {} decoders, {} rules{}",
             content.decoders.names().len(),
-            content.rules.rules().len()
+            content.rules.rules().len(),
+            match content.unset.len() {
+                0 => String::new(),
+                n => format!(" ({n} warning(s))"),
+            }
         );
         return Ok(());
     }
@@ -118,6 +125,7 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let content = Content::load(&settings)?;
+    content.warn_unset();
     let db = Db::open(&settings.data_dir.join("db"))?;
     let tls_cfg = tls::server_config(
         &settings.data_dir,

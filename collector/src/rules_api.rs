@@ -26,6 +26,10 @@ pub struct ReloadView {
     pub decoders: usize,
     /// Rules now in force (enabled or not).
     pub rules: usize,
+    /// Fields a rule reads that no decoder sets, one sentence each (a rule
+    /// reading one never fires); the rules are in force all the same.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `GET /api/v1/rules` (viewer): the rules in force, in load order, each
@@ -89,6 +93,7 @@ pub fn reload(app: &App, by: &str) -> Result<ReloadView, ContentError> {
             Ok(ReloadView {
                 decoders: c.decoders.names().len(),
                 rules: c.rules.rules().len(),
+                warnings: c.unset.iter().map(ToString::to_string).collect(),
             })
         }
         Err(e) => {

@@ -53,6 +53,7 @@ mod decode;
 mod engine;
 mod error;
 mod event;
+mod field_check;
 mod inline_tests;
 mod lists;
 mod rule;
@@ -66,6 +67,7 @@ pub use engine::{
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};
+pub use field_check::{UnsetField, unset_fields};
 pub use inline_tests::run_inline_tests;
 pub use lists::{List, Lists};
 pub use rule::{

@@ -429,6 +429,20 @@ impl Decoders {
         }
     }
 
+    /// The names of the fields an event can hold: those decoding itself
+    /// sets (`message`, `host.name`, `agent.name`, ...) and those of every
+    /// decoder's `fields:` and `set:`, sorted.
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(SharedName::as_str)
+    }
+
+    /// Whether some decoder (or decoding itself) can set the field `name`.
+    pub fn sets_field(&self, name: &str) -> bool {
+        self.names
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .is_ok()
+    }
+
     /// Decoder names in load order.
     pub fn names(&self) -> Vec<String> {
         self.decoders.iter().map(|d| d.name.clone()).collect()

@@ -219,6 +219,17 @@ impl std::fmt::Debug for Needles {
 pub(crate) type CondProblem = (String, String, String);
 
 impl Condition {
+    /// Adds the fields it tests to `out`.
+    pub(crate) fn fields<'c>(&'c self, out: &mut std::collections::BTreeSet<&'c str>) {
+        match self {
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().for_each(|c| c.fields(out)),
+            Condition::Not(c) => c.fields(out),
+            Condition::Field { field, .. } => {
+                out.insert(field);
+            }
+        }
+    }
+
     /// Compiles `cfg`; `path` names it in errors (e.g. `match.all[1]`).
     pub(crate) fn compile(
         cfg: &ConditionConfig,

@@ -66,6 +66,16 @@ impl fmt::Display for Severity {
     }
 }
 
+/// The placeholders a summary may use that the engine fills itself, from
+/// the detection rather than the event: the count of a threshold, and the
+/// newest event's time and the limit of a silence.
+pub(crate) const SUMMARY_FIELDS: [&str; 4] = [
+    "threshold.count",
+    "silence.last_seen_ms",
+    "silence.limit_ms",
+    "silence.limit",
+];
+
 /// A severity name that is not one of info, low, medium, high, critical.
 /// Its message names the one it likely misspells (`hgh`: `high`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +186,38 @@ impl Rule {
         self.condition.eval(&event.fields)
             && (!matches!(self.kind, RuleKind::Sequence(_))
                 || self.steps_holding(event).next().is_some())
+    }
+
+    /// The fields the rule reads: those its conditions test (its steps'
+    /// too), its group, distinct, join and silence keys, its suppression
+    /// key and its summary's placeholders, but for those the engine fills
+    /// itself ([`SUMMARY_FIELDS`]).
+    pub fn fields_read(&self) -> std::collections::BTreeSet<&str> {
+        let mut out = std::collections::BTreeSet::new();
+        self.condition.fields(&mut out);
+        match &self.kind {
+            RuleKind::Single => {}
+            RuleKind::Threshold(t) => {
+                out.extend(t.group_by.iter().map(String::as_str));
+                out.extend(t.distinct.as_deref());
+            }
+            RuleKind::Sequence(seq) => {
+                for step in &seq.steps {
+                    step.condition.fields(&mut out);
+                    out.extend(step.by.iter().map(String::as_str));
+                }
+            }
+            RuleKind::Silence(s) => out.extend(s.by.iter().map(String::as_str)),
+        }
+        if let Some(by) = self.suppress.as_ref().and_then(|s| s.by.as_ref()) {
+            out.extend(by.iter().map(String::as_str));
+        }
+        out.extend(
+            self.summary
+                .fields()
+                .filter(|f| !SUMMARY_FIELDS.contains(f)),
+        );
+        out
     }
 
     /// How many inline test cases the rule has.

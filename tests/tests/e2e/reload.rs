@@ -40,6 +40,15 @@ const BROKEN: &str = "rules:
       resembles: something
 ";
 
+/// Loads, but reads a field no decoder sets: a warning, not an error.
+const MISSPELT: &str = "rules:
+  - id: local-misspelt
+    title: Misspelt on purpose
+    severity: low
+    summary: s
+    match: { field: sorce.ip, equals: 192.0.2.1 }
+";
+
 fn failure(second: u32) -> String {
     format!(
         "Nov 28 08:03:{second:02} bastion sshd[4242]: Failed password for root from 203.0.113.9 port {} ssh2",
@@ -165,6 +174,7 @@ fn reload_adds_rules_keeps_half_way_state_and_refuses_a_broken_file() -> anyhow:
     let out = c.socctl(&["rules", "reload"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("reloaded"), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
     append_lines(
         &log,
         &[
@@ -211,6 +221,22 @@ fn reload_adds_rules_keeps_half_way_state_and_refuses_a_broken_file() -> anyhow:
         .map(|e| e["outcome"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(outcomes, vec!["success", "failed"]);
+
+    // A rule that reads a field no decoder sets is taken, with a warning
+    // that names its line and the field it likely means.
+    std::fs::write(&broken, MISSPELT)?;
+    let out = c.socctl(&["rules", "reload"]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    let at = format!(
+        "{}:6: rule `local-misspelt` reads `sorce.ip`",
+        broken.display()
+    );
+    assert!(
+        msg.contains(&format!("warning: {at}")) && msg.contains("did you mean `source.ip`?"),
+        "{msg}"
+    );
+    assert!(rule(&c.socctl_ndjson(&["rules", "list"])?, "local-misspelt").is_ok());
     println!(
         "reload test: new rule fired after reload; 3+2 failures across the reload = 1 alert; broken file refused at {at}"
     );

@@ -470,6 +470,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
+                for w in &r.warnings {
+                    println!("warning: {w}");
+                }
                 println!("reloaded: {} decoders, {} rules", r.decoders, r.rules);
             }
         }

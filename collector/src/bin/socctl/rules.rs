@@ -39,6 +39,10 @@ pub struct ContentArgs {
     /// A folder of list files for `in_list:` (default: DIR/lists when it exists).
     #[arg(long)]
     pub lists: Option<PathBuf>,
+    /// A folder of decoder files loaded too, when they are not in DIR (as
+    /// the collector's `rules.decoders_dir` beside its `rules_dir`).
+    #[arg(long)]
+    pub decoders: Option<PathBuf>,
     /// Leave out the shipped decoders, rules and lists.
     #[arg(long)]
     pub no_builtin: bool,
@@ -66,6 +70,8 @@ pub struct TestArgs {
 struct Loaded {
     decoders: Decoders,
     rules: RuleSet,
+    /// Fields the rules read that no loaded decoder sets (warnings).
+    unset: Vec<soc_rules::UnsetField>,
 }
 
 /// With `deferred`, decoder regexes are compiled when a line first reaches
@@ -91,6 +97,9 @@ fn load(
     } else {
         Vec::new()
     };
+    if let Some(dir) = &args.decoders {
+        dec.extend(read_yaml_dir(dir).with_context(|| format!("reading {}", dir.display()))?);
+    }
     if let Some(dir) = &args.dir {
         for f in read_yaml_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             if f.text.lines().any(|l| l.starts_with("decoders:")) {
@@ -128,7 +137,11 @@ fn load(
     };
     let r = RuleSet::from_sources_with_lists(&rules, &lists);
     Ok(match (d, r) {
-        (Ok(decoders), Ok(rules)) => Ok(Loaded { decoders, rules }),
+        (Ok(decoders), Ok(set)) => Ok(Loaded {
+            unset: soc_rules::unset_fields(&set, &decoders, &rules),
+            decoders,
+            rules: set,
+        }),
         (Err(mut a), Err(b)) => {
             a.0.extend(b.0);
             Err(a)
@@ -160,8 +173,18 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     match cmd {
         RulesCmd::Lint(args) => match load(&args, false)? {
             Ok(l) => {
+                for u in &l.unset {
+                    println!("warning: {u}");
+                }
+                let warnings = match l.unset.len() {
+                    0 => String::new(),
+                    n => format!(
+                        " ({n} warning(s): a rule that reads a field no event holds never \
+                         fires; if a decoder of yours sets it, lint its folder too with --decoders)"
+                    ),
+                };
                 println!(
-                    "ok: {} decoders, {} rules",
+                    "ok: {} decoders, {} rules{warnings}",
                     l.decoders.names().len(),
                     l.rules.rules().len()
                 );
