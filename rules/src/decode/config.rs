@@ -675,7 +675,7 @@ pub(crate) fn compile(
             }
         } else if let Some(n) = &s.netfilter {
             if let Some(k) = known.as_mut() {
-                k.extend(["prefix", "rule_name", "pairs"].map(String::from));
+                k.extend(["prefix", "rule_name", "pairs", "verdict"].map(String::from));
             }
             Step::Netfilter {
                 from: n.from.clone(),

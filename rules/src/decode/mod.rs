@@ -985,6 +985,9 @@ fn run_steps<'c, 'd: 'c>(
                         push_sub(caps, &src, "rule_name", name);
                     }
                     push_sub(caps, &src, "pairs", r.pairs);
+                    if let Some(verdict) = r.verdict {
+                        push_sub(caps, &src, "verdict", verdict);
+                    }
                 }
                 None if first => return StepsResult::NotApplicable,
                 None => {

@@ -5,7 +5,11 @@
 //! captures the operator's `prefix` (before `IN=`, trailing spaces removed),
 //! the `rule_name` it spells (the prefix without its brackets and final
 //! colon: `[UFW BLOCK]` and `IPTABLES-DROP:` name `UFW BLOCK` and
-//! `IPTABLES-DROP`) and the `pairs` (from `IN=` to the end) for a `kv` step.
+//! `IPTABLES-DROP`) and the `pairs` (from `IN=` to the end) for a `kv` step,
+//! and the `verdict`: the first of the words block, drop, reject, deny,
+//! allow, accept in the prefix, in any case (`BLOCK` of `[UFW BLOCK]`), as
+//! the regex `(?i)(?P<verdict>block|drop|reject|deny|allow|accept)` would
+//! find it there.
 //!
 //! Hand-written rather than a regex because it is the busiest firewall
 //! format, and a capturing regex over the whole line was the most expensive
@@ -26,6 +30,36 @@ pub(crate) struct Record {
     /// captures of it (nothing when the prefix spans lines).
     pub rule_name: Option<Range<usize>>,
     pub pairs: Range<usize>,
+    /// Within `prefix`: the verdict word, when it holds one.
+    pub verdict: Option<Range<usize>>,
+}
+
+/// The verdict words, lower case.
+const VERDICTS: [&[u8]; 6] = [b"block", b"drop", b"reject", b"deny", b"allow", b"accept"];
+
+/// The regex [`verdict`] reads a prefix with when it is not all ASCII:
+/// under Unicode case folding, `k` also matches the Kelvin sign.
+static VERDICT: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)] // a constant pattern, proven by the tests
+    Regex::new(r"(?i)block|drop|reject|deny|allow|accept").expect("valid verdict pattern")
+});
+
+/// Where the first verdict word of `prefix` is, in any case. No word is
+/// another's start, so at most one begins at a place: the first place one
+/// begins at is the regex's leftmost-first match.
+pub(crate) fn verdict(prefix: &str) -> Option<Range<usize>> {
+    if !prefix.is_ascii() {
+        return VERDICT.find(prefix).map(|m| m.range());
+    }
+    let b = prefix.as_bytes();
+    (0..b.len()).find_map(|at| {
+        VERDICTS.iter().find_map(|word| {
+            let end = at + word.len();
+            b.get(at..end)
+                .filter(|s| s.eq_ignore_ascii_case(word))
+                .map(|_| at..end)
+        })
+    })
 }
 
 /// The kernel's `[ 1234.567890]` uptime stamp and the spaces after it. Its
@@ -116,6 +150,7 @@ pub(crate) fn split(s: &str) -> Option<Record> {
         prefix: start..start + prefix.len(),
         rule_name: (!prefix.contains('\n')).then_some(name_at..name_at + name.len()),
         pairs: start + pairs_at..s.len(),
+        verdict: verdict(prefix).map(|v| start + v.start..start + v.end),
     })
 }
 
@@ -172,6 +207,45 @@ mod tests {
             let want = RULE_NAME.captures(p).map(|c| c["rule_name"].to_string());
             assert_eq!(r.rule_name.map(|n| line[n].to_string()), want, "{line:?}");
         }
+    }
+
+    /// The regex the decoder ran on the prefix before the step captured
+    /// the verdict.
+    static VERDICT_REGEX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)(?P<verdict>block|drop|reject|deny|allow|accept)").expect("valid")
+    });
+
+    #[test]
+    fn verdict_is_what_the_regex_found_in_the_prefix() {
+        let pieces = [
+            "[", "]", " ", "UFW ", "BLOCK", "block", "Drop", "REJ", "ECT", "deny", "DENYY",
+            "alLow", "ACCEPT", "acc", "blo", "ck", "\u{212a}", "é", "x", ":", "-",
+        ];
+        let mut next = xorshift(0x6a09_e667_f3bc_c909);
+        let mut found = 0;
+        for _ in 0..50_000 {
+            let mut prefix = String::new();
+            for _ in 0..(next() % 7) {
+                prefix.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let want = VERDICT_REGEX
+                .captures(&prefix)
+                .and_then(|c| c.name("verdict"))
+                .map(|m| m.range());
+            found += usize::from(want.is_some());
+            assert_eq!(verdict(&prefix), want, "{prefix:?}");
+            // Where the step puts it in a whole line.
+            let line = format!("[ 5.25] {prefix} IN=eth0 OUT= SRC=1.2.3.4");
+            if let Some(r) = split(&line) {
+                let got = r.verdict.map(|v| line[v].to_string());
+                let p = &line[r.prefix];
+                let want = VERDICT_REGEX.find(p).map(|m| m.as_str().to_string());
+                assert_eq!(got, want, "{line:?}");
+            }
+        }
+        assert!(found > 5_000, "only {found} prefixes with a verdict");
+        // The Kelvin sign folds to `k`: the regex decides, as before.
+        assert_eq!(verdict("[UFW BLOC\u{212a}]"), Some(5..12));
     }
 
     #[test]
