@@ -185,6 +185,31 @@ struct Table {
     /// Positions in [`RuleIndex::fields`].
     fields: Vec<usize>,
     rules: HashMap<u64, Vec<u32>, BuildHasherDefault<Identity>>,
+    /// The key hashes of its first field that some rule is filed under,
+    /// as bits (see [`Firsts`]): an event whose value of that field is
+    /// none of them skips the table without a lookup. Most tables are
+    /// filed under a few values of a field most events hold
+    /// (`event.action: signature_update`), so most events skip most
+    /// tables this way.
+    firsts: Firsts,
+}
+
+/// A set of key hashes as 256 bits, one per hash's top byte: a hash whose
+/// bit is clear is not in the set; one whose bit is set may be.
+#[derive(Debug, Clone, Default)]
+struct Firsts([u64; 4]);
+
+impl Firsts {
+    fn insert(&mut self, hash: u64) {
+        let bit = (hash >> 56) as usize;
+        self.0[bit / 64] |= 1 << (bit % 64);
+    }
+
+    #[inline]
+    fn may_hold(&self, hash: u64) -> bool {
+        let bit = (hash >> 56) as usize;
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
 }
 
 /// Rules by required value, see the module documentation.
@@ -314,6 +339,7 @@ impl RuleIndex {
                     index.tables.push(Table {
                         fields: positions,
                         rules: HashMap::default(),
+                        firsts: Firsts::default(),
                     });
                     index.tables.len() - 1
                 });
@@ -332,6 +358,9 @@ impl RuleIndex {
                         .collect();
                 }
                 for c in combos {
+                    if let Some(&first) = c.first() {
+                        table.firsts.insert(first);
+                    }
                     let list = table.rules.entry(combine(&c)).or_default();
                     if list.last() != Some(&rule) {
                         list.push(rule);
@@ -410,9 +439,12 @@ impl RuleIndex {
                 }
             };
             match t.fields[..] {
-                [a] => of(a).iter().for_each(|&h| hit(combine(&[h]))),
+                [a] => of(a)
+                    .iter()
+                    .filter(|&&h| t.firsts.may_hold(h))
+                    .for_each(|&h| hit(combine(&[h]))),
                 [a, b] => {
-                    for &ha in of(a) {
+                    for &ha in of(a).iter().filter(|&&h| t.firsts.may_hold(h)) {
                         for &hb in of(b) {
                             hit(combine(&[ha, hb]));
                         }
