@@ -216,12 +216,14 @@ impl App {
     pub fn new(settings: Settings, db: Db, content: Content) -> Result<App, crate::db::DbError> {
         let journal = Journal::open(db.clone())?;
         let cursor = db.meta_u64(crate::db::meta_keys::DETECTION_CURSOR)?;
+        let metrics = Metrics::new();
+        metrics.rule_fields_unset.set(content.unset.len() as i64);
         Ok(App {
             ingest_slots: tokio::sync::Semaphore::new(settings.max_concurrent_batches),
             batch_order: crate::ingest::BatchOrder::default(),
             alerts: AlertStore::open(db.clone())?,
             auth: Auth::new(db.clone()),
-            metrics: Metrics::new(),
+            metrics,
             content: RwLock::new(Arc::new(content)),
             detection_cursor: AtomicU64::new(cursor),
             newest_received_ms: AtomicI64::new(0),
@@ -294,6 +296,7 @@ impl App {
             "detection content reloaded"
         );
         new.warn_unset();
+        self.metrics.rule_fields_unset.set(new.unset.len() as i64);
         Ok(new)
     }
 

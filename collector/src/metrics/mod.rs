@@ -97,6 +97,8 @@ pub struct Metrics {
     pub held_back_overflow: IntCounter,
     /// Rule reloads, by result (ok, error).
     pub rule_reloads: IntCounterVec,
+    /// Fields the rules in force read that no loaded decoder sets.
+    pub rule_fields_unset: IntGauge,
     free_labels: Mutex<HashSet<String>>,
     /// The syslog listeners' metrics.
     pub syslog: SyslogMetrics,
@@ -129,6 +131,7 @@ pub const NAMES: &[&str] = &[
     "soc_detection_held_back_events",
     "soc_detection_held_back_overflow_total",
     "soc_rule_reloads_total",
+    "soc_rule_fields_unset",
     "soc_http_requests_total",
     "soc_auth_failures_total",
     "soc_connections_refused_total",
@@ -419,6 +422,11 @@ impl Metrics {
                 "soc_rule_reloads_total",
                 "Reloads of decoder, rule and list files, by result (ok, error).",
                 &["result"],
+            ),
+            rule_fields_unset: gauge(
+                &r,
+                "soc_rule_fields_unset",
+                "Fields the rules in force read that no loaded decoder sets: a rule reading one never fires (the collector's log and `socctl rules lint` name them).",
             ),
             free_labels: Mutex::new(HashSet::new()),
             syslog: SyslogMetrics::new(&r),

@@ -7,7 +7,9 @@
 use std::process::Output;
 use std::time::Duration;
 
-use soc_e2e::{Agent, Collector, SourceSpec, append_lines, wait_for, write_agent_config};
+use soc_e2e::{
+    Agent, Collector, SourceSpec, append_lines, metric_value, wait_for, write_agent_config,
+};
 
 const ALPHA: &str = "rules:
   - id: local-canary-alpha
@@ -169,6 +171,10 @@ fn reload_adds_rules_keeps_half_way_state_and_refuses_a_broken_file() -> anyhow:
         "{table}"
     );
 
+    assert_eq!(
+        metric_value(&c.metrics_text()?, "soc_rule_fields_unset", ""),
+        0.0
+    );
     // Add a rule, reload.
     std::fs::write(rules_dir.join("local.yml"), format!("{ALPHA}{BETA}"))?;
     let out = c.socctl(&["rules", "reload"]);
@@ -237,6 +243,9 @@ fn reload_adds_rules_keeps_half_way_state_and_refuses_a_broken_file() -> anyhow:
         "{msg}"
     );
     assert!(rule(&c.socctl_ndjson(&["rules", "list"])?, "local-misspelt").is_ok());
+    // Counted for Prometheus (`SocRuleCannotFire`).
+    let unset = metric_value(&c.metrics_text()?, "soc_rule_fields_unset", "");
+    assert_eq!(unset, 1.0);
     println!(
         "reload test: new rule fired after reload; 3+2 failures across the reload = 1 alert; broken file refused at {at}"
     );
