@@ -168,21 +168,27 @@ fn report_load_errors(e: &soc_rules::LoadErrors, args: &ContentArgs) {
     }
 }
 
+/// Prints a `warning:` line for each field a rule reads that no loaded
+/// decoder sets; what to add to the summary line about them.
+fn print_unset(l: &Loaded) -> String {
+    for u in &l.unset {
+        println!("warning: {u}");
+    }
+    match l.unset.len() {
+        0 => String::new(),
+        n => format!(
+            " ({n} warning(s): a rule that reads a field no event holds never fires; \
+             if a decoder of yours sets it, give its folder with --decoders)"
+        ),
+    }
+}
+
 /// Runs an offline command; returns the process exit code.
 pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     match cmd {
         RulesCmd::Lint(args) => match load(&args, false)? {
             Ok(l) => {
-                for u in &l.unset {
-                    println!("warning: {u}");
-                }
-                let warnings = match l.unset.len() {
-                    0 => String::new(),
-                    n => format!(
-                        " ({n} warning(s): a rule that reads a field no event holds never \
-                         fires; if a decoder of yours sets it, lint its folder too with --decoders)"
-                    ),
-                };
+                let warnings = print_unset(&l);
                 println!(
                     "ok: {} decoders, {} rules{warnings}",
                     l.decoders.names().len(),
@@ -209,13 +215,14 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
             match &args.replay {
                 Some(file) => replay(&loaded, file, &args, json),
                 None => {
+                    let warnings = print_unset(&loaded);
                     let failures = soc_rules::run_inline_tests(&loaded.decoders, &loaded.rules);
                     for f in &failures {
                         println!("FAIL {f}");
                     }
                     let tests: usize = loaded.rules.rules().iter().map(|r| r.test_count()).sum();
                     println!(
-                        "{} rules, {} rule tests, {} failure(s)",
+                        "{} rules, {} rule tests, {} failure(s){warnings}",
                         loaded.rules.rules().len(),
                         tests,
                         failures.len()
