@@ -225,12 +225,22 @@ impl Rule {
         self.tests.len()
     }
 
-    /// For a sequence, the names of the steps whose condition `event`
-    /// satisfies, in step order; empty for other kinds.
-    pub fn matching_steps(&self, event: &crate::Event) -> Vec<&str> {
-        self.steps_holding(event)
+    /// Whether `event` satisfies the rule's condition, as [`Rule::matches`]
+    /// tells, and with it, for a sequence, the names of the steps whose
+    /// condition it satisfies, in step order (empty for other kinds); `None`
+    /// when it does not. Each step is tested once.
+    pub fn matching_steps(&self, event: &crate::Event) -> Option<Vec<&str>> {
+        if !self.condition.eval(&event.fields) {
+            return None;
+        }
+        let steps: Vec<&str> = self
+            .steps_holding(event)
             .map(|step| step.name.as_str())
-            .collect()
+            .collect();
+        match self.kind {
+            RuleKind::Sequence(_) if steps.is_empty() => None,
+            _ => Some(steps),
+        }
     }
 
     /// The steps of a sequence whose condition `event` satisfies (none for
@@ -384,7 +394,7 @@ mod tests {
         ));
         // And which step a line is.
         let found = decode(found);
-        assert_eq!(rule.matching_steps(&found), ["malware found"]);
+        assert_eq!(rule.matching_steps(&found), Some(vec!["malware found"]));
         let Some(single) = rules
             .rules()
             .iter()
@@ -392,6 +402,19 @@ mod tests {
         else {
             panic!("no single-event rule shipped");
         };
-        assert!(single.matching_steps(&found).is_empty());
+        assert_eq!(
+            single.matching_steps(&found).is_some(),
+            single.matches(&found)
+        );
+        assert!(
+            single
+                .matching_steps(&found)
+                .is_none_or(|steps| steps.is_empty())
+        );
+        // A line no step of the sequence takes: no match, no steps.
+        let other = decode(
+            "Mar  1 10:05:00 ws-alice systemd[1]: Started session-6219.scope - Session 8355 of User deploy.",
+        );
+        assert_eq!(rule.matching_steps(&other), None);
     }
 }

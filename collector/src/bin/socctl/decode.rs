@@ -90,8 +90,7 @@ pub fn run(args: &DecodeArgs, json: bool) -> anyhow::Result<()> {
         let matched: Vec<(&str, Vec<&str>)> = rules
             .rules()
             .iter()
-            .filter(|r| r.matches(&ev))
-            .map(|r| (r.id.as_str(), r.matching_steps(&ev)))
+            .filter_map(|r| r.matching_steps(&ev).map(|steps| (r.id.as_str(), steps)))
             .collect();
         if json {
             let steps: serde_json::Map<String, serde_json::Value> = matched
