@@ -90,3 +90,91 @@ fn a_field_no_decoder_sets_is_a_warning_and_decoders_elsewhere_count() {
         assert!(stdout.contains("(1 warning(s)"), "{command}: {stdout}");
     }
 }
+
+#[test]
+fn rules_fields_lists_each_field_with_the_decoders_that_set_it() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let decoders = tmp.path().join("decoders");
+    std::fs::create_dir_all(&decoders).expect("mkdir");
+    std::fs::write(decoders.join("app.yml"), DECODERS).expect("write");
+    let decoders_arg = decoders.display().to_string();
+
+    let out = socctl(&["rules", "fields", "--decoders", &decoders_arg], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&"app.user  local_app"), "{stdout}");
+    assert!(lines.contains(&"message  (decoding)"), "{stdout}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("source.ip  ")
+            && l.contains("iptables")
+            && l.contains("sshd_login")),
+        "{stdout}"
+    );
+    let mut sorted = lines.clone();
+    sorted.sort_unstable();
+    assert_eq!(lines, sorted, "in name order");
+
+    let out = socctl(
+        &["--json", "rules", "fields", "--decoders", &decoders_arg],
+        &[],
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    assert!(rows.contains(&serde_json::json!({
+        "field": "app.user", "set_by_decoding": false, "decoders": ["local_app"]
+    })));
+    assert!(rows.contains(&serde_json::json!({
+        "field": "agent.name", "set_by_decoding": true, "decoders": []
+    })));
+}
+
+/// `socctl decode big.log | head`: once the reader is gone, socctl stops
+/// quietly, with success, as other command-line tools do.
+#[test]
+fn output_to_a_reader_that_went_away_ends_quietly() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let log = tmp.path().join("auth.log");
+    let text: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "Mar  1 00:00:00 bastion01 sshd[{i}]: Failed password for root from 198.51.100.{} port {} ssh2\n",
+                i % 250,
+                1000 + i % 60000
+            )
+        })
+        .collect();
+    std::fs::write(&log, text).expect("write");
+    for args in [vec!["decode"], vec!["rules", "test", "--json", "--replay"]] {
+        // Twice what a pipe holds: a reader that goes away early is seen.
+        let whole = std::process::Command::new(env!("CARGO_BIN_EXE_socctl"))
+            .args(&args)
+            .arg(&log)
+            .output()
+            .expect("run socctl");
+        assert!(whole.status.success(), "{args:?}");
+        assert!(
+            whole.stdout.len() > 128 * 1024,
+            "{args:?}: {} bytes",
+            whole.stdout.len()
+        );
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_socctl"))
+            .args(&args)
+            .arg(&log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run socctl");
+        // Read a little, then go away.
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut first = [0u8; 64];
+        std::io::Read::read_exact(&mut stdout, &mut first).expect("some output");
+        drop(stdout);
+        let out = child.wait_with_output().expect("socctl ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}

@@ -436,6 +436,32 @@ impl Decoders {
         self.names.iter().map(SharedName::as_str)
     }
 
+    /// Every field an event can hold: whether decoding itself sets it
+    /// (`message`, `agent.name` on every event; `@timestamp`, `host.name`,
+    /// `process.name` from a syslog envelope; `decode.error`, ...), and the
+    /// decoders whose `fields:` or `set:` name it, in load order.
+    pub fn fields_by_decoder(&self) -> std::collections::BTreeMap<&str, (bool, Vec<&str>)> {
+        let mut out: std::collections::BTreeMap<&str, (bool, Vec<&str>)> = self
+            .field_names()
+            .map(|n| (n, (KNOWN.contains(&n), Vec::new())))
+            .collect();
+        for d in &self.decoders {
+            let sets = d
+                .fields
+                .iter()
+                .map(|f| f.target.as_str())
+                .chain(d.set.iter().map(|(k, _, _)| k.as_str()));
+            for name in sets {
+                if let Some((_, by)) = out.get_mut(name)
+                    && by.last() != Some(&d.name.as_str())
+                {
+                    by.push(&d.name);
+                }
+            }
+        }
+        out
+    }
+
     /// Whether some decoder (or decoding itself) can set the field `name`.
     pub fn sets_field(&self, name: &str) -> bool {
         self.names

@@ -156,19 +156,39 @@ struct AuditArgs {
     after: Option<u64>,
 }
 
+/// Ends the process after `e`, with `message`. When the reader of the
+/// output went away (`socctl decode big.log | head`), quietly and with
+/// success, as other command-line tools stop: nothing went wrong here.
+fn fail(e: &anyhow::Error, message: String) -> ! {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
+    let reader_gone = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == broken
+    });
+    if reader_gone {
+        std::process::exit(0);
+    }
+    eprintln!("socctl: {message}");
+    std::process::exit(1);
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Cmd::Decode(args) = &cli.cmd {
         if let Err(e) = decode::run(args, cli.json) {
-            eprintln!("socctl: {e:#}");
-            std::process::exit(1);
+            fail(&e, format!("{e:#}"));
         }
         return;
     }
     if let Cmd::Backup(backup::BackupCmd::Verify { file }) = &cli.cmd {
         if let Err(e) = backup::verify(file, cli.json) {
-            eprintln!("socctl: {e:#}");
-            std::process::exit(1);
+            fail(&e, format!("{e:#}"));
         }
         return;
     }
@@ -184,8 +204,7 @@ fn main() {
     };
     let server = cli.server.clone();
     if let Err(e) = rt.block_on(run(cli)) {
-        eprintln!("socctl: {}", explain(&e, &server));
-        std::process::exit(1);
+        fail(&e, explain(&e, &server));
     }
 }
 

@@ -29,6 +29,9 @@ pub enum RulesCmd {
     /// The rules the collector runs: kind, severity, whether enabled, the
     /// groups each holds open and its newest alert.
     List,
+    /// The fields rules can read: every field the decoders of DIR (and the
+    /// shipped ones) set, with the decoders that set it.
+    Fields(ContentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +234,32 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
                 }
             }
         }
+        RulesCmd::Fields(args) => match load(&args, true)? {
+            Ok(l) => {
+                let fields = l.decoders.fields_by_decoder();
+                let mut out = std::io::stdout().lock();
+                for (field, (by_decoding, by)) in &fields {
+                    if json {
+                        let line = serde_json::json!({
+                            "field": field,
+                            "set_by_decoding": by_decoding,
+                            "decoders": by,
+                        });
+                        writeln!(out, "{line}")?;
+                    } else {
+                        let decoding = by_decoding.then_some("(decoding)");
+                        let all: Vec<&str> =
+                            decoding.into_iter().chain(by.iter().copied()).collect();
+                        writeln!(out, "{field}  {}", all.join(", "))?;
+                    }
+                }
+                Ok(0)
+            }
+            Err(e) => {
+                report_load_errors(&e, &args);
+                Ok(1)
+            }
+        },
         RulesCmd::Reload | RulesCmd::List => {
             anyhow::bail!("`rules reload` and `rules list` talk to a collector")
         }
