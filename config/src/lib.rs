@@ -82,13 +82,7 @@ pub fn one_a_line<E: std::fmt::Display>(errors: &[E]) -> String {
 /// be: one the message lists, that the unknown key misspells (see
 /// [`misspells`]), and that `lacks` says its table or mapping lacks.
 pub fn meant_key(message: &str, lacks: impl Fn(&str) -> bool) -> Option<&str> {
-    let (written, rest) = message.strip_prefix("unknown field `")?.split_once('`')?;
-    let (_, expected) = rest.split_once("expected")?;
-    expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .find(|k| misspells(written, k) && lacks(k))
+    meant_choice(message, "unknown field `", lacks)
 }
 
 /// serde's message for a value that is not one of its choices (``unknown
@@ -96,21 +90,27 @@ pub fn meant_key(message: &str, lacks: impl Fn(&str) -> bool) -> Option<&str> {
 /// the value likely misspells (see [`misspells`]) named at its end:
 /// ``...; did you mean `ip`?``. Other messages come back as they are.
 pub fn with_meant_variant(message: &str) -> String {
-    let meant = message
-        .strip_prefix("unknown variant `")
-        .and_then(|rest| rest.split_once('`'))
-        .and_then(|(written, rest)| {
-            let (_, expected) = rest.split_once("expected")?;
-            expected
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .find(|choice| misspells(written, choice))
-        });
-    match meant {
+    match meant_choice(message, "unknown variant `", |_| true) {
         Some(choice) => format!("{message}; did you mean `{choice}`?"),
         None => message.to_owned(),
     }
+}
+
+/// In serde's message ``<opening>written`, expected one of `a`, `b` ...``
+/// (or ``expected `a` or `b` ``), the first choice listed that `written`
+/// misspells and `wanted` takes.
+fn meant_choice<'m>(
+    message: &'m str,
+    opening: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<&'m str> {
+    let (written, rest) = message.strip_prefix(opening)?.split_once('`')?;
+    let (_, expected) = rest.split_once("expected")?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|choice| misspells(written, choice) && wanted(choice))
 }
 
 /// Whether the key `written` (`windw`) misspells `meant` (`window`): at
