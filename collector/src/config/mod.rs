@@ -377,16 +377,15 @@ impl CollectorConfig {
             match cfg.build(path, base) {
                 Ok(settings) if errors.is_empty() => return Ok(settings),
                 Ok(_) => break,
-                Err(ConfigError::Invalid { key, message, .. })
-                    if put.iter().any(|(k, _)| *k == key) =>
-                {
-                    let flag = put.iter().find(|(k, _)| *k == key).map_or("", |(_, f)| f);
-                    errors.push(ConfigError::Flag { flag, key, message });
-                    refused.push(key);
-                }
                 Err(ConfigError::Invalid {
                     path, key, message, ..
                 }) => {
+                    // A command-line value goes, the file's own comes back.
+                    if let Some(&(_, flag)) = put.iter().find(|(k, _)| *k == key) {
+                        errors.push(ConfigError::Flag { flag, key, message });
+                        refused.push(key);
+                        continue;
+                    }
                     // The key goes; when the file does not have it (any
                     // more: it went and its check still fails, the mistake
                     // is in how it goes with another key of its table),
