@@ -870,6 +870,9 @@ pub(crate) type NamedGroups = Vec<(usize, String)>;
 pub(crate) struct LazyRegex {
     pattern: String,
     compiled: std::sync::OnceLock<Result<Regex, String>>,
+    /// The pattern read without the regex engine, when it reads a line in
+    /// one way only ([`super::plain`]).
+    plain: Option<super::plain::Plain>,
 }
 
 impl LazyRegex {
@@ -904,10 +907,16 @@ impl LazyRegex {
             LazyRegex {
                 pattern: pattern.to_string(),
                 compiled: std::sync::OnceLock::new(),
+                plain: super::plain::Plain::compile(&hir),
             },
             groups,
             one_whole_group(&hir),
         ))
+    }
+
+    /// The pattern's plain reading, when it has one.
+    pub(crate) fn plain(&self) -> Option<&super::plain::Plain> {
+        self.plain.as_ref()
     }
 
     /// The compiled regex, or why it cannot be compiled (a pattern that

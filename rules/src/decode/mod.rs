@@ -23,6 +23,7 @@ pub(crate) mod formats;
 pub(crate) mod kv;
 pub(crate) mod netfilter;
 pub(crate) mod pairs;
+pub(crate) mod plain;
 pub(crate) mod syslog;
 
 use std::borrow::Cow;
@@ -1035,6 +1036,19 @@ fn run_steps<'c, 'd: 'c>(
                         let found = p.regex.get().ok().and_then(|r| r.find(&src));
                         if let (Some(m), Some((_, name))) = (found, p.groups.first()) {
                             push_sub(caps, &src, name, m.range());
+                            matched = true;
+                            break;
+                        }
+                        continue;
+                    }
+                    if let Some(plain) = p.regex.plain() {
+                        let mut slots = [None; plain::MAX_GROUPS];
+                        if plain.captures(&src, &mut slots) {
+                            for (gi, name) in &p.groups {
+                                if let Some(Some((s, e))) = slots.get(*gi) {
+                                    push_sub(caps, &src, name, *s..*e);
+                                }
+                            }
                             matched = true;
                             break;
                         }
