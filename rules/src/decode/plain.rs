@@ -700,13 +700,7 @@ mod tests {
             .chain(['-', '_', '/', '"'])
             .chain('A'..='Z')
             .collect();
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::decode::tests::xorshift(0x9E37_79B9_7F4A_7C15);
         // And every shipped pattern read plainly.
         let shipped: Vec<String> = shipped_patterns()
             .into_iter()

@@ -611,13 +611,8 @@ mod tests {
     /// whatever requirements, pairs and alternatives it was filed under.
     #[test]
     fn random_rules_never_lose_a_matching_event() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = crate::decode::tests::xorshift(0x2545_f491_4f6c_dd1d);
+        let mut next = move |n: u64| rng() % n;
         // A few fields and values, numbers among them, so that rules and
         // events often meet.
         const VALUES: [&str; 6] = ["a", "b", "c", "22", "22.0", "3389"];

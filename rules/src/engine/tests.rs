@@ -1326,13 +1326,7 @@ fn usual_by_hand(events: &[Event]) -> Vec<(String, Vec<u64>, i64)> {
 #[test]
 fn a_learning_silence_reports_what_the_plain_reckoning_does() {
     let engine = Engine::new(rules(USUAL));
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = crate::decode::tests::xorshift(0x9e37_79b9_7f4a_7c15);
     let mut reports = 0;
     for round in 0..40 {
         // Five sources of different paces, some pausing for long.
