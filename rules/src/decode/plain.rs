@@ -15,17 +15,22 @@
 //! same groups): it is anchored at the start (`^`); it is made of words,
 //! alternatives of words none of which begins another, single characters
 //! of a class, greedy runs of a class (`+`, `*`) whose class holds no
-//! character the rest of the pattern could start with there, greedy
-//! optional parts (`?`, tried first with the part, then without, as the
-//! regex prefers), groups and the end (`$`). Any other pattern (lazy
-//! `*?`, counted `{2}`, alternatives of more than words, a run the text
-//! after it could continue, ...) goes to the regex engine, as before.
+//! character the rest of the pattern could start with there, parts
+//! repeated an exact number of times (`\d{4}`) or at least so many times
+//! (`\d{2,}`, then a run), greedy optional parts (`?`, tried first with
+//! the part, then without, as the regex prefers), groups and the end
+//! (`$`). Any other pattern (lazy `*?`, a count within a range `{2,4}`,
+//! alternatives of more than words, a run the text after it could
+//! continue, ...) goes to the regex engine, as before.
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 /// Groups a plain pattern may number (the whole match is group 0); a
 /// pattern with more goes to the regex engine.
 pub(crate) const MAX_GROUPS: usize = 16;
+
+/// The most times a counted repetition (`{4}`) is written out.
+const MAX_COUNT: u32 = 64;
 
 /// Where each group matched: `(start, end)` byte offsets, `None` when the
 /// group took no part in the match.
@@ -204,6 +209,22 @@ fn flatten(h: &Hir, out: &mut Vec<Inst>) -> Option<()> {
                 let mut inner = Vec::new();
                 flatten(&r.sub, &mut inner)?;
                 out.push(Inst::Maybe(inner));
+            }
+            // `\d{4}`, `[0-9a-f]{32}`: that many times over; `{2,}`: twice,
+            // then a run.
+            (n @ 2..=MAX_COUNT, max, sub) if max.is_none_or(|m| m == n) => {
+                for _ in 0..n {
+                    flatten(&r.sub, out)?;
+                }
+                if max.is_none() {
+                    let HirKind::Class(c) = sub else {
+                        return None;
+                    };
+                    out.push(Inst::Run {
+                        class: class(c)?,
+                        at_least_one: false,
+                    });
+                }
             }
             _ => return None,
         },
@@ -408,6 +429,9 @@ mod tests {
             r"^(?P<what>\+\+\+ Started|--- Stopped) at ",
             r"^(?P<level>ERROR|WARNING|Error|Warning): (?P<text>.*)$",
             r"^(?P<path>[^:]+): OK$",
+            r"^(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}) -> (?P<body>.*)$",
+            r"^(?P<path>[^:]+): (?P<signature>[^\s(]+)(?:\((?P<md5>[0-9a-f]{32}):(?P<size>\d+)\))? FOUND$",
+            r"^(?P<n>\d{2,}) x",
         ] {
             assert!(Plain::compile(&parse(p)).is_some(), "{p}");
         }
@@ -422,9 +446,10 @@ mod tests {
             r"^for (?P<user>\S*)(?:invalid)? from",
             // The run could take the `:` the word after it starts with.
             r"^(?P<path>.+): OK$",
-            // Lazy and counted repetitions.
+            // Lazy repetitions, and counts within a range.
             r"^(?P<a>\S+?) x",
-            r"^(?P<a>\d{2}) x",
+            r"^(?P<a>\d{2,4}) x",
+            r"^(?P<a>(?:ab){2,}) x",
             // One word begins another.
             r"^(?P<a>ab|abc) x",
             // Alternatives of more than words (which case-insensitive
@@ -666,6 +691,8 @@ mod tests {
             r"^SelfCheck: (?P<status>[^.]*)\.?$",
             r"^(?P<level>ERROR|WARNING|Error|Warning): (?P<text>.*)$",
             r"^(?:a(?P<x>\d*))?(?:b(?P<y>[ab]+))?c?$",
+            r"^(?P<time>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}) -> (?P<body>.*)$",
+            r"^(?P<n>\d{2,})(?:x(?P<hex>[0-9a-f]{4}))?:",
         ];
         let pieces = [
             "Failed",
