@@ -679,9 +679,82 @@ mod tests {
         }
     }
 
-    /// Texts each pattern matches, made from the pattern itself, and the
-    /// same texts with a piece put in, taken out or changed: the plain
-    /// reading and the regex agree on every one, matched or not.
+    /// Pieces of text the random texts are made of.
+    const PIECES: &[&str] = &[
+        "Failed",
+        "invalid user ",
+        "user",
+        "for",
+        "from",
+        "port",
+        ":",
+        " ",
+        "  ",
+        ".",
+        "1",
+        "42",
+        "٣",
+        "ß",
+        "\u{a0}",
+        "\n",
+        "a",
+        "b",
+        "c",
+        "x",
+        "::1",
+        "10.0.0.1",
+        "(",
+        ")",
+        "=",
+        "-",
+    ];
+
+    /// Compares the plain reading of `pattern` with the regex on `texts`
+    /// texts it matches, made from it, two in three of them then changed (a
+    /// piece put in, a character taken out or changed, at a random place).
+    /// Returns how many matched and how many did not.
+    fn compare_on_random_texts(
+        pattern: &str,
+        plain: &Plain,
+        texts: usize,
+        next: &mut impl FnMut() -> u64,
+    ) -> (usize, usize) {
+        let chars: Vec<char> = PIECES
+            .iter()
+            .flat_map(|p| p.chars())
+            .chain(['_', '/', '"'])
+            .chain('A'..='Z')
+            .collect();
+        let re = regex::Regex::new(pattern).expect("valid");
+        let (mut matched, mut missed) = (0, 0);
+        for _ in 0..texts {
+            let mut text = String::new();
+            sample(&plain.insts, &chars, next, &mut text);
+            for _ in 0..next() % 3 {
+                let at: Vec<usize> = (0..=text.len())
+                    .filter(|i| text.is_char_boundary(*i))
+                    .collect();
+                let i = at[next() as usize % at.len()];
+                let piece = PIECES[next() as usize % PIECES.len()];
+                match (next() % 3, text[i..].chars().next()) {
+                    (0, _) | (_, None) => text.insert_str(i, piece),
+                    (1, Some(c)) => text.replace_range(i..i + c.len_utf8(), ""),
+                    (_, Some(c)) => text.replace_range(i..i + c.len_utf8(), piece),
+                }
+            }
+            let got = by_plain(plain, re.captures_len(), &text);
+            if got.is_some() {
+                matched += 1;
+            } else {
+                missed += 1;
+            }
+            assert_eq!(got, by_regex(&re, &text), "`{pattern}` on {text:?}");
+        }
+        (matched, missed)
+    }
+
+    /// The plain reading and the regex agree on random texts, matched or
+    /// not, for these patterns and every shipped one read plainly.
     #[test]
     fn plain_reading_agrees_with_the_regex_on_random_texts() {
         let patterns = [
@@ -694,41 +767,7 @@ mod tests {
             r"^(?P<time>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}) -> (?P<body>.*)$",
             r"^(?P<n>\d{2,})(?:x(?P<hex>[0-9a-f]{4}))?:",
         ];
-        let pieces = [
-            "Failed",
-            "invalid user ",
-            "user",
-            "for",
-            "from",
-            "port",
-            ":",
-            " ",
-            "  ",
-            ".",
-            "1",
-            "42",
-            "٣",
-            "ß",
-            "\u{a0}",
-            "\n",
-            "a",
-            "b",
-            "c",
-            "x",
-            "::1",
-            "10.0.0.1",
-            "(",
-            ")",
-            "=",
-        ];
-        let chars: Vec<char> = pieces
-            .iter()
-            .flat_map(|p| p.chars())
-            .chain(['-', '_', '/', '"'])
-            .chain('A'..='Z')
-            .collect();
         let mut next = crate::decode::tests::xorshift(0x9E37_79B9_7F4A_7C15);
-        // And every shipped pattern read plainly.
         let shipped: Vec<String> = shipped_patterns()
             .into_iter()
             .filter(|p| Plain::compile(&parse(p)).is_some())
@@ -739,40 +778,92 @@ mod tests {
             .chain(shipped.into_iter().map(|p| (p, 600)));
         for (pattern, texts) in all {
             let plain = Plain::compile(&parse(&pattern)).expect("plain");
-            let re = regex::Regex::new(&pattern).expect("valid");
-            let (mut matched, mut missed) = (0, 0);
-            for _ in 0..texts {
-                let mut text = String::new();
-                sample(&plain.insts, &chars, &mut next, &mut text);
-                // Two texts in three changed: a piece put in, a character
-                // taken out or changed, at a random place.
-                for _ in 0..next() % 3 {
-                    let at: Vec<usize> = (0..=text.len())
-                        .filter(|i| text.is_char_boundary(*i))
-                        .collect();
-                    let i = at[next() as usize % at.len()];
-                    let piece = pieces[next() as usize % pieces.len()];
-                    match (next() % 3, text[i..].chars().next()) {
-                        (0, _) | (_, None) => text.insert_str(i, piece),
-                        (1, Some(c)) => {
-                            text.replace_range(i..i + c.len_utf8(), "");
-                        }
-                        (_, Some(c)) => text.replace_range(i..i + c.len_utf8(), piece),
-                    }
-                }
-                let got = by_plain(&plain, re.captures_len(), &text);
-                if got.is_some() {
-                    matched += 1;
-                } else {
-                    missed += 1;
-                }
-                assert_eq!(got, by_regex(&re, &text), "`{pattern}` on {text:?}");
-            }
+            let (matched, missed) = compare_on_random_texts(&pattern, &plain, texts, &mut next);
             // Not vacuous: both outcomes come up for every pattern.
             assert!(
                 matched > 0 && missed > 0,
                 "`{pattern}`: {matched} matched, {missed} did not"
             );
         }
+    }
+
+    /// Random patterns made of what plain patterns are made of (and of
+    /// what makes a pattern read in more than one way): whenever one is
+    /// taken as plain, its reading agrees with the regex on random texts.
+    /// `SOC_PLAIN_ROUNDS` sets how many patterns (3,000).
+    #[test]
+    fn random_patterns_taken_as_plain_agree_with_the_regex() {
+        const PARTS: &[&str] = &[
+            "a",
+            "ab",
+            " ",
+            ":",
+            "x1",
+            "(?:a|b)",
+            "(?:ab|c)",
+            "(?:ab|a)",
+            r"\S+",
+            r"\S*",
+            r"\d+",
+            r"\d*",
+            "[^:]+",
+            "[^ ]*",
+            "[a-c]+",
+            "[ \\d]",
+            ".",
+            ".*",
+            r"\d{2}",
+            "[ab]{2,}",
+            "a?",
+            " ?",
+            ":?",
+            "(?:a )?",
+            "(?: x)?",
+            r"(?:\d+)?",
+            "ß",
+            "٣+",
+        ];
+        let mut next = crate::decode::tests::xorshift(0x2545_F491_4F6C_DD1D);
+        let (mut tried, mut taken, mut matched, mut missed) = (0, 0, 0, 0);
+        let rounds = std::env::var("SOC_PLAIN_ROUNDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(3000);
+        for _ in 0..rounds {
+            let mut pattern = String::from("^");
+            let mut group = 0;
+            for _ in 0..1 + next() % 6 {
+                let part = PARTS[next() as usize % PARTS.len()];
+                if next().is_multiple_of(2) {
+                    group += 1;
+                    pattern.push_str(&format!("(?P<g{group}>{part})"));
+                } else {
+                    pattern.push_str(part);
+                }
+            }
+            if next().is_multiple_of(3) {
+                pattern.push('$');
+            }
+            tried += 1;
+            let Some(plain) = Plain::compile(&parse(&pattern)) else {
+                continue;
+            };
+            taken += 1;
+            let (m, n) = compare_on_random_texts(&pattern, &plain, 40, &mut next);
+            matched += m;
+            missed += n;
+        }
+        eprintln!(
+            "{taken} of {tried} random patterns taken as plain; {matched} texts matched, {missed} did not"
+        );
+        assert!(
+            matched > taken && missed > taken,
+            "{matched} matched, {missed} did not"
+        );
+        // Both ways come up: some patterns are taken, some left to the regex.
+        assert!(
+            taken > tried / 10 && taken < tried,
+            "{taken} of {tried} taken as plain"
+        );
     }
 }
