@@ -65,46 +65,58 @@ enum Inst {
     End,
 }
 
-/// A set of characters: a bit per ASCII character, and ranges for all.
-#[derive(Debug, Clone, Default)]
+/// A set of characters: ranges, and what a line's byte tells at once.
+#[derive(Debug, Clone)]
 struct CharClass {
-    ascii: u128,
+    /// For each byte: [`IN`] or [`OUT`] for an ASCII character,
+    /// [`DECODE`] for the first byte of a longer one (looked up in
+    /// `ranges`). A table rather than bits: one load per byte of a run.
+    bytes: Box<[u8; 256]>,
     ranges: Vec<(char, char)>,
+}
+
+const OUT: u8 = 0;
+const IN: u8 = 1;
+const DECODE: u8 = 2;
+
+impl Default for CharClass {
+    fn default() -> CharClass {
+        CharClass::from_ranges(Vec::new())
+    }
 }
 
 impl CharClass {
     fn from_ranges(mut ranges: Vec<(char, char)>) -> CharClass {
         ranges.sort_unstable();
-        let mut ascii = 0u128;
+        let mut bytes = Box::new([OUT; 256]);
+        bytes[128..].fill(DECODE);
         for &(a, b) in &ranges {
             let (a, b) = (u32::from(a), u32::from(b).min(127));
             for c in a..=b {
-                ascii |= 1 << c;
+                bytes[c as usize] = IN;
             }
         }
-        CharClass { ascii, ranges }
+        CharClass { bytes, ranges }
     }
 
     fn holds(&self, c: char) -> bool {
-        let n = u32::from(c);
-        if n < 128 {
-            return self.ascii & (1 << n) != 0;
+        if c.is_ascii() {
+            return self.bytes[c as usize] == IN;
         }
         let at = self.ranges.partition_point(|&(_, end)| end < c);
         self.ranges.get(at).is_some_and(|&(start, _)| start <= c)
     }
 
     fn meets(&self, other: &CharClass) -> bool {
-        self.ascii & other.ascii != 0
-            || self
-                .ranges
-                .iter()
-                .any(|&(a, b)| other.ranges.iter().any(|&(c, d)| a <= d && c <= b))
+        self.ranges
+            .iter()
+            .any(|&(a, b)| other.ranges.iter().any(|&(c, d)| a <= d && c <= b))
     }
 
     fn add(&mut self, other: &CharClass) {
-        self.ascii |= other.ascii;
-        self.ranges.extend_from_slice(&other.ranges);
+        let mut ranges = std::mem::take(&mut self.ranges);
+        ranges.extend_from_slice(&other.ranges);
+        *self = CharClass::from_ranges(ranges);
     }
 
     fn of_char(c: char) -> CharClass {
@@ -329,16 +341,13 @@ fn run(text: &str, mut at: usize, rest: &Rest<'_>, slots: &mut Slots) -> Option<
             } => {
                 let start = at;
                 while let Some(&b) = bytes.get(at) {
-                    if b < 128 {
-                        if class.ascii & (1 << b) == 0 {
-                            break;
-                        }
-                        at += 1;
-                    } else {
-                        match text[at..].chars().next() {
+                    match class.bytes[usize::from(b)] {
+                        IN => at += 1,
+                        OUT => break,
+                        _ => match text[at..].chars().next() {
                             Some(c) if class.holds(c) => at += c.len_utf8(),
                             _ => break,
-                        }
+                        },
                     }
                 }
                 if *at_least_one && at == start {
