@@ -12,7 +12,10 @@
 //!
 //! [`Plain::compile`] takes a pattern only when it can prove that reading
 //! it this way gives what the regex gives (the same match or none, the
-//! same groups): it is anchored at the start (`^`); it is made of words,
+//! same groups): it is anchored at the start (`^`), or it starts with a
+//! word (after `\b`, maybe), found in the line with a substring search,
+//! the first place where the rest matches being the regex's match; it is
+//! made of words,
 //! alternatives of words none of which begins another, single characters
 //! of a class, greedy runs of a class (`+`, `*`) whose class holds no
 //! character the rest of the pattern could start with there, parts
@@ -40,6 +43,47 @@ pub(crate) type Slots = [Option<(usize, usize)>; MAX_GROUPS];
 #[derive(Debug, Clone)]
 pub(crate) struct Plain {
     insts: Vec<Inst>,
+    /// Where a match may start: at the start of the text (`^`), or at
+    /// each place the pattern's first word is found.
+    start: Start,
+}
+
+#[derive(Debug, Clone)]
+enum Start {
+    Anchored,
+    /// At each place `word` is found (the leftmost that matches wins),
+    /// there only when a word boundary is there too with `boundary`.
+    Search {
+        word: Box<memchr::memmem::Finder<'static>>,
+        boundary: Option<Boundary>,
+    },
+}
+
+/// `\b`: Unicode word characters, or with `(?-u:\b)` ASCII ones.
+#[derive(Debug, Clone, Copy)]
+enum Boundary {
+    Unicode,
+    Ascii,
+}
+
+impl Boundary {
+    fn is_word(self, c: char) -> bool {
+        match self {
+            // The regex crate's `\w`, which its `\b` goes by.
+            Boundary::Unicode => regex_syntax::is_word_character(c),
+            Boundary::Ascii => c.is_ascii_alphanumeric() || c == '_',
+        }
+    }
+
+    /// Whether `at` in `text` lies between a word character and another.
+    fn at(self, text: &str, at: usize) -> bool {
+        let before = text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| self.is_word(c));
+        let after = text[at..].chars().next().is_some_and(|c| self.is_word(c));
+        before != after
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -133,34 +177,71 @@ impl Plain {
     /// The plain reading of a parsed pattern, when it has one that is sure
     /// to agree with the regex (see the module's text).
     pub(crate) fn compile(hir: &Hir) -> Option<Plain> {
-        let HirKind::Concat(parts) = hir.kind() else {
-            return None;
+        let parts = match hir.kind() {
+            HirKind::Concat(parts) => parts.as_slice(),
+            _ => std::slice::from_ref(hir),
         };
-        let (first, rest) = parts.split_first()?;
-        if !matches!(first.kind(), HirKind::Look(Look::Start)) {
-            return None;
-        }
+        let (rest, anchored, boundary) = match parts.first().map(Hir::kind) {
+            Some(HirKind::Look(Look::Start)) => (&parts[1..], true, None),
+            Some(HirKind::Look(Look::WordUnicode)) => (&parts[1..], false, Some(Boundary::Unicode)),
+            Some(HirKind::Look(Look::WordAscii)) => (&parts[1..], false, Some(Boundary::Ascii)),
+            _ => (parts, false, None),
+        };
         let mut insts = Vec::new();
         for h in rest {
             flatten(h, &mut insts)?;
         }
-        one_way(&insts, &CharClass::default()).then_some(Plain { insts })
+        if !one_way(&insts, &CharClass::default()) {
+            return None;
+        }
+        let start = if anchored {
+            Start::Anchored
+        } else {
+            // Unanchored: the first thing matched must be a word, whose
+            // places in the line are where a match can start.
+            match insts.iter().find(|i| !matches!(i, Inst::Open(_))) {
+                Some(Inst::Word(w)) if !w.is_empty() => Start::Search {
+                    word: Box::new(memchr::memmem::Finder::new(w).into_owned()),
+                    boundary,
+                },
+                _ => return None,
+            }
+        };
+        Some(Plain { insts, start })
     }
 
     /// Matches `text` from its start; on a match, fills `slots` (group 0
     /// is the whole match) and returns true.
     pub(crate) fn captures(&self, text: &str, slots: &mut Slots) -> bool {
-        *slots = [None; MAX_GROUPS];
         let whole = Rest {
             insts: &self.insts,
             then: None,
         };
-        match run(text, 0, &whole, slots) {
-            Some(end) => {
-                slots[0] = Some((0, end));
-                true
+        let try_at = |at: usize, slots: &mut Slots| {
+            *slots = [None; MAX_GROUPS];
+            let end = run(text, at, &whole, slots);
+            if let Some(end) = end {
+                slots[0] = Some((at, end));
             }
-            None => false,
+            end.is_some()
+        };
+        match &self.start {
+            Start::Anchored => try_at(0, slots),
+            Start::Search { word, boundary } => {
+                let bytes = text.as_bytes();
+                let mut from = 0;
+                // Every place, overlapping ones too: `aa` in `aaa` is at 0
+                // and at 1. A word starts with a whole character, so each
+                // place found is on a character boundary.
+                while let Some(found) = word.find(&bytes[from..]) {
+                    let at = from + found;
+                    if boundary.is_none_or(|b| b.at(text, at)) && try_at(at, slots) {
+                        return true;
+                    }
+                    from = at + 1;
+                }
+                false
+            }
         }
     }
 }
@@ -213,8 +294,8 @@ fn flatten(h: &Hir, out: &mut Vec<Inst>) -> Option<()> {
         }
         HirKind::Repetition(r) if !r.greedy => return None,
         HirKind::Repetition(r) => match (r.min, r.max, r.sub.kind()) {
-            (0 | 1, None, HirKind::Class(c)) => out.push(Inst::Run {
-                class: class(c)?,
+            (0 | 1, None, sub) => out.push(Inst::Run {
+                class: run_class(sub)?,
                 at_least_one: r.min == 1,
             }),
             (0, Some(1), _) => {
@@ -229,11 +310,8 @@ fn flatten(h: &Hir, out: &mut Vec<Inst>) -> Option<()> {
                     flatten(&r.sub, out)?;
                 }
                 if max.is_none() {
-                    let HirKind::Class(c) = sub else {
-                        return None;
-                    };
                     out.push(Inst::Run {
-                        class: class(c)?,
+                        class: run_class(sub)?,
                         at_least_one: false,
                     });
                 }
@@ -244,6 +322,21 @@ fn flatten(h: &Hir, out: &mut Vec<Inst>) -> Option<()> {
         HirKind::Look(_) => return None,
     }
     Some(())
+}
+
+/// The class a run repeats: a class, or one character (`b*`, ` +`).
+fn run_class(sub: &HirKind) -> Option<CharClass> {
+    match sub {
+        HirKind::Class(c) => class(c),
+        HirKind::Literal(lit) => {
+            let mut chars = std::str::from_utf8(&lit.0).ok()?.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Some(CharClass::of_char(c)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn class(c: &Class) -> Option<CharClass> {
@@ -441,6 +534,11 @@ mod tests {
             r"^(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}) -> (?P<body>.*)$",
             r"^(?P<path>[^:]+): (?P<signature>[^\s(]+)(?:\((?P<md5>[0-9a-f]{32}):(?P<size>\d+)\))? FOUND$",
             r"^(?P<n>\d{2,}) x",
+            // Not anchored, starting with a word.
+            r",User: (?P<user>[^,]*)",
+            r"<ThreatName>(?P<threat>[^<]*)</ThreatName>",
+            r"\bAction=(?P<act>\w+)",
+            r"(?-u:\b)date=(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2}) ",
         ] {
             assert!(Plain::compile(&parse(p)).is_some(), "{p}");
         }
@@ -449,8 +547,10 @@ mod tests {
     #[test]
     fn patterns_with_more_than_one_reading_go_to_the_regex_engine() {
         for p in [
-            // Not anchored: the match may start anywhere.
+            // Not anchored and not starting with a word: the match may
+            // start anywhere.
             r"(?P<user>\S+) from",
+            r"\b(?:a|b) x",
             // `\S*` could take `invalid`, or leave it to the next part.
             r"^for (?P<user>\S*)(?:invalid)? from",
             // The run could take the `:` the word after it starts with.
@@ -731,8 +831,7 @@ mod tests {
         let chars: Vec<char> = PIECES
             .iter()
             .flat_map(|p| p.chars())
-            .chain(['_', '/', '"'])
-            .chain('A'..='Z')
+            .chain(' '..='~')
             .collect();
         let re = regex::Regex::new(pattern).expect("valid");
         let (mut matched, mut missed) = (0, 0);
@@ -775,6 +874,10 @@ mod tests {
             r"^(?:a(?P<x>\d*))?(?:b(?P<y>[ab]+))?c?$",
             r"^(?P<time>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}) -> (?P<body>.*)$",
             r"^(?P<n>\d{2,})(?:x(?P<hex>[0-9a-f]{4}))?:",
+            r"aa(?P<b>b*)",
+            r"^a +(?P<b>b{2,})c",
+            r"\bx(?P<n>\d+)",
+            r"(?-u:\b)ß(?P<n>[^ ]*) ",
         ];
         let mut next = crate::decode::tests::xorshift(0x9E37_79B9_7F4A_7C15);
         let shipped: Vec<String> = shipped_patterns()
@@ -786,7 +889,8 @@ mod tests {
             .map(|p| (p.to_string(), 3000))
             .chain(shipped.into_iter().map(|p| (p, 600)));
         for (pattern, texts) in all {
-            let plain = Plain::compile(&parse(&pattern)).expect("plain");
+            let plain = Plain::compile(&parse(&pattern))
+                .unwrap_or_else(|| panic!("`{pattern}` should be plain"));
             let (matched, missed) = compare_on_random_texts(&pattern, &plain, texts, &mut next);
             // Not vacuous: both outcomes come up for every pattern.
             assert!(
@@ -831,6 +935,9 @@ mod tests {
             r"(?:\d+)?",
             "ß",
             "٣+",
+            "a+",
+            " *",
+            "b{2,}",
         ];
         let mut next = crate::decode::tests::xorshift(0x2545_F491_4F6C_DD1D);
         let (mut tried, mut taken, mut matched, mut missed) = (0, 0, 0, 0);
@@ -839,7 +946,11 @@ mod tests {
             .and_then(|n| n.parse().ok())
             .unwrap_or(3000);
         for _ in 0..rounds {
-            let mut pattern = String::from("^");
+            let mut pattern = String::from(["^", "^", "", r"\b", r"(?-u:\b)"][next() as usize % 5]);
+            if !pattern.starts_with('^') {
+                // A search starts at a word.
+                pattern.push_str(["a", "ab", "x1", ":", "ß", " "][next() as usize % 6]);
+            }
             let mut group = 0;
             for _ in 0..1 + next() % 6 {
                 let part = PARTS[next() as usize % PARTS.len()];
