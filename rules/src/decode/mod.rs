@@ -1043,16 +1043,20 @@ fn run_steps<'c, 'd: 'c>(
                     }
                     if let Some(plain) = p.regex.plain() {
                         let mut slots = [None; plain::MAX_GROUPS];
-                        if plain.captures(&src, &mut slots) {
-                            for (gi, name) in &p.groups {
-                                if let Some(Some((s, e))) = slots.get(*gi) {
-                                    push_sub(caps, &src, name, *s..*e);
+                        match plain.captures(&src, &mut slots) {
+                            Some(true) => {
+                                for (gi, name) in &p.groups {
+                                    if let Some(Some((s, e))) = slots.get(*gi) {
+                                        push_sub(caps, &src, name, *s..*e);
+                                    }
                                 }
+                                matched = true;
+                                break;
                             }
-                            matched = true;
-                            break;
+                            Some(false) => continue,
+                            // A search that gave up: the regex reads it.
+                            None => {}
                         }
-                        continue;
                     }
                     let regex = match p.regex.get() {
                         Ok(regex) => regex,

@@ -21,8 +21,11 @@
 //! character the rest of the pattern could start with there, parts
 //! repeated an exact number of times (`\d{4}`) or at least so many times
 //! (`\d{2,}`, then a run), greedy optional parts (`?`, tried first with
-//! the part, then without, as the regex prefers), groups and the end
-//! (`$`). Any other pattern (lazy `*?`, a count within a range `{2,4}`,
+//! the part, then without, as the regex prefers) that what follows them
+//! cannot start as they do, groups and the end (`$`). So an anchored
+//! reading never goes back more than a step, and its time grows with the
+//! line as the regex engine's does; a search that would read the line
+//! over and over gives up and leaves it to the regex engine. Any other pattern (lazy `*?`, a count within a range `{2,4}`,
 //! alternatives of more than words, a run the text after it could
 //! continue, ...) goes to the regex engine, as before.
 
@@ -31,6 +34,12 @@ use regex_syntax::hir::{Class, Hir, HirKind, Look};
 /// Groups a plain pattern may number (the whole match is group 0); a
 /// pattern with more goes to the regex engine.
 pub(crate) const MAX_GROUPS: usize = 16;
+
+/// What a search may read (characters of runs and words compared, over
+/// all the places it tries) before it leaves the line to the regex engine:
+/// this many times the line's length, plus [`SEARCH_BUDGET`].
+const SEARCH_BUDGET_PER_BYTE: usize = 8;
+const SEARCH_BUDGET: usize = 4096;
 
 /// The most times a counted repetition (`{4}`) is written out.
 const MAX_COUNT: u32 = 64;
@@ -210,37 +219,46 @@ impl Plain {
         Some(Plain { insts, start })
     }
 
-    /// Matches `text` from its start; on a match, fills `slots` (group 0
-    /// is the whole match) and returns true.
-    pub(crate) fn captures(&self, text: &str, slots: &mut Slots) -> bool {
+    /// Matches `text`; on a match, fills `slots` (group 0 is the whole
+    /// match) and returns `Some(true)`; `Some(false)` when nothing matches.
+    /// `None` when a search gave up: the word is at so many places of the
+    /// line, each read far before failing, that going on could cost more
+    /// than the regex engine, whose time grows only with the line; the
+    /// caller asks the regex then.
+    pub(crate) fn captures(&self, text: &str, slots: &mut Slots) -> Option<bool> {
         let whole = Rest {
             insts: &self.insts,
             then: None,
         };
-        let try_at = |at: usize, slots: &mut Slots| {
+        let mut budget = usize::MAX;
+        let try_at = |at: usize, slots: &mut Slots, budget: &mut usize| {
             *slots = [None; MAX_GROUPS];
-            let end = run(text, at, &whole, slots);
+            let end = run(text, at, &whole, slots, budget);
             if let Some(end) = end {
                 slots[0] = Some((at, end));
             }
             end.is_some()
         };
         match &self.start {
-            Start::Anchored => try_at(0, slots),
+            Start::Anchored => Some(try_at(0, slots, &mut budget)),
             Start::Search { word, boundary } => {
                 let bytes = text.as_bytes();
+                budget = SEARCH_BUDGET_PER_BYTE * bytes.len() + SEARCH_BUDGET;
                 let mut from = 0;
                 // Every place, overlapping ones too: `aa` in `aaa` is at 0
                 // and at 1. A word starts with a whole character, so each
                 // place found is on a character boundary.
                 while let Some(found) = word.find(&bytes[from..]) {
                     let at = from + found;
-                    if boundary.is_none_or(|b| b.at(text, at)) && try_at(at, slots) {
-                        return true;
+                    if boundary.is_none_or(|b| b.at(text, at)) && try_at(at, slots, &mut budget) {
+                        return Some(true);
+                    }
+                    if budget == 0 {
+                        return None;
                     }
                     from = at + 1;
                 }
-                false
+                Some(false)
             }
         }
     }
@@ -395,7 +413,13 @@ fn starts(insts: &[Inst], after: &CharClass) -> CharClass {
 fn one_way(insts: &[Inst], after: &CharClass) -> bool {
     insts.iter().enumerate().all(|(i, inst)| match inst {
         Inst::Run { class, .. } => !class.meets(&starts(&insts[i + 1..], after)),
-        Inst::Maybe(inner) => one_way(inner, &starts(&insts[i + 1..], after)),
+        // The part and what follows it start differently, so that once the
+        // next character is read only one of the two ways can go on: the
+        // reading never goes back more than a step, whatever the line.
+        Inst::Maybe(inner) => {
+            let rest = starts(&insts[i + 1..], after);
+            !starts(inner, &rest).meets(&rest) && one_way(inner, &rest)
+        }
         _ => true,
     })
 }
@@ -406,12 +430,20 @@ struct Rest<'a> {
     then: Option<&'a Rest<'a>>,
 }
 
-/// Matches `rest` at `at`; returns where the match ends.
-fn run(text: &str, mut at: usize, rest: &Rest<'_>, slots: &mut Slots) -> Option<usize> {
+/// Matches `rest` at `at`; returns where the match ends. Each word and
+/// run takes its length from `budget`; at 0 the reading stops (no match).
+fn run(
+    text: &str,
+    mut at: usize,
+    rest: &Rest<'_>,
+    slots: &mut Slots,
+    budget: &mut usize,
+) -> Option<usize> {
     let bytes = text.as_bytes();
     for (i, inst) in rest.insts.iter().enumerate() {
         match inst {
             Inst::Word(w) => {
+                spend(budget, w.len())?;
                 if !bytes[at..].starts_with(w) {
                     return None;
                 }
@@ -443,6 +475,7 @@ fn run(text: &str, mut at: usize, rest: &Rest<'_>, slots: &mut Slots) -> Option<
                         },
                     }
                 }
+                spend(budget, at - start)?;
                 if *at_least_one && at == start {
                     return None;
                 }
@@ -463,11 +496,14 @@ fn run(text: &str, mut at: usize, rest: &Rest<'_>, slots: &mut Slots) -> Option<
                     insts: inner,
                     then: Some(&after),
                 };
-                if let Some(end) = run(text, at, &with, slots) {
+                if let Some(end) = run(text, at, &with, slots, budget) {
                     return Some(end);
                 }
+                if *budget == 0 {
+                    return None;
+                }
                 *slots = saved;
-                return run(text, at, &after, slots);
+                return run(text, at, &after, slots, budget);
             }
             Inst::End => {
                 if at != bytes.len() {
@@ -477,8 +513,22 @@ fn run(text: &str, mut at: usize, rest: &Rest<'_>, slots: &mut Slots) -> Option<
         }
     }
     match rest.then {
-        Some(then) => run(text, at, then, slots),
+        Some(then) => run(text, at, then, slots, budget),
         None => Some(at),
+    }
+}
+
+/// Takes `n` from `budget`; `None`, and the budget at 0, when it has less.
+fn spend(budget: &mut usize, n: usize) -> Option<()> {
+    match budget.checked_sub(n) {
+        Some(left) => {
+            *budget = left;
+            Some(())
+        }
+        None => {
+            *budget = 0;
+            None
+        }
     }
 }
 
@@ -505,6 +555,7 @@ mod tests {
         let mut slots = [None; MAX_GROUPS];
         plain
             .captures(text, &mut slots)
+            .expect("a search of a short text does not give up")
             .then(|| slots[..groups].to_vec())
     }
 
@@ -553,6 +604,11 @@ mod tests {
             r"\b(?:a|b) x",
             // `\S*` could take `invalid`, or leave it to the next part.
             r"^for (?P<user>\S*)(?:invalid)? from",
+            // An optional part that what follows it could start as well:
+            // the reading would have to go back to try without it, and
+            // with many of them, back and forth without end.
+            r"^for (?:invalid user )?(?P<user>\S*) from",
+            r"^(?:a)?(?:a)?(?:a)?(?:a)?b",
             // The run could take the `:` the word after it starts with.
             r"^(?P<path>.+): OK$",
             // Lazy repetitions, and counts within a range.
@@ -631,18 +687,22 @@ mod tests {
                 "x1y2z", "x1yabz", "yabz", "x12z", "z", "x1yz", "xyz", "x1ya",
             ],
         );
-        // An optional part the text may hold or not: taken when the rest
-        // then matches.
-        agree(
-            r"^for (?:invalid user )?(?P<user>\S*) from (?P<ip>\S+)",
-            &[
-                "for invalid user root from 1.2.3.4",
-                "for invalid from 1.2.3.4",
-                "for invalid user  from 1.2.3.4",
-                "for invalid user from 1.2.3.4",
-                "for root from ",
-            ],
-        );
+    }
+
+    /// A searched word at every place of a long line, each place read to
+    /// the end before failing: the search gives up (the regex engine,
+    /// whose time grows only with the line, reads it) instead of taking
+    /// time that grows with the square of the line.
+    #[test]
+    fn a_search_that_would_read_the_line_over_and_over_gives_up() {
+        let plain = Plain::compile(&parse("a(?P<x>[^:]*):")).expect("plain");
+        let mut slots = [None; MAX_GROUPS];
+        let long = "a".repeat(100_000);
+        assert_eq!(plain.captures(&long, &mut slots), None);
+        // Short lines, or a match found early, are read to the end.
+        assert_eq!(plain.captures(&"a".repeat(20), &mut slots), Some(false));
+        assert_eq!(plain.captures(&format!("{long}:"), &mut slots), Some(true));
+        assert_eq!(slots[1], Some((1, 100_000)));
     }
 
     /// Every pattern of the shipped decoders (`pattern:` texts and lists).
@@ -868,7 +928,6 @@ mod tests {
         let patterns = [
             r"^(?P<verdict>Failed|Accepted) (?P<method>\S+) for (?P<user>\S*) from (?P<ip>\S+) port (?P<port>\d+)",
             r"^Invalid user (?P<user>\S*) from (?P<ip>\S+)(?: port (?P<port>\d+))?",
-            r"^for (?:invalid user )?(?P<user>\S*) from (?P<ip>\S+)",
             r"^SelfCheck: (?P<status>[^.]*)\.?$",
             r"^(?P<level>ERROR|WARNING|Error|Warning): (?P<text>.*)$",
             r"^(?:a(?P<x>\d*))?(?:b(?P<y>[ab]+))?c?$",
