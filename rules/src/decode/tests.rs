@@ -634,3 +634,37 @@ fn clamav_clean_fast_pattern_reads_as_the_general_one() {
     // of either).
     assert_eq!(counts, (3, 4));
 }
+
+/// A line on which a plain search gives up (its word at every place, each
+/// read far before failing) is read by the regex engine instead, with the
+/// same captures; so is every shorter one.
+#[test]
+fn a_line_a_plain_search_gives_up_on_is_read_by_the_regex() {
+    let d = load(
+        r#"
+decoders:
+  - name: tail
+    parse:
+      - regex: { pattern: 'a(?P<run>[^:b]*):(?P<word>\w+)' }
+    fields:
+      run: { from: run }
+      word: { from: word }
+    set: { event.module: tail }
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let plain = match &d.decoders[0].steps[0] {
+        config::Step::Regex { patterns, .. } => patterns[0].regex.plain().expect("plain"),
+        other => panic!("not a regex step: {other:?}"),
+    };
+    let mut slots = [None; plain::MAX_GROUPS];
+    for n in [0, 10, 60_000] {
+        let line = format!("{}baaa:end", "a".repeat(n));
+        let gave_up = plain.captures(&line, &mut slots).is_none();
+        assert_eq!(gave_up, n == 60_000, "{n}");
+        let ev = d.decode(&input(&line));
+        assert_eq!(ev.get_str("event.module"), Some("tail"), "{n}");
+        assert_eq!(ev.get_str("run"), Some("aa"), "{n}");
+        assert_eq!(ev.get_str("word"), Some("end"), "{n}");
+    }
+}
