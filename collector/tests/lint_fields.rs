@@ -30,6 +30,14 @@ const DECODERS: &str = r#"decoders:
       app.action: { from: action }
 "#;
 
+/// The warning lines of `socctl`'s output.
+fn warnings(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect()
+}
+
 fn socctl(args: &[&str], dirs: &[&Path]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_socctl"))
         .args(args)
@@ -52,10 +60,6 @@ fn a_field_no_decoder_sets_is_a_warning_and_decoders_elsewhere_count() {
     let out = socctl(&["rules", "lint"], &[&rules]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "warnings only: {stdout}");
-    let warnings: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("warning: "))
-        .collect();
     let want = [
         format!(
             "warning: {file}:6: rule `local-typo` reads `sorce.ip`, which no loaded decoder \
@@ -70,7 +74,7 @@ fn a_field_no_decoder_sets_is_a_warning_and_decoders_elsewhere_count() {
              decoder sets: no event can hold it"
         ),
     ];
-    assert_eq!(warnings, want, "{stdout}");
+    assert_eq!(warnings(&stdout), want, "{stdout}");
     assert!(
         stdout.contains("ok: ") && stdout.contains("(3 warning(s)"),
         "{stdout}"
@@ -82,11 +86,7 @@ fn a_field_no_decoder_sets_is_a_warning_and_decoders_elsewhere_count() {
         let out = socctl(&["rules", command, "--decoders", &decoders_arg], &[&rules]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{command}: {stdout}");
-        let warnings: Vec<&str> = stdout
-            .lines()
-            .filter(|l| l.starts_with("warning: "))
-            .collect();
-        assert_eq!(warnings, [want[0].as_str()], "{command}: {stdout}");
+        assert_eq!(warnings(&stdout), [want[0].as_str()], "{command}: {stdout}");
         assert!(stdout.contains("(1 warning(s)"), "{command}: {stdout}");
     }
 }

@@ -774,40 +774,25 @@ keep = 0
         )
         .expect("good");
         assert_eq!(ok.listen.port(), 2);
-        let msg = CollectorConfig::settings(
-            "[log]\nformat = \"xml\"\n",
-            p,
-            Path::new("/"),
-            &CommandLine::default(),
-        )
-        .expect_err("bad format")
-        .to_string();
+        let msg = build("[log]\nformat = \"xml\"\n")
+            .expect_err("bad format")
+            .to_string();
         assert!(
             msg.starts_with("collector.toml:2: key `log.format`"),
             "{msg}"
         );
         // A level mistyped would be a module name to the filter syntax,
         // and the collector would log nothing: refused, with its line.
-        let msg = CollectorConfig::settings(
-            "[log]\nlevel = \"warning\"\n",
-            p,
-            Path::new("/"),
-            &CommandLine::default(),
-        )
-        .expect_err("a level that is not one")
-        .to_string();
+        let msg = build("[log]\nlevel = \"warning\"\n")
+            .expect_err("a level that is not one")
+            .to_string();
         assert!(
             msg.starts_with("collector.toml:2: key `log.level`: `warning` is not a level")
                 && msg.contains("did you mean `warn`?"),
             "{msg}"
         );
-        let ok = CollectorConfig::settings(
-            "[log]\nlevel = \"info,soc_collector=debug\"\n",
-            p,
-            Path::new("/"),
-            &CommandLine::default(),
-        )
-        .expect("a filter with a module");
+        let ok =
+            build("[log]\nlevel = \"info,soc_collector=debug\"\n").expect("a filter with a module");
         assert_eq!(ok.log_level, "info,soc_collector=debug");
     }
 
