@@ -409,13 +409,13 @@ fn bench(c: &mut Criterion) {
             eprint!("{name}: ");
             describe(&set, &events);
         }
-        engines.push((BenchmarkId::new(name, n), Engine::new(Arc::new(set))));
+        engines.push((format!("{name}/{n}"), Engine::new(Arc::new(set))));
     }
     let mut g = c.benchmark_group("engine");
     g.sample_size(10);
     g.throughput(Throughput::Elements(events.len() as u64));
     for (id, engine) in &engines {
-        g.bench_with_input(id.clone(), &events, |b, events| {
+        g.bench_with_input(BenchmarkId::from_parameter(id), &events, |b, events| {
             b.iter(|| {
                 let mut state = EngineState::default();
                 let mut fired = 0usize;
@@ -437,27 +437,17 @@ fn bench(c: &mut Criterion) {
     h.sample_size(10);
     h.throughput(Throughput::Elements(events.len() as u64));
     for (id, engine) in &engines {
-        h.bench_with_input(id.clone(), &events, |b, events| {
+        h.bench_with_input(BenchmarkId::from_parameter(id), &events, |b, events| {
             b.iter_custom(|iters| {
-                let mut spent = std::time::Duration::ZERO;
-                for _ in 0..iters {
-                    let mut state = EngineState::default();
-                    for batch in events.chunks(64) {
-                        let batch = batch.to_vec();
-                        let start = std::time::Instant::now();
-                        let mut fired = 0usize;
-                        for e in &batch {
-                            fired += engine.process(&mut state, e).len();
-                        }
-                        spent += start.elapsed();
-                        std::hint::black_box(fired);
-                    }
-                }
-                spent
+                let spent: f64 = (0..iters).map(|_| pass(engine, events, true)).sum();
+                std::time::Duration::from_secs_f64(spent)
             });
         });
     }
     h.finish();
+    if std::env::var("SOC_BENCH_PAIRED").as_deref() != Ok("0") {
+        paired(&engines, &events);
+    }
     let mut d = c.benchmark_group("decode");
     d.sample_size(10);
     d.throughput(Throughput::Elements(lines.len() as u64));
@@ -474,6 +464,70 @@ fn bench(c: &mut Criterion) {
     // events through an engine, which a profiler would count with the rest).
     if std::env::var("SOC_BENCH_STATE").as_deref() != Ok("0") {
         state(c);
+    }
+}
+
+/// One pass of `engine` over `events` from a fresh state, as the
+/// `engine` group (`fresh: false`) or the `engine_fresh` group times it.
+fn pass(engine: &Engine, events: &[Event], fresh: bool) -> f64 {
+    let mut state = EngineState::default();
+    let mut spent = std::time::Duration::ZERO;
+    for batch in events.chunks(64) {
+        let copy;
+        let batch = if fresh {
+            copy = batch.to_vec();
+            &copy[..]
+        } else {
+            batch
+        };
+        let start = std::time::Instant::now();
+        let mut fired = 0usize;
+        for e in batch {
+            fired += engine.process(&mut state, e).len();
+        }
+        spent += start.elapsed();
+        std::hint::black_box(fired);
+    }
+    spent.as_secs_f64()
+}
+
+/// The cost of each rule set against the first (`rules/10`) as a ratio of
+/// times measured side by side: each round times one pass of the first set
+/// and one of the other, next to each other (in turn first and second), so
+/// that the machine changing speed between criterion's groups, which are
+/// seconds apart, does not show in the ratio. Prints the median ratio of
+/// `SOC_BENCH_ROUNDS` rounds (11 by default) and each round's.
+/// `SOC_BENCH_PAIRED=0` leaves this out.
+fn paired(engines: &[(String, Engine)], events: &[Event]) {
+    let rounds: usize = std::env::var("SOC_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11)
+        .max(1);
+    let Some(((base_id, base), others)) = engines.split_first() else {
+        return;
+    };
+    for (group, fresh) in [("engine", false), ("engine_fresh", true)] {
+        for (id, engine) in others {
+            let mut ratios: Vec<f64> = (0..rounds)
+                .map(|round| {
+                    if round % 2 == 0 {
+                        let b = pass(base, events, fresh);
+                        pass(engine, events, fresh) / b
+                    } else {
+                        let t = pass(engine, events, fresh);
+                        t / pass(base, events, fresh)
+                    }
+                })
+                .collect();
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            ratios.sort_by(f64::total_cmp);
+            eprintln!(
+                "paired {group}: {id} / {base_id} = {:.2}x median of {rounds} ({})",
+                ratios[rounds / 2],
+                each.join(", ")
+            );
+        }
     }
 }
 
