@@ -136,8 +136,9 @@ pub struct Engine {
     silences: Vec<usize>,
     /// Per rule, its conditions and key fields resolved to field slots.
     compiled: Vec<Compiled>,
-    /// Per rule, the shared tests its condition needs, side by side: most
-    /// candidates are decided from these alone (see [`Shared`]).
+    /// Per rule, its condition and the shared tests it needs, one cache
+    /// line each: most candidates are decided from the tests alone (see
+    /// [`Shared`]), the others by the condition next to them.
     shared: Vec<Shared>,
     /// The field name of every slot.
     slots: Slots,
@@ -145,28 +146,36 @@ pub struct Engine {
     no_key: Arc<str>,
 }
 
-/// The tests of a rule's condition (at most [`Shared::MAX`] of the `all:`
-/// at its top) that other rules make too, by [`Slots::settle_tests`]
-/// number: when one of them already failed for the event, the condition
-/// fails; when the condition is only these and all passed, it holds.
-#[derive(Debug, Clone, Copy)]
+/// A rule's condition, with the tests of it (at most [`Shared::MAX`] of
+/// the `all:` at its top) that other rules make too, by
+/// [`Slots::settle_tests`] number: when one of them already failed for the
+/// event, the condition fails; when the condition is only these and all
+/// passed, it holds. Aligned to a cache line: a candidate rule's first
+/// read brings all of it.
+#[derive(Debug, Clone)]
+#[repr(align(64))]
 struct Shared {
     tests: [u32; Shared::MAX],
     len: u8,
     /// The condition is these tests and nothing else.
     only: bool,
+    condition: Fast,
 }
+
+// One cache line, not two.
+const _: () = assert!(std::mem::size_of::<Shared>() == 64);
 
 impl Shared {
     const MAX: usize = 6;
 
-    fn of(condition: &Fast) -> Shared {
+    fn of(condition: Fast, slots: &Slots) -> Shared {
         let mut shared = Shared {
             tests: [0; Shared::MAX],
             len: 0,
             only: true,
+            condition,
         };
-        for memo in condition.top_memos() {
+        for memo in shared.condition.top_memos(slots) {
             match memo {
                 Some(memo) if usize::from(shared.len) < Shared::MAX => {
                     shared.tests[usize::from(shared.len)] = memo;
@@ -193,10 +202,10 @@ impl Shared {
     }
 }
 
-/// One rule with its field names resolved to [`Slots`].
+/// One rule with its field names resolved to [`Slots`] (its condition is
+/// in [`Engine::shared`]).
 #[derive(Debug, Clone)]
 struct Compiled {
-    condition: Fast,
     kind: CompiledKind,
     /// What its detections carry, shared by all of them.
     id: Arc<str>,
@@ -204,16 +213,34 @@ struct Compiled {
     tags: Arc<[String]>,
 }
 
+/// What a rule's kind needs for each event it matches, next to its
+/// condition: a matching event need not read the rule itself (a thousand
+/// rules' are far apart in memory) unless it raises a detection.
 #[derive(Debug, Clone)]
 enum CompiledKind {
     Single,
-    /// The key of `group_by`, and the slot of `distinct`.
-    Threshold(KeySpec, Option<usize>),
-    /// Per step: its condition and its key (its `by`, shown under the
-    /// first step's names).
-    Sequence(Vec<(Fast, KeySpec)>),
+    Threshold(CompiledThreshold),
+    Sequence(CompiledSequence),
     /// The key of `by`.
     Silence(KeySpec),
+}
+
+#[derive(Debug, Clone)]
+struct CompiledThreshold {
+    /// The key of `group_by`.
+    by: KeySpec,
+    /// The slot of `distinct`.
+    distinct: Option<usize>,
+    count: u64,
+    window_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledSequence {
+    /// Per step: its condition and its key (its `by`, shown under the
+    /// first step's names).
+    steps: Vec<(Fast, KeySpec)>,
+    within_ms: i64,
 }
 
 impl Engine {
@@ -258,41 +285,48 @@ impl Engine {
         }
         let mut slots = Slots::default();
         let index = RuleIndex::new(&requirements, &mut slots);
-        let mut compiled: Vec<Compiled> = rules
+        // Each rule's condition, then its steps, so that a rule's field
+        // tests lie side by side in the slots.
+        let (conditions, compiled): (Vec<Fast>, Vec<Compiled>) = rules
             .rules()
             .iter()
-            .map(|r| Compiled {
-                id: Arc::from(r.id.as_str()),
-                title: Arc::from(r.title.as_str()),
-                tags: Arc::from(r.tags.as_slice()),
-                condition: Fast::new(&r.condition, &mut slots),
-                kind: match &r.kind {
+            .map(|r| {
+                let condition = Fast::new(&r.condition, &mut slots);
+                let kind = match &r.kind {
                     RuleKind::Single => CompiledKind::Single,
-                    RuleKind::Threshold(t) => CompiledKind::Threshold(
-                        slots.key(&t.group_by, &t.group_by),
-                        t.distinct.as_deref().map(|d| slots.id(d)),
-                    ),
-                    RuleKind::Sequence(seq) => CompiledKind::Sequence(
-                        seq.steps
+                    RuleKind::Threshold(t) => CompiledKind::Threshold(CompiledThreshold {
+                        by: slots.key(&t.group_by, &t.group_by),
+                        distinct: t.distinct.as_deref().map(|d| slots.id(d)),
+                        count: t.count,
+                        window_ms: t.window_ms,
+                    }),
+                    RuleKind::Sequence(seq) => CompiledKind::Sequence(CompiledSequence {
+                        steps: seq
+                            .steps
                             .iter()
                             .map(|st| {
                                 let condition = Fast::new(&st.condition, &mut slots);
                                 (condition, slots.key(&seq.steps[0].by, &st.by))
                             })
                             .collect(),
-                    ),
+                        within_ms: seq.within_ms,
+                    }),
                     RuleKind::Silence(si) => CompiledKind::Silence(slots.key(&si.by, &si.by)),
-                },
+                };
+                let compiled = Compiled {
+                    id: Arc::from(r.id.as_str()),
+                    title: Arc::from(r.title.as_str()),
+                    tags: Arc::from(r.tags.as_slice()),
+                    kind,
+                };
+                (condition, compiled)
             })
+            .unzip();
+        slots.settle_tests();
+        let shared = conditions
+            .into_iter()
+            .map(|c| Shared::of(c, &slots))
             .collect();
-        let renumbered = slots.settle_tests();
-        for c in &mut compiled {
-            c.condition.settle(&renumbered);
-            if let CompiledKind::Sequence(steps) = &mut c.kind {
-                steps.iter_mut().for_each(|(f, _)| f.settle(&renumbered));
-            }
-        }
-        let shared = compiled.iter().map(|c| Shared::of(&c.condition)).collect();
         Engine {
             no_key: Arc::from(""),
             rules,
@@ -474,22 +508,24 @@ impl Engine {
             // A thousand rules' conditions are far apart in memory; the
             // tests they share are decided once per event and read here
             // side by side.
-            match self.shared[i].decide(&view) {
+            let shared = &self.shared[i];
+            match shared.decide(&view) {
                 Some(false) => continue,
                 Some(true) => {}
-                None if !self.compiled[i].condition.eval(&mut view) => continue,
+                None if !shared.condition.eval(&mut view) => continue,
                 None => {}
             }
-            let rule = &rules[i];
-            let compiled = &self.compiled[i];
-            match (&rule.kind, &compiled.kind) {
-                (RuleKind::Threshold(t), CompiledKind::Threshold(by, distinct)) => {
-                    self.threshold(state, i, t, (by, *distinct), ev, &mut view, out);
+            match &self.compiled[i].kind {
+                CompiledKind::Threshold(t) => {
+                    self.threshold(state, i, t, ev, &mut view, out);
                 }
-                (RuleKind::Sequence(s), CompiledKind::Sequence(steps)) => {
-                    self.sequence(state, i, s, steps, ev, &mut view, out);
+                CompiledKind::Sequence(s) => {
+                    self.sequence(state, i, s, ev, &mut view, out);
                 }
-                (RuleKind::Silence(s), CompiledKind::Silence(by)) => {
+                CompiledKind::Silence(by) => {
+                    let RuleKind::Silence(s) = &rules[i].kind else {
+                        continue;
+                    };
                     let Some(key) = view.shared_key(by) else {
                         continue;
                     };
@@ -529,7 +565,7 @@ impl Engine {
                         self.emit(state, i, key, at, vec![last_id], fields, out);
                     }
                 }
-                _ => {
+                CompiledKind::Single => {
                     self.emit(
                         state,
                         i,
@@ -554,18 +590,17 @@ impl Engine {
         &self,
         state: &mut EngineState,
         at: usize,
-        t: &crate::rule::Threshold,
-        (by, distinct): (&KeySpec, Option<usize>),
+        t: &CompiledThreshold,
         ev: &Event,
         view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
     ) {
-        let Some(key) = view.shared_key(by) else {
+        let Some(key) = view.shared_key(&t.by) else {
             return;
         };
         let since = ev.timestamp_ms.saturating_sub(t.window_ms);
         let mut fired: Option<(u64, Vec<u64>)> = None;
-        match distinct {
+        match t.distinct {
             None => {
                 let now = ev.timestamp_ms;
                 let Some(g) = self.touch_group(state, at, &key, now, Some(t.window_ms), || {
@@ -633,14 +668,13 @@ impl Engine {
         &self,
         state: &mut EngineState,
         at: usize,
-        s: &crate::rule::Sequence,
-        steps: &[(Fast, KeySpec)],
+        s: &CompiledSequence,
         ev: &Event,
         view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
     ) {
         let last = s.steps.len() - 1;
-        for (i, (condition, by)) in steps.iter().enumerate().rev() {
+        for (i, (condition, by)) in s.steps.iter().enumerate().rev() {
             if !condition.eval(view) {
                 continue;
             }
@@ -995,11 +1029,20 @@ impl Engine {
         let t = *touch;
         // The group's entry goes to the back of the order; an entry it had
         // is left behind, stale.
-        rs.push_order(t, key.clone());
-        let RuleState { groups, oldest, .. } = rs;
+        rs.make_order_room();
+        let RuleState {
+            groups,
+            order,
+            oldest,
+            ..
+        } = rs;
         // One lookup, whether the group exists or not.
         match groups.entry(key.clone()) {
             Entry::Occupied(e) => {
+                // The entry shares the map's key, not this event's copy of
+                // its text: looking the entry up later compares pointers
+                // and need not read the text, long out of the cache.
+                order.push_back((t, e.key().clone()));
                 let g = e.into_mut();
                 if matches!(**oldest, Some((old, _)) if old == g.touched) {
                     **oldest = None;
@@ -1009,6 +1052,7 @@ impl Engine {
                 Some(g)
             }
             Entry::Vacant(e) => {
+                order.push_back((t, key.clone()));
                 *total_groups += 1;
                 Some(e.insert(Group {
                     touched: t,

@@ -455,15 +455,14 @@ impl RuleState {
         self.order.front()
     }
 
-    /// Appends the entry of a group touched at `touched`; first drops the
-    /// stale entries when they outnumber the groups, so the order stays
-    /// within twice the groups (plus a little).
-    pub(crate) fn push_order(&mut self, touched: u64, key: GroupKey) {
+    /// Drops the stale entries of the order when they outnumber the
+    /// groups, before an entry is appended, so that the order stays within
+    /// twice the groups (plus a little).
+    pub(crate) fn make_order_room(&mut self) {
         if self.order.len() >= 2 * self.groups.len() + 64 {
             let order = std::mem::take(&mut self.order);
             self.order = order.into_iter().filter(|e| self.live(e)).collect();
         }
-        self.order.push_back((touched, key));
     }
 
     /// The group last touched at `touched` was touched again or removed:

@@ -35,6 +35,12 @@ pub(crate) struct Slots {
     /// Tests whose results a view keeps: all of them until
     /// [`Slots::settle_tests`], then those of several conditions.
     memo_len: usize,
+    /// The field tests of every condition built with these slots, in the
+    /// order they were built ([`Fast`] holds their places): a rule's are
+    /// side by side, and next to those of the rule after it, so that the
+    /// candidates of an event, taken in rule order, read them going
+    /// forward through one block of memory.
+    leaves: Vec<Leaf>,
 }
 
 /// How a stateful rule (or a sequence step) builds its group key: the
@@ -109,9 +115,9 @@ impl Slots {
     /// several conditions make keep a number (their result is kept for the
     /// event), the others get [`NO_MEMO`] (kept, it would only cost).
     /// Returns the new number of each old one, for [`Fast::settle`].
-    pub(crate) fn settle_tests(&mut self) -> Vec<u32> {
+    pub(crate) fn settle_tests(&mut self) {
         let mut next = 0;
-        let renumbered = self
+        let renumbered: Vec<u32> = self
             .test_uses
             .iter()
             .map(|&uses| {
@@ -123,7 +129,23 @@ impl Slots {
             })
             .collect();
         self.memo_len = next as usize;
-        renumbered
+        for l in &mut self.leaves {
+            if let Some(&memo) = renumbered.get(l.memo as usize) {
+                l.memo = memo;
+            }
+        }
+    }
+
+    /// Adds a field test; returns its place.
+    fn leaf(&mut self, field: &str, tests: &[Test]) -> u32 {
+        let slot = self.id(field);
+        let leaf = Leaf {
+            slot: slot as u32,
+            memo: self.test_id(slot, tests),
+            tests: tests.into(),
+        };
+        self.leaves.push(leaf);
+        (self.leaves.len() - 1) as u32
     }
 
     /// How many test results a view keeps.
@@ -135,38 +157,33 @@ impl Slots {
 /// A field test whose result a view does not keep.
 pub(crate) const NO_MEMO: u32 = u32::MAX;
 
-/// [`Condition`] with its fields resolved to slots; evaluates exactly like it.
+/// [`Condition`] with its fields resolved to slots; evaluates exactly like
+/// it. Its field tests are kept in the [`Slots`] it was built with, which
+/// the [`FieldView`] it is evaluated with reads.
 #[derive(Debug, Clone)]
 pub(crate) enum Fast {
-    All(Vec<Fast>),
-    Any(Vec<Fast>),
+    All(Box<[Fast]>),
+    Any(Box<[Fast]>),
     Not(Box<Fast>),
-    Field(Leaf),
+    /// The place of the field test in [`Slots::leaves`].
+    Field(u32),
     /// An `all` of field tests and nothing else, the shape of most rules:
-    /// made in one loop, without a call per test.
-    AllFields(Vec<Leaf>),
+    /// made in one loop, without a call per test. The places of its tests,
+    /// `start..end`, in [`Slots::leaves`].
+    AllFields(u32, u32),
 }
 
 /// One field and its tests.
 #[derive(Debug, Clone)]
 pub(crate) struct Leaf {
-    slot: usize,
-    tests: Vec<Test>,
+    slot: u32,
     /// The number of this field and these tests among all the rules' (see
     /// [`Slots::test_id`]), or [`NO_MEMO`].
     memo: u32,
+    tests: Box<[Test]>,
 }
 
 impl Leaf {
-    fn new(field: &str, tests: &[Test], slots: &mut Slots) -> Leaf {
-        let slot = slots.id(field);
-        Leaf {
-            slot,
-            memo: slots.test_id(slot, tests),
-            tests: tests.to_vec(),
-        }
-    }
-
     /// Whether the field passes its tests.
     ///
     /// A field test is made once per event: rules share many of them
@@ -174,8 +191,9 @@ impl Leaf {
     /// rules would otherwise compare the same texts again and again.
     #[inline(always)]
     fn holds(&self, view: &mut FieldView<'_>) -> bool {
+        let slot = self.slot as usize;
         if self.memo == NO_MEMO {
-            return field_holds(self.slot, &self.tests, view);
+            return field_holds(slot, &self.tests, view);
         }
         let memo = self.memo as usize;
         match view.memo[memo] {
@@ -183,7 +201,7 @@ impl Leaf {
             MEMO_TRUE => return true,
             _ => {}
         }
-        let holds = field_holds(self.slot, &self.tests, view);
+        let holds = field_holds(slot, &self.tests, view);
         view.memo[memo] = if holds { MEMO_TRUE } else { MEMO_FALSE };
         holds
     }
@@ -205,59 +223,52 @@ impl Fast {
                     })
                     .collect();
                 match leaves {
-                    Some(leaves) if !leaves.is_empty() => Fast::AllFields(
-                        leaves
-                            .into_iter()
-                            .map(|(f, t)| Leaf::new(f, t, slots))
-                            .collect(),
-                    ),
+                    Some(leaves) if !leaves.is_empty() => {
+                        let start = slots.leaves.len() as u32;
+                        for (f, t) in leaves {
+                            slots.leaf(f, t);
+                        }
+                        Fast::AllFields(start, slots.leaves.len() as u32)
+                    }
                     _ => Fast::All(cs.iter().map(|c| Fast::new(c, slots)).collect()),
                 }
             }
             Condition::Any(cs) => Fast::Any(cs.iter().map(|c| Fast::new(c, slots)).collect()),
             Condition::Not(c) => Fast::Not(Box::new(Fast::new(c, slots))),
-            Condition::Field { field, tests } => Fast::Field(Leaf::new(field, tests, slots)),
+            Condition::Field { field, tests } => Fast::Field(slots.leaf(field, tests)),
         }
     }
 
     /// The numbers of the field tests whose results a view keeps, at the
     /// top of the condition (all of which must pass), each `None` when the
     /// part is something else.
-    pub(crate) fn top_memos(&self) -> Vec<Option<u32>> {
+    pub(crate) fn top_memos(&self, slots: &Slots) -> Vec<Option<u32>> {
+        let memo = |at: &u32| slots.leaves.get(*at as usize).and_then(Leaf::memo);
         match self {
             Fast::All(cs) => cs
                 .iter()
                 .map(|c| match c {
-                    Fast::Field(l) => l.memo(),
+                    Fast::Field(at) => memo(at),
                     _ => None,
                 })
                 .collect(),
-            Fast::AllFields(ls) => ls.iter().map(Leaf::memo).collect(),
-            Fast::Field(l) => vec![l.memo()],
+            Fast::AllFields(start, end) => (*start..*end).map(|at| memo(&at)).collect(),
+            Fast::Field(at) => vec![memo(at)],
             _ => vec![None],
-        }
-    }
-
-    /// Applies [`Slots::settle_tests`]'s numbering.
-    pub(crate) fn settle(&mut self, renumbered: &[u32]) {
-        match self {
-            Fast::All(cs) | Fast::Any(cs) => cs.iter_mut().for_each(|c| c.settle(renumbered)),
-            Fast::Not(c) => c.settle(renumbered),
-            Fast::Field(l) => l.memo = renumbered[l.memo as usize],
-            Fast::AllFields(ls) => ls
-                .iter_mut()
-                .for_each(|l| l.memo = renumbered[l.memo as usize]),
         }
     }
 
     /// Whether the condition holds for the viewed event.
     pub(crate) fn eval(&self, view: &mut FieldView<'_>) -> bool {
+        let leaves = view.leaves;
         match self {
-            Fast::AllFields(ls) => ls.iter().all(|l| l.holds(view)),
+            Fast::AllFields(start, end) => leaves[*start as usize..*end as usize]
+                .iter()
+                .all(|l| l.holds(view)),
             Fast::All(cs) => cs.iter().all(|c| c.eval(view)),
             Fast::Any(cs) => cs.iter().any(|c| c.eval(view)),
             Fast::Not(c) => !c.eval(view),
-            Fast::Field(l) => l.holds(view),
+            Fast::Field(at) => leaves[*at as usize].holds(view),
         }
     }
 }
@@ -294,6 +305,8 @@ fn field_holds(slot: usize, tests: &[Test], view: &mut FieldView<'_>) -> bool {
 pub(crate) struct FieldView<'e> {
     fields: &'e Fields,
     names: &'e [String],
+    /// The field tests of the engine's conditions ([`Slots::leaves`]).
+    leaves: &'e [Leaf],
     /// This view's number ([`ViewBuffers::epoch`]): the slot caches below
     /// hold this event's entries where they carry it, and entries of
     /// earlier events elsewhere, so that a new view clears nothing.
@@ -390,6 +403,7 @@ impl<'e> FieldView<'e> {
         FieldView {
             fields,
             names,
+            leaves: &slots.leaves,
             epoch,
             values,
             ips,
