@@ -84,7 +84,17 @@ impl Template {
 
     /// Fills the placeholders with what `get` returns for their names.
     pub(crate) fn render_with<'v>(&self, get: impl Fn(&str) -> Option<&'v Value>) -> String {
-        let mut out = String::new();
+        // Room for the text and a short value per placeholder, so that a
+        // detection's summary is one allocation, not one per doubling.
+        let room = self
+            .0
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.len(),
+                Part::Field(_) => 16,
+            })
+            .sum();
+        let mut out = String::with_capacity(room);
         for p in &self.0 {
             match p {
                 Part::Text(t) => out.push_str(t),
