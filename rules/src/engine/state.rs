@@ -2,7 +2,7 @@
 //! from the immutable rules so that the caller can commit it with its journal
 //! cursor, snapshot it and carry it across rule reloads.
 //!
-//! Every map here is bounded (see [`crate::EngineLimits`]); when a bound is
+//! Every map here is bounded (see [`crate::EngineOptions`]); when a bound is
 //! reached the least recently touched group is evicted and counted in
 //! [`EngineStats`].
 

@@ -114,7 +114,7 @@ impl Slots {
     /// Renumbers the tests once every condition is built: those that
     /// several conditions make keep a number (their result is kept for the
     /// event), the others get [`NO_MEMO`] (kept, it would only cost).
-    /// Returns the new number of each old one, for [`Fast::settle`].
+    /// The field tests built so far take their new numbers.
     pub(crate) fn settle_tests(&mut self) {
         let mut next = 0;
         let renumbered: Vec<u32> = self
@@ -534,8 +534,9 @@ impl<'e> FieldView<'e> {
         self.write_key(names, slots, &mut s).then_some(s)
     }
 
-    /// Writes the key of [`FieldView::key`] into `out` (emptied first);
-    /// false when a key field is missing.
+    /// Writes the key `name=value name=value` of the fields `names`, read
+    /// from `slots`, into `out` (emptied first); false when a key field is
+    /// missing.
     fn write_key(&mut self, names: &[String], slots: &[usize], out: &mut String) -> bool {
         out.clear();
         for (i, (name, &slot)) in names.iter().zip(slots).enumerate() {
