@@ -159,6 +159,9 @@ struct Shared {
     len: u8,
     /// The condition is these tests and nothing else.
     only: bool,
+    /// A sequence step's group key ([`KeySpec::number`]), in the same
+    /// line as its condition; 0, and not read, for a rule's condition.
+    key: u32,
     condition: Fast,
 }
 
@@ -169,22 +172,54 @@ impl Shared {
     const MAX: usize = 6;
 
     fn of(condition: Fast, slots: &Slots) -> Shared {
-        let mut shared = Shared {
+        let mut shared = Shared::unsettled(condition);
+        shared.settle(slots);
+        shared
+    }
+
+    /// `condition` before the tests are numbered: nothing is decided
+    /// without evaluating it, until [`Shared::settle`].
+    fn unsettled(condition: Fast) -> Shared {
+        Shared {
             tests: [0; Shared::MAX],
             len: 0,
-            only: true,
+            only: false,
+            key: 0,
             condition,
-        };
-        for memo in shared.condition.top_memos(slots) {
+        }
+    }
+
+    /// Takes the shared tests' numbers, once [`Slots::settle_tests`] gave
+    /// them.
+    fn settle(&mut self, slots: &Slots) {
+        let Shared {
+            tests,
+            len,
+            only,
+            condition,
+            ..
+        } = self;
+        *len = 0;
+        *only = true;
+        for memo in condition.top_memos(slots) {
             match memo {
-                Some(memo) if usize::from(shared.len) < Shared::MAX => {
-                    shared.tests[usize::from(shared.len)] = memo;
-                    shared.len += 1;
+                Some(memo) if usize::from(*len) < Shared::MAX => {
+                    tests[usize::from(*len)] = memo;
+                    *len += 1;
                 }
-                _ => shared.only = false,
+                _ => *only = false,
             }
         }
-        shared
+    }
+
+    /// Whether the condition holds for the event of `view`: decided by the
+    /// shared tests when they tell, else evaluated.
+    #[inline]
+    fn holds(&self, view: &mut FieldView<'_>) -> bool {
+        match self.decide(view) {
+            Some(answer) => answer,
+            None => self.condition.eval(view),
+        }
     }
 
     /// The condition's answer when the tests already made tell it.
@@ -237,9 +272,12 @@ struct CompiledThreshold {
 
 #[derive(Debug, Clone)]
 struct CompiledSequence {
-    /// Per step: its condition and its key (its `by`, shown under the
-    /// first step's names).
-    steps: Vec<(Fast, KeySpec)>,
+    /// Per step: its condition, with the tests other rules make too (many
+    /// sequences start with the same step: once the first has made its
+    /// tests, the others decide it from their answers without reading
+    /// their own field tests), and its key (its `by`, shown under the
+    /// first step's names), all in one cache line.
+    steps: Vec<Shared>,
     within_ms: i64,
 }
 
@@ -306,7 +344,9 @@ impl Engine {
                             .iter()
                             .map(|st| {
                                 let condition = Fast::new(&st.condition, &mut slots);
-                                (condition, slots.key(&seq.steps[0].by, &st.by))
+                                let mut step = Shared::unsettled(condition);
+                                step.key = slots.key(&seq.steps[0].by, &st.by).number();
+                                step
                             })
                             .collect(),
                         within_ms: seq.within_ms,
@@ -323,6 +363,12 @@ impl Engine {
             })
             .unzip();
         slots.settle_tests();
+        let mut compiled = compiled;
+        for c in &mut compiled {
+            if let CompiledKind::Sequence(s) = &mut c.kind {
+                s.steps.iter_mut().for_each(|step| step.settle(&slots));
+            }
+        }
         let shared = conditions
             .into_iter()
             .map(|c| Shared::of(c, &slots))
@@ -674,13 +720,13 @@ impl Engine {
         out: &mut Vec<Detection>,
     ) {
         let last = s.steps.len() - 1;
-        for (i, (condition, by)) in s.steps.iter().enumerate().rev() {
-            if !condition.eval(view) {
+        for (i, step) in s.steps.iter().enumerate().rev() {
+            if !step.holds(view) {
                 continue;
             }
             // Steps may name the key differently; the group is the values
             // under the first step's names.
-            let Some(key) = view.shared_key(by) else {
+            let Some(key) = view.shared_key_of(step.key) else {
                 continue;
             };
             let current = state
@@ -728,11 +774,20 @@ impl Engine {
                     };
                     if let Some(g) = self.touch_group(state, at, &key, now, within, fresh) {
                         g.last_ms = now;
-                        // A group just made is fresh already.
-                        let made = matches!(&g.data, GroupData::Sequence { next: 1, start_ms, evidence }
-                            if *start_ms == now && evidence[..] == [ev.id]);
-                        if !made {
-                            g.data = fresh();
+                        // A group just made is fresh already; an older one
+                        // starts anew in place, keeping its evidence's room.
+                        match &mut g.data {
+                            GroupData::Sequence {
+                                next,
+                                start_ms,
+                                evidence,
+                            } => {
+                                *next = 1;
+                                *start_ms = now;
+                                evidence.clear();
+                                evidence.push(ev.id);
+                            }
+                            data => *data = fresh(),
                         }
                     }
                     return;

@@ -27,6 +27,8 @@ pub(crate) struct Slots {
     names: Vec<String>,
     index: HashMap<String, usize>,
     keys: HashMap<(Vec<String>, Vec<usize>), usize>,
+    /// The keys by number.
+    specs: Vec<KeySpec>,
     /// Distinct field tests (a field and what is tested of it), numbered:
     /// a test many rules make is made once per event (see [`Fast::eval`]).
     tests: HashMap<(usize, String), u32>,
@@ -51,6 +53,13 @@ pub(crate) struct KeySpec {
     id: usize,
     names: Vec<String>,
     slots: Vec<usize>,
+}
+
+impl KeySpec {
+    /// Its number, for [`FieldView::shared_key_of`].
+    pub(crate) fn number(&self) -> u32 {
+        self.id as u32
+    }
 }
 
 impl Slots {
@@ -82,11 +91,15 @@ impl Slots {
             .keys
             .entry((names.to_vec(), slots.clone()))
             .or_insert(next);
-        KeySpec {
+        let spec = KeySpec {
             id,
             names: names.to_vec(),
             slots,
+        };
+        if id == next {
+            self.specs.push(spec.clone());
         }
+        spec
     }
 
     /// How many distinct keys [`Slots::key`] numbered.
@@ -307,6 +320,8 @@ pub(crate) struct FieldView<'e> {
     names: &'e [String],
     /// The field tests of the engine's conditions ([`Slots::leaves`]).
     leaves: &'e [Leaf],
+    /// The group keys by number ([`Slots::specs`]).
+    specs: &'e [KeySpec],
     /// This view's number ([`ViewBuffers::epoch`]): the slot caches below
     /// hold this event's entries where they carry it, and entries of
     /// earlier events elsewhere, so that a new view clears nothing.
@@ -404,6 +419,7 @@ impl<'e> FieldView<'e> {
             fields,
             names,
             leaves: &slots.leaves,
+            specs: &slots.specs,
             epoch,
             values,
             ips,
@@ -508,6 +524,13 @@ impl<'e> FieldView<'e> {
             }
         }
         &self.lower[slot].1
+    }
+
+    /// The group key numbered `number` ([`KeySpec::number`]), built once
+    /// per event.
+    pub(crate) fn shared_key_of(&mut self, number: u32) -> Option<GroupKey> {
+        let specs = self.specs;
+        self.shared_key(&specs[number as usize])
     }
 
     /// The group key of `spec`, built once per event.
