@@ -43,6 +43,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::event::Event;
+use crate::rule::template::Template;
 use crate::rule::{RuleKind, RuleSet, Severity};
 use index::RuleIndex;
 pub use state::{
@@ -242,10 +243,16 @@ impl Shared {
 #[derive(Debug, Clone)]
 struct Compiled {
     kind: CompiledKind,
-    /// What its detections carry, shared by all of them.
+    /// What its detections carry, shared by all of them or copied, next to
+    /// its kind: a detection need not read the rule itself.
     id: Arc<str>,
     title: Arc<str>,
     tags: Arc<[String]>,
+    summary: Template,
+    version: u32,
+    severity: Severity,
+    /// It has `suppress:` (read from the rule when it does).
+    suppresses: bool,
 }
 
 /// What a rule's kind needs for each event it matches, next to its
@@ -357,6 +364,10 @@ impl Engine {
                     id: Arc::from(r.id.as_str()),
                     title: Arc::from(r.title.as_str()),
                     tags: Arc::from(r.tags.as_slice()),
+                    summary: r.summary.clone(),
+                    version: r.version,
+                    severity: r.severity,
+                    suppresses: r.suppress.is_some(),
                     kind,
                 };
                 (condition, compiled)
@@ -1130,10 +1141,13 @@ impl Engine {
         fields: Facts<'_>,
         out: &mut Vec<Detection>,
     ) {
-        let rule = &self.rules.rules()[at];
+        let meta = &self.compiled[at];
         let mut suppressed = 0;
         let mut window = None;
-        if let Some(sup) = &rule.suppress {
+        if meta.suppresses
+            && let rule = &self.rules.rules()[at]
+            && let Some(sup) = &rule.suppress
+        {
             let skey: Cow<'_, str> = match &sup.by {
                 // A key field the event lacks counts as empty: the other
                 // fields still tell detections apart.
@@ -1208,17 +1222,16 @@ impl Engine {
         if evidence.len() > max {
             evidence.drain(..evidence.len() - max);
         }
-        let meta = &self.compiled[at];
         out.push(Detection {
             rule_id: meta.id.clone(),
             rule_title: meta.title.clone(),
-            rule_version: rule.version,
-            severity: rule.severity,
+            rule_version: meta.version,
+            severity: meta.severity,
             tags: meta.tags.clone(),
             group_key,
             timestamp_ms,
             evidence,
-            summary: rule.summary.render_with(|f| fields.get(f)),
+            summary: meta.summary.render_with(|f| fields.get(f)),
             suppressed,
             window,
         });
