@@ -49,6 +49,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo doc (broken links in the code's documentation fail the run)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 echo "== cargo build (binaries for the end-to-end tests)"
 cargo build --workspace --bins --quiet
 echo "== cargo test"

@@ -35,7 +35,7 @@ const RECENT_BATCHES: usize = 64;
 /// with [`AFTER_HEADER`] waits until the batch it follows is journalled.
 /// One entry per agent that sent a batch since the collector started (only
 /// enrolled agents get this far, so it is as long as the enrolment list),
-/// each holding at most [`RECENT_BATCHES`] ids. It lives in memory only: after
+/// each holding at most 64 ids (`RECENT_BATCHES`). It lives in memory only: after
 /// a restart a batch whose predecessor was journalled before it waits out
 /// `ingest.queue_timeout` and is refused with 503; by then the agent has
 /// the predecessor's acknowledgement (or has sent it again, a duplicate that

@@ -84,7 +84,7 @@ impl Detector {
         Ok(())
     }
 
-    /// Processes journal entries for up to [`STEP_BUDGET`] and commits
+    /// Processes journal entries for up to 250 ms (`STEP_BUDGET`) and commits
     /// them. Returns how many. After an error the in-memory rule state may
     /// be ahead of what was committed: drop the detector and open a new one.
     pub fn step(&mut self) -> Result<usize, DbError> {

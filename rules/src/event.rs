@@ -83,7 +83,7 @@ impl Event {
 /// rebalancing. Lookups are binary
 /// searches; iteration, `Debug` and serialisation go in name order, exactly
 /// as a `BTreeMap` would. The decoders' field names are interned once for
-/// the process (see [`Name`]), so building an event neither allocates a name
+/// the process, so building an event neither allocates a name
 /// nor counts a reference: decoding threads share the names without writing
 /// to a common cache line.
 /// The first 16 bytes of each name are kept as an integer in an array of

@@ -191,7 +191,8 @@ impl Rule {
     /// The fields the rule reads: those its conditions test (its steps'
     /// too), its group, distinct, join and silence keys, its suppression
     /// key and its summary's placeholders, but for those the engine fills
-    /// itself ([`SUMMARY_FIELDS`]).
+    /// itself (`threshold.count`, `silence.last_seen_ms`,
+    /// `silence.limit_ms`, `silence.limit`).
     pub fn fields_read(&self) -> std::collections::BTreeSet<&str> {
         let mut out = std::collections::BTreeSet::new();
         self.condition.fields(&mut out);
