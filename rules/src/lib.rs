@@ -62,8 +62,8 @@ mod yaml;
 pub use decode::{Decoders, FailReason, Projection, UNKNOWN_MODULE};
 pub use engine::{
     Detection, DistinctSet, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, Engine, EngineOptions,
-    EngineState, EngineStats, Group, GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat,
-    RuleState, RuleStates, StateFormatError, Suppression, SuppressionWindow, Usual,
+    EngineState, EngineStats, Evidence, Group, GroupData, GroupKey, Groups, KeyHash, PendingEvent,
+    Repeat, RuleState, RuleStates, StateFormatError, Suppression, SuppressionWindow, Usual,
 };
 pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};

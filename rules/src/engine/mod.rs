@@ -73,7 +73,7 @@ pub struct Detection {
     pub timestamp_ms: i64,
     /// [`Event::id`] of the events behind the detection, oldest first, at
     /// most [`EngineOptions::max_evidence`] (the newest are kept).
-    pub evidence: Vec<u64>,
+    pub evidence: Evidence,
     /// One sentence for people, from the rule's `summary`.
     pub summary: String,
     /// With `suppress:`, how many detections for the same key were
@@ -86,6 +86,92 @@ pub struct Detection {
     /// ([`Engine::tag_window`]) to have its repeats reported as they come.
     #[serde(skip)]
     pub window: Option<SuppressionWindow>,
+}
+
+/// The [`Event::id`]s behind a detection, oldest first. Most detections
+/// have one event behind them: it is kept in place, so that raising such a
+/// detection allocates nothing for it. Reads as a slice of ids; written and
+/// read (serde) as a list, like a `Vec<u64>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence(EvidenceRepr);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EvidenceRepr {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Evidence {
+    /// One event.
+    pub fn one(id: u64) -> Evidence {
+        Evidence(EvidenceRepr::One(id))
+    }
+
+    /// Keeps the newest `max` ids.
+    fn keep_last(&mut self, max: usize) {
+        if let EvidenceRepr::Many(ids) = &mut self.0
+            && ids.len() > max
+        {
+            ids.drain(..ids.len() - max);
+        }
+    }
+}
+
+impl From<Vec<u64>> for Evidence {
+    fn from(ids: Vec<u64>) -> Evidence {
+        match ids[..] {
+            [id] => Evidence::one(id),
+            _ => Evidence(EvidenceRepr::Many(ids)),
+        }
+    }
+}
+
+impl std::ops::Deref for Evidence {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        match &self.0 {
+            EvidenceRepr::One(id) => std::slice::from_ref(id),
+            EvidenceRepr::Many(ids) => ids,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Evidence {
+    type Item = &'a u64;
+    type IntoIter = std::slice::Iter<'a, u64>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq<[u64]> for Evidence {
+    fn eq(&self, other: &[u64]) -> bool {
+        **self == *other
+    }
+}
+
+impl<const N: usize> PartialEq<[u64; N]> for Evidence {
+    fn eq(&self, other: &[u64; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl PartialEq<Vec<u64>> for Evidence {
+    fn eq(&self, other: &Vec<u64>) -> bool {
+        **self == other[..]
+    }
+}
+
+impl serde::Serialize for Evidence {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Evidence {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<u64>::deserialize(deserializer).map(Evidence::from)
+    }
 }
 
 /// A suppression window a detection opened (see [`Engine::tag_window`]).
@@ -619,7 +705,7 @@ impl Engine {
                         let at = last_ms.saturating_add(s.after_ms);
                         let fields = Facts::of(&fields);
                         let key = key.text().clone();
-                        self.emit(state, i, key, at, vec![last_id], fields, out);
+                        self.emit(state, i, key, at, Evidence::one(last_id), fields, out);
                     }
                 }
                 CompiledKind::Single => {
@@ -628,7 +714,7 @@ impl Engine {
                         i,
                         self.no_key.clone(),
                         ev.timestamp_ms,
-                        vec![ev.id],
+                        Evidence::one(ev.id),
                         Facts::of(&ev.fields),
                         out,
                     );
@@ -713,7 +799,7 @@ impl Engine {
                 at,
                 key.text().clone(),
                 ev.timestamp_ms,
-                evidence,
+                Evidence::from(evidence),
                 fields,
                 out,
             );
@@ -770,7 +856,15 @@ impl Engine {
                         state.remove_group(at, &key);
                         let fields = Facts::of(&ev.fields);
                         let key = key.text().clone();
-                        self.emit(state, at, key, ev.timestamp_ms, evidence, fields, out);
+                        self.emit(
+                            state,
+                            at,
+                            key,
+                            ev.timestamp_ms,
+                            Evidence::from(evidence),
+                            fields,
+                            out,
+                        );
                     }
                     return;
                 }
@@ -856,7 +950,15 @@ impl Engine {
             };
             state.remove_group(at, &key);
             let fields = Facts::of(&fields);
-            self.emit(state, at, key.text().clone(), when, vec![id], fields, out);
+            self.emit(
+                state,
+                at,
+                key.text().clone(),
+                when,
+                Evidence::one(id),
+                fields,
+                out,
+            );
         }
     }
 
@@ -956,7 +1058,15 @@ impl Engine {
             let fields = silence_fields(&pairs, last_ms, limit);
             let when = last_ms.saturating_add(limit);
             let key = key.text().clone();
-            self.emit(state, at, key, when, vec![last_id], Facts::of(&fields), out);
+            self.emit(
+                state,
+                at,
+                key,
+                when,
+                Evidence::one(last_id),
+                Facts::of(&fields),
+                out,
+            );
         }
     }
 
@@ -1046,7 +1156,7 @@ impl Engine {
                 at,
                 key.text().clone(),
                 when,
-                vec![last_id],
+                Evidence::one(last_id),
                 fields,
                 out,
             );
@@ -1137,7 +1247,7 @@ impl Engine {
         at: usize,
         group_key: Arc<str>,
         timestamp_ms: i64,
-        mut evidence: Vec<u64>,
+        mut evidence: Evidence,
         fields: Facts<'_>,
         out: &mut Vec<Detection>,
     ) {
@@ -1218,10 +1328,7 @@ impl Engine {
                 key: skey.into_owned(),
             });
         }
-        let max = self.options.max_evidence.max(1);
-        if evidence.len() > max {
-            evidence.drain(..evidence.len() - max);
-        }
+        evidence.keep_last(self.options.max_evidence.max(1));
         out.push(Detection {
             rule_id: meta.id.clone(),
             rule_title: meta.title.clone(),

@@ -49,7 +49,7 @@ fn run(engine: &Engine, events: &[Event]) -> (Got, EngineState) {
             (
                 d.rule_id.to_string(),
                 d.group_key.to_string(),
-                d.evidence,
+                d.evidence.to_vec(),
                 d.suppressed,
             )
         })
@@ -282,7 +282,7 @@ fn detection_carries_metadata_summary_and_time() {
             tags: Vec::new().into(),
             group_key: "ip=203.0.113.7".into(),
             timestamp_ms: 103_000,
-            evidence: vec![1, 2, 3],
+            evidence: vec![1, 2, 3].into(),
             summary: "3 failures from 203.0.113.7".into(),
             suppressed: 0,
             window: None,
@@ -1072,7 +1072,7 @@ fn seen(out: Vec<Detection>) -> Seen {
             (
                 d.rule_id.to_string(),
                 d.group_key.to_string(),
-                d.evidence,
+                d.evidence.to_vec(),
                 d.timestamp_ms / 1000,
                 d.summary,
             )
@@ -1501,4 +1501,26 @@ fn a_distinct_set_behaves_and_is_saved_as_a_map() {
             "a set read back is a vector when it is small"
         );
     }
+}
+
+/// Evidence of one event or of several is written as the list of ids a
+/// `Vec<u64>` gives, and read back the same, whatever its length.
+#[test]
+fn evidence_is_written_and_read_as_a_list() {
+    for ids in [vec![], vec![7], vec![1, 2, 3]] {
+        let e = Evidence::from(ids.clone());
+        assert_eq!(e, ids);
+        let json = serde_json::to_string(&e).expect("written");
+        assert_eq!(json, serde_json::to_string(&ids).expect("written"));
+        let back: Evidence = serde_json::from_str(&json).expect("read back");
+        assert_eq!(back, e);
+        assert_eq!(back.to_vec(), ids);
+    }
+    assert_eq!(Evidence::one(7), Evidence::from(vec![7]));
+    let mut e = Evidence::from(vec![1, 2, 3, 4]);
+    e.keep_last(2);
+    assert_eq!(e, [3, 4]);
+    let mut one = Evidence::one(5);
+    one.keep_last(1);
+    assert_eq!(one, [5]);
 }
