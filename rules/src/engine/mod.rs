@@ -91,11 +91,12 @@ pub struct Detection {
 /// The [`Event::id`]s behind a detection, oldest first. Most detections
 /// have one event behind them: it is kept in place, so that raising such a
 /// detection allocates nothing for it. Reads as a slice of ids; written and
-/// read (serde) as a list, like a `Vec<u64>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// read (serde) as a list, like a `Vec<u64>`, and equal to another with the
+/// same ids however each keeps them.
+#[derive(Debug, Clone)]
 pub struct Evidence(EvidenceRepr);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum EvidenceRepr {
     One(u64),
     Many(Vec<u64>),
@@ -143,6 +144,14 @@ impl<'a> IntoIterator for &'a Evidence {
         self.iter()
     }
 }
+
+impl PartialEq for Evidence {
+    fn eq(&self, other: &Evidence) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Evidence {}
 
 impl PartialEq<[u64]> for Evidence {
     fn eq(&self, other: &[u64]) -> bool {
@@ -233,11 +242,11 @@ pub struct Engine {
     no_key: Arc<str>,
 }
 
-/// A rule's condition, with the tests of it (at most [`Shared::MAX`] of
-/// the `all:` at its top) that other rules make too, by
-/// [`Slots::settle_tests`] number: when one of them already failed for the
-/// event, the condition fails; when the condition is only these and all
-/// passed, it holds. Aligned to a cache line: a candidate rule's first
+/// A rule's (or a sequence step's) condition, with the tests of it (at
+/// most [`Shared::MAX`] of the `all:` at its top) that other rules make
+/// too, by [`Slots::settle_tests`] number: when one of them already failed
+/// for the event, the condition fails; when the condition is only these and
+/// all passed, it holds. Aligned to a cache line: a candidate rule's first
 /// read brings all of it.
 #[derive(Debug, Clone)]
 #[repr(align(64))]
@@ -418,7 +427,7 @@ impl Engine {
         let index = RuleIndex::new(&requirements, &mut slots);
         // Each rule's condition, then its steps, so that a rule's field
         // tests lie side by side in the slots.
-        let (conditions, compiled): (Vec<Fast>, Vec<Compiled>) = rules
+        let (conditions, mut compiled): (Vec<Fast>, Vec<Compiled>) = rules
             .rules()
             .iter()
             .map(|r| {
@@ -460,7 +469,6 @@ impl Engine {
             })
             .unzip();
         slots.settle_tests();
-        let mut compiled = compiled;
         for c in &mut compiled {
             if let CompiledKind::Sequence(s) = &mut c.kind {
                 s.steps.iter_mut().for_each(|step| step.settle(&slots));

@@ -1523,4 +1523,8 @@ fn evidence_is_written_and_read_as_a_list() {
     let mut one = Evidence::one(5);
     one.keep_last(1);
     assert_eq!(one, [5]);
+    // Equal by their ids, however each keeps them.
+    let mut kept = Evidence::from(vec![4, 5]);
+    kept.keep_last(1);
+    assert_eq!(kept, one);
 }
