@@ -51,7 +51,7 @@ pub use state::{
     GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat, RuleState, RuleStates,
     StateFormatError, Suppression, Usual,
 };
-use view::{Fast, FieldView, KeySpec, Slots};
+use view::{Fast, FieldView, Slots};
 
 /// What the engine raises; the collector turns it into a stored alert.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -255,7 +255,7 @@ struct Shared {
     len: u8,
     /// The condition is these tests and nothing else.
     only: bool,
-    /// A sequence step's group key ([`KeySpec::number`]), in the same
+    /// A sequence step's group key ([`view::KeySpec::number`]), in the same
     /// line as its condition; 0, and not read, for a rule's condition.
     key: u32,
     condition: Fast,
@@ -335,20 +335,28 @@ impl Shared {
 
 /// One rule with its field names resolved to [`Slots`] (its condition is
 /// in [`Engine::shared`]).
+///
+/// Two cache lines, in this order: the first holds what every matching
+/// event reads (its kind) and what a detection reads first, the second the
+/// rest of what a detection carries.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 struct Compiled {
     kind: CompiledKind,
     /// What its detections carry, shared by all of them or copied, next to
     /// its kind: a detection need not read the rule itself.
     id: Arc<str>,
-    title: Arc<str>,
-    tags: Arc<[String]>,
-    summary: Template,
     version: u32,
     severity: Severity,
     /// It has `suppress:` (read from the rule when it does).
     suppresses: bool,
+    title: Arc<str>,
+    tags: Arc<[String]>,
+    summary: Template,
 }
+
+const _: () = assert!(std::mem::size_of::<Compiled>() == 128);
+const _: () = assert!(std::mem::offset_of!(Compiled, title) == 64);
 
 /// What a rule's kind needs for each event it matches, next to its
 /// condition: a matching event need not read the rule itself (a thousand
@@ -358,16 +366,16 @@ enum CompiledKind {
     Single,
     Threshold(CompiledThreshold),
     Sequence(CompiledSequence),
-    /// The key of `by`.
-    Silence(KeySpec),
+    /// The key of `by` ([`view::KeySpec::number`]).
+    Silence(u32),
 }
 
 #[derive(Debug, Clone)]
 struct CompiledThreshold {
-    /// The key of `group_by`.
-    by: KeySpec,
+    /// The key of `group_by` ([`view::KeySpec::number`]).
+    by: u32,
     /// The slot of `distinct`.
-    distinct: Option<usize>,
+    distinct: Option<u32>,
     count: u64,
     window_ms: i64,
 }
@@ -435,8 +443,8 @@ impl Engine {
                 let kind = match &r.kind {
                     RuleKind::Single => CompiledKind::Single,
                     RuleKind::Threshold(t) => CompiledKind::Threshold(CompiledThreshold {
-                        by: slots.key(&t.group_by, &t.group_by),
-                        distinct: t.distinct.as_deref().map(|d| slots.id(d)),
+                        by: slots.key(&t.group_by, &t.group_by).number(),
+                        distinct: t.distinct.as_deref().map(|d| slots.id(d) as u32),
                         count: t.count,
                         window_ms: t.window_ms,
                     }),
@@ -453,7 +461,9 @@ impl Engine {
                             .collect(),
                         within_ms: seq.within_ms,
                     }),
-                    RuleKind::Silence(si) => CompiledKind::Silence(slots.key(&si.by, &si.by)),
+                    RuleKind::Silence(si) => {
+                        CompiledKind::Silence(slots.key(&si.by, &si.by).number())
+                    }
                 };
                 let compiled = Compiled {
                     id: Arc::from(r.id.as_str()),
@@ -677,7 +687,7 @@ impl Engine {
                     let RuleKind::Silence(s) = &rules[i].kind else {
                         continue;
                     };
-                    let Some(key) = view.shared_key(by) else {
+                    let Some(key) = view.shared_key_of(*by) else {
                         continue;
                     };
                     if let Some(learn) = &s.learn {
@@ -746,7 +756,7 @@ impl Engine {
         view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
     ) {
-        let Some(key) = view.shared_key(&t.by) else {
+        let Some(key) = view.shared_key_of(t.by) else {
             return;
         };
         let since = ev.timestamp_ms.saturating_sub(t.window_ms);
@@ -770,7 +780,7 @@ impl Engine {
                 }
             }
             Some(slot) => {
-                let Some(value) = view.text_at(slot) else {
+                let Some(value) = view.text_at(slot as usize) else {
                     return;
                 };
                 let now = ev.timestamp_ms;
