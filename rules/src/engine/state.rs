@@ -396,11 +396,12 @@ impl Hasher for KeyHash {
 pub type Groups = HashMap<GroupKey, Group, BuildHasherDefault<KeyHash>>;
 
 /// The state of one rule.
+///
+/// Laid out so that touching a group reads two cache lines: the groups and
+/// their order in the first, the expiry hint in the second.
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 pub struct RuleState {
-    /// The rule's fingerprint when this state was built; a changed rule
-    /// starts from an empty state.
-    pub fingerprint: u64,
     /// Open groups by group key. A key is shared with its `order` entry
     /// (and, while one event is handled, with the other rules that group
     /// by the same fields), and hashed once (see [`GroupKey`]). Saved in
@@ -415,13 +416,14 @@ pub struct RuleState {
     /// at once when they outnumber the groups. Saved as a map from touch
     /// time to key of the live entries only, as the format has always been.
     pub(crate) order: VecDeque<(u64, GroupKey)>,
-    /// Suppression windows by suppression key.
-    pub suppress: BTreeMap<String, Suppression>,
     /// The touch time and newest event time of the least recently touched
     /// group, when [`RuleState::expire_idle`] last found it young and it
     /// has neither moved nor gone since, so that the next call need not
     /// look at the groups at all.
     pub(crate) oldest: Scratch<Option<(u64, i64)>>,
+    /// The rule's fingerprint when this state was built; a changed rule
+    /// starts from an empty state.
+    pub fingerprint: u64,
     /// Silence rules that learn each source's limit: the sources by the
     /// time they are filed under (`GroupData::Usual::due_ms`), soonest
     /// first (the sources' limits differ, so the eviction order does not
@@ -429,7 +431,11 @@ pub struct RuleState {
     /// whose group is gone or filed under another time is stale and
     /// skipped.
     pub(crate) due: Scratch<Option<Due>>,
+    /// Suppression windows by suppression key.
+    pub suppress: BTreeMap<String, Suppression>,
 }
+
+const _: () = assert!(std::mem::offset_of!(RuleState, oldest) == 64);
 
 impl RuleState {
     fn live(&self, (touched, key): &(u64, GroupKey)) -> bool {
