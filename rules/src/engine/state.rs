@@ -435,6 +435,8 @@ pub struct RuleState {
     pub suppress: BTreeMap<String, Suppression>,
 }
 
+// The layout above, where pointers take 8 bytes.
+#[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::offset_of!(RuleState, oldest) == 64);
 
 impl RuleState {
