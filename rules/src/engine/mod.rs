@@ -255,7 +255,7 @@ struct Shared {
     len: u8,
     /// The condition is these tests and nothing else.
     only: bool,
-    /// A sequence step's group key ([`view::KeySpec::number`]), in the same
+    /// A sequence step's group key ([`Slots::key`]), in the same
     /// line as its condition; 0, and not read, for a rule's condition.
     key: u32,
     condition: Fast,
@@ -368,13 +368,13 @@ enum CompiledKind {
     Single,
     Threshold(CompiledThreshold),
     Sequence(CompiledSequence),
-    /// The key of `by` ([`view::KeySpec::number`]).
+    /// The key of `by` ([`Slots::key`]).
     Silence(u32),
 }
 
 #[derive(Debug, Clone)]
 struct CompiledThreshold {
-    /// The key of `group_by` ([`view::KeySpec::number`]).
+    /// The key of `group_by` ([`Slots::key`]).
     by: u32,
     /// The slot of `distinct`.
     distinct: Option<u32>,
@@ -445,7 +445,7 @@ impl Engine {
                 let kind = match &r.kind {
                     RuleKind::Single => CompiledKind::Single,
                     RuleKind::Threshold(t) => CompiledKind::Threshold(CompiledThreshold {
-                        by: slots.key(&t.group_by, &t.group_by).number(),
+                        by: slots.key(&t.group_by, &t.group_by),
                         distinct: t.distinct.as_deref().map(|d| slots.id(d) as u32),
                         count: t.count,
                         window_ms: t.window_ms,
@@ -457,15 +457,13 @@ impl Engine {
                             .map(|st| {
                                 let condition = Fast::new(&st.condition, &mut slots);
                                 let mut step = Shared::unsettled(condition);
-                                step.key = slots.key(&seq.steps[0].by, &st.by).number();
+                                step.key = slots.key(&seq.steps[0].by, &st.by);
                                 step
                             })
                             .collect(),
                         within_ms: seq.within_ms,
                     }),
-                    RuleKind::Silence(si) => {
-                        CompiledKind::Silence(slots.key(&si.by, &si.by).number())
-                    }
+                    RuleKind::Silence(si) => CompiledKind::Silence(slots.key(&si.by, &si.by)),
                 };
                 let compiled = Compiled {
                     id: Arc::from(r.id.as_str()),
@@ -689,7 +687,7 @@ impl Engine {
                     let RuleKind::Silence(s) = &rules[i].kind else {
                         continue;
                     };
-                    let Some(key) = view.shared_key_of(*by) else {
+                    let Some(key) = view.shared_key(*by) else {
                         continue;
                     };
                     if let Some(learn) = &s.learn {
@@ -758,7 +756,7 @@ impl Engine {
         view: &mut FieldView<'_>,
         out: &mut Vec<Detection>,
     ) {
-        let Some(key) = view.shared_key_of(t.by) else {
+        let Some(key) = view.shared_key(t.by) else {
             return;
         };
         let since = ev.timestamp_ms.saturating_sub(t.window_ms);
@@ -843,7 +841,7 @@ impl Engine {
             }
             // Steps may name the key differently; the group is the values
             // under the first step's names.
-            let Some(key) = view.shared_key_of(step.key) else {
+            let Some(key) = view.shared_key(step.key) else {
                 continue;
             };
             let current = state

@@ -26,7 +26,7 @@ use crate::rule::condition::{Condition, Test, test_text, test_value};
 pub(crate) struct Slots {
     names: Vec<String>,
     index: HashMap<String, usize>,
-    keys: HashMap<(Vec<String>, Vec<usize>), usize>,
+    keys: HashMap<(Vec<String>, Vec<usize>), u32>,
     /// The keys by number.
     specs: Vec<KeySpec>,
     /// Distinct field tests (a field and what is tested of it), numbered:
@@ -46,20 +46,13 @@ pub(crate) struct Slots {
 }
 
 /// How a stateful rule (or a sequence step) builds its group key: the
-/// names it shows and the slots it reads. Numbered, so that the rules that
-/// group alike (`group_by: [source.ip]`) share the key one event builds.
+/// names it shows and the slots it reads. Numbered ([`Slots::key`]), so
+/// that the rules that group alike (`group_by: [source.ip]`) share the key
+/// one event builds.
 #[derive(Debug, Clone)]
-pub(crate) struct KeySpec {
-    id: usize,
+struct KeySpec {
     names: Vec<String>,
     slots: Vec<usize>,
-}
-
-impl KeySpec {
-    /// Its number, for [`FieldView::shared_key_of`].
-    pub(crate) fn number(&self) -> u32 {
-        self.id as u32
-    }
 }
 
 impl Slots {
@@ -82,24 +75,23 @@ impl Slots {
         &self.names
     }
 
-    /// The key shown as `names`, read from the fields `read` (the same
-    /// fields, but for the later steps of a sequence).
-    pub(crate) fn key(&mut self, names: &[String], read: &[String]) -> KeySpec {
+    /// The number of the key shown as `names`, read from the fields
+    /// `read` (the same fields, but for the later steps of a sequence),
+    /// numbered on first sight (see [`FieldView::shared_key`]).
+    pub(crate) fn key(&mut self, names: &[String], read: &[String]) -> u32 {
         let slots = self.ids(read);
-        let next = self.keys.len();
+        let next = self.specs.len() as u32;
         let id = *self
             .keys
             .entry((names.to_vec(), slots.clone()))
             .or_insert(next);
-        let spec = KeySpec {
-            id,
-            names: names.to_vec(),
-            slots,
-        };
         if id == next {
-            self.specs.push(spec.clone());
+            self.specs.push(KeySpec {
+                names: names.to_vec(),
+                slots,
+            });
         }
-        spec
+        id
     }
 
     /// How many distinct keys [`Slots::key`] numbered.
@@ -526,26 +518,22 @@ impl<'e> FieldView<'e> {
         &self.lower[slot].1
     }
 
-    /// The group key numbered `number` ([`KeySpec::number`]), built once
-    /// per event.
-    pub(crate) fn shared_key_of(&mut self, number: u32) -> Option<GroupKey> {
-        let specs = self.specs;
-        self.shared_key(&specs[number as usize])
-    }
-
-    /// The group key of `spec`, built once per event.
-    pub(crate) fn shared_key(&mut self, spec: &KeySpec) -> Option<GroupKey> {
-        if let (epoch, k) = &self.keys[spec.id]
+    /// The group key numbered `number` ([`Slots::key`]), built once per
+    /// event.
+    pub(crate) fn shared_key(&mut self, number: u32) -> Option<GroupKey> {
+        let at = number as usize;
+        if let (epoch, k) = &self.keys[at]
             && *epoch == self.epoch
         {
             return k.clone();
         }
+        let spec = &self.specs[at];
         let mut text = std::mem::take(&mut self.text);
         let k = self
             .write_key(&spec.names, &spec.slots, &mut text)
             .then(|| GroupKey::new(Arc::from(text.as_str())));
         self.text = text;
-        self.keys[spec.id] = (self.epoch, k.clone());
+        self.keys[at] = (self.epoch, k.clone());
         k
     }
 
@@ -758,7 +746,7 @@ mod tests {
         assert_eq!(view.epoch, 1);
         assert_eq!(view.lower(user), "alice");
         assert!(view.ip(ip).is_some_and(|a| a.is_ipv4()));
-        assert!(view.shared_key(&spec).is_some());
+        assert!(view.shared_key(spec).is_some());
         let mut buffers = view.into_buffers();
         buffers.epoch = u32::MAX;
         let mut view = FieldView::with_buffers(&second, &slots, buffers);
@@ -767,7 +755,7 @@ mod tests {
         assert_eq!(view.lower(user), "bob");
         assert_eq!(view.ip(ip), "192.0.2.1".parse().ok());
         assert_eq!(
-            view.shared_key(&spec).map(|k| k.as_str().to_string()),
+            view.shared_key(spec).map(|k| k.as_str().to_string()),
             Some("user.name=Bob".to_string())
         );
     }
