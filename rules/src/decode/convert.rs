@@ -142,9 +142,8 @@ impl Convert {
         Ok(match self {
             Convert::String => Value::String(v.to_string()),
             Convert::Ip => {
-                let ip: IpAddr = v
-                    .parse()
-                    .map_err(|_| format!("`{v}` is not an IP address"))?;
+                let ip = crate::lists::parse_ip(v)
+                    .ok_or_else(|| format!("`{v}` is not an IP address"))?;
                 match ip {
                     // A dotted quad that parses is already in its one
                     // written form (the parser refuses leading zeros).

@@ -485,7 +485,7 @@ impl<'e> FieldView<'e> {
         let ip = self
             .get(slot)
             .and_then(Value::as_str)
-            .and_then(|s| s.parse::<IpAddr>().ok());
+            .and_then(crate::lists::parse_ip);
         self.ips[slot] = (self.epoch, ip);
         ip
     }

@@ -23,8 +23,6 @@
 //! `not` of it is true. When the field holds a list, the test holds when it
 //! holds for any element.
 
-use std::net::IpAddr;
-
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
@@ -512,7 +510,7 @@ pub(crate) fn test_text(
             needles.iter().any(|n| hay.ends_with(n.as_str()))
         }
         Test::Regex(re) => re.is_match(text),
-        Test::Cidr(nets) => text.parse::<IpAddr>().is_ok_and(|ip| nets.contains(ip)),
+        Test::Cidr(nets) => crate::lists::parse_ip(text).is_some_and(|ip| nets.contains(ip)),
         Test::Compare(op, limit) => num().is_some_and(|n| match op {
             Cmp::Gt => n > *limit,
             Cmp::Gte => n >= *limit,
