@@ -108,6 +108,14 @@ impl Evidence {
         Evidence(EvidenceRepr::One(id))
     }
 
+    /// Adds `id` after the others.
+    fn push(&mut self, id: u64) {
+        match &mut self.0 {
+            EvidenceRepr::One(first) => self.0 = EvidenceRepr::Many(vec![*first, id]),
+            EvidenceRepr::Many(ids) => ids.push(id),
+        }
+    }
+
     /// Keeps the newest `max` ids.
     fn keep_last(&mut self, max: usize) {
         if let EvidenceRepr::Many(ids) = &mut self.0
@@ -115,6 +123,13 @@ impl Evidence {
         {
             ids.drain(..ids.len() - max);
         }
+    }
+}
+
+/// No event (allocates nothing).
+impl Default for Evidence {
+    fn default() -> Evidence {
+        Evidence(EvidenceRepr::Many(Vec::new()))
     }
 }
 
@@ -874,15 +889,7 @@ impl Engine {
                         state.remove_group(at, &key);
                         let fields = Facts::of(&ev.fields);
                         let key = key.text().clone();
-                        self.emit(
-                            state,
-                            at,
-                            key,
-                            ev.timestamp_ms,
-                            Evidence::from(evidence),
-                            fields,
-                            out,
-                        );
+                        self.emit(state, at, key, ev.timestamp_ms, evidence, fields, out);
                     }
                     return;
                 }
@@ -890,28 +897,18 @@ impl Engine {
                 // (in place: the same as removing it and starting anew).
                 None | Some((1, _)) if i == 0 => {
                     let (now, within) = (ev.timestamp_ms, Some(s.within_ms));
+                    // The first step's evidence is one id, kept in
+                    // place: starting a group allocates nothing for it.
                     let fresh = || GroupData::Sequence {
                         next: 1,
                         start_ms: now,
-                        evidence: vec![ev.id],
+                        evidence: Evidence::one(ev.id),
                     };
                     if let Some(g) = self.touch_group(state, at, &key, now, within, fresh) {
                         g.last_ms = now;
                         // A group just made is fresh already; an older one
-                        // starts anew in place, keeping its evidence's room.
-                        match &mut g.data {
-                            GroupData::Sequence {
-                                next,
-                                start_ms,
-                                evidence,
-                            } => {
-                                *next = 1;
-                                *start_ms = now;
-                                evidence.clear();
-                                evidence.push(ev.id);
-                            }
-                            data => *data = fresh(),
-                        }
+                        // starts anew.
+                        g.data = fresh();
                     }
                     return;
                 }

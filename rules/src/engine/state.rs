@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Arc, OnceLock};
 
+use super::Evidence;
+
 /// The format version written by this build. Format 4 added the alert a
 /// suppression window reports its repeats to ([`Suppression::tag`]).
 pub const ENGINE_STATE_FORMAT: u32 = 4;
@@ -603,7 +605,7 @@ pub enum GroupData {
         /// Time of the first step.
         start_ms: i64,
         /// Event ids of the steps so far.
-        evidence: Vec<u64>,
+        evidence: Evidence,
     },
     /// Silence watch: when the source was last seen, and the key fields.
     Seen {
@@ -1083,7 +1085,7 @@ mod tests {
             GroupData::Sequence {
                 next: 1,
                 start_ms: 7,
-                evidence: vec![8],
+                evidence: Evidence::one(8),
             },
             GroupData::Seen {
                 last_ms: 9,
