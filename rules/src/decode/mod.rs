@@ -234,7 +234,12 @@ impl Candidates {
 }
 
 /// Captured values of one decoder: (name, value); later entries win.
-type Captures<'c> = Vec<(&'c str, Cow<'c, str>)>;
+/// Kept on the stack up to [`CAPTURES`] of them (a netfilter line has
+/// about twenty): each level of each line took an allocation before.
+type Captures<'c> = smallvec::SmallVec<[(&'c str, Cow<'c, str>); CAPTURES]>;
+
+/// How many captures a level keeps without allocating.
+const CAPTURES: usize = 24;
 
 /// Why a decoder that recognised a line could not decode all of it: the
 /// bounded value of `decode.reason` (a metric label for the collector).
@@ -589,10 +594,8 @@ impl Decoders {
             .fields
             .get(self.known.id(Known::ProcessName))
             .and_then(Value::as_str);
-        // Reused by the candidates (one allocation per level and line).
-        // Sized for most lines (24 × 40 bytes: one small allocation, no
-        // regrowth).
-        let mut caps: Captures<'_> = Vec::with_capacity(24);
+        // Reused by the candidates.
+        let mut caps: Captures<'_> = Captures::new();
         let mut staged = Staged {
             fields: staging_take(),
             keep: out.fields.keep,
