@@ -51,18 +51,17 @@ pub(crate) fn parse_with(s: &str, sep: u8, delim: Option<u8>) -> impl Iterator<I
         // per token and per separator cost half as much again): to its
         // first separator, then on to its end, unless the separator opens
         // a quoted value.
-        let class = &class;
-        let upto = |from: usize, stop: &dyn Fn(u8) -> bool| {
-            bytes[from..]
-                .iter()
-                .position(|&b| stop(class[usize::from(b)]))
-                .map_or(bytes.len(), |n| from + n)
-        };
-        let mut end = upto(start, &|c| c != OTHER);
+        let mut end = start;
+        while end < bytes.len() && class[usize::from(bytes[end])] == OTHER {
+            end += 1;
+        }
         let eq = (bytes.get(end).map(|&b| class[usize::from(b)]) == Some(SEP)).then_some(end);
         if eq.is_some_and(|eq| eq == start || bytes.get(eq + 1) != Some(&b'"')) {
             // Not a quoted value: the token runs on to its end.
-            end = upto(end + 1, &|c| c == END);
+            end += 1;
+            while end < bytes.len() && class[usize::from(bytes[end])] != END {
+                end += 1;
+            }
         }
         match eq {
             Some(eq) if eq > start => {
