@@ -1276,14 +1276,22 @@ impl Engine {
             let skey: Cow<'_, str> = match &sup.by {
                 // A key field the event lacks counts as empty: the other
                 // fields still tell detections apart.
-                Some(by) => Cow::Owned(display_key(
-                    &by.iter()
-                        .map(|f| {
-                            let v = fields.get(f).and_then(value_text).unwrap_or_default();
-                            (f.clone(), v)
-                        })
-                        .collect::<Vec<_>>(),
-                )),
+                // Written in one go (most detections of such a rule are
+                // repeats, and only need the text to find their window).
+                Some(by) => {
+                    let mut key = String::with_capacity(64);
+                    for (i, f) in by.iter().enumerate() {
+                        if i > 0 {
+                            key.push(' ');
+                        }
+                        key.push_str(f);
+                        key.push('=');
+                        if let Some(v) = fields.get(f) {
+                            view::push_value_text(v, &mut key);
+                        }
+                    }
+                    Cow::Owned(key)
+                }
                 // Copied only when a new suppression window opens.
                 None => Cow::Borrowed(&group_key),
             };
@@ -1465,20 +1473,6 @@ fn key_pairs(by: &[String], fields: &Fields) -> Option<Vec<(String, String)>> {
     by.iter()
         .map(|f| fields.get(f).and_then(value_text).map(|v| (f.clone(), v)))
         .collect()
-}
-
-/// `source.ip=203.0.113.7 user.name=root`.
-fn display_key(pairs: &[(String, String)]) -> String {
-    let mut s = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(k);
-        s.push('=');
-        s.push_str(v);
-    }
-    s
 }
 
 /// Makes room in a full suppression map: drops the windows that end first

@@ -538,7 +538,7 @@ impl<'e> FieldView<'e> {
     }
 
     /// `name=value name=value` for the key fields `names` read from
-    /// `slots`; `None` when one is missing (see `engine::display_key`).
+    /// `slots`; `None` when one is missing.
     #[cfg(test)]
     pub(crate) fn key(&mut self, names: &[String], slots: &[usize]) -> Option<String> {
         let mut s = String::new();
@@ -580,7 +580,7 @@ impl<'e> FieldView<'e> {
 
 /// Appends [`value_text`] of `v` to `out`, a number without making a
 /// string of it first; false (and nothing appended) when it has none.
-fn push_value_text(v: &Value, out: &mut String) -> bool {
+pub(crate) fn push_value_text(v: &Value, out: &mut String) -> bool {
     match v {
         Value::String(s) => out.push_str(s),
         Value::Number(n) => push_number(n, out),
