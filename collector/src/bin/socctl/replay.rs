@@ -30,10 +30,10 @@ pub(crate) const BATCH_LINES: usize = 64;
 const IN_FLIGHT: usize = 4;
 
 /// Decodes the lines of `reader` with `decode` (given the id of a batch's
-/// first line, ids counting from 1, and the batch's lines, each with its
-/// newline) on `threads` threads in all, the calling thread included, and
-/// calls `each` on the calling thread with every batch's events and lines,
-/// in file order. Stops at the first error of `each` or of reading.
+/// first line, ids counting from 1, and the batch) on `threads` threads in
+/// all, the calling thread included, and calls `each` on the calling thread
+/// with every batch's events and the batch, in file order. Stops at the
+/// first error of `each` or of reading.
 pub(crate) fn decode_in_order<R, D, E>(
     reader: R,
     threads: usize,
@@ -42,8 +42,8 @@ pub(crate) fn decode_in_order<R, D, E>(
 ) -> anyhow::Result<()>
 where
     R: BufRead,
-    D: Fn(u64, &[u8]) -> Vec<Event> + Sync,
-    E: FnMut(&[Event], &[u8]) -> anyhow::Result<()>,
+    D: Fn(u64, &Batch) -> Vec<Event> + Sync,
+    E: FnMut(&[Event], &Batch) -> anyhow::Result<()>,
 {
     let helpers = threads.max(1) - 1;
     let mut batches = Batches { reader, next_id: 1 };
@@ -88,16 +88,17 @@ fn run<R, D, E>(
 ) -> anyhow::Result<()>
 where
     R: BufRead,
-    D: Fn(u64, &[u8]) -> Vec<Event> + Sync,
-    E: FnMut(&[Event], &[u8]) -> anyhow::Result<()>,
+    D: Fn(u64, &Batch) -> Vec<Event> + Sync,
+    E: FnMut(&[Event], &Batch) -> anyhow::Result<()>,
 {
     let mut queue: VecDeque<Arc<Slot>> = VecDeque::new();
-    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut spare: Vec<Batch> = Vec::new();
     loop {
         while queue.len() < (helpers + 1) * IN_FLIGHT {
-            let buf = spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BATCH_LINES * 256));
+            let buf = spare.pop().unwrap_or_else(|| Batch {
+                bytes: Vec::with_capacity(BATCH_LINES * 256),
+                ends: Vec::with_capacity(BATCH_LINES),
+            });
             let Some((first_id, lines)) = batches.next_batch(buf)? else {
                 break;
             };
@@ -150,7 +151,7 @@ fn helper<D>(
     garbage: &Receiver<Vec<Event>>,
     decode: &D,
 ) where
-    D: Fn(u64, &[u8]) -> Vec<Event> + Sync,
+    D: Fn(u64, &Batch) -> Vec<Event> + Sync,
 {
     loop {
         let slot = match lock(from_main).recv() {
@@ -184,13 +185,13 @@ struct Slot {
     done: Condvar,
 }
 
-/// A decoded batch: its events, the lines' buffer (to be used again) and the
-/// helper that decoded it (`None`: the calling thread).
-type Decoded = (Vec<Event>, Vec<u8>, Option<usize>);
+/// A decoded batch: its events, the batch (its buffers to be used again)
+/// and the helper that decoded it (`None`: the calling thread).
+type Decoded = (Vec<Event>, Batch, Option<usize>);
 
 enum State {
     /// Read, not yet taken by a thread.
-    Waiting(Vec<u8>),
+    Waiting(Batch),
     /// Being decoded.
     Taken,
     /// Decoded.
@@ -201,7 +202,7 @@ enum State {
 
 impl Slot {
     /// The lines, when no thread has taken them yet; taken.
-    fn take_waiting(&self) -> Option<Vec<u8>> {
+    fn take_waiting(&self) -> Option<Batch> {
         let mut state = lock(&self.state);
         if !matches!(*state, State::Waiting(_)) {
             return None;
@@ -256,10 +257,12 @@ struct Batches<R> {
 
 impl<R: BufRead> Batches<R> {
     /// (id of its first line, up to [`BATCH_LINES`] lines with their
-    /// newlines), read into `buf` (emptied first: a batch's buffer is used
-    /// again for a later batch); `None` at the end.
-    fn next_batch(&mut self, mut buf: Vec<u8>) -> anyhow::Result<Option<(u64, Vec<u8>)>> {
+    /// newlines), read into `batch` (emptied first: a batch's buffers are
+    /// used again for a later batch); `None` at the end.
+    fn next_batch(&mut self, mut batch: Batch) -> anyhow::Result<Option<(u64, Batch)>> {
+        let Batch { bytes: buf, ends } = &mut batch;
         buf.clear();
+        ends.clear();
         let mut lines = 0;
         // Line ends are found with `memchr`'s vector search, where
         // `read_until` looks for them a word at a time (with the byte by
@@ -276,6 +279,7 @@ impl<R: BufRead> Batches<R> {
                     // The last line has no newline: give it one so that
                     // the batch splits into whole lines.
                     buf.push(b'\n');
+                    ends.push(buf.len());
                     lines += 1;
                 }
                 break;
@@ -283,6 +287,7 @@ impl<R: BufRead> Batches<R> {
             let mut taken = 0;
             for end in memchr::memchr_iter(b'\n', available) {
                 taken = end + 1;
+                ends.push(buf.len() + taken);
                 lines += 1;
                 if lines == BATCH_LINES {
                     break;
@@ -301,23 +306,29 @@ impl<R: BufRead> Batches<R> {
         }
         let first = self.next_id;
         self.next_id += lines as u64;
-        Ok(Some((first, buf)))
+        Ok(Some((first, batch)))
     }
 }
 
-/// The lines of a batch, each with its newline (a last line without one
-/// as it is), found with `memchr`.
-pub(crate) fn lines(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = batch;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |n| n + 1);
-        let (line, after) = rest.split_at(end);
-        rest = after;
-        Some(line)
-    })
+/// Whole lines read from a file, each with its newline, and where each
+/// ends: the lines are found once, when they are read, and not again by
+/// the thread that decodes them nor by the one that shows their alerts.
+pub(crate) struct Batch {
+    bytes: Vec<u8>,
+    /// The end of each line in `bytes` (after its newline), in order.
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    /// The lines, each with its newline.
+    pub(crate) fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = &self.bytes[start..end];
+            start = end;
+            line
+        })
+    }
 }
 
 #[cfg(test)]
@@ -325,8 +336,9 @@ mod tests {
     use super::*;
 
     /// An event per line, carrying the line's id and its text.
-    fn decode(first_id: u64, batch: &[u8]) -> Vec<Event> {
-        lines(batch)
+    fn decode(first_id: u64, batch: &Batch) -> Vec<Event> {
+        batch
+            .lines()
             .enumerate()
             .map(|(i, line)| {
                 let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
@@ -354,7 +366,7 @@ mod tests {
         let mut seen = Vec::new();
         decode_in_order(input.as_bytes(), threads, &decode, |events, batch| {
             // The batch's lines come with its events, one for one.
-            let texts: Vec<&[u8]> = lines(batch).collect();
+            let texts: Vec<&[u8]> = batch.lines().collect();
             assert_eq!(texts.len(), events.len());
             for (ev, line) in events.iter().zip(texts) {
                 let msg = ev.get_str("message").unwrap_or_default().to_string();
@@ -421,9 +433,19 @@ mod tests {
             assert_eq!(seen, want, "{capacity}-byte reads");
             assert_eq!(batches, want.len().div_ceil(BATCH_LINES));
         }
+        let mut batches = Batches {
+            reader: &b"a\n\nb"[..],
+            next_id: 1,
+        };
+        let empty = Batch {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+        };
+        let (first, batch) = batches.next_batch(empty).expect("reads").expect("a batch");
+        assert_eq!(first, 1);
         assert_eq!(
-            lines(b"a\n\nb").collect::<Vec<_>>(),
-            [&b"a\n"[..], b"\n", b"b"]
+            batch.lines().collect::<Vec<_>>(),
+            [&b"a\n"[..], b"\n", b"b\n"]
         );
     }
 
@@ -452,7 +474,7 @@ mod tests {
         // thread decodes normally, once the helper has taken one (or after
         // ten seconds, and the test fails): it could otherwise decode every
         // batch itself before the helper was ever scheduled.
-        let decode = |first_id: u64, batch: &[u8]| {
+        let decode = |first_id: u64, batch: &Batch| {
             if std::thread::current().id() != main {
                 helper_started.store(true, std::sync::atomic::Ordering::SeqCst);
                 panic!("decoder bug");

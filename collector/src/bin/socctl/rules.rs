@@ -378,9 +378,9 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
             None => loaded.decoders.decode(&input),
         }
     };
-    let decode = |first_id: u64, batch: &[u8]| -> Vec<soc_rules::Event> {
+    let decode = |first_id: u64, batch: &crate::replay::Batch| -> Vec<soc_rules::Event> {
         let mut events = Vec::with_capacity(crate::replay::BATCH_LINES);
-        for (i, line) in crate::replay::lines(batch).enumerate() {
+        for (i, line) in batch.lines().enumerate() {
             let mut ev = decode_line(line, projection.as_ref());
             ev.id = first_id + i as u64;
             events.push(ev);
@@ -392,7 +392,7 @@ fn replay(loaded: &Loaded, file: &Path, args: &TestArgs, json: bool) -> anyhow::
     // alerts are the same as those of a one-thread run.
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get().min(8));
     crate::replay::decode_in_order(reader, threads, &decode, |events, batch| {
-        let mut lines = crate::replay::lines(batch);
+        let mut lines = batch.lines();
         for ev in events {
             n = ev.id;
             let line = lines.next();
