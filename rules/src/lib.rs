@@ -213,6 +213,23 @@ pub fn builtin_list_sources() -> Vec<SourceFile> {
     )]
 }
 
+/// Every text of at most `max_len` pieces of `alphabet`, the empty one
+/// first: inputs for tests that hold a fast parser to a plain one.
+#[cfg(test)]
+pub(crate) fn every_text(alphabet: &[&str], max_len: usize) -> Vec<String> {
+    let mut texts = vec![String::new()];
+    let mut last = vec![String::new()];
+    for _ in 0..max_len {
+        let next: Vec<String> = last
+            .iter()
+            .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+            .collect();
+        texts.extend(next.iter().cloned());
+        last = next;
+    }
+    texts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,16 +225,7 @@ mod tests {
     #[test]
     fn reads_as_the_reference_does() {
         let alphabet = ["a", "=", ":", ";", ",", " ", "\t", "\"", "\\", "é"];
-        let mut texts = vec![String::new()];
-        let mut last = vec![String::new()];
-        for _ in 0..5 {
-            let next: Vec<String> = last
-                .iter()
-                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
-                .collect();
-            texts.extend(next.iter().cloned());
-            last = next;
-        }
+        let texts = crate::every_text(&alphabet, 5);
         for (sep, delim) in [
             (b'=', None),
             (b':', Some(b';')),
