@@ -1451,27 +1451,13 @@ fn duration_text(ms: i64) -> String {
     text
 }
 
-/// The text of a field value used in keys; lists join with `,`.
-fn value_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(value_text)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        _ => None,
-    }
-}
-
 /// (field, value) for every key field; `None` when one is missing.
 fn key_pairs(by: &[String], fields: &Fields) -> Option<Vec<(String, String)>> {
     by.iter()
-        .map(|f| fields.get(f).and_then(value_text).map(|v| (f.clone(), v)))
+        .map(|f| {
+            let v = fields.get(f).and_then(view::value_text)?;
+            Some((f.clone(), v.into_owned()))
+        })
         .collect()
 }
 
