@@ -96,6 +96,53 @@ pub fn with_meant_variant(message: &str) -> String {
     }
 }
 
+/// serde's message in the words of the file rather than of Rust: a type
+/// it expected is named as people write it (`expected f64` reads `expected
+/// a number`, `expected u32` `expected a whole number, 0 or more`,
+/// `expected struct RuleConfig` `expected a mapping`, `expected a
+/// sequence` `expected a list`), and a misspelled choice is named (see
+/// [`with_meant_variant`]).
+pub fn plain_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("expected ") {
+        let (before, after) = rest.split_at(at + "expected ".len());
+        out.push_str(before);
+        let word_end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let (word, tail) = after.split_at(word_end);
+        let plain = match word {
+            "f32" | "f64" => Some("a number"),
+            "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => Some("a whole number, 0 or more"),
+            "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => Some("a whole number"),
+            _ => None,
+        };
+        rest = match plain {
+            Some(plain) => {
+                out.push_str(plain);
+                tail
+            }
+            // `struct RuleConfig`: the struct's name means nothing in the file.
+            None if word == "struct" => {
+                out.push_str("a mapping");
+                let name_end = tail
+                    .trim_start()
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(tail.len(), |e| e + tail.len() - tail.trim_start().len());
+                &tail[name_end..]
+            }
+            None if after.starts_with("a sequence") => {
+                out.push_str("a list");
+                &after["a sequence".len()..]
+            }
+            None => after,
+        };
+    }
+    out.push_str(rest);
+    with_meant_variant(&out)
+}
+
 /// In serde's message ``<opening>written`, expected one of `a`, `b` ...``
 /// (or ``expected `a` or `b` ``), the first choice listed that `written`
 /// misspells and `wanted` takes.
@@ -501,7 +548,7 @@ fn mistake(text: &str, span: Option<Range<usize>>, key: Option<String>, message:
         line,
         column,
         key,
-        message: with_meant_variant(message.trim_end()),
+        message: plain_message(message.trim_end()),
     }
 }
 

@@ -247,6 +247,41 @@ fn a_misspelt_choice_is_told_the_choice_it_misspells() {
 }
 
 #[test]
+fn rust_type_names_read_as_people_write_values() {
+    for (serde, plain) in [
+        (
+            r#"invalid type: string "abc", expected f64"#,
+            r#"invalid type: string "abc", expected a number"#,
+        ),
+        (
+            "invalid value: integer `-1`, expected u32",
+            "invalid value: integer `-1`, expected a whole number, 0 or more",
+        ),
+        (
+            "invalid type: floating point `1.5`, expected i64",
+            "invalid type: floating point `1.5`, expected a whole number",
+        ),
+        (
+            r#"invalid type: string "x", expected struct RuleConfig"#,
+            r#"invalid type: string "x", expected a mapping"#,
+        ),
+        (
+            "invalid type: string \"x\", expected a sequence",
+            "invalid type: string \"x\", expected a list",
+        ),
+        // A choice is still named, and other words are left alone.
+        (
+            "unknown variant `ipp`, expected one of `string`, `ip`",
+            "unknown variant `ipp`, expected one of `string`, `ip`; did you mean `ip`?",
+        ),
+        ("expected u64x or a boolean", "expected u64x or a boolean"),
+        ("invalid type: map", "invalid type: map"),
+    ] {
+        assert_eq!(plain_message(serde), plain, "{serde}");
+    }
+}
+
+#[test]
 fn syntax_errors_alone_are_reported() {
     let r = read::<File>("[agent]\nname = \"a\nmax_open_files = x\n");
     assert!(r.value.is_none());

@@ -627,7 +627,7 @@ fn yaml_error(file: &str, line_offset: usize, e: &serde_yaml_ng::Error) -> LoadE
         ),
         _ => (None, text.to_string()),
     };
-    let message = soc_config::with_meant_variant(&message);
+    let message = soc_config::plain_message(&message);
     if let Some(unknown) = message
         .strip_prefix("unknown field `")
         .and_then(|r| r.split('`').next())

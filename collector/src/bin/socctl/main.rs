@@ -94,7 +94,8 @@ enum Cmd {
     /// The journalled lines themselves (admin only).
     #[command(subcommand)]
     Journal(JournalCmd),
-    /// Rules: lint and test offline, replay a log file, reload the collector's.
+    /// Rules: lint, test and replay offline; list and reload the collector's
+    /// rules; the fields rules can read.
     #[command(subcommand)]
     Rules(rules::RulesCmd),
     /// Backups of rule state, detection cursor and alerts: create, list,
