@@ -125,8 +125,9 @@ fn replay_raises_each_alert_once_citing_its_lines() {
         .filter(|l| l.contains("ssh-brute-force-by-source"))
         .collect();
     assert_eq!(lines.len(), 1, "{text}");
+    // The lines behind it, as a list of line numbers.
     assert!(
-        lines[0].contains("[1500, 1510, 1520, 1530, 1540]"),
+        lines[0].ends_with(" (lines [1500, 1510, 1520, 1530, 1540])"),
         "{}",
         lines[0]
     );

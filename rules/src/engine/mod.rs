@@ -92,9 +92,15 @@ pub struct Detection {
 /// have one event behind them: it is kept in place, so that raising such a
 /// detection allocates nothing for it. Reads as a slice of ids; written and
 /// read (serde) as a list, like a `Vec<u64>`, and equal to another with the
-/// same ids however each keeps them.
-#[derive(Debug, Clone)]
+/// same ids however each keeps them. Shown (`{:?}`) as the list too.
+#[derive(Clone)]
 pub struct Evidence(EvidenceRepr);
+
+impl std::fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
 
 #[derive(Debug, Clone)]
 enum EvidenceRepr {

@@ -1503,8 +1503,8 @@ fn a_distinct_set_behaves_and_is_saved_as_a_map() {
     }
 }
 
-/// Evidence of one event or of several is written as the list of ids a
-/// `Vec<u64>` gives, and read back the same, whatever its length.
+/// Evidence of one event or of several is written (and shown) as the list
+/// of ids a `Vec<u64>` gives, and read back the same, whatever its length.
 #[test]
 fn evidence_is_written_and_read_as_a_list() {
     for ids in [vec![], vec![7], vec![1, 2, 3]] {
@@ -1515,7 +1515,10 @@ fn evidence_is_written_and_read_as_a_list() {
         let back: Evidence = serde_json::from_str(&json).expect("read back");
         assert_eq!(back, e);
         assert_eq!(back.to_vec(), ids);
+        // Shown as the list too (a replay prints it for people).
+        assert_eq!(format!("{e:?}"), format!("{ids:?}"));
     }
+    assert_eq!(format!("{:?}", Evidence::one(7)), "[7]");
     assert_eq!(Evidence::one(7), Evidence::from(vec![7]));
     let mut e = Evidence::from(vec![1, 2, 3, 4]);
     e.keep_last(2);
