@@ -495,8 +495,9 @@ pub(crate) fn compile(
 
     let mut steps = Vec::new();
     // Capture names known statically; None once a kv step makes them
-    // open-ended, or when a parse step was left out (a mistake reported
-    // already, whose captures are not known).
+    // open-ended, or when a parse step was left out or is wrong (a mistake
+    // reported already, whose captures are not known: the fields reading
+    // them are not reported again).
     let left_out_under = |key: &str| item.left_out.iter().any(|p| below(p, key).is_some());
     let parse_left_out = left_out_under("parse");
     let mut known: Option<Vec<String>> = (!parse_left_out).then(Vec::new);
@@ -517,6 +518,7 @@ pub(crate) fn compile(
                 &field,
                 "each parse step needs exactly one of `syslog`, `regex`, `kv`, `csv`, `w3c`, `cef`, `leef`, `json`, `netfilter`".into(),
             );
+            known = None;
             continue;
         }
         let step = if let Some(sys) = &s.syslog {
@@ -573,6 +575,7 @@ pub(crate) fn compile(
                 );
             }
             if patterns.len() < re.pattern.0.len() || patterns.is_empty() {
+                known = None;
                 continue;
             }
             Step::Regex {
@@ -590,6 +593,7 @@ pub(crate) fn compile(
                         &format!("{field}.kv.separator"),
                         e,
                     );
+                    known = None;
                     continue;
                 }
             };
@@ -603,6 +607,7 @@ pub(crate) fn compile(
                             &format!("{field}.kv.delimiter"),
                             e,
                         );
+                        known = None;
                         continue;
                     }
                 },
@@ -622,6 +627,7 @@ pub(crate) fn compile(
                         &format!("{field}.csv.separator"),
                         e,
                     );
+                    known = None;
                     continue;
                 }
             };
@@ -681,6 +687,7 @@ pub(crate) fn compile(
                 from: n.from.clone(),
             }
         } else {
+            known = None;
             continue;
         };
         steps.push(step);

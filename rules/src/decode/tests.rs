@@ -490,6 +490,35 @@ decoders:
     assert!(errors[2].message.contains("empty"), "{}", errors[2]);
 }
 
+/// A parse step that is wrong is reported once: the fields reading what
+/// it would have captured are not reported again as reading nothing.
+#[test]
+fn fields_of_a_wrong_parse_step_are_not_reported_again() {
+    let errors = load_errors(
+        r#"
+decoders:
+  - name: broken
+    parse:
+      - regex: { pattern: '(?P<a>[' }
+    fields:
+      source.ip: { from: a, convert: ip }
+  - name: two_kinds
+    parse:
+      - { regex: { pattern: '(?P<b>x)' }, csv: { columns: [c] } }
+    fields:
+      user.name: { from: c }
+"#,
+    );
+    assert_eq!(
+        places(&errors),
+        vec![
+            (Some(5), Some("parse[0].regex.pattern")),
+            (Some(9), Some("parse[0]")),
+        ],
+        "{errors:#?}"
+    );
+}
+
 /// The two patterns of the shipped ClamAV decoder `decoder`: a
 /// single-pass one tried first, then the general one.
 fn clamav_patterns(decoder: &str) -> (regex::Regex, regex::Regex) {
