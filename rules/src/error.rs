@@ -100,6 +100,9 @@ impl fmt::Display for LoadErrors {
 pub struct TestFailure {
     /// The file that holds the test case.
     pub file: String,
+    /// The line where the test case is written (its name, or its input
+    /// line).
+    pub line: usize,
     /// Which test: `decoder <name> test <n>` or `rule <id> test <n>`, plus the
     /// test's own name when it has one.
     pub name: String,
@@ -109,7 +112,11 @@ pub struct TestFailure {
 
 impl fmt::Display for TestFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.name, self.message)
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.name, self.message
+        )
     }
 }
 

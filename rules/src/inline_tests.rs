@@ -23,6 +23,7 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
             let name = label("decoder", &d.name, i, t.name.as_deref());
             let fail = |message: String| TestFailure {
                 file: d.file.clone(),
+                line: t.at,
                 name: name.clone(),
                 message,
             };
@@ -80,6 +81,7 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
             let name = label("rule", &rule.id, i, t.name.as_deref());
             let fail = |message: String| TestFailure {
                 file: rule.file.clone(),
+                line: t.line,
                 name: name.clone(),
                 message,
             };
@@ -202,12 +204,12 @@ rules:
         assert_eq!(
             text,
             [
-                "d.yml: decoder word test 2 (wrong value): field `missing`: expected 1, but it is absent",
-                "d.yml: decoder word test 2 (wrong value): field `w`: expected \"bye\", got \"hello\"",
-                "d.yml: decoder word test 2 (wrong value): field `w` should be absent, got \"hello\"",
-                "d.yml: decoder word test 3 (does not apply): decoder `word` did not decode the line (decoders that applied: [])",
-                "r.yml: rule r1 test 2 (count): expected 1 alert(s) from `r1`, got 2",
-                "r.yml: rule r1 test 3 (ids): expected rule `r1` to fire; fired: []",
+                "d.yml:11: decoder word test 2 (wrong value): field `missing`: expected 1, but it is absent",
+                "d.yml:11: decoder word test 2 (wrong value): field `w`: expected \"bye\", got \"hello\"",
+                "d.yml:11: decoder word test 2 (wrong value): field `w` should be absent, got \"hello\"",
+                "d.yml:15: decoder word test 3 (does not apply): decoder `word` did not decode the line (decoders that applied: [])",
+                "r.yml:10: rule r1 test 2 (count): expected 1 alert(s) from `r1`, got 2",
+                "r.yml:11: rule r1 test 3 (ids): expected rule `r1` to fire; fired: []",
             ]
         );
     }

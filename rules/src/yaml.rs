@@ -50,6 +50,37 @@ impl<T> Located<T> {
             .map_or(self.start_line, |i| self.start_line + i)
     }
 
+    /// The line of a test case under `tests:`: where its `name:` is
+    /// written, else the first line from `tests:` on that holds its input
+    /// line (which may also appear above, in a `match:`), else the line of
+    /// `tests:`.
+    pub fn line_of_test(&self, name: Option<&str>, input: Option<&str>) -> usize {
+        let from = self.line_of_key("tests");
+        let holds = |l: &str| match (name, input) {
+            (Some(n), _) => {
+                let t = l
+                    .trim_start()
+                    .trim_start_matches("- ")
+                    .trim_start_matches("{ ");
+                [
+                    format!("name: {n}"),
+                    format!("name: \"{n}\""),
+                    format!("name: '{n}'"),
+                ]
+                .iter()
+                .any(|p| t.starts_with(p.as_str()))
+            }
+            (None, Some(i)) => !i.is_empty() && l.contains(i),
+            (None, None) => false,
+        };
+        self.lines
+            .iter()
+            .enumerate()
+            .skip(from - self.start_line)
+            .find(|(_, l)| holds(l))
+            .map_or(from, |(i, _)| self.start_line + i)
+    }
+
     /// The line of `key:` inside this item, else the item's first line.
     pub fn line_of_key(&self, key: &str) -> usize {
         let pats = [

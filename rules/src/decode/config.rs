@@ -443,6 +443,8 @@ impl FieldMap {
 
 #[derive(Debug)]
 pub(crate) struct DecoderTest {
+    /// Where it is written (its name or input line).
+    pub at: usize,
     pub name: Option<String>,
     pub line: String,
     pub source_type: String,
@@ -810,6 +812,7 @@ pub(crate) fn compile(
             },
         };
         tests.push(DecoderTest {
+            at: item.line_of_test(t.name.as_deref(), Some(&t.line)),
             name: t.name.clone(),
             line: t.line.clone(),
             source_type: t.source_type.clone(),

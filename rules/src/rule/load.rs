@@ -116,6 +116,8 @@ pub(crate) struct RuleTestConfig {
 /// A compiled rule test.
 #[derive(Debug, Clone)]
 pub(crate) struct RuleTest {
+    /// Where it is written (its name or first input line).
+    pub line: usize,
     pub name: Option<String>,
     pub lines: Vec<String>,
     pub source_type: String,
@@ -414,11 +416,14 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
     let mut tests = Vec::new();
     for (i, t) in cfg.tests.iter().enumerate() {
         let field = format!("tests[{i}]");
-        let line = t
-            .name
-            .as_deref()
-            .or(t.line.as_deref())
-            .map_or(item.line_of_key("tests"), |n| item.line_of(n));
+        let line = item.line_of_test(
+            t.name.as_deref(),
+            t.line.as_deref().or(t
+                .lines
+                .as_ref()
+                .and_then(|ls| ls.first())
+                .map(String::as_str)),
+        );
         let lines = match (&t.line, &t.lines) {
             (Some(l), None) => vec![l.clone()],
             (None, Some(ls)) if !ls.is_empty() => ls.clone(),
@@ -454,6 +459,7 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
             },
         };
         tests.push(RuleTest {
+            line,
             name: t.name.clone(),
             lines,
             source_type: t.source_type.clone(),
