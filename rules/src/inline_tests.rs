@@ -81,7 +81,7 @@ pub fn run_inline_tests(decoders: &Decoders, rules: &RuleSet) -> Vec<TestFailure
             let name = label("rule", &rule.id, i, t.name.as_deref());
             let fail = |message: String| TestFailure {
                 file: rule.file.clone(),
-                line: t.line,
+                line: t.at,
                 name: name.clone(),
                 message,
             };

@@ -117,7 +117,7 @@ pub(crate) struct RuleTestConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct RuleTest {
     /// Where it is written (its name or first input line).
-    pub line: usize,
+    pub at: usize,
     pub name: Option<String>,
     pub lines: Vec<String>,
     pub source_type: String,
@@ -459,7 +459,7 @@ fn compile(file: &str, item: &Located<RuleConfig>, lists: &Lists) -> Result<Rule
             },
         };
         tests.push(RuleTest {
-            line,
+            at: line,
             name: t.name.clone(),
             lines,
             source_type: t.source_type.clone(),
