@@ -131,8 +131,9 @@ fn rules_fields_lists_each_field_with_the_decoders_that_set_it() {
     })));
 }
 
-/// `socctl decode big.log | head`: once the reader is gone, socctl stops
-/// quietly, with success, as other command-line tools do.
+/// `socctl decode big.log | head`, `socctl rules test | true`: once the
+/// reader is gone, socctl stops quietly, with success, as other
+/// command-line tools do.
 #[test]
 fn output_to_a_reader_that_went_away_ends_quietly() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -176,5 +177,21 @@ fn output_to_a_reader_that_went_away_ends_quietly() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+    // Commands that print a few lines (`println!`, which panics on a
+    // closed pipe): the reader goes away before socctl has loaded the
+    // shipped content and printed anything (`socctl rules test | true`).
+    for args in [vec!["rules", "test"], vec!["rules", "fields"]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_socctl"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run socctl");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("socctl ends");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }

@@ -179,7 +179,22 @@ fn fail(e: &anyhow::Error, message: String) -> ! {
     std::process::exit(1);
 }
 
+/// `println!` panics when the reader of the output went away (`socctl
+/// alerts list | head`); such a panic ends socctl as [`fail`] does, quietly
+/// and with success. Other panics are reported as usual.
+fn quiet_when_the_reader_goes_away() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 fn main() {
+    quiet_when_the_reader_goes_away();
     let cli = Cli::parse();
     if let Cmd::Decode(args) = &cli.cmd {
         if let Err(e) = decode::run(args, cli.json) {
