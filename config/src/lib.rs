@@ -100,7 +100,7 @@ pub fn with_meant_variant(message: &str) -> String {
 /// it expected is named as people write it (`expected f64` reads `expected
 /// a number`, `expected u32` `expected a whole number, 0 or more`,
 /// `expected struct RuleConfig` `expected a mapping`, `expected a
-/// sequence` `expected a list`), and a misspelled choice is named (see
+/// sequence` `expected a list`), and a misspelt choice is named (see
 /// [`with_meant_variant`]).
 pub fn plain_message(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
@@ -126,11 +126,11 @@ pub fn plain_message(message: &str) -> String {
             // `struct RuleConfig`: the struct's name means nothing in the file.
             None if word == "struct" => {
                 out.push_str("a mapping");
-                let name_end = tail
-                    .trim_start()
+                let name = tail.trim_start();
+                let end = name
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .map_or(tail.len(), |e| e + tail.len() - tail.trim_start().len());
-                &tail[name_end..]
+                    .unwrap_or(name.len());
+                &name[end..]
             }
             None if after.starts_with("a sequence") => {
                 out.push_str("a list");

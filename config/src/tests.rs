@@ -266,6 +266,10 @@ fn rust_type_names_read_as_people_write_values() {
             r#"invalid type: string "x", expected a mapping"#,
         ),
         (
+            "expected struct Step, or a list: expected u8",
+            "expected a mapping, or a list: expected a whole number, 0 or more",
+        ),
+        (
             "invalid type: string \"x\", expected a sequence",
             "invalid type: string \"x\", expected a list",
         ),
