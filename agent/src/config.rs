@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use soc_config::DurationText;
 use soc_protocol::Limits;
 use toml::Spanned;
 
@@ -99,15 +100,15 @@ pub struct ShippingSection {
     /// Most line bytes in one batch (64 KiB..=4 MiB). Default 4 MiB.
     pub batch_max_bytes: Option<Spanned<usize>>,
     /// Send a partial batch once its first line is this old. Default `1s`.
-    pub flush_interval: Option<Spanned<String>>,
+    pub flush_interval: Option<Spanned<DurationText>>,
     /// First wait after a failed send. Default `500ms`.
-    pub retry_initial: Option<Spanned<String>>,
+    pub retry_initial: Option<Spanned<DurationText>>,
     /// Longest wait between retries; also the wait after a refusal. Default `60s`.
-    pub retry_max: Option<Spanned<String>>,
+    pub retry_max: Option<Spanned<DurationText>>,
     /// Time between two heartbeats. Default `30s`.
-    pub heartbeat_interval: Option<Spanned<String>>,
+    pub heartbeat_interval: Option<Spanned<DurationText>>,
     /// Give up on one HTTP request after this long. Default `30s`.
-    pub request_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<DurationText>>,
     /// Batches sent before the first is acknowledged (1..=16). Default 2.
     pub max_in_flight: Option<Spanned<usize>>,
 }
@@ -142,10 +143,10 @@ pub struct SourceSection {
     /// Longer lines are cut to this many bytes and flagged. Default and maximum 65536.
     pub max_line_bytes: Option<Spanned<usize>>,
     /// How often the globs are re-scanned and files read. Default `1s`.
-    pub poll_interval: Option<Spanned<String>>,
+    pub poll_interval: Option<Spanned<DurationText>>,
     /// How long a rotated-away or deleted file must stay unchanged at its end
     /// before its handle is released. Default `5s`.
-    pub rotate_wait: Option<Spanned<String>>,
+    pub rotate_wait: Option<Spanned<DurationText>>,
     /// `truncate` or `split`: what becomes of lines longer than
     /// `max_line_bytes`. Default `truncate`.
     pub long_lines: Option<LongLines>,
@@ -324,7 +325,12 @@ impl Ctx<'_> {
         });
     }
 
-    fn duration(&self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    fn duration(
+        &self,
+        v: &Option<Spanned<DurationText>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         let Some(v) = v else { return default };
         match humantime::parse_duration(v.get_ref().trim()) {
             Err(e) => self.err(

@@ -96,6 +96,57 @@ pub fn with_meant_variant(message: &str) -> String {
     }
 }
 
+/// A duration as a configuration file writes it (`"30s"`, `"500ms"`,
+/// `"24h"`), kept as text for the key's own check, which names the key and
+/// the values it takes. A bare number is refused with a message that asks
+/// for the unit (`3` reads ``"`3` needs a unit: write "3s" (or ms, m, h,
+/// d)"``), where serde would say `expected a string`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationText(String);
+
+impl std::ops::Deref for DurationText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        fn unitless<E: serde::de::Error>(n: impl std::fmt::Display) -> E {
+            E::custom(format_args!(
+                "`{n}` needs a unit: write \"{n}s\" (or ms, m, h, d)"
+            ))
+        }
+        impl serde::de::Visitor<'_> for Text {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration like \"30s\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DurationText, E> {
+                Err(unitless(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DurationText, E> {
+                Err(unitless(v))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DurationText, E> {
+                Err(unitless(v))
+            }
+        }
+        deserializer.deserialize_any(Text)
+    }
+}
+
 /// serde's message in the words of the file rather than of Rust: a type
 /// it expected is named as people write it (`expected f64` reads `expected
 /// a number`, `expected u32` `expected a whole number, 0 or more`,

@@ -22,7 +22,7 @@ struct Agent {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Shipping {
-    flush_interval: Option<String>,
+    flush_interval: Option<DurationText>,
     max_in_flight: Option<u32>,
 }
 
@@ -214,6 +214,44 @@ max_in_fligth = 3
         None
     );
     assert_eq!(meant_key("invalid type: map", |_| true), None);
+}
+
+/// A duration written as a bare number is told to add its unit (a
+/// config's durations take none by default), one of another type is told
+/// what a duration looks like, and the rest of the file is read.
+#[test]
+fn a_duration_without_its_unit_is_told_to_add_one() {
+    for (value, message) in [
+        ("3", "`3` needs a unit: write \"3s\" (or ms, m, h, d)"),
+        ("2.5", "`2.5` needs a unit: write \"2.5s\" (or ms, m, h, d)"),
+        (
+            "true",
+            "invalid type: boolean `true`, expected a duration like \"30s\"",
+        ),
+    ] {
+        let text = format!(
+            "[agent]\nname = \"a\"\n[shipping]\nflush_interval = {value}\nmax_in_flight = 2\n"
+        );
+        let r = read::<File>(&text);
+        assert_eq!(r.mistakes.len(), 1, "{value}: {:#?}", r.mistakes);
+        let m = &r.mistakes[0];
+        assert_eq!(
+            (m.line, m.key.as_deref(), m.message.as_str()),
+            (4, Some("shipping.flush_interval"), message),
+            "{value}"
+        );
+        let f = r.value.expect("the key is optional");
+        assert_eq!(f.shipping.max_in_flight, Some(2));
+        assert!(f.shipping.flush_interval.is_none());
+    }
+    let r = read::<File>("[agent]\nname = \"a\"\n[shipping]\nflush_interval = \"250ms\"\n");
+    assert!(r.mistakes.is_empty(), "{:#?}", r.mistakes);
+    let f = r.value.expect("read");
+    assert_eq!(f.shipping.flush_interval.as_deref(), Some("250ms"));
+    assert_eq!(
+        f.shipping.flush_interval.map(|d| d.to_string()),
+        Some("250ms".to_string())
+    );
 }
 
 /// A value that is not one of its choices is told the choice it likely

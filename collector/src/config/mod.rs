@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use soc_config::DurationText;
 
 mod workflow;
 pub use workflow::{
@@ -171,7 +172,7 @@ pub struct BackupConfig {
     /// Time between scheduled backups, counted from the newest backup in
     /// `dir`; a backup is also written at shutdown. `off` writes neither
     /// (`socctl backup create` still works). Default `6h`.
-    pub interval: Option<String>,
+    pub interval: Option<DurationText>,
     /// Backups kept in `dir`; after each new one the oldest beyond this
     /// number are deleted. Default 7.
     pub keep: Option<usize>,
@@ -194,7 +195,7 @@ pub struct ServerConfig {
     /// Most simultaneous connections; further ones are closed at once. Default 1024.
     pub max_connections: Option<usize>,
     /// Time a client has to finish the TLS handshake. Default `10s`.
-    pub handshake_timeout: Option<String>,
+    pub handshake_timeout: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,7 +247,7 @@ pub struct IngestConfig {
     pub max_concurrent_batches: Option<usize>,
     /// How long a batch may wait for a journal writer, and for the batch
     /// it follows (`x-soc-after`). Default `5s`.
-    pub queue_timeout: Option<String>,
+    pub queue_timeout: Option<DurationText>,
     /// Journal entries not yet processed by detection past which agents get
     /// 503 with Retry-After, so a slow detection cannot make the journal grow
     /// without bound. Default 2,000,000.
@@ -254,7 +255,7 @@ pub struct IngestConfig {
     /// `Retry-After` sent with 429/503, in seconds. Default 2.
     pub retry_after_secs: Option<u64>,
     /// Lifetime of an enrolment secret issued by `socctl agents enroll`. Default `24h`.
-    pub enrollment_ttl: Option<String>,
+    pub enrollment_ttl: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,7 +269,7 @@ pub struct DetectionConfig {
     pub max_evidence: Option<usize>,
     /// How far behind the newest event an event may arrive and still be
     /// evaluated in time order (it waits that long in event time). Default `0s`.
-    pub allowed_lateness: Option<String>,
+    pub allowed_lateness: Option<DurationText>,
     /// Events held back for `allowed_lateness` at most; beyond, the oldest
     /// is evaluated at once. Default 10,000.
     pub max_held_back: Option<usize>,

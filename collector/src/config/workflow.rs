@@ -10,7 +10,7 @@ pub struct ApiConfig {
     /// is refused with 429 for a while. Default 10.
     pub auth_failure_burst: Option<u32>,
     /// Time for one of those failures to be forgiven. Default `6s` (10 a minute).
-    pub auth_failure_refill: Option<String>,
+    pub auth_failure_refill: Option<DurationText>,
     /// Peer addresses tracked for failures; past it the least recently seen
     /// is forgotten (soc_auth_limiter_evictions_total). Default 10000.
     pub auth_max_peers: Option<usize>,
@@ -22,23 +22,23 @@ pub struct ApiConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// How often the retention task runs. Default `10m`.
-    pub interval: Option<String>,
+    pub interval: Option<DurationText>,
     /// Closed alerts are removed this long after they were closed; `off`
     /// keeps them. Default `180d`.
-    pub closed_alert_max_age: Option<String>,
+    pub closed_alert_max_age: Option<DurationText>,
     /// Most closed alerts kept; past it the longest-closed go first; 0 for
     /// no limit. Default 1000000.
     pub max_closed_alerts: Option<u64>,
     /// Journal entries are removed this long after they were received
     /// (never before detection has processed them); `off` keeps them.
     /// Default `30d`.
-    pub journal_max_age: Option<String>,
+    pub journal_max_age: Option<DurationText>,
     /// Most journal entries kept; past it the oldest processed go first; 0
     /// for no limit. Default 50000000.
     pub journal_max_entries: Option<u64>,
     /// Audit records are removed this long after they were written; `off`
     /// keeps them. Default `off`.
-    pub audit_max_age: Option<String>,
+    pub audit_max_age: Option<DurationText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,11 +60,11 @@ pub struct WebhookConfig {
     /// Forward alerts of at least this severity. Default `low`.
     pub min_severity: Option<String>,
     /// Time one delivery may take. Default `10s`.
-    pub timeout: Option<String>,
+    pub timeout: Option<DurationText>,
     /// First wait after a failed delivery; doubles up to `retry_max`. Default `1s`.
-    pub retry_initial: Option<String>,
+    pub retry_initial: Option<DurationText>,
     /// Longest wait between retries. Default `60s`.
-    pub retry_max: Option<String>,
+    pub retry_max: Option<DurationText>,
     /// Alerts read ahead into memory for delivery. Default 100.
     pub queue_size: Option<usize>,
     /// Undelivered alerts (by id) past which the oldest are skipped and
@@ -80,11 +80,11 @@ pub struct SyslogConfig {
     /// Forward alerts of at least this severity. Default `medium`.
     pub min_severity: Option<String>,
     /// Time to connect or write. Default `10s`.
-    pub timeout: Option<String>,
+    pub timeout: Option<DurationText>,
     /// First wait after a failure; doubles up to `retry_max`. Default `1s`.
-    pub retry_initial: Option<String>,
+    pub retry_initial: Option<DurationText>,
     /// Longest wait between retries. Default `60s`.
-    pub retry_max: Option<String>,
+    pub retry_max: Option<DurationText>,
     /// Alerts read ahead into memory for delivery. Default 100.
     pub queue_size: Option<usize>,
     /// Undelivered alerts (by id) past which the oldest are skipped. Default 100000.
