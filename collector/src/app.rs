@@ -21,6 +21,9 @@ pub struct Content {
     /// Fields the rules read that no loaded decoder sets: a rule reading
     /// one never fires. Warnings; the content loads all the same.
     pub unset: Vec<soc_rules::UnsetField>,
+    /// List entries that look like an address or network but are not one:
+    /// they match no address. Warnings too.
+    pub doubtful: Vec<soc_rules::DoubtfulEntry>,
 }
 
 /// Why decoder or rule files could not be loaded.
@@ -82,11 +85,24 @@ pub fn read_yaml_dir(dir: &Path) -> Result<Vec<SourceFile>, ContentError> {
 }
 
 impl Content {
-    /// Logs each field a rule reads that no decoder sets.
+    /// Logs each field a rule reads that no decoder sets, and each list
+    /// entry that looks like an address but is not one.
     pub fn warn_unset(&self) {
         for u in &self.unset {
             tracing::warn!("{u}");
         }
+        for d in &self.doubtful {
+            tracing::warn!("{d}");
+        }
+    }
+
+    /// Every warning about the content, as text (see [`Content::unset`],
+    /// [`Content::doubtful`]).
+    pub fn warnings(&self) -> Vec<String> {
+        let unset = self.unset.iter().map(ToString::to_string);
+        unset
+            .chain(self.doubtful.iter().map(ToString::to_string))
+            .collect()
     }
 
     /// Loads the shipped content and/or the configured folders.
@@ -114,6 +130,7 @@ impl Content {
             (Ok(decoders), Ok(rules)) => {
                 return Ok(Content {
                     unset: soc_rules::unset_fields(&rules, &decoders, &rule_files),
+                    doubtful: soc_rules::doubtful_entries(&list_files),
                     decoders,
                     rules: Arc::new(rules),
                 });

@@ -100,14 +100,15 @@ fn main() -> anyhow::Result<()> {
         if let (Some(c), Some(k)) = (&settings.tls_cert_file, &settings.tls_key_file) {
             tls::server_config(&settings.data_dir, Some(c), Some(k), &[])?;
         }
-        for u in &content.unset {
-            println!("warning: {u}");
+        let warnings = content.warnings();
+        for w in &warnings {
+            println!("warning: {w}");
         }
         println!(
             "configuration is valid: {} decoders, {} rules{}",
             content.decoders.names().len(),
             content.rules.rules().len(),
-            match content.unset.len() {
+            match warnings.len() {
                 0 => String::new(),
                 n => format!(" ({n} warning(s))"),
             }

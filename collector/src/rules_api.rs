@@ -93,7 +93,7 @@ pub fn reload(app: &App, by: &str) -> Result<ReloadView, ContentError> {
             Ok(ReloadView {
                 decoders: c.decoders.names().len(),
                 rules: c.rules.rules().len(),
-                warnings: c.unset.iter().map(ToString::to_string).collect(),
+                warnings: c.warnings(),
             })
         }
         Err(e) => {

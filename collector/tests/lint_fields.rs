@@ -91,6 +91,39 @@ fn a_field_no_decoder_sets_is_a_warning_and_decoders_elsewhere_count() {
     }
 }
 
+/// A list entry that looks like an address but does not parse as one is
+/// kept as text and matches no address: a warning, with its file and line;
+/// names in the same list are not.
+#[test]
+fn a_list_entry_that_is_almost_an_address_is_a_warning() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let lists = tmp.path().join("lists");
+    std::fs::create_dir_all(&lists).expect("mkdir");
+    std::fs::write(
+        lists.join("watch.txt"),
+        "203.0.113.7\n198.51.100.300\nEicar-Signature\n10.0.0.0/33\n",
+    )
+    .expect("write");
+    let file = lists.join("watch.txt").display().to_string();
+    let lists_arg = lists.display().to_string();
+    for command in ["lint", "test"] {
+        let out = socctl(&["rules", command, "--lists", &lists_arg], &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{command}: {stdout}");
+        let want: Vec<String> = [(2, "198.51.100.300"), (4, "10.0.0.0/33")]
+            .iter()
+            .map(|(line, entry)| {
+                format!(
+                    "warning: {file}:{line}: list entry `{entry}` looks like an address or \
+                     network but is not one: it is compared as text and matches no address"
+                )
+            })
+            .collect();
+        assert_eq!(warnings(&stdout), want, "{command}: {stdout}");
+        assert!(stdout.contains("(2 warning(s)"), "{command}: {stdout}");
+    }
+}
+
 #[test]
 fn rules_fields_lists_each_field_with_the_decoders_that_set_it() {
     let tmp = tempfile::tempdir().expect("temp dir");

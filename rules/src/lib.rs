@@ -69,7 +69,7 @@ pub use error::{LoadError, LoadErrors, TestFailure};
 pub use event::{Event, Fields, FieldsIntoIter, FieldsIter, Input, SourceFile};
 pub use field_check::{UnsetField, unset_fields};
 pub use inline_tests::run_inline_tests;
-pub use lists::{List, Lists};
+pub use lists::{DoubtfulEntry, List, Lists, doubtful_entries};
 pub use rule::{
     Learn, ParseSeverityError, Rule, RuleKind, RuleSet, Sequence, Severity, Silence, Step,
     Suppress, Threshold,

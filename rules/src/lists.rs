@@ -153,6 +153,69 @@ impl Lists {
     }
 }
 
+/// A list entry that looks like an address or a network but is not one
+/// (`192.168.1.300`, `10.0.0.0/33`, `2001:db8::1::2`): it is kept as text,
+/// so it never matches an address, which is rarely what its writer meant.
+/// A warning, not an error: lists also hold names and versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoubtfulEntry {
+    /// The list file.
+    pub file: String,
+    /// The entry's line (1-based).
+    pub line: usize,
+    /// The entry, as written.
+    pub entry: String,
+}
+
+impl std::fmt::Display for DoubtfulEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: list entry `{}` looks like an address or network but is not one: \
+             it is compared as text and matches no address",
+            self.file, self.line, self.entry
+        )
+    }
+}
+
+/// The entries of list files that look like an address or a network but
+/// do not parse as one (see [`DoubtfulEntry`]): four dotted numbers, a
+/// prefix length after an address, or text of hex digits and colons with
+/// `::` or seven colons (a MAC address has five).
+pub fn doubtful_entries(files: &[SourceFile]) -> Vec<DoubtfulEntry> {
+    let mut out = Vec::new();
+    for f in files {
+        for (n, line) in f.text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if !entry.is_empty() && looks_like_net(entry) && parse_net(entry).is_none() {
+                out.push(DoubtfulEntry {
+                    file: f.name.clone(),
+                    line: n + 1,
+                    entry: entry.to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn looks_like_net(entry: &str) -> bool {
+    let (address, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (entry, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let dotted_quad = address.split('.').count() == 4 && address.split('.').all(digits);
+    let v6 = address
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        && (address.contains("::") || address.bytes().filter(|&b| b == b':').count() == 7);
+    // An address with anything after a `/`, or text shaped like one,
+    // alone or with a number after a `/`.
+    address.parse::<IpAddr>().is_ok() && prefix.is_some()
+        || (dotted_quad || v6) && prefix.is_none_or(digits)
+}
+
 /// `text.parse::<IpAddr>().ok()`, with a dotted quad (the form of nearly
 /// every address in a log) read in one pass. Decoding checks each address
 /// field and `cidr:` and `in_list:` tests read them again: the standard
@@ -273,6 +336,34 @@ fn list_name(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_that_look_like_addresses_but_are_not_are_doubtful() {
+        let text = "10.0.0.1\n192.168.1.300 # typo\n10.0.0.0/33\n10.0.0.0/8\n\
+                    2001:db8::1::2\nfc00::/7\nfc00::/129\nEicar-Signature\n0.103.8\n\
+                    00:11:22:33:44:55\nTrojan:Win32/Agent\n1.2.3.4/x\n\n# 1.2.3.999\n";
+        let got: Vec<(usize, String)> = doubtful_entries(&[SourceFile::new("l.txt", text)])
+            .into_iter()
+            .map(|d| (d.line, d.entry))
+            .collect();
+        let want: Vec<(usize, String)> = [
+            (2, "192.168.1.300"),
+            (3, "10.0.0.0/33"),
+            (5, "2001:db8::1::2"),
+            (7, "fc00::/129"),
+            (12, "1.2.3.4/x"),
+        ]
+        .into_iter()
+        .map(|(l, e)| (l, e.to_owned()))
+        .collect();
+        assert_eq!(got, want);
+        let d = &doubtful_entries(&[SourceFile::new("l.txt", "10.0.0.0/33\n")])[0];
+        assert_eq!(
+            d.to_string(),
+            "l.txt:1: list entry `10.0.0.0/33` looks like an address or network but is not one: \
+             it is compared as text and matches no address"
+        );
+    }
 
     /// `parse_ip` reads every text as the standard parser does: texts
     /// near a dotted quad (every mix of digits, dots and a few other

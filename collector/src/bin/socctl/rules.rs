@@ -75,6 +75,8 @@ struct Loaded {
     rules: RuleSet,
     /// Fields the rules read that no loaded decoder sets (warnings).
     unset: Vec<soc_rules::UnsetField>,
+    /// List entries that look like addresses but are not (warnings).
+    doubtful: Vec<soc_rules::DoubtfulEntry>,
 }
 
 /// With `deferred`, decoder regexes are compiled when a line first reaches
@@ -142,6 +144,7 @@ fn load(
     Ok(match (d, r) {
         (Ok(decoders), Ok(set)) => Ok(Loaded {
             unset: soc_rules::unset_fields(&set, &decoders, &rules),
+            doubtful: soc_rules::doubtful_entries(&lists),
             decoders,
             rules: set,
         }),
@@ -172,17 +175,28 @@ fn report_load_errors(e: &soc_rules::LoadErrors, args: &ContentArgs) {
 }
 
 /// Prints a `warning:` line for each field a rule reads that no loaded
-/// decoder sets; what to add to the summary line about them.
+/// decoder sets and each list entry that looks like an address but is not
+/// one; what to add to the summary line about them.
 fn print_unset(l: &Loaded) -> String {
     for u in &l.unset {
         println!("warning: {u}");
     }
-    match l.unset.len() {
+    for d in &l.doubtful {
+        println!("warning: {d}");
+    }
+    let mut said = Vec::new();
+    if !l.unset.is_empty() {
+        said.push(
+            "a rule that reads a field no event holds never fires; \
+             if a decoder of yours sets it, give its folder with --decoders",
+        );
+    }
+    if !l.doubtful.is_empty() {
+        said.push("a list entry that is not a valid address or network matches no address");
+    }
+    match l.unset.len() + l.doubtful.len() {
         0 => String::new(),
-        n => format!(
-            " ({n} warning(s): a rule that reads a field no event holds never fires; \
-             if a decoder of yours sets it, give its folder with --decoders)"
-        ),
+        n => format!(" ({n} warning(s): {})", said.join("; ")),
     }
 }
 
