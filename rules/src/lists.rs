@@ -108,11 +108,7 @@ impl Lists {
                 ..List::default()
             };
             let mut nets = Vec::new();
-            for line in f.text.lines() {
-                let entry = line.split('#').next().unwrap_or("").trim();
-                if entry.is_empty() {
-                    continue;
-                }
+            for (_, entry) in entries(&f.text) {
                 match parse_net(entry) {
                     Some(net) => nets.push(net),
                     None => {
@@ -185,18 +181,26 @@ impl std::fmt::Display for DoubtfulEntry {
 pub fn doubtful_entries(files: &[SourceFile]) -> Vec<DoubtfulEntry> {
     let mut out = Vec::new();
     for f in files {
-        for (n, line) in f.text.lines().enumerate() {
-            let entry = line.split('#').next().unwrap_or("").trim();
-            if !entry.is_empty() && looks_like_net(entry) && parse_net(entry).is_none() {
+        for (line, entry) in entries(&f.text) {
+            if looks_like_net(entry) && parse_net(entry).is_none() {
                 out.push(DoubtfulEntry {
                     file: f.name.clone(),
-                    line: n + 1,
+                    line,
                     entry: entry.to_owned(),
                 });
             }
         }
     }
     out
+}
+
+/// The entries of a list file with their lines (1-based): one a line,
+/// `#` starts a comment, blank lines hold none.
+fn entries(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter_map(|(n, line)| {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        (!entry.is_empty()).then_some((n + 1, entry))
+    })
 }
 
 fn looks_like_net(entry: &str) -> bool {
