@@ -85,14 +85,10 @@ pub fn read_yaml_dir(dir: &Path) -> Result<Vec<SourceFile>, ContentError> {
 }
 
 impl Content {
-    /// Logs each field a rule reads that no decoder sets, and each list
-    /// entry that looks like an address but is not one.
-    pub fn warn_unset(&self) {
-        for u in &self.unset {
-            tracing::warn!("{u}");
-        }
-        for d in &self.doubtful {
-            tracing::warn!("{d}");
+    /// Logs each of [`Content::warnings`].
+    pub fn log_warnings(&self) {
+        for w in self.warnings() {
+            tracing::warn!("{w}");
         }
     }
 
@@ -312,7 +308,7 @@ impl App {
             rules = new.rules.rules().len(),
             "detection content reloaded"
         );
-        new.warn_unset();
+        new.log_warnings();
         self.metrics.rule_fields_unset.set(new.unset.len() as i64);
         Ok(new)
     }

@@ -126,7 +126,7 @@ async fn run(settings: Settings, ready_file: Option<PathBuf>) -> anyhow::Result<
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data_dir {}", settings.data_dir.display()))?;
     let content = Content::load(&settings)?;
-    content.warn_unset();
+    content.log_warnings();
     let db = Db::open(&settings.data_dir.join("db"))?;
     let tls_cfg = tls::server_config(
         &settings.data_dir,

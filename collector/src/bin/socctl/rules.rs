@@ -177,7 +177,7 @@ fn report_load_errors(e: &soc_rules::LoadErrors, args: &ContentArgs) {
 /// Prints a `warning:` line for each field a rule reads that no loaded
 /// decoder sets and each list entry that looks like an address but is not
 /// one; what to add to the summary line about them.
-fn print_unset(l: &Loaded) -> String {
+fn print_warnings(l: &Loaded) -> String {
     for u in &l.unset {
         println!("warning: {u}");
     }
@@ -205,7 +205,7 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
     match cmd {
         RulesCmd::Lint(args) => match load(&args, false)? {
             Ok(l) => {
-                let warnings = print_unset(&l);
+                let warnings = print_warnings(&l);
                 println!(
                     "ok: {} decoders, {} rules{warnings}",
                     l.decoders.names().len(),
@@ -232,7 +232,7 @@ pub fn run_offline(cmd: RulesCmd, json: bool) -> anyhow::Result<i32> {
             match &args.replay {
                 Some(file) => replay(&loaded, file, &args, json),
                 None => {
-                    let warnings = print_unset(&loaded);
+                    let warnings = print_warnings(&loaded);
                     let failures = soc_rules::run_inline_tests(&loaded.decoders, &loaded.rules);
                     for f in &failures {
                         println!("FAIL {f}");
