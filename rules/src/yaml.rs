@@ -56,19 +56,20 @@ impl<T> Located<T> {
     /// `tests:`.
     pub fn line_of_test(&self, name: Option<&str>, input: Option<&str>) -> usize {
         let from = self.line_of_key("tests");
-        let holds = |l: &str| match (name, input) {
-            (Some(n), _) => {
+        let named = name.map(|n| {
+            [
+                format!("name: {n}"),
+                format!("name: \"{n}\""),
+                format!("name: '{n}'"),
+            ]
+        });
+        let holds = |l: &str| match (&named, input) {
+            (Some(named), _) => {
                 let t = l
                     .trim_start()
                     .trim_start_matches("- ")
                     .trim_start_matches("{ ");
-                [
-                    format!("name: {n}"),
-                    format!("name: \"{n}\""),
-                    format!("name: '{n}'"),
-                ]
-                .iter()
-                .any(|p| t.starts_with(p.as_str()))
+                named.iter().any(|p| t.starts_with(p.as_str()))
             }
             (None, Some(i)) => !i.is_empty() && l.contains(i),
             (None, None) => false,
