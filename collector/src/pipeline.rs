@@ -319,19 +319,18 @@ fn decode(decoders: &soc_rules::Decoders, seq: u64, e: &JournalEntry) -> Event {
 /// them (a new map only then: most steps of a quiet collector change none).
 fn publish_groups(app: &App, state: &EngineState) {
     let published = app.rule_groups();
-    if published.len() == state.rules.len()
-        && state
-            .rules
+    let groups = state.groups_by_rule();
+    if published.len() == groups.len()
+        && groups
             .iter()
-            .all(|(rule, rs)| published.get(rule) == Some(&(rs.groups.len() as u64)))
+            .all(|(rule, n)| published.get(*rule) == Some(n))
     {
         return;
     }
     app.set_rule_groups(
-        state
-            .rules
-            .iter()
-            .map(|(rule, rs)| (rule.to_owned(), rs.groups.len() as u64))
+        groups
+            .into_iter()
+            .map(|(rule, n)| (rule.to_owned(), n))
             .collect(),
     );
 }

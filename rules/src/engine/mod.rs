@@ -46,6 +46,7 @@ use crate::event::Event;
 use crate::rule::template::Template;
 use crate::rule::{RuleKind, RuleSet, Severity};
 use index::RuleIndex;
+use state::PairScratch;
 pub use state::{
     DistinctSet, ENGINE_STATE_FORMAT, ENGINE_STATE_OLDEST_FORMAT, EngineState, EngineStats, Group,
     GroupData, GroupKey, Groups, KeyHash, PendingEvent, Repeat, RuleState, RuleStates,
@@ -261,6 +262,24 @@ pub struct Engine {
     slots: Slots,
     /// The group key of single-event rules' detections.
     no_key: Arc<str>,
+    /// Two-step sequences that start alike: each family keeps its first
+    /// step's groups once, in the state after the rules' (see
+    /// [`GroupData::Start`]).
+    families: Vec<Family>,
+}
+
+/// Enabled two-step sequences whose rule condition, first step and first
+/// step's key are the same. Each of them has a group for a key where the
+/// first step happened and it is not done with it; sharing those groups, a
+/// first step costs one group update however many sequences start with it.
+#[derive(Debug, Clone)]
+struct Family {
+    /// Its place in the state (after the rules').
+    at: usize,
+    /// The sequences, by rule position, in rule order.
+    members: Vec<usize>,
+    /// The longest `within` of them: a first step older is of no use.
+    within_ms: i64,
 }
 
 /// A rule's (or a sequence step's) condition, with the tests of it (at
@@ -412,6 +431,8 @@ struct CompiledSequence {
     /// first step's names), all in one cache line.
     steps: Vec<Shared>,
     within_ms: i64,
+    /// Its family ([`Engine::families`]), when it has two steps.
+    family: Option<u32>,
 }
 
 impl Engine {
@@ -483,6 +504,7 @@ impl Engine {
                             })
                             .collect(),
                         within_ms: seq.within_ms,
+                        family: None,
                     }),
                     RuleKind::Silence(si) => CompiledKind::Silence(slots.key(&si.by, &si.by)),
                 };
@@ -509,6 +531,7 @@ impl Engine {
             .into_iter()
             .map(|c| Shared::of(c, &slots))
             .collect();
+        let families = families(&rules, &mut compiled);
         Engine {
             no_key: Arc::from(""),
             rules,
@@ -519,6 +542,7 @@ impl Engine {
             compiled,
             shared,
             slots,
+            families,
         }
     }
 
@@ -558,30 +582,152 @@ impl Engine {
         }
         // Also after loading a snapshot of this same rule set: the states
         // are then in id order and must be put in rule order.
-        let mut had: HashMap<String, RuleState> = state.rules.take().into_iter().collect();
-        let mut dropped = 0u64;
-        let entries = self
+        // The first steps families share are told apart from rules by
+        // whom they are shared by, not by their ids.
+        let (mut shares, had): (Vec<_>, Vec<_>) = state
+            .rules
+            .take()
+            .into_iter()
+            .partition(|(_, rs)| !rs.shared_by.is_empty());
+        let mut had: HashMap<String, RuleState> = had.into_iter().collect();
+        let mut entries: Vec<(String, RuleState)> = self
             .rules
             .rules()
             .iter()
             .map(|r| {
                 let rs = match had.remove(&r.id) {
                     Some(rs) if rs.fingerprint == r.fingerprint => rs,
-                    other => {
-                        dropped += other.map_or(0, |rs| rs.groups.len() as u64);
-                        RuleState {
-                            fingerprint: r.fingerprint,
-                            ..RuleState::default()
-                        }
-                    }
+                    _ => RuleState {
+                        fingerprint: r.fingerprint,
+                        ..RuleState::default()
+                    },
                 };
                 (r.id.clone(), rs)
             })
             .collect();
-        dropped += had.values().map(|rs| rs.groups.len() as u64).sum::<u64>();
-        state.total_groups = state.total_groups.saturating_sub(dropped);
+        for f in &self.families {
+            let share = self.share(f, &mut shares, &mut entries);
+            entries.push(share);
+        }
+        state.total_groups = entries.iter().map(|(_, rs)| rs.groups.len() as u64).sum();
         state.rules.set_aligned(entries, self.fingerprint);
         state.rules_fingerprint = self.fingerprint;
+    }
+
+    /// The state of family `f`'s first steps, from `shares` (those of the
+    /// state being reconciled) when one of its sequences, unchanged, shared
+    /// one there: then a sequence new to it is done with every first step
+    /// it holds (it had not started from them). Otherwise made from the
+    /// sequences' own groups (a state of format 4 or before kept each
+    /// sequence's first step in its own groups): the newest first step of
+    /// each key, which the sequences that have not started from it are
+    /// done with. The sequences' own groups are left empty.
+    fn share(
+        &self,
+        f: &Family,
+        shares: &mut Vec<(String, RuleState)>,
+        entries: &mut [(String, RuleState)],
+    ) -> (String, RuleState) {
+        let rules = self.rules.rules();
+        let members: Vec<(String, u64)> = f
+            .members
+            .iter()
+            .map(|&i| (rules[i].id.clone(), rules[i].fingerprint))
+            .collect();
+        let own: Vec<Groups> = f
+            .members
+            .iter()
+            .map(|&i| {
+                let rs = &mut entries[i].1;
+                rs.order.clear();
+                *rs.oldest = None;
+                std::mem::take(&mut rs.groups)
+            })
+            .collect();
+        let label = format!(
+            "first step of {} (shared by {} sequences)",
+            members[0].0,
+            members.len()
+        );
+        let found = shares
+            .iter()
+            .position(|(_, rs)| rs.shared_by.iter().any(|m| members.contains(m)));
+        let mut rs = match found {
+            Some(p) => {
+                let mut rs = shares.swap_remove(p).1;
+                let new: Vec<&String> = members
+                    .iter()
+                    .filter(|m| !rs.shared_by.contains(m))
+                    .map(|(id, _)| id)
+                    .collect();
+                for g in rs.groups.values_mut() {
+                    if let GroupData::Start { done, .. } = &mut g.data {
+                        for id in &new {
+                            if !done.contains(id) {
+                                done.push((*id).clone());
+                            }
+                        }
+                    }
+                }
+                rs
+            }
+            None => {
+                // Each sequence's first step by key, as it kept it.
+                let started: Vec<HashMap<&GroupKey, (i64, u64)>> = own
+                    .iter()
+                    .map(|groups| {
+                        groups
+                            .iter()
+                            .filter_map(|(k, g)| match &g.data {
+                                GroupData::Sequence {
+                                    next: 1,
+                                    start_ms,
+                                    evidence,
+                                } => Some((k, (*start_ms, *evidence.first()?))),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let mut newest: HashMap<&GroupKey, ((i64, u64), &Group)> = HashMap::new();
+                for (groups, started) in own.iter().zip(&started) {
+                    for (k, start) in started {
+                        let Some(g) = groups.get(*k) else { continue };
+                        let e = newest.entry(k).or_insert((*start, g));
+                        if *start > e.0 {
+                            *e = (*start, g);
+                        }
+                    }
+                }
+                let mut rs = RuleState::default();
+                for (k, ((start_ms, first), g)) in newest {
+                    let done = members
+                        .iter()
+                        .zip(&started)
+                        .filter(|(_, started)| started.get(k) != Some(&(start_ms, first)))
+                        .map(|((id, _), _)| id.clone())
+                        .collect();
+                    let data = GroupData::Start {
+                        start_ms,
+                        first,
+                        done,
+                    };
+                    rs.order.push_back((g.touched, k.clone()));
+                    rs.groups.insert(
+                        k.clone(),
+                        Group {
+                            touched: g.touched,
+                            last_ms: g.last_ms,
+                            data,
+                        },
+                    );
+                }
+                rs.order.make_contiguous().sort_unstable_by_key(|(t, _)| *t);
+                rs
+            }
+        };
+        rs.shared_by = members;
+        (label, rs)
     }
 
     /// Feeds one event; returns the detections it completes (with a
@@ -701,9 +847,10 @@ impl Engine {
                 CompiledKind::Threshold(t) => {
                     self.threshold(state, i, t, ev, &mut view, out);
                 }
-                CompiledKind::Sequence(s) => {
-                    self.sequence(state, i, s, ev, &mut view, out);
-                }
+                CompiledKind::Sequence(s) => match s.family {
+                    Some(family) => self.pair(state, i, s, family, ev, &mut view, out),
+                    None => self.sequence(state, i, s, ev, &mut view, out),
+                },
                 CompiledKind::Silence(by) => {
                     let RuleKind::Silence(s) = &rules[i].kind else {
                         continue;
@@ -762,6 +909,9 @@ impl Engine {
         }
         state.candidates.0 = candidates;
         state.view_buffers.0 = view.into_buffers();
+        if !state.pairs.starts.is_empty() || !state.pairs.done.is_empty() {
+            self.start_pairs(state, ev);
+        }
         for &i in &self.silences {
             self.check_silence(state, i, ev.timestamp_ms, out);
         }
@@ -922,6 +1072,109 @@ impl Engine {
                 _ => {}
             }
         }
+    }
+
+    /// A two-step sequence of `family`: its second step completes it from
+    /// the family's first step, unless the sequence is done with that;
+    /// its first step is noted, to start the family anew once every rule
+    /// has seen the event ([`Engine::start_pairs`]): the other sequences
+    /// must still find the first step the event replaces.
+    #[allow(clippy::too_many_arguments)]
+    fn pair(
+        &self,
+        state: &mut EngineState,
+        at: usize,
+        s: &CompiledSequence,
+        family: u32,
+        ev: &Event,
+        view: &mut FieldView<'_>,
+        out: &mut Vec<Detection>,
+    ) {
+        let f = &self.families[family as usize];
+        let (first_step, second) = (&s.steps[0], &s.steps[1]);
+        if second.holds(view)
+            && let Some(key) = view.shared_key(second.key)
+        {
+            let id = &self.compiled[at].id;
+            let mut fired = None;
+            let mut all_done = false;
+            if let Some(rs) = state.rules.at_mut(f.at)
+                && let Some(g) = rs.groups.get_mut(&key)
+                && let GroupData::Start {
+                    start_ms,
+                    first,
+                    done,
+                } = &mut g.data
+                && !done.iter().any(|d| **d == **id)
+            {
+                // Completed or too old, the sequence has no group here
+                // any more.
+                if ev.timestamp_ms - *start_ms <= s.within_ms {
+                    fired = Some(*first);
+                }
+                done.push(id.to_string());
+                all_done = done.len() >= f.members.len()
+                    && f.members
+                        .iter()
+                        .all(|&m| done.iter().any(|d| **d == *self.compiled[m].id));
+            }
+            if all_done {
+                state.remove_group(f.at, &key);
+            }
+            if let Some(first) = fired {
+                // Completed by this event, it does not start from it.
+                state.pairs.done.push((family, at as u32));
+                let evidence = Evidence::from(vec![first, ev.id]);
+                let fields = Facts::of(&ev.fields);
+                let key = key.text().clone();
+                self.emit(state, at, key, ev.timestamp_ms, evidence, fields, out);
+                return;
+            }
+        }
+        if state.pairs.starts.iter().any(|(fam, _)| *fam == family) {
+            return;
+        }
+        if first_step.holds(view)
+            && let Some(key) = view.shared_key(first_step.key)
+        {
+            state.pairs.starts.push((family, key));
+        }
+    }
+
+    /// The first steps [`Engine::pair`] noted for `ev`: each replaces its
+    /// family's group for the key, for every sequence but those `ev`
+    /// completed.
+    fn start_pairs(&self, state: &mut EngineState, ev: &Event) {
+        let PairScratch {
+            mut starts,
+            mut done,
+        } = std::mem::take(&mut *state.pairs);
+        for (family, key) in &starts {
+            let f = &self.families[*family as usize];
+            let done: Vec<String> = done
+                .iter()
+                .filter(|(fam, _)| fam == family)
+                .map(|(_, m)| self.compiled[*m as usize].id.to_string())
+                .collect();
+            if done.len() >= f.members.len() {
+                state.remove_group(f.at, key);
+                continue;
+            }
+            let now = ev.timestamp_ms;
+            let data = GroupData::Start {
+                start_ms: now,
+                first: ev.id,
+                done,
+            };
+            let made = || GroupData::Count(VecDeque::new());
+            if let Some(g) = self.touch_group(state, f.at, key, now, Some(f.within_ms), made) {
+                g.last_ms = now;
+                g.data = data;
+            }
+        }
+        starts.clear();
+        done.clear();
+        *state.pairs = PairScratch { starts, done };
     }
 
     fn check_silence(
@@ -1455,6 +1708,44 @@ fn duration_text(ms: i64) -> String {
         }
     }
     text
+}
+
+/// The families of `rules`' enabled two-step sequences, in the order of
+/// their first sequences; tells each sequence its family.
+fn families(rules: &RuleSet, compiled: &mut [Compiled]) -> Vec<Family> {
+    let after = rules.rules().len();
+    let mut by_start: HashMap<String, usize> = HashMap::new();
+    let mut families: Vec<Family> = Vec::new();
+    for (i, r) in rules.rules().iter().enumerate() {
+        let RuleKind::Sequence(seq) = &r.kind else {
+            continue;
+        };
+        if !r.enabled || seq.steps.len() != 2 {
+            continue;
+        }
+        // Alike: the same rule condition, first step and key names.
+        let mut start = String::new();
+        r.condition.memo(&mut start);
+        start.push('|');
+        seq.steps[0].condition.memo(&mut start);
+        start.push_str(&format!("|{:?}", seq.steps[0].by));
+        let next = families.len();
+        let at = *by_start.entry(start).or_insert(next);
+        if at == next {
+            families.push(Family {
+                at: after + at,
+                members: Vec::new(),
+                within_ms: 0,
+            });
+        }
+        let f = &mut families[at];
+        f.members.push(i);
+        f.within_ms = f.within_ms.max(seq.within_ms);
+        if let CompiledKind::Sequence(s) = &mut compiled[i].kind {
+            s.family = Some(at as u32);
+        }
+    }
+    families
 }
 
 /// (field, value) for every key field; `None` when one is missing.

@@ -13,8 +13,10 @@ use std::sync::{Arc, OnceLock};
 use super::Evidence;
 
 /// The format version written by this build. Format 4 added the alert a
-/// suppression window reports its repeats to ([`Suppression::tag`]).
-pub const ENGINE_STATE_FORMAT: u32 = 4;
+/// suppression window reports its repeats to ([`Suppression::tag`]);
+/// format 5 the first steps that sequences share ([`GroupData::Start`],
+/// [`RuleState::shared_by`]).
+pub const ENGINE_STATE_FORMAT: u32 = 5;
 
 /// The oldest format this build reads: format 3 only added a kind of group
 /// data ([`GroupData::Usual`]), after the others, so a format 2 snapshot
@@ -55,11 +57,25 @@ pub struct EngineState {
     /// The vectors of the engine's view of an event, likewise.
     #[serde(skip)]
     pub(crate) view_buffers: Scratch<super::view::ViewBuffers>,
+    /// The first steps and completions of two-step sequences met while one
+    /// event is handled, likewise.
+    #[serde(skip)]
+    pub(crate) pairs: Scratch<PairScratch>,
     /// Repeats swallowed by tagged windows, by tag, not yet taken
     /// ([`EngineState::take_repeats`]). Not saved: the caller takes them
     /// before it commits the state.
     #[serde(skip)]
     pub(crate) repeats: BTreeMap<u64, Repeat>,
+}
+
+/// What two-step sequences met in one event, applied once every rule has
+/// seen it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PairScratch {
+    /// A first step, by family, and its key.
+    pub(crate) starts: Vec<(u32, GroupKey)>,
+    /// The sequences the event completed (family, rule position).
+    pub(crate) done: Vec<(u32, u32)>,
 }
 
 /// A buffer or cache that holds nothing of value between calls: it is not
@@ -100,6 +116,7 @@ impl Default for EngineState {
             candidates: Scratch::default(),
             index_scratch: Scratch::default(),
             view_buffers: Scratch::default(),
+            pairs: Scratch::default(),
             repeats: BTreeMap::new(),
         }
     }
@@ -435,6 +452,11 @@ pub struct RuleState {
     pub(crate) due: Scratch<Option<Due>>,
     /// Suppression windows by suppression key.
     pub suppress: BTreeMap<String, Suppression>,
+    /// Empty for a rule. Not empty, this is the state of the first step of
+    /// the two-step sequences listed (rule id, fingerprint), which start
+    /// alike and keep one group per key for it ([`GroupData::Start`]).
+    /// Saved from format 5 on.
+    pub shared_by: Vec<(String, u64)>,
 }
 
 // The layout above, where pointers take 8 bytes.
@@ -523,6 +545,7 @@ impl PartialEq for RuleState {
         self.fingerprint == other.fingerprint
             && self.groups == other.groups
             && self.suppress == other.suppress
+            && self.shared_by == other.shared_by
             && self.order().eq(other.order())
     }
 }
@@ -545,11 +568,15 @@ impl serde::Serialize for RuleState {
                 map.end()
             }
         }
-        let mut st = serializer.serialize_struct("RuleState", 4)?;
+        let shares = CODING_FORMAT.with(std::cell::Cell::get) >= 5;
+        let mut st = serializer.serialize_struct("RuleState", 4 + usize::from(shares))?;
         st.serialize_field("fingerprint", &self.fingerprint)?;
         st.serialize_field("groups", &self.groups)?;
         st.serialize_field("order", &Order(self))?;
         st.serialize_field("suppress", &self.suppress)?;
+        if shares {
+            st.serialize_field("shared_by", &self.shared_by)?;
+        }
         st.end()
     }
 }
@@ -558,18 +585,40 @@ impl<'de> serde::Deserialize<'de> for RuleState {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(serde::Deserialize)]
         #[serde(rename = "RuleState")]
-        struct Saved {
+        struct Format4 {
             fingerprint: u64,
             groups: Groups,
             order: BTreeMap<u64, GroupKey>,
             suppress: BTreeMap<String, Suppression>,
         }
-        let s = Saved::deserialize(deserializer)?;
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "RuleState")]
+        struct Format5 {
+            fingerprint: u64,
+            groups: Groups,
+            order: BTreeMap<u64, GroupKey>,
+            suppress: BTreeMap<String, Suppression>,
+            #[serde(default)]
+            shared_by: Vec<(String, u64)>,
+        }
+        let s = if CODING_FORMAT.with(std::cell::Cell::get) >= 5 {
+            Format5::deserialize(deserializer)?
+        } else {
+            let s = Format4::deserialize(deserializer)?;
+            Format5 {
+                fingerprint: s.fingerprint,
+                groups: s.groups,
+                order: s.order,
+                suppress: s.suppress,
+                shared_by: Vec::new(),
+            }
+        };
         Ok(RuleState {
             fingerprint: s.fingerprint,
             groups: s.groups,
             order: s.order.into_iter().collect(),
             suppress: s.suppress,
+            shared_by: s.shared_by,
             oldest: Scratch::default(),
             due: Scratch::default(),
         })
@@ -622,6 +671,19 @@ pub enum GroupData {
     /// source), it would make every rule's group table half as large
     /// again. Saved as its fields, as when they were held inline.
     Usual(Box<Usual>),
+    /// The first step of two-step sequences that start alike, kept once for
+    /// all of them (see [`RuleState::shared_by`]): for each sequence not in
+    /// `done`, a sequence in progress that started at `start_ms` with event
+    /// `first`. Added in format 5.
+    Start {
+        /// Time of the first step.
+        start_ms: i64,
+        /// Its event id.
+        first: u64,
+        /// The sequences that have no group here: they completed from this
+        /// first step, found it too old, or came after it (rule ids).
+        done: Vec<String>,
+    },
 }
 
 /// What a silence watch that learns keeps ([`GroupData::Usual`]).
@@ -1005,9 +1067,43 @@ impl EngineState {
         self.total_groups
     }
 
-    /// Open groups of one rule.
+    /// Open groups of one rule (see [`EngineState::groups_by_rule`]).
     pub fn groups_of(&self, rule_id: &str) -> usize {
-        self.rules.get(rule_id).map_or(0, |r| r.groups.len())
+        self.groups_by_rule()
+            .into_iter()
+            .find(|(id, _)| *id == rule_id)
+            .map_or(0, |(_, n)| n as usize)
+    }
+
+    /// Open groups of each rule, in the state's order: its own and, for a
+    /// two-step sequence, the first steps it shares that it is not done
+    /// with. One pass over the groups shared.
+    pub fn groups_by_rule(&self) -> Vec<(&str, u64)> {
+        let mut out: Vec<(&str, u64)> = Vec::with_capacity(self.rules.len());
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        for (id, rs) in self.rules.iter().filter(|(_, rs)| rs.shared_by.is_empty()) {
+            at.insert(id, out.len());
+            out.push((id, rs.groups.len() as u64));
+        }
+        for (_, rs) in self.rules.iter().filter(|(_, rs)| !rs.shared_by.is_empty()) {
+            for (id, _) in &rs.shared_by {
+                if let Some(&i) = at.get(id.as_str()) {
+                    out[i].1 += rs.groups.len() as u64;
+                }
+            }
+            for g in rs.groups.values() {
+                if let GroupData::Start { done, .. } = &g.data {
+                    for id in done {
+                        if let Some(&i) = at.get(id.as_str())
+                            && rs.shared_by.iter().any(|(m, _)| m == id)
+                        {
+                            out[i].1 = out[i].1.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Open groups of the rule at `at`.
@@ -1029,9 +1125,22 @@ impl EngineState {
         };
         rs.order.pop_front();
         rs.moved(touched);
-        rs.groups.remove(&key);
+        let gone = rs.groups.remove(&key);
         self.total_groups = self.total_groups.saturating_sub(1);
-        *self.stats.evicted.entry(rule_id).or_default() += 1;
+        if rs.shared_by.is_empty() {
+            *self.stats.evicted.entry(rule_id).or_default() += 1;
+            return true;
+        }
+        // A shared first step is a group of each sequence not done with it.
+        let done: &[String] = match gone.as_ref().map(|g| &g.data) {
+            Some(GroupData::Start { done, .. }) => done,
+            _ => &[],
+        };
+        for (id, _) in &rs.shared_by {
+            if !done.contains(id) {
+                *self.stats.evicted.entry(id.clone()).or_default() += 1;
+            }
+        }
         true
     }
 
@@ -1102,6 +1211,11 @@ mod tests {
                 before_ms: 16,
                 due_ms: 17,
             })),
+            GroupData::Start {
+                start_ms: 18,
+                first: 19,
+                done: vec!["p1".into()],
+            },
         ]
     }
 
@@ -1143,6 +1257,7 @@ mod tests {
                 "02010e0108",
                 "03120a010a6167656e742e6e616d65067765622d3031",
                 "04160c010a6c6f672e736f757263650266771a1c1e2022",
+                "05241301027031",
             ]
         );
         assert_eq!(
@@ -1153,6 +1268,7 @@ mod tests {
                 r#"{"Sequence":{"next":1,"start_ms":7,"evidence":[8]}}"#,
                 r#"{"Seen":{"last_ms":9,"last_id":10,"key":[["agent.name","web-01"]]}}"#,
                 r#"{"Usual":{"last_ms":11,"last_id":12,"key":[["log.source","fw"]],"first_ms":13,"period":14,"longest_ms":15,"before_ms":16,"due_ms":17}}"#,
+                r#"{"Start":{"start_ms":18,"first":19,"done":["p1"]}}"#,
             ]
         );
         for (d, b) in kinds.iter().zip(&bytes) {

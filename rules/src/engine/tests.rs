@@ -687,7 +687,7 @@ fn snapshots_in_the_earlier_layout_still_load() {
         data: GroupData::Count(VecDeque::from([(id as i64 * 1000, id)])),
     };
     let old = OldEngineState {
-        format: ENGINE_STATE_FORMAT,
+        format: 4,
         rules: BTreeMap::from([(
             "bf".to_string(),
             OldRuleState {
@@ -1243,8 +1243,12 @@ fn a_snapshot_of_format_2_still_loads() {
     let engine = Engine::new(rules(SILENT));
     let mut state = EngineState::default();
     engine.process(&mut state, &ev(1, 0, &[("src", "a")]));
+    // Format 2 is format 4 without the tags of suppression windows (this
+    // rule has none) and format 5 without shared first steps.
+    state.format = 4;
     let mut bytes = state.to_bytes();
-    assert_eq!(bytes[0], ENGINE_STATE_FORMAT as u8);
+    state.format = ENGINE_STATE_FORMAT;
+    assert_eq!(bytes[0], 4);
     bytes[0] = 2;
     let back = EngineState::from_bytes(&bytes).expect("format 2 loads");
     assert_eq!(back.format, ENGINE_STATE_FORMAT);
@@ -1530,4 +1534,278 @@ fn evidence_is_written_and_read_as_a_list() {
     let mut kept = Evidence::from(vec![4, 5]);
     kept.keep_last(1);
     assert_eq!(kept, one);
+}
+
+/// A two-step sequence (`within` seconds) with the first step `start`
+/// (an `action` of `start` or `both`) and a second of `action` `fail` or
+/// `both`, by `ip`, and the `user` when one is given.
+fn pair_rule(id: &str, within: i64, user: Option<&str>) -> String {
+    let second = match user {
+        Some(u) => format!(
+            "{{ all: [ {{ field: action, in: [fail, both] }}, {{ field: user, equals: {u} }} ] }}"
+        ),
+        None => "{ field: action, in: [fail, both] }".to_string(),
+    };
+    format!(
+        "  - id: {id}\n    title: {id}\n    severity: high\n    sequence:\n      by: [ip]\n      within: {within}s\n      steps:\n        - {{ match: {{ field: action, in: [start, both] }} }}\n        - {{ match: {second} }}\n    summary: x\n"
+    )
+}
+
+/// What the sequences of [`pair_rule`] raise, worked out plainly: each
+/// keeps its own first step by address, as if it were alone.
+fn pairs_by_hand(rules: &[(&str, i64, Option<&str>)], events: &[Event]) -> Vec<(String, Vec<u64>)> {
+    let mut open: Vec<HashMap<String, (i64, u64)>> = vec![HashMap::new(); rules.len()];
+    let mut out = Vec::new();
+    let text = |e: &Event, f: &str| e.fields.get(f).and_then(Value::as_str).map(str::to_string);
+    for e in events {
+        let (Some(action), Some(ip)) = (text(e, "action"), text(e, "ip")) else {
+            continue;
+        };
+        for ((id, within, user), open) in rules.iter().zip(&mut open) {
+            let second = ["fail", "both"].contains(&action.as_str())
+                && user.is_none_or(|u| text(e, "user").as_deref() == Some(u));
+            // Too old, the first step goes all the same.
+            if second
+                && let Some((start, first)) = open.remove(&ip)
+                && e.timestamp_ms - start <= within * 1000
+            {
+                out.push((id.to_string(), vec![first, e.id]));
+                continue;
+            }
+            if ["start", "both"].contains(&action.as_str()) {
+                open.insert(ip.clone(), (e.timestamp_ms, e.id));
+            }
+        }
+    }
+    out
+}
+
+/// Random events for [`pair_rule`] sequences.
+fn pair_events(rng: &mut Rng, n: u64) -> Vec<Event> {
+    let mut t = 0i64;
+    (1..=n)
+        .map(|id| {
+            t += rng.below(6) as i64;
+            let action = ["start", "fail", "both", "other"][rng.below(4) as usize];
+            let ip = ["a", "b", "c"][rng.below(3) as usize];
+            let user = ["u1", "u2", "u3"][rng.below(3) as usize];
+            ev(id, t, &[("action", action), ("ip", ip), ("user", user)])
+        })
+        .collect()
+}
+
+/// Property: two-step sequences that start alike share their first step's
+/// groups, and each still raises what it would alone.
+#[test]
+fn sequences_sharing_a_first_step_raise_what_each_would_alone() {
+    let set: [(&str, i64, Option<&str>); 4] = [
+        ("p1", 10, Some("u1")),
+        ("p2", 30, Some("u2")),
+        ("p3", 20, None),
+        ("p4", 5, None),
+    ];
+    let yaml = format!(
+        "rules:\n{}",
+        set.iter()
+            .map(|(id, w, u)| pair_rule(id, *w, *u))
+            .collect::<String>()
+    );
+    let engine = Engine::new(rules(&yaml));
+    assert_eq!(engine.families.len(), 1);
+    assert_eq!(engine.families[0].members, [0, 1, 2, 3]);
+    for seed in 1..=100u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let events = pair_events(&mut rng, 200);
+        let want = pairs_by_hand(&set, &events);
+        let (got, state) = run(&engine, &events);
+        let got: Vec<(String, Vec<u64>)> = got.into_iter().map(|(id, _, ev, _)| (id, ev)).collect();
+        assert_eq!(got, want, "seed {seed}");
+        assert!(want.len() > 10, "seed {seed}: {} detections", want.len());
+        // One group per address at most, for all four.
+        assert!(state.group_count() <= 3, "seed {seed}");
+        // Saved and loaded half-way, the rest raises the same.
+        let (head, tail) = events.split_at(100);
+        let mut state = EngineState::default();
+        let mut got = Vec::new();
+        for e in head {
+            got.extend(engine.process(&mut state, e));
+        }
+        let mut state =
+            EngineState::from_bytes(&state.to_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        for e in tail {
+            got.extend(engine.process(&mut state, e));
+        }
+        let got: Vec<(String, Vec<u64>)> = got
+            .into_iter()
+            .map(|d| (d.rule_id.to_string(), d.evidence.to_vec()))
+            .collect();
+        assert_eq!(got, want, "seed {seed}, saved half-way");
+    }
+}
+
+/// Ids of what `events` raise, fed to `engine` with `state`.
+fn raised(engine: &Engine, state: &mut EngineState, events: &[Event]) -> Vec<(String, Vec<u64>)> {
+    events
+        .iter()
+        .flat_map(|e| engine.process(state, e))
+        .map(|d| (d.rule_id.to_string(), d.evidence.to_vec()))
+        .collect()
+}
+
+#[test]
+fn a_reload_keeps_the_shared_first_steps_of_unchanged_sequences_only() {
+    let start = |id: u64, t: i64| ev(id, t, &[("action", "start"), ("ip", "a")]);
+    let fail = |id: u64, t: i64| ev(id, t, &[("action", "fail"), ("ip", "a"), ("user", "u1")]);
+    let set = |members: &[(&str, i64)]| {
+        let yaml: String = members
+            .iter()
+            .map(|(id, w)| pair_rule(id, *w, None))
+            .collect();
+        Engine::new(rules(&format!("rules:\n{yaml}")))
+    };
+    let mut state = EngineState::default();
+    let old = set(&[("p1", 60), ("p2", 60), ("p3", 60)]);
+    assert!(raised(&old, &mut state, &[start(1, 0)]).is_empty());
+    // p1, which named the shared state, goes; p3 changes; p4 comes.
+    let new = set(&[("p2", 60), ("p3", 90), ("p4", 60)]);
+    assert_eq!(
+        raised(&new, &mut state, &[fail(2, 10)]),
+        [("p2".to_string(), vec![1, 2])],
+        "only p2 saw the first step"
+    );
+    assert_eq!(
+        state.group_count(),
+        0,
+        "p3 and p4 came after it, p2 is done with it"
+    );
+    // From a first step after the reload, all three complete.
+    assert_eq!(
+        raised(&new, &mut state, &[start(3, 20), fail(4, 30)]),
+        [
+            ("p2".to_string(), vec![3, 4]),
+            ("p3".to_string(), vec![3, 4]),
+            ("p4".to_string(), vec![3, 4]),
+        ]
+    );
+    assert_eq!(state.group_count(), 0, "all three are done with it");
+    // A sequence that stops sharing (its first step changes) starts anew;
+    // the one left keeps its own first step.
+    assert!(raised(&new, &mut state, &[start(5, 40)]).is_empty());
+    let open = ["p2", "p3", "p4"].map(|id| state.groups_of(id));
+    assert_eq!((open, state.group_count()), ([1, 1, 1], 1));
+    let changed = pair_rule("p3", 60, None).replace("in: [start, both]", "equals: start");
+    let apart = Engine::new(rules(&format!(
+        "rules:\n{}{changed}",
+        pair_rule("p2", 60, None)
+    )));
+    assert_eq!(apart.families.len(), 2);
+    assert_eq!(
+        raised(&apart, &mut state, &[fail(6, 50)]),
+        [("p2".to_string(), vec![5, 6])]
+    );
+}
+
+/// A state of format 4 kept each sequence's first step in its own groups:
+/// loaded, the sequences share them and carry on from them.
+#[test]
+fn first_steps_saved_by_each_sequence_are_shared_when_loaded() {
+    let yaml = format!(
+        "rules:\n{}{}",
+        pair_rule("p1", 60, None),
+        pair_rule("p2", 60, None)
+    );
+    let engine = Engine::new(rules(&yaml));
+    let fingerprint = |i: usize| engine.rules().rules()[i].fingerprint;
+    let open = |touched: u64, start: i64, first: u64| Group {
+        touched,
+        last_ms: start,
+        data: GroupData::Sequence {
+            next: 1,
+            start_ms: start,
+            evidence: Evidence::one(first),
+        },
+    };
+    let own = |groups: Vec<(&str, Group)>, fingerprint: u64| {
+        let mut rs = RuleState {
+            fingerprint,
+            ..RuleState::default()
+        };
+        for (k, g) in groups {
+            let key = GroupKey::new(Arc::from(k));
+            rs.order.push_back((g.touched, key.clone()));
+            rs.groups.insert(key, g);
+        }
+        rs
+    };
+    let mut old = EngineState {
+        format: 4,
+        touch: 3,
+        total_groups: 3,
+        ..EngineState::default()
+    };
+    // p1 and p2 started from event 1 at `a`; only p1 from event 2 at `b`
+    // (p2 completed from it, say); p2's start at `c` is newer than p1's.
+    old.rules.set_aligned(
+        vec![
+            (
+                "p1".to_string(),
+                own(
+                    vec![("ip=a", open(1, 1000, 1)), ("ip=b", open(2, 2000, 2))],
+                    fingerprint(0),
+                ),
+            ),
+            (
+                "p2".to_string(),
+                own(vec![("ip=a", open(3, 1000, 1))], fingerprint(1)),
+            ),
+        ],
+        0,
+    );
+    let mut state = EngineState::from_bytes(&old.to_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let fail = |id: u64, ip: &str| ev(id, 30, &[("action", "fail"), ("ip", ip)]);
+    assert_eq!(
+        raised(&engine, &mut state, &[fail(10, "a"), fail(11, "b")]),
+        [
+            ("p1".to_string(), vec![1, 10]),
+            ("p2".to_string(), vec![1, 10]),
+            ("p1".to_string(), vec![2, 11]),
+        ]
+    );
+    assert_eq!((state.groups_of("p1"), state.groups_of("p2")), (0, 0));
+    assert_eq!(state.group_count(), 0);
+}
+
+/// A shared first step evicted at a bound is a group lost by each
+/// sequence that was waiting on it.
+#[test]
+fn an_evicted_shared_first_step_counts_for_each_sequence_waiting() {
+    let yaml = format!(
+        "rules:\n{}{}",
+        pair_rule("p1", 60, Some("u1")),
+        pair_rule("p2", 60, Some("u2"))
+    );
+    let engine = Engine::with_options(
+        rules(&yaml),
+        EngineOptions {
+            max_groups_per_rule: 1,
+            ..EngineOptions::default()
+        },
+    );
+    let mut state = EngineState::default();
+    let events = [
+        ev(1, 0, &[("action", "start"), ("ip", "a")]),
+        ev(2, 1, &[("action", "fail"), ("ip", "a"), ("user", "u1")]),
+        ev(3, 2, &[("action", "start"), ("ip", "b")]),
+    ];
+    assert_eq!(
+        raised(&engine, &mut state, &events),
+        [("p1".to_string(), vec![1, 2])]
+    );
+    assert_eq!(state.group_count(), 1);
+    assert_eq!(
+        state.stats.evicted,
+        BTreeMap::from([("p2".to_string(), 1)]),
+        "p1 was done with `a`"
+    );
+    assert_eq!((state.groups_of("p1"), state.groups_of("p2")), (1, 1));
 }

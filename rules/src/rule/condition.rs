@@ -217,6 +217,27 @@ impl std::fmt::Debug for Needles {
 pub(crate) type CondProblem = (String, String, String);
 
 impl Condition {
+    /// Text that is the same for two conditions written alike (their tests
+    /// as [`Test::memo_key`] tells them apart), so that the engine can tell
+    /// sequences that start with the same step.
+    pub(crate) fn memo(&self, out: &mut String) {
+        let list = |name: &str, cs: &[Condition], out: &mut String| {
+            out.push_str(name);
+            out.push('(');
+            cs.iter().for_each(|c| c.memo(out));
+            out.push(')');
+        };
+        match self {
+            Condition::All(cs) => list("all", cs, out),
+            Condition::Any(cs) => list("any", cs, out),
+            Condition::Not(c) => list("not", std::slice::from_ref(c), out),
+            Condition::Field { field, tests } => {
+                out.push_str(&format!("{field:?}:"));
+                tests.iter().for_each(|t| t.memo_key(out));
+            }
+        }
+    }
+
     /// Adds the fields it tests to `out`.
     pub(crate) fn fields<'c>(&'c self, out: &mut std::collections::BTreeSet<&'c str>) {
         match self {
