@@ -644,6 +644,7 @@ impl Engine {
                 std::mem::take(&mut rs.groups)
             })
             .collect();
+        // Saved in one map with the rules' states: no rule id has a space.
         let label = format!(
             "first step of {} (shared by {} sequences)",
             members[0].0,
