@@ -674,7 +674,9 @@ impl Engine {
             }
             None => {
                 // Each sequence's first step by key, as it kept it.
-                let started: Vec<HashMap<&GroupKey, (i64, u64)>> = own
+                // (start time, first event id) and the group, by key.
+                type Started<'g> = HashMap<&'g GroupKey, ((i64, u64), &'g Group)>;
+                let started: Vec<Started<'_>> = own
                     .iter()
                     .map(|groups| {
                         groups
@@ -684,20 +686,17 @@ impl Engine {
                                     next: 1,
                                     start_ms,
                                     evidence,
-                                } => Some((k, (*start_ms, *evidence.first()?))),
+                                } => Some((k, ((*start_ms, *evidence.first()?), g))),
                                 _ => None,
                             })
                             .collect()
                     })
                     .collect();
-                let mut newest: HashMap<&GroupKey, ((i64, u64), &Group)> = HashMap::new();
-                for (groups, started) in own.iter().zip(&started) {
-                    for (k, start) in started {
-                        let Some(g) = groups.get(*k) else { continue };
-                        let e = newest.entry(k).or_insert((*start, g));
-                        if *start > e.0 {
-                            *e = (*start, g);
-                        }
+                let mut newest: Started<'_> = HashMap::new();
+                for (&k, &(start, g)) in started.iter().flatten() {
+                    let e = newest.entry(k).or_insert((start, g));
+                    if start > e.0 {
+                        *e = (start, g);
                     }
                 }
                 let mut rs = RuleState::default();
@@ -705,7 +704,9 @@ impl Engine {
                     let done = members
                         .iter()
                         .zip(&started)
-                        .filter(|(_, started)| started.get(k) != Some(&(start_ms, first)))
+                        .filter(|(_, started)| {
+                            started.get(k).map(|(start, _)| *start) != Some((start_ms, first))
+                        })
                         .map(|((id, _), _)| id.clone())
                         .collect();
                     let data = GroupData::Start {
