@@ -279,8 +279,11 @@ struct Output<'d> {
     fields: FieldSlots<'d>,
     timestamp_ms: Option<i64>,
     errors: Vec<Failure<'d>>,
-    /// Decoders that applied, outermost first.
-    chain: Vec<&'d str>,
+    /// The innermost decoder that applied so far.
+    last: Option<&'d str>,
+    /// Decoders that applied, outermost first; kept only when traced (a
+    /// vector per line otherwise: one allocation for nothing).
+    chain: Option<Vec<&'d str>>,
 }
 
 impl Decoders {
@@ -490,7 +493,7 @@ impl Decoders {
 
     /// Decodes one line. Never fails.
     pub fn decode(&self, input: &Input<'_>) -> Event {
-        self.decode_traced(input, None).0
+        self.decode_with(input, None, false).0
     }
 
     /// Decodes one line, keeping only the fields `only` keeps: the event
@@ -503,7 +506,7 @@ impl Decoders {
         } else {
             None
         };
-        self.decode_traced(input, keep).0
+        self.decode_with(input, keep, false).0
     }
 
     /// Decodes one line, keeping the fields whose bit is set in `keep`
@@ -514,6 +517,19 @@ impl Decoders {
         input: &Input<'_>,
         keep: Option<&'d [u64]>,
     ) -> (Event, Vec<&'d str>) {
+        let (event, chain) = self.decode_with(input, keep, true);
+        (event, chain.unwrap_or_default())
+    }
+
+    /// Decodes one line, keeping the fields whose bit is set in `keep`
+    /// (all: `None`), and also returns the names of the decoders that
+    /// applied when `trace` is set.
+    fn decode_with<'d>(
+        &'d self,
+        input: &Input<'_>,
+        keep: Option<&'d [u64]>,
+        trace: bool,
+    ) -> (Event, Option<Vec<&'d str>>) {
         // Valid UTF-8 is checked by the vectorised validator; only invalid
         // lines take the slower repairing path.
         let message = match std::str::from_utf8(input.raw) {
@@ -526,7 +542,8 @@ impl Decoders {
             fields: FieldSlots::new(&self.names, keep),
             timestamp_ms: None,
             errors: Vec::new(),
-            chain: Vec::new(),
+            last: None,
+            chain: trace.then(Vec::new),
         };
         self.run_level(&self.roots, text, input, &mut out);
 
@@ -554,8 +571,8 @@ impl Decoders {
                 .map(|f| format!("{}: {}", f.decoder, f.text))
                 .collect();
             fields.set(known(Known::DecodeError), Value::from(text.join("; ")));
-        } else if let Some(last) = out.chain.last().filter(|_| outcome) {
-            fields.set(known(Known::DecoderName), Value::from(*last));
+        } else if let Some(last) = out.last.filter(|_| outcome) {
+            fields.set(known(Known::DecoderName), Value::from(last));
         }
         for (name, value) in [
             (Known::AgentName, input.agent),
@@ -691,7 +708,10 @@ impl Decoders {
                 out.timestamp_ms = staged.ts;
             }
             out.errors.append(&mut staged.errors);
-            out.chain.push(&d.name);
+            out.last = Some(&d.name);
+            if let Some(chain) = &mut out.chain {
+                chain.push(&d.name);
+            }
             let kids = &self.children[id];
             if !kids.is_empty() {
                 let body = get(&caps, "body").unwrap_or(text);
