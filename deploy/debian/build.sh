@@ -6,12 +6,14 @@
 #   deploy/debian/build.sh --profile debug      # debug build (what the tests use)
 #   deploy/debian/build.sh --revision 2         # package version <crate version>-2
 #   deploy/debian/build.sh --out DIR --no-build # package binaries already built
+#   deploy/debian/build.sh --pgo                # socctl profile-guided (deploy/pgo.sh)
 #
 # It writes the packages with dpkg-deb from a staged tree: no tool beyond
-# Debian's own dpkg-dev and binutils, nothing fetched from the network. The
-# file list, modes, conffiles, maintainer scripts and dependencies are all
-# here and in deploy/debian/<package>/, so a reader can see what a package
-# holds without knowing a packaging tool. Prints the path of each package.
+# Debian's own dpkg-dev and binutils (and llvm-profdata with --pgo), nothing
+# fetched from the network. The file list, modes, conffiles, maintainer
+# scripts and dependencies are all here and in deploy/debian/<package>/, so
+# a reader can see what a package holds without knowing a packaging tool.
+# Prints the path of each package.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -20,14 +22,16 @@ revision=1
 out="$root/target/debian"
 build=1
 compress=xz
+pgo=0
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="$2"; shift 2 ;;
         --revision) revision="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
+        --pgo) pgo=1; shift ;;
         # gzip is several times faster than xz on the debug binaries the tests package.
         --compress) compress="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -56,6 +60,15 @@ fi
 for b in soc-collector socctl soc-agent; do
     [ -x "$bindir/$b" ] || { echo "build.sh: $bindir/$b is missing (build it, or drop --no-build)" >&2; exit 1; }
 done
+socctl_bin="$bindir/socctl"
+if [ "$pgo" = 1 ]; then
+    [ "$profile" = release ] || { echo "build.sh: --pgo needs the release profile" >&2; exit 2; }
+    socctl_bin="$root/target/pgo/release/socctl"
+    if [ "$build" = 1 ]; then
+        socctl_bin="$(bash "$root/deploy/pgo.sh")"
+    fi
+    [ -x "$socctl_bin" ] || { echo "build.sh: $socctl_bin is missing (run deploy/pgo.sh, or drop --no-build)" >&2; exit 1; }
+fi
 
 # The version is the one the binaries report, so package and binary agree.
 version="$("$bindir/soc-agent" --version | awk '{print $2}')"
@@ -133,7 +146,7 @@ strip_into() { strip --strip-debug -o "$2" "$1"; chmod 0755 "$2"; }
 c="$stage/soc-collector"
 stage_common soc-collector
 strip_into "$bindir/soc-collector" "$c/usr/bin/soc-collector"
-strip_into "$bindir/socctl" "$c/usr/bin/socctl"
+strip_into "$socctl_bin" "$c/usr/bin/socctl"
 inst 0644 "$root/deploy/collector.toml" "$c/etc/soc/collector.toml"
 install -d -m 0750 "$c/var/lib/soc"
 # copy_tree SRC DEST FIND-ARGS...: the files below SRC that FIND-ARGS select,

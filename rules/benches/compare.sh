@@ -6,13 +6,15 @@
 #   LINES=200000 RUNS=1 bash rules/benches/compare.sh  # quicker
 #   CS_RUNS=1 bash rules/benches/compare.sh            # CrowdSec takes ~5 min per run at 1M lines
 #   SKIP_CROWDSEC=1 / SKIP_FAIL2BAN=1                  # leave a peer out
+#   PGO=1 bash rules/benches/compare.sh                # soc built by deploy/pgo.sh
+#   SOCCTL=PATH bash rules/benches/compare.sh          # this socctl, not built here
 #
 # Needs fail2ban and crowdsec installed as the bench README says (apt, with
 # the online_api_credentials trick for crowdsec). Copies the bench folder to a
 # temporary folder (../shared is read-only), generates the corpus there with
 # gen_corpus.py (same arguments => same bytes as the peers' reference run),
-# builds `socctl` in release mode and times, one at a time (2 cores: never
-# concurrently):
+# builds `socctl` in release mode (with PGO=1, profile-guided: see
+# deploy/pgo.sh) and times, one at a time (2 cores: never concurrently):
 #   * soc:      socctl rules test --replay CORPUS --json (shipped rules)
 #   * fail2ban: fail2ban-regex -o row CORPUS sshd, as the bench's
 #               run_fail2ban.sh times it (that script then runs once more,
@@ -39,8 +41,15 @@ cs_runs="${CS_RUNS:-$runs}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/soc-compare.XXXXXX")"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 
-(cd "$root" && cargo build --release -q -p soc-collector --bin socctl)
-socctl="${CARGO_TARGET_DIR:-$root/target}/release/socctl"
+if [ -n "${SOCCTL:-}" ]; then
+    socctl="$SOCCTL"
+elif [ -n "${PGO:-}" ]; then
+    socctl="$(bash "$root/deploy/pgo.sh")"
+else
+    (cd "$root" && cargo build --release -q -p soc-collector --bin socctl)
+    socctl="${CARGO_TARGET_DIR:-$root/target}/release/socctl"
+fi
+echo "compare.sh: soc is $socctl" >&2
 
 cp -r "$shared/bench" "$work/bench"
 chmod -R u+w "$work/bench"
