@@ -47,6 +47,11 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# The build, bench and packaging scripts that no test runs whole (deploy/pgo.sh
+# builds twice, the benches take minutes): at least they must parse.
+echo "== bash -n (every shell script parses)"
+find . -name '*.sh' -not -path './target/*' -not -path './.git/*' -print0 | sort -z |
+    xargs -0 -n 1 bash -n
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo doc (broken links in the code's documentation fail the run)"
