@@ -18,7 +18,7 @@
 #
 # Needs llvm-profdata of the LLVM major version rustc was built with
 # (`rustc -vV`), as `llvm-profdata-NN` or `llvm-profdata`; on Debian:
-# `apt-get install llvm-NN`. Two fat-LTO release builds: about 15 minutes
+# `apt-get install llvm-NN`. Two fat-LTO release builds: 15 to 20 minutes
 # on two cores. Only `socctl` is built this way; `soc-collector` and
 # `soc-agent` are not (their hot paths need a running collector to train).
 set -euo pipefail
