@@ -42,7 +42,9 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/soc-compare.XXXXXX")"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 
 if [ -n "${SOCCTL:-}" ]; then
-    socctl="$SOCCTL"
+    # Absolute: the timed runs start in the bench's folder.
+    socctl="$(realpath "$SOCCTL")"
+    [ -x "$socctl" ] || { echo "compare.sh: SOCCTL=$SOCCTL is not an executable" >&2; exit 1; }
 elif [ -n "${PGO:-}" ]; then
     socctl="$(bash "$root/deploy/pgo.sh")"
 else
